@@ -1,3 +1,386 @@
-fn main() {
-    println!("Hello, world!");
+//! The `triefs` command: mount an in-memory trie filesystem.
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{ArgAction, Parser};
+use fuser::{Config, Session};
+use log::{error, info};
+
+use triefs::fs::TrieFs;
+use triefs::ops::{Limits, Namespace};
+use triefs::options::MountOpts;
+
+/// Mount an in-memory filesystem whose directory tree is a trie of path
+/// components.
+///
+/// Everything lives in the daemon's memory and is gone when it is unmounted.
+/// Unmount with `umount MOUNTPOINT` or `fusermount3 -u MOUNTPOINT`, or send
+/// SIGINT/SIGTERM to the daemon: it unmounts and exits 0.
+#[derive(Parser, Debug)]
+#[command(name = "triefs", version, verbatim_doc_comment)]
+#[command(after_help = "MOUNT OPTIONS (-o):
+  ro, rw                  read-only or read-write (default rw)
+  allow_other             let every user access the mount (non-root mounts
+                          need user_allow_other in /etc/fuse.conf)
+  allow_root              let the owner and root access the mount
+  fsname=NAME             source name shown by mount and df (default triefs)
+  subtype=NAME            filesystem subtype (default triefs)
+  mode=OCTAL, uid=N, gid=N  permissions and owner of the root directory
+  default_permissions     accepted; permission checks are always on
+  auto_unmount            unmount when the daemon dies (uses fusermount3)
+  dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync
+                          passed to the kernel as for any filesystem
+
+EXAMPLES:
+  triefs /mnt/scratch                      # mount in the background
+  triefs -f -v /mnt/scratch                # serve in the foreground, log info
+  find / -type d | triefs --paths - /mnt/x # materialize a list of directories
+  umount /mnt/scratch                      # unmount; the daemon exits 0
+
+Logging: -v (info), -vv (debug), -vvv (trace); -q silences warnings.
+RUST_LOG (e.g. RUST_LOG=triefs=debug) overrides -v/-q.")]
+struct Cli {
+    /// Directory to mount on (must exist and not already be a mount point).
+    mountpoint: PathBuf,
+
+    /// Serve in the foreground instead of detaching.
+    #[arg(short, long)]
+    foreground: bool,
+
+    /// Before serving, add every path listed in FILE as a directory (with
+    /// its missing parents). One path per line, `-` reads stdin, blank lines
+    /// are ignored, relative paths are taken from the root.
+    #[arg(long, value_name = "FILE")]
+    paths: Option<PathBuf>,
+
+    /// Mount options, comma separated; may be repeated. See below.
+    #[arg(short = 'o', value_name = "OPT[,OPT...]", action = ArgAction::Append)]
+    options: Vec<String>,
+
+    /// Worker threads serving requests (default: number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
+
+    /// More log output (repeatable).
+    #[arg(short, long, action = ArgAction::Count)]
+    verbose: u8,
+
+    /// Less log output (repeatable).
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
+    quiet: u8,
+}
+
+/// A one-line error for the user; exit code 2.
+struct Fatal(String);
+
+impl<T: Into<String>> From<T> for Fatal {
+    fn from(s: T) -> Self {
+        Fatal(s.into())
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match (cli.verbose, cli.quiet) {
+        (0, 0) => log::LevelFilter::Warn,
+        (1, _) => log::LevelFilter::Info,
+        (2, _) => log::LevelFilter::Debug,
+        (v, _) if v >= 3 => log::LevelFilter::Trace,
+        (_, 1) => log::LevelFilter::Error,
+        _ => log::LevelFilter::Off,
+    };
+    let mut b = env_logger::Builder::new();
+    b.filter_level(level);
+    if cli.verbose < 2 {
+        // fuser warns about a failed second unmount after every external
+        // `umount`; that is expected and only noise for users.
+        b.filter_module("fuser::session", log::LevelFilter::Error);
+        b.filter_module("fuser::mnt", log::LevelFilter::Error);
+    }
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        b.parse_filters(&spec);
+    }
+    b.init();
+}
+
+/// Is `path` (canonical) listed as a mount point in /proc/self/mountinfo?
+fn is_mount_point(path: &Path) -> bool {
+    let Ok(info) = std::fs::read("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.as_os_str().as_bytes();
+    info.split(|&b| b == b'\n').any(|line| {
+        line.split(|&b| b == b' ')
+            .nth(4)
+            .is_some_and(|mp| unescape_octal(mp) == want)
+    })
+}
+
+fn unescape_octal(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\'
+            && i + 3 < field.len()
+            && let Ok(v) = u8::from_str_radix(&String::from_utf8_lossy(&field[i + 1..i + 4]), 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(field[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Checks the mount point and returns its canonical path.
+fn check_mountpoint(mp: &Path) -> Result<PathBuf, Fatal> {
+    let shown = mp.display();
+    match std::fs::metadata(mp) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            return Err(format!(
+                "mount point {shown} is a stale FUSE mount (transport endpoint is not connected); \
+                 clear it with `fusermount3 -u {shown}` or `umount -l {shown}`"
+            )
+            .into());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("mount point {shown} does not exist").into());
+        }
+        Err(e) => return Err(format!("cannot access mount point {shown}: {e}").into()),
+        Ok(m) if !m.is_dir() => {
+            return Err(format!("mount point {shown} is not a directory").into());
+        }
+        Ok(_) => {}
+    }
+    let canon = mp
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve mount point {shown}: {e}"))?;
+    if is_mount_point(&canon) {
+        return Err(
+            format!("mount point {shown} is already a mount point; unmount it first").into(),
+        );
+    }
+    Ok(canon)
+}
+
+fn check_dev_fuse() -> Result<(), Fatal> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(
+            "/dev/fuse does not exist: load the fuse kernel module (`modprobe fuse`) or run where FUSE is available"
+                .into(),
+        ),
+        Err(e) => Err(format!("cannot open /dev/fuse: {e}").into()),
+    }
+}
+
+/// Adds every path listed in `source` (a file or `-` for stdin).
+fn load_paths(ns: &mut Namespace, source: &Path, uid: u32, gid: u32) -> Result<(), Fatal> {
+    let shown = source.display();
+    let mut buf = Vec::new();
+    let res = if source == Path::new("-") {
+        std::io::stdin().lock().read_to_end(&mut buf)
+    } else {
+        std::fs::File::open(source).and_then(|mut f| f.read_to_end(&mut buf))
+    };
+    res.map_err(|e| format!("cannot read paths file {shown}: {e}"))?;
+    let mut added = 0u64;
+    for (n, line) in buf.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        ns.add_path(OsStr::from_bytes(line), uid, gid)
+            .map_err(|e| {
+                let why = match e.0 {
+                    libc::EINVAL => "'..' and NUL are not allowed in paths".to_string(),
+                    libc::ENAMETOOLONG => "a component is longer than 255 bytes".to_string(),
+                    libc::ENOSPC => "inode limit reached".to_string(),
+                    _ => e.to_string(),
+                };
+                format!("{shown}:{}: {why}", n + 1)
+            })?;
+        added += 1;
+    }
+    info!("added {added} paths from {shown}");
+    Ok(())
+}
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Forks; the parent waits until the child reports the mount live (exit 0)
+/// or failed (its message, exit 2). Returns the pipe to report on.
+fn daemonize() -> Result<OwnedFd, Fatal> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()).into());
+    }
+    // SAFETY: both fds were just created and are owned here.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other threads exist yet, so fork is safe.
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error()).into()),
+        0 => {
+            drop(rd);
+            // SAFETY: plain syscalls in the child.
+            unsafe {
+                libc::setsid();
+            }
+            Ok(wr)
+        }
+        _ => {
+            drop(wr);
+            let mut msg = Vec::new();
+            let _ = std::fs::File::from(rd).read_to_end(&mut msg);
+            if msg == b"OK" {
+                std::process::exit(0);
+            }
+            let text = String::from_utf8_lossy(&msg);
+            let text = text.trim();
+            if text.is_empty() {
+                eprintln!("triefs: the daemon exited before the mount was ready");
+            } else {
+                eprintln!("triefs: {text}");
+            }
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Detaches the daemon's stdio once the mount is up.
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe {
+                libc::dup2(null.as_raw_fd(), fd);
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Fatal> {
+    let opts = MountOpts::parse(&cli.options)?;
+    let mountpoint = check_mountpoint(&cli.mountpoint)?;
+    check_dev_fuse()?;
+
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let mut ns = Namespace::new(
+        opts.uid.unwrap_or(uid),
+        opts.gid.unwrap_or(gid),
+        opts.mode.unwrap_or(0o755),
+        Limits::tmpfs_defaults(),
+    );
+    if let Some(p) = &cli.paths {
+        load_paths(&mut ns, p, uid, gid)?;
+    }
+
+    let ready = if cli.foreground {
+        None
+    } else {
+        Some(daemonize()?)
+    };
+
+    // Block the signals in every thread; one thread waits for them.
+    let set = signal_set();
+    // SAFETY: set is initialised; the mask is inherited by fuser's threads.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+
+    let mut config = Config::default();
+    config.mount_options = opts.mount.clone();
+    config.acl = opts.acl;
+    let threads = cli
+        .threads
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    config.n_threads = Some(threads);
+
+    let session = Session::new(TrieFs::new(ns), &mountpoint, &config);
+    let mut session = match session {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("cannot mount on {}: {e}", mountpoint.display());
+            if let Some(fd) = ready {
+                let _ = std::fs::File::from(fd).write_all(msg.as_bytes());
+                std::process::exit(2);
+            }
+            return Err(msg.into());
+        }
+    };
+    info!(
+        "mounted triefs on {} ({threads} threads)",
+        mountpoint.display()
+    );
+    if let Some(fd) = ready {
+        let _ = std::fs::File::from(fd).write_all(b"OK");
+        detach_stdio();
+        let _ = std::env::set_current_dir("/");
+    }
+
+    let mut unmounter = session.unmount_callable();
+    let mp = mountpoint.clone();
+    std::thread::spawn(move || {
+        let mut sig = 0;
+        // SAFETY: set is a valid, initialised signal set.
+        unsafe {
+            libc::sigwait(&set, &mut sig);
+        }
+        info!("signal {sig}: unmounting {}", mp.display());
+        if let Err(e) = unmounter.unmount() {
+            info!("unmount failed ({e}); detaching lazily");
+            if let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_bytes()) {
+                // SAFETY: c is a valid NUL-terminated path.
+                unsafe {
+                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+                }
+            }
+        }
+    });
+
+    if let Err(e) = session.run() {
+        error!("session ended with an error: {e}");
+        return Err(format!("serving {} failed: {e}", mountpoint.display()).into());
+    }
+    info!("unmounted {}", mountpoint.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fatal(msg)) => {
+            eprintln!("triefs: {msg}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -1,0 +1,273 @@
+//! File contents stored as a sparse map of page-sized chunks.
+//!
+//! Only pages that were written (or explicitly allocated) exist; everything
+//! else reads as zeros. Writing 4 bytes at offset 1 GiB stores one page.
+
+use std::collections::BTreeMap;
+
+/// Size of one storage chunk, in bytes.
+pub const PAGE: usize = 4096;
+const PAGE64: u64 = PAGE as u64;
+
+/// The contents of one regular file.
+#[derive(Default, Debug)]
+pub struct FileData {
+    size: u64,
+    pages: BTreeMap<u64, Box<[u8]>>,
+}
+
+fn zero_page() -> Box<[u8]> {
+    vec![0u8; PAGE].into_boxed_slice()
+}
+
+impl FileData {
+    /// An empty file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Logical size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Number of pages actually stored.
+    pub fn pages(&self) -> u64 {
+        self.pages.len() as u64
+    }
+
+    /// Stored bytes in 512-byte units, for `st_blocks`.
+    pub fn blocks(&self) -> u64 {
+        self.pages() * (PAGE64 / 512)
+    }
+
+    /// Reads up to `len` bytes at `offset`, clamped to the file size.
+    pub fn read(&self, offset: u64, len: u32) -> Vec<u8> {
+        if offset >= self.size {
+            return Vec::new();
+        }
+        let end = self.size.min(offset.saturating_add(u64::from(len)));
+        let mut out = vec![0u8; (end - offset) as usize];
+        let first = offset / PAGE64;
+        let last = (end - 1) / PAGE64;
+        for (&idx, page) in self.pages.range(first..=last) {
+            let pstart = idx * PAGE64;
+            let from = offset.max(pstart);
+            let to = end.min(pstart + PAGE64);
+            let src = &page[(from - pstart) as usize..(to - pstart) as usize];
+            out[(from - offset) as usize..(to - offset) as usize].copy_from_slice(src);
+        }
+        out
+    }
+
+    /// Number of pages a write of `len` bytes at `offset` would add.
+    pub fn pages_needed(&self, offset: u64, len: u64) -> u64 {
+        if len == 0 {
+            return 0;
+        }
+        let first = offset / PAGE64;
+        let last = (offset + len - 1) / PAGE64;
+        let present = self.pages.range(first..=last).count() as u64;
+        (last - first + 1) - present
+    }
+
+    /// Writes `data` at `offset`, growing the file if needed. Returns the
+    /// number of pages newly stored.
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> u64 {
+        let mut added = 0;
+        let mut pos = offset;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let idx = pos / PAGE64;
+            let within = (pos % PAGE64) as usize;
+            let n = rest.len().min(PAGE - within);
+            let page = self.pages.entry(idx).or_insert_with(|| {
+                added += 1;
+                zero_page()
+            });
+            page[within..within + n].copy_from_slice(&rest[..n]);
+            pos += n as u64;
+            rest = &rest[n..];
+        }
+        self.size = self.size.max(offset + data.len() as u64);
+        added
+    }
+
+    /// Sets the size. Shrinking drops whole pages past the end and zeroes the
+    /// tail of the last partial page, so a later grow reads zeros. Returns
+    /// the number of pages freed.
+    pub fn truncate(&mut self, size: u64) -> u64 {
+        let mut freed = 0;
+        if size < self.size {
+            let keep = size.div_ceil(PAGE64);
+            let dropped = self.pages.split_off(&keep);
+            freed = dropped.len() as u64;
+            self.zero_range_in_page(size);
+        }
+        self.size = size;
+        freed
+    }
+
+    /// Zeroes from `pos` to the end of its page, if that page is stored.
+    fn zero_range_in_page(&mut self, pos: u64) {
+        let within = (pos % PAGE64) as usize;
+        if within == 0 {
+            return;
+        }
+        if let Some(page) = self.pages.get_mut(&(pos / PAGE64)) {
+            page[within..].fill(0);
+        }
+    }
+
+    /// Allocates zero pages for `[offset, offset+len)` (`fallocate` mode 0 or
+    /// `FALLOC_FL_KEEP_SIZE`). Returns the number of pages newly stored.
+    pub fn allocate(&mut self, offset: u64, len: u64, keep_size: bool) -> u64 {
+        if len == 0 {
+            return 0;
+        }
+        let mut added = 0;
+        for idx in offset / PAGE64..=(offset + len - 1) / PAGE64 {
+            self.pages.entry(idx).or_insert_with(|| {
+                added += 1;
+                zero_page()
+            });
+        }
+        if !keep_size {
+            self.size = self.size.max(offset + len);
+        }
+        added
+    }
+
+    /// Zeroes `[offset, offset+len)` and drops the pages it fully covers
+    /// (`FALLOC_FL_PUNCH_HOLE`). Returns the number of pages freed.
+    pub fn punch_hole(&mut self, offset: u64, len: u64) -> u64 {
+        if len == 0 {
+            return 0;
+        }
+        let end = offset.saturating_add(len);
+        let mut freed = 0;
+        let first = offset / PAGE64;
+        let last = (end - 1) / PAGE64;
+        let idxs: Vec<u64> = self.pages.range(first..=last).map(|(&i, _)| i).collect();
+        for idx in idxs {
+            let pstart = idx * PAGE64;
+            let from = offset.max(pstart);
+            let to = end.min(pstart + PAGE64);
+            if from == pstart && to == pstart + PAGE64 {
+                self.pages.remove(&idx);
+                freed += 1;
+            } else if let Some(page) = self.pages.get_mut(&idx) {
+                page[(from - pstart) as usize..(to - pstart) as usize].fill(0);
+            }
+        }
+        freed
+    }
+
+    /// `SEEK_DATA`: the first offset at or after `offset` inside a stored
+    /// page, or `None` (ENXIO) when there is none before the end of file.
+    pub fn seek_data(&self, offset: u64) -> Option<u64> {
+        if offset >= self.size {
+            return None;
+        }
+        let (&idx, _) = self.pages.range(offset / PAGE64..).next()?;
+        let pos = offset.max(idx * PAGE64);
+        (pos < self.size).then_some(pos)
+    }
+
+    /// `SEEK_HOLE`: the first offset at or after `offset` that is not inside
+    /// a stored page (the end of file counts as a hole), or `None` (ENXIO)
+    /// when `offset` is at or past the end.
+    pub fn seek_hole(&self, offset: u64) -> Option<u64> {
+        if offset >= self.size {
+            return None;
+        }
+        let mut idx = offset / PAGE64;
+        for (&i, _) in self.pages.range(idx..) {
+            if i != idx {
+                break;
+            }
+            idx += 1;
+        }
+        Some(offset.max(idx * PAGE64).min(self.size))
+    }
+
+    /// Iterates over stored pages as `(offset, bytes)`, for tools that copy
+    /// file contents while keeping holes.
+    pub fn stored_pages(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.pages.iter().map(|(&i, p)| (i * PAGE64, &p[..]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_write_costs_one_page() {
+        let mut f = FileData::new();
+        assert_eq!(f.write(1 << 30, b"abcd"), 1);
+        assert_eq!(f.size(), (1 << 30) + 4);
+        assert_eq!(f.pages(), 1);
+        assert_eq!(f.read((1 << 30) - 2, 10), b"\0\0abcd");
+        assert_eq!(f.read(0, 8), vec![0; 8]);
+    }
+
+    #[test]
+    fn write_across_pages_and_read_back() {
+        let mut f = FileData::new();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        f.write(100, &data);
+        assert_eq!(f.read(100, 10_000), data);
+        assert_eq!(f.pages(), 3);
+        assert_eq!(f.read(0, 100), vec![0; 100]);
+    }
+
+    #[test]
+    fn truncate_shrink_then_grow_reads_zeros() {
+        let mut f = FileData::new();
+        f.write(0, &[7u8; 9000]);
+        assert_eq!(f.truncate(5000), 1);
+        assert_eq!(f.size(), 5000);
+        f.truncate(9000);
+        let r = f.read(0, 9000);
+        assert!(r[..5000].iter().all(|&b| b == 7));
+        assert!(r[5000..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn read_past_end_is_empty_and_clamped() {
+        let mut f = FileData::new();
+        f.write(0, b"hello");
+        assert!(f.read(5, 10).is_empty());
+        assert_eq!(f.read(3, 10), b"lo");
+    }
+
+    #[test]
+    fn seek_data_and_hole() {
+        let mut f = FileData::new();
+        f.write(0, b"x");
+        f.write(1 << 20, b"y");
+        assert_eq!(f.seek_data(0), Some(0));
+        assert_eq!(f.seek_hole(0), Some(PAGE64));
+        assert_eq!(f.seek_data(10), Some(10));
+        assert_eq!(f.seek_data(PAGE64), Some(1 << 20));
+        assert_eq!(f.seek_hole(1 << 20), Some((1 << 20) + 1));
+        assert_eq!(f.seek_data((1 << 20) + 1), None);
+        assert_eq!(f.seek_hole((1 << 20) + 1), None);
+    }
+
+    #[test]
+    fn punch_hole_and_allocate() {
+        let mut f = FileData::new();
+        f.write(0, &[1u8; 3 * PAGE]);
+        assert_eq!(f.punch_hole(100, 2 * PAGE as u64), 1);
+        let r = f.read(0, 3 * PAGE as u32);
+        assert!(r[..100].iter().all(|&b| b == 1));
+        assert!(r[100..100 + 2 * PAGE].iter().all(|&b| b == 0));
+        assert!(r[100 + 2 * PAGE..].iter().all(|&b| b == 1));
+        assert_eq!(f.allocate(10 * PAGE64, 1, true), 1);
+        assert_eq!(f.size(), 3 * PAGE64);
+        assert_eq!(f.allocate(20 * PAGE64, 10, false), 1);
+        assert_eq!(f.size(), 20 * PAGE64 + 10);
+    }
+}

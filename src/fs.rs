@@ -1,0 +1,653 @@
+//! The `fuser::Filesystem` implementation: one thin callback per kernel
+//! request, translating it into a [`Namespace`] call and an errno.
+//!
+//! Locking: one `RwLock` around the namespace (trie + inode table). Lock
+//! order is namespace lock first, then the directory-handle mutex; nothing
+//! else is ever held together, so there is no cycle.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, BsdFileFlags, Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use log::{debug, warn};
+use parking_lot::{Mutex, RwLock};
+
+use crate::data::PAGE;
+use crate::inode::Kind;
+use crate::ops::{Entry, Error, Namespace, NewNode, SetAttr, XattrReply};
+use crate::trie::NAME_MAX;
+
+/// How long the kernel may cache entries and attributes.
+const TTL: Duration = Duration::from_secs(1);
+
+/// Largest WRITE request we ask the kernel for (it caps this at its own
+/// `max_pages_limit`, 1 MiB by default).
+const MAX_WRITE: u32 = 1 << 20;
+
+/// A mounted triefs: the namespace plus open-directory cursors.
+pub struct TrieFs {
+    ns: RwLock<Namespace>,
+    /// Per open directory: the names handed out so far; cookie `k >= 3`
+    /// resumes after name `k - 3`, so paging costs O(log n) per call.
+    dirs: Mutex<HashMap<u64, Vec<Box<[u8]>>>>,
+    next_fh: AtomicU64,
+}
+
+fn errno(e: Error) -> Errno {
+    Errno::from_i32(e.0)
+}
+
+/// Logs a failed request with its context at debug level (failures such as
+/// ENOENT are routine) and converts the error for the reply.
+fn fail(op: &str, ino: u64, name: Option<&OsStr>, e: Error) -> Errno {
+    match name {
+        Some(n) => debug!("{op}(ino={ino}, name={n:?}): {e}"),
+        None => debug!("{op}(ino={ino}): {e}"),
+    }
+    errno(e)
+}
+
+impl TrieFs {
+    /// Wraps a namespace for serving.
+    pub fn new(ns: Namespace) -> TrieFs {
+        TrieFs {
+            ns: RwLock::new(ns),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    fn reply_entry(reply: ReplyEntry, r: Result<Entry, Error>, op: &str, ino: u64, name: &OsStr) {
+        match r {
+            Ok(e) => reply.entry(&TTL, &e.attr, Generation(e.generation)),
+            Err(e) => reply.error(fail(op, ino, Some(name), e)),
+        }
+    }
+
+    fn new_node(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        spec: NewNode<'_>,
+    ) -> Result<Entry, Error> {
+        let _ = req;
+        self.ns.write().create_node(parent.0, name, spec)
+    }
+}
+
+impl Filesystem for TrieFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let caps = config.capabilities();
+        let wanted = InitFlags::FUSE_BIG_WRITES
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO;
+        if let Err(missing) = config.add_capabilities(wanted & caps) {
+            debug!("kernel lacks capabilities {missing:?}");
+        }
+        if let Err(max) = config.set_max_write(MAX_WRITE) {
+            let _ = config.set_max_write(max);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if name.len() > NAME_MAX {
+            return reply.error(Errno::ENAMETOOLONG);
+        }
+        let r = self.ns.write().lookup(parent.0, name);
+        Self::reply_entry(reply, r, "lookup", parent.0, name);
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.ns.write().forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.ns.read().attr(ino.0) {
+            Ok(a) => reply.attr(&TTL, &a),
+            Err(e) => reply.error(fail("getattr", ino.0, None, e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let changes = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+            ctime,
+        };
+        match self.ns.write().setattr(ino.0, changes) {
+            Ok(a) => reply.attr(&TTL, &a),
+            Err(e) => reply.error(fail("setattr", ino.0, None, e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.ns.read().readlink(ino.0) {
+            Ok(t) => reply.data(t),
+            Err(e) => reply.error(fail("readlink", ino.0, None, e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let kind = match mode & libc::S_IFMT {
+            0 => Some(Kind::RegularFile),
+            _ => Kind::from_mode(mode).filter(|k| *k != Kind::Directory && *k != Kind::Symlink),
+        };
+        let Some(kind) = kind else {
+            return reply.error(Errno::EINVAL);
+        };
+        let spec = NewNode {
+            kind,
+            perm: mode & !umask,
+            uid: req.uid(),
+            gid: req.gid(),
+            rdev,
+            target: None,
+        };
+        let r = self.new_node(req, parent, name, spec);
+        Self::reply_entry(reply, r, "mknod", parent.0, name);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let spec = NewNode {
+            kind: Kind::Directory,
+            perm: mode & !umask,
+            uid: req.uid(),
+            gid: req.gid(),
+            rdev: 0,
+            target: None,
+        };
+        let r = self.new_node(req, parent, name, spec);
+        Self::reply_entry(reply, r, "mkdir", parent.0, name);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.ns.write().unlink(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("unlink", parent.0, Some(name), e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.ns.write().rmdir(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("rmdir", parent.0, Some(name), e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let spec = NewNode {
+            kind: Kind::Symlink,
+            perm: 0o777,
+            uid: req.uid(),
+            gid: req.gid(),
+            rdev: 0,
+            target: Some(target.as_os_str().as_bytes()),
+        };
+        let r = self.new_node(req, parent, link_name, spec);
+        Self::reply_entry(reply, r, "symlink", parent.0, link_name);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let r = self
+            .ns
+            .write()
+            .rename(parent.0, name, newparent.0, newname, flags.bits());
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("rename", parent.0, Some(name), e)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let r = self.ns.write().link(ino.0, newparent.0, newname);
+        Self::reply_entry(reply, r, "link", ino.0, newname);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.ns.read().attr(ino.0) {
+            Ok(a) if a.kind == FileType::Directory => reply.error(Errno::EISDIR),
+            // Only the kernel writes through us, so its page cache stays valid.
+            Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(fail("open", ino.0, None, e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.ns.read().read(ino.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(fail("read", ino.0, None, e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        write_flags: WriteFlags,
+        flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let mut ns = self.ns.write();
+        let append =
+            flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
+        let offset = if append {
+            ns.size(ino.0).unwrap_or(offset)
+        } else {
+            offset
+        };
+        match ns.write(ino.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(fail("write", ino.0, None, e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.ns.read().attr(ino.0) {
+            Ok(a) if a.kind != FileType::Directory => reply.error(Errno::ENOTDIR),
+            Ok(_) => {
+                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                self.dirs.lock().insert(fh, Vec::new());
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(fail("opendir", ino.0, None, e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let ns = self.ns.read();
+        let mut dirs = self.dirs.lock();
+        let Some(names) = dirs.get_mut(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let mut off = offset;
+        if off == 0 {
+            if reply.add(ino, 1, FileType::Directory, ".") {
+                return reply.ok();
+            }
+            off = 1;
+        }
+        if off == 1 {
+            let parent = INodeNo(ns.parent_of(ino.0));
+            if reply.add(parent, 2, FileType::Directory, "..") {
+                return reply.ok();
+            }
+            off = 2;
+        }
+        let after = match off {
+            2 => None,
+            k => match names.get((k - 3) as usize) {
+                Some(n) => Some(n.clone()),
+                None => return reply.ok(),
+            },
+        };
+        let iter = match ns.entries_after(ino.0, after.as_deref()) {
+            Ok(it) => it,
+            Err(e) => return reply.error(fail("readdir", ino.0, None, e)),
+        };
+        for (name, child, kind) in iter {
+            let cookie = names.len() as u64 + 3;
+            if reply.add(INodeNo(child), cookie, kind, name) {
+                break;
+            }
+            names.push(name.as_bytes().into());
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let mut ns = self.ns.write();
+        let mut dirs = self.dirs.lock();
+        let Some(names) = dirs.get_mut(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let mut off = offset;
+        // The kernel takes no reference for `.` and `..`, so they are not
+        // counted as lookups.
+        if off == 0 {
+            match ns.attr(ino.0) {
+                Ok(a) => {
+                    if reply.add(ino, 1, ".", &TTL, &a, Generation(ns.generation(ino.0))) {
+                        return reply.ok();
+                    }
+                }
+                Err(e) => return reply.error(fail("readdirplus", ino.0, None, e)),
+            }
+            off = 1;
+        }
+        if off == 1 {
+            let p = ns.parent_of(ino.0);
+            if let Ok(a) = ns.attr(p)
+                && reply.add(INodeNo(p), 2, "..", &TTL, &a, Generation(ns.generation(p)))
+            {
+                return reply.ok();
+            }
+            off = 2;
+        }
+        let after = match off {
+            2 => None,
+            k => match names.get((k - 3) as usize) {
+                Some(n) => Some(n.clone()),
+                None => return reply.ok(),
+            },
+        };
+        let mut added = Vec::new();
+        {
+            let iter = match ns.entries_after(ino.0, after.as_deref()) {
+                Ok(it) => it,
+                Err(e) => return reply.error(fail("readdirplus", ino.0, None, e)),
+            };
+            for (name, child, _) in iter {
+                let Ok(attr) = ns.attr(child) else { continue };
+                let cookie = names.len() as u64 + 3;
+                let generation = Generation(ns.generation(child));
+                if reply.add(INodeNo(child), cookie, name, &TTL, &attr, generation) {
+                    break;
+                }
+                names.push(name.as_bytes().into());
+                added.push(child);
+            }
+        }
+        for child in added {
+            ns.add_lookup(child);
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs.lock().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let u = self.ns.read().usage();
+        let page = PAGE as u32;
+        reply.statfs(
+            u.blocks,
+            u.bfree,
+            u.bfree,
+            u.files,
+            u.ffree,
+            page,
+            NAME_MAX as u32,
+            page,
+        );
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match self.ns.write().setxattr(ino.0, name, value, flags) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("setxattr", ino.0, Some(name), e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.ns.read().getxattr(ino.0, name, size) {
+            Ok(XattrReply::Size(n)) => reply.size(n),
+            Ok(XattrReply::Data(d)) => reply.data(&d),
+            Err(e) => reply.error(fail("getxattr", ino.0, Some(name), e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.ns.read().listxattr(ino.0, size) {
+            Ok(XattrReply::Size(n)) => reply.size(n),
+            Ok(XattrReply::Data(d)) => reply.data(&d),
+            Err(e) => reply.error(fail("listxattr", ino.0, None, e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.ns.write().removexattr(ino.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("removexattr", ino.0, Some(name), e)),
+        }
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match self
+            .ns
+            .read()
+            .access(ino.0, mask.bits(), req.uid(), req.gid())
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("access", ino.0, None, e)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let spec = NewNode {
+            kind: Kind::RegularFile,
+            perm: mode & !umask,
+            uid: req.uid(),
+            gid: req.gid(),
+            rdev: 0,
+            target: None,
+        };
+        match self.new_node(req, parent, name, spec) {
+            Ok(e) => reply.created(
+                &TTL,
+                &e.attr,
+                Generation(e.generation),
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Err(e) => reply.error(fail("create", parent.0, Some(name), e)),
+        }
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        match self.ns.write().fallocate(ino.0, offset, length, mode) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("fallocate", ino.0, None, e)),
+        }
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        match self.ns.read().lseek(ino.0, offset, whence) {
+            Ok(o) => reply.offset(o),
+            Err(e) => reply.error(fail("lseek", ino.0, None, e)),
+        }
+    }
+
+    fn destroy(&mut self) {
+        let ns = self.ns.read();
+        debug!(
+            "destroy: {} inodes, {} data pages",
+            ns.inodes.live(),
+            ns.pages_used()
+        );
+        if ns.inodes.live() == 0 {
+            warn!("destroy: inode table unexpectedly empty");
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The inode table: inode numbers mapped onto inodes, with kernel lookup
+//! counts and generation numbers.
+//!
+//! An inode lives while it has a name (`nlink > 0`) or the kernel still
+//! references it (`lookups > 0`). Only then is its slot freed; a reused slot
+//! gets a new generation number, so the pair (ino, generation) never names
+//! two different files.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::data::FileData;
+use crate::trie::NodeId;
+
+/// Inode number of the root directory (FUSE's `FUSE_ROOT_ID`).
+pub const ROOT_INO: u64 = 1;
+
+/// The type of a file, as stored in an inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Directory.
+    Directory,
+    /// Regular file.
+    RegularFile,
+    /// Symbolic link.
+    Symlink,
+    /// Named pipe.
+    Fifo,
+    /// Unix socket.
+    Socket,
+    /// Character device.
+    CharDevice,
+    /// Block device.
+    BlockDevice,
+}
+
+impl Kind {
+    /// The `S_IFMT` bits of this kind.
+    pub fn mode_bits(self) -> u32 {
+        match self {
+            Kind::Directory => libc::S_IFDIR,
+            Kind::RegularFile => libc::S_IFREG,
+            Kind::Symlink => libc::S_IFLNK,
+            Kind::Fifo => libc::S_IFIFO,
+            Kind::Socket => libc::S_IFSOCK,
+            Kind::CharDevice => libc::S_IFCHR,
+            Kind::BlockDevice => libc::S_IFBLK,
+        }
+    }
+
+    /// The kind for `S_IFMT` bits in `mode`, if it is one.
+    pub fn from_mode(mode: u32) -> Option<Kind> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFDIR => Kind::Directory,
+            libc::S_IFREG => Kind::RegularFile,
+            libc::S_IFLNK => Kind::Symlink,
+            libc::S_IFIFO => Kind::Fifo,
+            libc::S_IFSOCK => Kind::Socket,
+            libc::S_IFCHR => Kind::CharDevice,
+            libc::S_IFBLK => Kind::BlockDevice,
+            _ => return None,
+        })
+    }
+}
+
+/// What an inode holds besides its attributes.
+#[derive(Debug)]
+pub enum Content {
+    /// A directory: its node in the trie (`None` once removed while the
+    /// kernel still holds it).
+    Dir(Option<NodeId>),
+    /// A regular file's bytes.
+    File(FileData),
+    /// A symlink's target.
+    Symlink(Box<[u8]>),
+    /// FIFOs, sockets and devices carry nothing.
+    Special,
+}
+
+/// Extended attributes: name to value.
+pub type Xattrs = BTreeMap<Box<[u8]>, Box<[u8]>>;
+
+/// One file, directory, symlink or special file.
+#[derive(Debug)]
+pub struct Inode {
+    /// File type.
+    pub kind: Kind,
+    /// Permission bits (`0o7777`).
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Device number for device nodes.
+    pub rdev: u32,
+    /// Number of names (directories: 2 + subdirectories).
+    pub nlink: u32,
+    /// References the kernel holds (lookups not yet forgotten).
+    pub lookups: u64,
+    /// Last access.
+    pub atime: SystemTime,
+    /// Last content change.
+    pub mtime: SystemTime,
+    /// Last status change.
+    pub ctime: SystemTime,
+    /// Creation.
+    pub crtime: SystemTime,
+    /// Extended attributes, allocated on first use.
+    pub xattrs: Option<Box<Xattrs>>,
+    /// Type-specific contents.
+    pub content: Content,
+}
+
+impl Inode {
+    /// A new inode of `kind` owned by `uid:gid`, all times `now`.
+    pub fn new(kind: Kind, perm: u16, uid: u32, gid: u32, content: Content) -> Inode {
+        let now = SystemTime::now();
+        Inode {
+            kind,
+            perm: perm & 0o7777,
+            uid,
+            gid,
+            rdev: 0,
+            nlink: if kind == Kind::Directory { 2 } else { 1 },
+            lookups: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            crtime: now,
+            xattrs: None,
+            content,
+        }
+    }
+
+    /// Size as reported by `stat`.
+    pub fn size(&self) -> u64 {
+        match &self.content {
+            Content::File(d) => d.size(),
+            Content::Symlink(t) => t.len() as u64,
+            // Like tmpfs, a directory's size grows with its entries.
+            Content::Dir(_) => 0,
+            Content::Special => 0,
+        }
+    }
+
+    /// Stored bytes in 512-byte units.
+    pub fn blocks(&self) -> u64 {
+        match &self.content {
+            Content::File(d) => d.blocks(),
+            _ => 0,
+        }
+    }
+
+    /// The file data of a regular file.
+    pub fn file(&self) -> Option<&FileData> {
+        match &self.content {
+            Content::File(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Mutable file data of a regular file.
+    pub fn file_mut(&mut self) -> Option<&mut FileData> {
+        match &mut self.content {
+            Content::File(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The trie node of a live directory.
+    pub fn dir_node(&self) -> Option<NodeId> {
+        match self.content {
+            Content::Dir(n) => n,
+            _ => None,
+        }
+    }
+
+    /// Marks a content or status change (`mtime` and `ctime`).
+    pub fn touch_modified(&mut self, now: SystemTime) {
+        self.mtime = now;
+        self.ctime = now;
+    }
+}
+
+struct Slot {
+    generation: u64,
+    inode: Option<Inode>,
+}
+
+/// Inode numbers mapped onto inodes. Slot `i` holds inode number `i + 1`.
+#[derive(Default)]
+pub struct InodeTable {
+    slots: Vec<Slot>,
+    free: Vec<u64>,
+    live: u64,
+}
+
+impl InodeTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of live inodes.
+    pub fn live(&self) -> u64 {
+        self.live
+    }
+
+    /// Stores `inode` under a fresh (or safely reused) number and returns
+    /// `(ino, generation)`.
+    pub fn insert(&mut self, inode: Inode) -> (u64, u64) {
+        self.live += 1;
+        if let Some(ino) = self.free.pop() {
+            let slot = &mut self.slots[(ino - 1) as usize];
+            slot.generation += 1;
+            slot.inode = Some(inode);
+            (ino, slot.generation)
+        } else {
+            self.slots.push(Slot {
+                generation: 1,
+                inode: Some(inode),
+            });
+            (self.slots.len() as u64, 1)
+        }
+    }
+
+    fn slot(&self, ino: u64) -> Option<&Slot> {
+        self.slots.get(usize::try_from(ino.checked_sub(1)?).ok()?)
+    }
+
+    /// The inode numbered `ino`.
+    pub fn get(&self, ino: u64) -> Option<&Inode> {
+        self.slot(ino)?.inode.as_ref()
+    }
+
+    /// Mutable access to inode `ino`.
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
+        let i = usize::try_from(ino.checked_sub(1)?).ok()?;
+        self.slots.get_mut(i)?.inode.as_mut()
+    }
+
+    /// Generation number of `ino`'s slot.
+    pub fn generation(&self, ino: u64) -> u64 {
+        self.slot(ino).map_or(0, |s| s.generation)
+    }
+
+    /// Records one more kernel reference (a successful lookup-like reply).
+    pub fn add_lookup(&mut self, ino: u64) {
+        if let Some(i) = self.get_mut(ino) {
+            i.lookups += 1;
+        }
+    }
+
+    /// Drops `n` kernel references; frees the inode when it has neither
+    /// names nor references left. Returns the freed inode, if any.
+    pub fn forget(&mut self, ino: u64, n: u64) -> Option<Inode> {
+        let i = self.get_mut(ino)?;
+        i.lookups = i.lookups.saturating_sub(n);
+        self.free_if_unused(ino)
+    }
+
+    /// Frees `ino` if it has no names and no kernel references.
+    pub fn free_if_unused(&mut self, ino: u64) -> Option<Inode> {
+        if ino == ROOT_INO {
+            return None;
+        }
+        let i = self.get(ino)?;
+        if i.nlink > 0 || i.lookups > 0 {
+            return None;
+        }
+        let slot = &mut self.slots[(ino - 1) as usize];
+        let inode = slot.inode.take();
+        self.free.push(ino);
+        self.live -= 1;
+        inode
+    }
+
+    /// Iterates over live `(ino, inode)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Inode)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.inode.as_ref().map(|n| (i as u64 + 1, n)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> Inode {
+        Inode::new(
+            Kind::RegularFile,
+            0o644,
+            0,
+            0,
+            Content::File(FileData::new()),
+        )
+    }
+
+    #[test]
+    fn numbers_start_at_one_and_grow() {
+        let mut t = InodeTable::new();
+        assert_eq!(t.insert(file()), (1, 1));
+        assert_eq!(t.insert(file()), (2, 1));
+        assert_eq!(t.live(), 2);
+    }
+
+    #[test]
+    fn unlinked_inode_lives_until_forgotten() {
+        let mut t = InodeTable::new();
+        t.insert(file());
+        let (ino, _) = t.insert(file());
+        t.add_lookup(ino);
+        t.add_lookup(ino);
+        t.get_mut(ino).unwrap().nlink = 0;
+        assert!(t.free_if_unused(ino).is_none(), "kernel still holds it");
+        assert!(t.forget(ino, 1).is_none());
+        assert!(t.get(ino).is_some());
+        assert!(t.forget(ino, 1).is_some());
+        assert!(t.get(ino).is_none());
+        assert_eq!(t.live(), 1);
+    }
+
+    #[test]
+    fn linked_inode_survives_forget() {
+        let mut t = InodeTable::new();
+        let (ino, _) = t.insert(file());
+        t.add_lookup(ino);
+        assert!(t.forget(ino, 5).is_none());
+        assert_eq!(t.get(ino).unwrap().lookups, 0);
+    }
+
+    #[test]
+    fn reused_number_gets_new_generation() {
+        let mut t = InodeTable::new();
+        t.insert(file());
+        let (ino, g1) = t.insert(file());
+        t.get_mut(ino).unwrap().nlink = 0;
+        assert!(t.free_if_unused(ino).is_some());
+        let (ino2, g2) = t.insert(file());
+        assert_eq!(ino2, ino);
+        assert!(g2 > g1);
+    }
+
+    #[test]
+    fn root_is_never_freed() {
+        let mut t = InodeTable::new();
+        let (ino, _) = t.insert(file());
+        assert_eq!(ino, ROOT_INO);
+        t.get_mut(ino).unwrap().nlink = 0;
+        assert!(t.forget(ino, 1).is_none());
+    }
+
+    #[test]
+    fn unknown_numbers_are_ignored() {
+        let mut t = InodeTable::new();
+        assert!(t.get(0).is_none());
+        assert!(t.get(99).is_none());
+        assert!(t.forget(0, 1).is_none());
+        assert!(t.forget(u64::MAX, 1).is_none());
+    }
+
+    #[test]
+    fn mode_bits_round_trip() {
+        for k in [
+            Kind::Directory,
+            Kind::RegularFile,
+            Kind::Symlink,
+            Kind::Fifo,
+            Kind::Socket,
+            Kind::CharDevice,
+            Kind::BlockDevice,
+        ] {
+            assert_eq!(Kind::from_mode(k.mode_bits() | 0o644), Some(k));
+        }
+        assert_eq!(Kind::from_mode(0o644), None);
+    }
+}

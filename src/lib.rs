@@ -1,0 +1,13 @@
+//! triefs: an in-memory filesystem whose namespace is a trie of path
+//! components, served to the kernel through FUSE.
+//!
+//! The [`trie`] module is a plain library type usable without FUSE; the
+//! other modules build the mounted filesystem on top of it.
+#![deny(missing_docs)]
+
+pub mod data;
+pub mod fs;
+pub mod inode;
+pub mod ops;
+pub mod options;
+pub mod trie;

@@ -1,0 +1,3 @@
+//! Unit tests for namespace operations (no FUSE).
+#[allow(unused_imports)]
+use super::*;

@@ -1,0 +1,161 @@
+//! Parsing of `-o OPT[,OPT...]` mount options.
+
+use fuser::{MountOption, SessionACL};
+
+/// Mount settings gathered from `-o` options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountOpts {
+    /// Options passed to the kernel / fusermount.
+    pub mount: Vec<MountOption>,
+    /// Who may use the mount (`allow_other`, `allow_root`).
+    pub acl: SessionACL,
+    /// Root directory permission bits (`mode=`).
+    pub mode: Option<u32>,
+    /// Root directory owner (`uid=`).
+    pub uid: Option<u32>,
+    /// Root directory group (`gid=`).
+    pub gid: Option<u32>,
+}
+
+impl Default for MountOpts {
+    fn default() -> Self {
+        MountOpts {
+            mount: vec![
+                MountOption::FSName("triefs".into()),
+                MountOption::Subtype("triefs".into()),
+                MountOption::DefaultPermissions,
+            ],
+            acl: SessionACL::Owner,
+            mode: None,
+            uid: None,
+            gid: None,
+        }
+    }
+}
+
+fn set_unique(v: &mut Vec<MountOption>, opt: MountOption) {
+    let same = |o: &MountOption| std::mem::discriminant(o) == std::mem::discriminant(&opt);
+    v.retain(|o| !same(o));
+    v.push(opt);
+}
+
+fn number(key: &str, val: &str, radix: u32) -> Result<u32, String> {
+    u32::from_str_radix(val, radix)
+        .map_err(|_| format!("invalid value '{val}' for mount option {key}"))
+}
+
+impl MountOpts {
+    /// Parses a list of `-o` arguments, each a comma-separated list.
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<MountOpts, String> {
+        let mut o = MountOpts::default();
+        for arg in args {
+            for opt in arg.as_ref().split(',').filter(|s| !s.is_empty()) {
+                o.apply(opt)?;
+            }
+        }
+        if o.mount.contains(&MountOption::AutoUnmount) && o.acl == SessionACL::Owner {
+            // fusermount3 needs allow_other or allow_root to watch the mount.
+            o.acl = SessionACL::RootAndOwner;
+        }
+        Ok(o)
+    }
+
+    fn apply(&mut self, opt: &str) -> Result<(), String> {
+        let (key, val) = match opt.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (opt, None),
+        };
+        let flag = |m: MountOption| -> Result<MountOption, String> {
+            match val {
+                None => Ok(m),
+                Some(_) => Err(format!("mount option {key} takes no value")),
+            }
+        };
+        let value = || val.ok_or_else(|| format!("mount option {key} needs a value ({key}=...)"));
+        match key {
+            "ro" => set_unique(&mut self.mount, flag(MountOption::RO)?),
+            "rw" => set_unique(&mut self.mount, flag(MountOption::RW)?),
+            "allow_other" => {
+                flag(MountOption::RW)?;
+                self.acl = SessionACL::All;
+            }
+            "allow_root" => {
+                flag(MountOption::RW)?;
+                self.acl = SessionACL::RootAndOwner;
+            }
+            "default_permissions" => {
+                flag(MountOption::DefaultPermissions)?;
+            }
+            "auto_unmount" => set_unique(&mut self.mount, flag(MountOption::AutoUnmount)?),
+            "fsname" => set_unique(&mut self.mount, MountOption::FSName(value()?.to_string())),
+            "subtype" => set_unique(&mut self.mount, MountOption::Subtype(value()?.to_string())),
+            "dev" => self.mount.push(flag(MountOption::Dev)?),
+            "nodev" => self.mount.push(flag(MountOption::NoDev)?),
+            "suid" => self.mount.push(flag(MountOption::Suid)?),
+            "nosuid" => self.mount.push(flag(MountOption::NoSuid)?),
+            "exec" => self.mount.push(flag(MountOption::Exec)?),
+            "noexec" => self.mount.push(flag(MountOption::NoExec)?),
+            "atime" => self.mount.push(flag(MountOption::Atime)?),
+            "noatime" => self.mount.push(flag(MountOption::NoAtime)?),
+            "sync" => self.mount.push(flag(MountOption::Sync)?),
+            "async" => self.mount.push(flag(MountOption::Async)?),
+            "dirsync" => self.mount.push(flag(MountOption::DirSync)?),
+            "mode" => {
+                let m = number(key, value()?, 8)?;
+                if m > 0o7777 {
+                    return Err(format!("invalid value '{m:o}' for mount option mode"));
+                }
+                self.mode = Some(m);
+            }
+            "uid" => self.uid = Some(number(key, value()?, 10)?),
+            "gid" => self.gid = Some(number(key, value()?, 10)?),
+            _ => return Err(format!("unknown mount option '{opt}'")),
+        }
+        Ok(())
+    }
+
+    /// Whether the mount is read-only.
+    pub fn read_only(&self) -> bool {
+        self.mount.contains(&MountOption::RO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_have_name_and_permissions() {
+        let o = MountOpts::parse::<&str>(&[]).unwrap();
+        assert!(o.mount.contains(&MountOption::DefaultPermissions));
+        assert!(o.mount.contains(&MountOption::FSName("triefs".into())));
+        assert_eq!(o.acl, SessionACL::Owner);
+    }
+
+    #[test]
+    fn parses_lists_and_repeats() {
+        let o = MountOpts::parse(&["ro,allow_other", "fsname=data,mode=1777,uid=5"]).unwrap();
+        assert!(o.read_only());
+        assert_eq!(o.acl, SessionACL::All);
+        assert!(o.mount.contains(&MountOption::FSName("data".into())));
+        assert!(!o.mount.contains(&MountOption::FSName("triefs".into())));
+        assert_eq!(o.mode, Some(0o1777));
+        assert_eq!(o.uid, Some(5));
+    }
+
+    #[test]
+    fn allow_root() {
+        let o = MountOpts::parse(&["allow_root"]).unwrap();
+        assert_eq!(o.acl, SessionACL::RootAndOwner);
+    }
+
+    #[test]
+    fn unknown_and_malformed_are_errors() {
+        assert!(MountOpts::parse(&["bogus"]).unwrap_err().contains("bogus"));
+        assert!(MountOpts::parse(&["ro=1"]).is_err());
+        assert!(MountOpts::parse(&["fsname"]).is_err());
+        assert!(MountOpts::parse(&["mode=999"]).is_err());
+        assert!(MountOpts::parse(&["mode=17777"]).is_err());
+        assert!(MountOpts::parse(&["uid=x"]).is_err());
+    }
+}

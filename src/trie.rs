@@ -1,0 +1,539 @@
+//! The path trie: a tree of path components held in memory.
+//!
+//! Every node is one path component. A node is either a *directory* (it has
+//! an ordered map of children) or a *leaf* (it has none: a regular file, a
+//! symlink, ...). Shared prefixes are stored once: `/var`, `/var/www` and
+//! `/var/www/site` share the `var` node. Each node carries a value `V`; the
+//! filesystem stores an inode number there, the plain library use stores `()`.
+//!
+//! Names are arbitrary bytes except `/` and NUL, at most [`NAME_MAX`] bytes.
+//! A component name is stored once, as the key in its parent's child map.
+//!
+//! ```
+//! use triefs::trie::Trie;
+//! let mut t: Trie = Trie::new();
+//! for p in ["/", "/etc", "/tmp", "/tmp/whatever", "/var/www/mysite"] {
+//!     t.add(p).unwrap();
+//! }
+//! assert!(t.exists("/var/www"));
+//! let leaves: Vec<String> = t.leaves().iter().map(|p| p.to_string_lossy().into_owned()).collect();
+//! assert_eq!(leaves, ["/etc", "/tmp/whatever", "/var/www/mysite"]);
+//! ```
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::ops::Bound;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use log::info;
+
+/// Longest allowed component name, in bytes (Linux `NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+
+/// Handle of a node inside one [`Trie`]. Handles of removed nodes may be
+/// reused by later insertions, so do not keep them past a removal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(u32);
+
+impl NodeId {
+    /// The raw index, for diagnostics.
+    pub fn index(self) -> u32 {
+        self.0
+    }
+}
+
+/// Why a trie operation was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrieError {
+    /// A path component or handle does not exist.
+    NotFound,
+    /// A component that must be a directory is a leaf.
+    NotADirectory,
+    /// The target name already exists.
+    Exists,
+    /// A component is longer than [`NAME_MAX`] bytes.
+    NameTooLong,
+    /// A name is empty, `.`, `..`, or contains `/` or NUL.
+    InvalidName,
+    /// A directory still has children.
+    NotEmpty,
+    /// A directory would be moved into its own subtree, or the root moved.
+    InvalidMove,
+}
+
+impl fmt::Display for TrieError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrieError::NotFound => "no such file or directory",
+            TrieError::NotADirectory => "not a directory",
+            TrieError::Exists => "already exists",
+            TrieError::NameTooLong => "name longer than 255 bytes",
+            TrieError::InvalidName => "invalid name",
+            TrieError::NotEmpty => "directory not empty",
+            TrieError::InvalidMove => "cannot move a directory into itself",
+        })
+    }
+}
+
+impl std::error::Error for TrieError {}
+
+type Children = BTreeMap<Box<[u8]>, NodeId>;
+
+struct Node<V> {
+    parent: NodeId,
+    /// `Some` for directories, `None` for leaves.
+    children: Option<Box<Children>>,
+    value: V,
+}
+
+/// A trie of path components with a value per node. See the module docs.
+pub struct Trie<V = ()> {
+    nodes: Vec<Option<Node<V>>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<V: Default> Default for Trie<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<V: Default> Trie<V> {
+    /// An empty trie: just the root directory `/`, with `V::default()`.
+    pub fn new() -> Self {
+        Self::with_root(V::default())
+    }
+
+    /// Adds `path` as a directory, creating every missing intermediate
+    /// directory with `V::default()`. An existing directory is not an error.
+    pub fn add(&mut self, path: impl AsRef<OsStr>) -> Result<NodeId, TrieError> {
+        self.add_with(path, &mut V::default)
+    }
+}
+
+impl<V> Trie<V> {
+    /// An empty trie whose root directory carries `value`.
+    pub fn with_root(value: V) -> Self {
+        let root = Node {
+            parent: NodeId(0),
+            children: Some(Box::default()),
+            value,
+        };
+        Trie {
+            nodes: vec![Some(root)],
+            free: Vec::new(),
+            len: 1,
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> NodeId {
+        NodeId(0)
+    }
+
+    /// Number of nodes, the root included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when only the root exists.
+    pub fn is_empty(&self) -> bool {
+        self.len == 1
+    }
+
+    fn node(&self, id: NodeId) -> Option<&Node<V>> {
+        self.nodes.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> Option<&mut Node<V>> {
+        self.nodes.get_mut(id.0 as usize).and_then(Option::as_mut)
+    }
+
+    fn dir(&self, id: NodeId) -> Result<&Children, TrieError> {
+        match self.node(id) {
+            None => Err(TrieError::NotFound),
+            Some(n) => n.children.as_deref().ok_or(TrieError::NotADirectory),
+        }
+    }
+
+    fn dir_mut(&mut self, id: NodeId) -> Result<&mut Children, TrieError> {
+        match self.node_mut(id) {
+            None => Err(TrieError::NotFound),
+            Some(n) => n.children.as_deref_mut().ok_or(TrieError::NotADirectory),
+        }
+    }
+
+    /// The value stored at `id`.
+    pub fn value(&self, id: NodeId) -> Option<&V> {
+        self.node(id).map(|n| &n.value)
+    }
+
+    /// Mutable access to the value stored at `id`.
+    pub fn value_mut(&mut self, id: NodeId) -> Option<&mut V> {
+        self.node_mut(id).map(|n| &mut n.value)
+    }
+
+    /// The parent of `id`; `None` for the root or a missing node.
+    pub fn parent(&self, id: NodeId) -> Option<NodeId> {
+        if id == self.root() {
+            return None;
+        }
+        self.node(id).map(|n| n.parent)
+    }
+
+    /// Whether `id` is a directory node.
+    pub fn is_dir(&self, id: NodeId) -> bool {
+        self.node(id).is_some_and(|n| n.children.is_some())
+    }
+
+    /// Looks up the child `name` of directory `parent`.
+    pub fn child(&self, parent: NodeId, name: &OsStr) -> Option<NodeId> {
+        self.dir(parent).ok()?.get(name.as_bytes()).copied()
+    }
+
+    /// Number of children of `id` (0 for leaves).
+    pub fn child_count(&self, id: NodeId) -> usize {
+        self.dir(id).map_or(0, |c| c.len())
+    }
+
+    /// Children of `id` in byte order of their names.
+    pub fn children(&self, id: NodeId) -> impl Iterator<Item = (&OsStr, NodeId)> + '_ {
+        self.children_after(id, None)
+    }
+
+    /// Children of `id` whose names sort strictly after `after` (all when
+    /// `None`), in byte order. Resuming a listing costs O(log n).
+    pub fn children_after<'a>(
+        &'a self,
+        id: NodeId,
+        after: Option<&'a [u8]>,
+    ) -> impl Iterator<Item = (&'a OsStr, NodeId)> + 'a {
+        let lower = match after {
+            Some(name) => Bound::Excluded(name),
+            None => Bound::Unbounded,
+        };
+        self.dir(id)
+            .ok()
+            .into_iter()
+            .flat_map(move |c| c.range::<[u8], _>((lower, Bound::Unbounded)))
+            .map(|(k, &v)| (OsStr::from_bytes(k), v))
+    }
+
+    /// Validates one component name.
+    pub fn check_name(name: &[u8]) -> Result<(), TrieError> {
+        if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
+            return Err(TrieError::InvalidName);
+        }
+        if name.contains(&0) {
+            return Err(TrieError::InvalidName);
+        }
+        if name.len() > NAME_MAX {
+            return Err(TrieError::NameTooLong);
+        }
+        Ok(())
+    }
+
+    fn alloc(&mut self, node: Node<V>) -> NodeId {
+        self.len += 1;
+        if let Some(i) = self.free.pop() {
+            self.nodes[i as usize] = Some(node);
+            NodeId(i)
+        } else {
+            let i = u32::try_from(self.nodes.len()).expect("more than 2^32 trie nodes");
+            self.nodes.push(Some(node));
+            NodeId(i)
+        }
+    }
+
+    /// Inserts a new child `name` under directory `parent`. `dir` selects a
+    /// directory node or a leaf.
+    pub fn insert(
+        &mut self,
+        parent: NodeId,
+        name: &OsStr,
+        value: V,
+        dir: bool,
+    ) -> Result<NodeId, TrieError> {
+        let key = name.as_bytes();
+        Self::check_name(key)?;
+        if self.dir(parent)?.contains_key(key) {
+            return Err(TrieError::Exists);
+        }
+        let id = self.alloc(Node {
+            parent,
+            children: dir.then(Box::default),
+            value,
+        });
+        self.dir_mut(parent)?.insert(key.into(), id);
+        Ok(id)
+    }
+
+    /// Removes the child `name` of `parent` (a leaf or an empty directory)
+    /// and returns its value.
+    pub fn unlink(&mut self, parent: NodeId, name: &OsStr) -> Result<V, TrieError> {
+        let id = *self
+            .dir(parent)?
+            .get(name.as_bytes())
+            .ok_or(TrieError::NotFound)?;
+        if self.child_count(id) > 0 {
+            return Err(TrieError::NotEmpty);
+        }
+        self.dir_mut(parent)?.remove(name.as_bytes());
+        Ok(self.release(id))
+    }
+
+    fn release(&mut self, id: NodeId) -> V {
+        let node = self.nodes[id.0 as usize].take().expect("live node");
+        self.free.push(id.0);
+        self.len -= 1;
+        node.value
+    }
+
+    /// True when `a` is `b` or one of its ancestors.
+    pub fn is_ancestor(&self, a: NodeId, b: NodeId) -> bool {
+        let mut cur = b;
+        loop {
+            if cur == a {
+                return true;
+            }
+            match self.parent(cur) {
+                Some(p) => cur = p,
+                None => return false,
+            }
+        }
+    }
+
+    /// Moves the entry `name` of `parent` to `new_name` under `new_parent`
+    /// by relinking one edge (the subtree is not copied). The target name
+    /// must be free; moving a directory into its own subtree is refused.
+    pub fn move_entry(
+        &mut self,
+        parent: NodeId,
+        name: &OsStr,
+        new_parent: NodeId,
+        new_name: &OsStr,
+    ) -> Result<NodeId, TrieError> {
+        Self::check_name(new_name.as_bytes())?;
+        let id = *self
+            .dir(parent)?
+            .get(name.as_bytes())
+            .ok_or(TrieError::NotFound)?;
+        if self.dir(new_parent)?.contains_key(new_name.as_bytes()) {
+            if parent == new_parent && name == new_name {
+                return Ok(id);
+            }
+            return Err(TrieError::Exists);
+        }
+        if self.is_ancestor(id, new_parent) {
+            return Err(TrieError::InvalidMove);
+        }
+        self.dir_mut(parent)?.remove(name.as_bytes());
+        self.dir_mut(new_parent)?
+            .insert(new_name.as_bytes().into(), id);
+        if let Some(n) = self.node_mut(id) {
+            n.parent = new_parent;
+        }
+        Ok(id)
+    }
+
+    /// Swaps the nodes behind two existing entries (`RENAME_EXCHANGE`).
+    pub fn exchange(
+        &mut self,
+        p1: NodeId,
+        n1: &OsStr,
+        p2: NodeId,
+        n2: &OsStr,
+    ) -> Result<(), TrieError> {
+        let a = *self
+            .dir(p1)?
+            .get(n1.as_bytes())
+            .ok_or(TrieError::NotFound)?;
+        let b = *self
+            .dir(p2)?
+            .get(n2.as_bytes())
+            .ok_or(TrieError::NotFound)?;
+        if a == b {
+            return Ok(());
+        }
+        if self.is_ancestor(a, p2) || self.is_ancestor(b, p1) {
+            return Err(TrieError::InvalidMove);
+        }
+        self.dir_mut(p1)?.insert(n1.as_bytes().into(), b);
+        self.dir_mut(p2)?.insert(n2.as_bytes().into(), a);
+        if let Some(n) = self.node_mut(a) {
+            n.parent = p2;
+        }
+        if let Some(n) = self.node_mut(b) {
+            n.parent = p1;
+        }
+        Ok(())
+    }
+
+    /// Splits a path into its components. Empty and `.` components are
+    /// skipped; `..` is refused (the trie has no notion of a cwd).
+    pub fn components(path: &OsStr) -> Result<Vec<&OsStr>, TrieError> {
+        let mut out = Vec::new();
+        for c in path.as_bytes().split(|&b| b == b'/') {
+            if c.is_empty() || c == b"." {
+                continue;
+            }
+            Self::check_name(c)?;
+            out.push(OsStr::from_bytes(c));
+        }
+        Ok(out)
+    }
+
+    /// Resolves an absolute (or root-relative) path to its node.
+    pub fn lookup(&self, path: impl AsRef<OsStr>) -> Option<NodeId> {
+        let mut cur = self.root();
+        for c in Self::components(path.as_ref()).ok()? {
+            cur = self.child(cur, c)?;
+        }
+        Some(cur)
+    }
+
+    /// Whether `path` exists.
+    pub fn exists(&self, path: impl AsRef<OsStr>) -> bool {
+        self.lookup(path).is_some()
+    }
+
+    /// Like [`Trie::add`], but new directories get `make()` as their value.
+    pub fn add_with(
+        &mut self,
+        path: impl AsRef<OsStr>,
+        make: &mut dyn FnMut() -> V,
+    ) -> Result<NodeId, TrieError> {
+        let path = path.as_ref();
+        info!("Adding directory {}", path.to_string_lossy());
+        let mut cur = self.root();
+        for c in Self::components(path)? {
+            cur = match self.child(cur, c) {
+                Some(id) if self.is_dir(id) => id,
+                Some(_) => return Err(TrieError::NotADirectory),
+                None => self.insert(cur, c, make(), true)?,
+            };
+        }
+        Ok(cur)
+    }
+
+    /// Removes `path` and everything below it; returns the removed values
+    /// (children before parents). The root cannot be removed.
+    pub fn remove(&mut self, path: impl AsRef<OsStr>) -> Result<Vec<V>, TrieError> {
+        let comps = Self::components(path.as_ref())?;
+        let (last, dirs) = comps.split_last().ok_or(TrieError::InvalidMove)?;
+        let mut parent = self.root();
+        for c in dirs {
+            parent = self.child(parent, c).ok_or(TrieError::NotFound)?;
+        }
+        let id = self
+            .dir_mut(parent)?
+            .remove(last.as_bytes())
+            .ok_or(TrieError::NotFound)?;
+        let mut order = Vec::new();
+        let mut stack = vec![id];
+        while let Some(n) = stack.pop() {
+            order.push(n);
+            if let Ok(c) = self.dir(n) {
+                stack.extend(c.values().copied());
+            }
+        }
+        Ok(order.into_iter().rev().map(|n| self.release(n)).collect())
+    }
+
+    /// Moves the subtree at `from` to `to` (whose parent must exist and whose
+    /// name must be free), relinking one edge.
+    pub fn rename(
+        &mut self,
+        from: impl AsRef<OsStr>,
+        to: impl AsRef<OsStr>,
+    ) -> Result<NodeId, TrieError> {
+        let (fp, fname) = self.split_parent(from.as_ref())?;
+        let (tp, tname) = self.split_parent(to.as_ref())?;
+        self.move_entry(fp, fname, tp, tname)
+    }
+
+    fn split_parent<'p>(&self, path: &'p OsStr) -> Result<(NodeId, &'p OsStr), TrieError> {
+        let comps = Self::components(path)?;
+        let (last, dirs) = comps.split_last().ok_or(TrieError::InvalidMove)?;
+        let mut cur = self.root();
+        for c in dirs {
+            cur = self.child(cur, c).ok_or(TrieError::NotFound)?;
+            if !self.is_dir(cur) {
+                return Err(TrieError::NotADirectory);
+            }
+        }
+        Ok((cur, last))
+    }
+
+    /// The full path of every leaf (a node without children: a file or an
+    /// empty directory), sorted bytewise. An empty trie gives `["/"]`.
+    pub fn leaves(&self) -> Vec<OsString> {
+        self.leaves_under(self.root())
+    }
+
+    /// Like [`Trie::leaves`], restricted to the subtree at `id` (paths are
+    /// still absolute).
+    pub fn leaves_under(&self, id: NodeId) -> Vec<OsString> {
+        let mut prefix = self.path_of(id).into_vec();
+        if prefix == b"/" {
+            prefix.clear();
+        }
+        let mut out = Vec::new();
+        self.collect_leaves(id, &mut prefix, &mut out);
+        if out.is_empty() {
+            out.push(OsString::from("/"));
+        }
+        out.sort_unstable();
+        out
+    }
+
+    fn collect_leaves(&self, id: NodeId, prefix: &mut Vec<u8>, out: &mut Vec<OsString>) {
+        // An explicit stack keeps very deep trees from overflowing ours.
+        let mut stack: Vec<(NodeId, Vec<u8>)> = vec![(id, std::mem::take(prefix))];
+        while let Some((n, path)) = stack.pop() {
+            match self.dir(n) {
+                Ok(c) if !c.is_empty() => {
+                    for (name, &child) in c.iter() {
+                        let mut p = Vec::with_capacity(path.len() + 1 + name.len());
+                        p.extend_from_slice(&path);
+                        p.push(b'/');
+                        p.extend_from_slice(name);
+                        stack.push((child, p));
+                    }
+                }
+                _ if !path.is_empty() => out.push(OsString::from_vec(path)),
+                _ => {}
+            }
+        }
+    }
+
+    /// The absolute path of node `id`, found by walking up to the root.
+    /// Costs one sibling scan per level; meant for diagnostics and tools.
+    pub fn path_of(&self, id: NodeId) -> OsString {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let mut cur = id;
+        while let Some(p) = self.parent(cur) {
+            if let Ok(c) = self.dir(p)
+                && let Some((name, _)) = c.iter().find(|(_, v)| **v == cur)
+            {
+                parts.push(name);
+            }
+            cur = p;
+        }
+        if parts.is_empty() {
+            return OsString::from("/");
+        }
+        let mut out = Vec::new();
+        for p in parts.iter().rev() {
+            out.push(b'/');
+            out.extend_from_slice(p);
+        }
+        OsString::from_vec(out)
+    }
+}
+
+#[cfg(test)]
+#[path = "trie_tests.rs"]
+mod tests;
