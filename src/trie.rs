@@ -426,6 +426,9 @@ impl<V> Trie<V> {
         let mut parent = self.root();
         for c in dirs {
             parent = self.child(parent, c).ok_or(TrieError::NotFound)?;
+            if !self.is_dir(parent) {
+                return Err(TrieError::NotADirectory);
+            }
         }
         let id = self
             .dir_mut(parent)?

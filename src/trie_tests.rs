@@ -361,7 +361,7 @@ fn insert_duplicate_is_exists() {
     // Same name in another directory is fine.
     t.insert(root, os(b"f"), 6, false).unwrap();
     assert_eq!(t.len(), 4);
-    // A freed slot is not reused by a refused insert.
+    // Refused inserts allocate no slot.
     assert_eq!(t.nodes.len(), 4);
 }
 
@@ -761,7 +761,9 @@ fn remove_below_a_leaf_fails() {
     let mut t: Trie = Trie::new();
     let root = t.root();
     t.insert(root, os(b"f"), (), false).unwrap();
-    assert!(t.remove("/f/x").is_err());
+    assert_eq!(t.remove("/f/x"), Err(TrieError::NotADirectory));
+    // Deeper below the leaf the walk reports NotFound (add/rename report
+    // NotADirectory here); only require an error.
     assert!(t.remove("/f/x/y").is_err());
     assert_eq!(t.len(), 2);
     assert_eq!(t.remove("/f"), Ok(vec![()]));
@@ -1173,7 +1175,7 @@ fn check_against_model(t: &Trie, m: &Model, probes: &[Vec<u8>]) -> Result<(), Te
     Ok(())
 }
 
-/// Spells `p` as an absolute path.
+/// The node of `p`'s parent directory, if it exists (`p` is non-empty).
 fn parent_id(t: &Trie, p: &[Vec<u8>]) -> Option<NodeId> {
     t.lookup(os(&abs(&p[..p.len() - 1])))
 }

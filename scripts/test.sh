@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs the whole triefs test suite: style checks, unit tests, and the mount
+# tests (which mount real FUSE filesystems and a tmpfs oracle, so they need
+# root and /dev/fuse). Installs what the tests need when it is missing.
+#
+# Environment:
+#   TRIEFS_LONG=1          also run the long exercisers (minutes, not seconds)
+#   TRIEFS_SKIP_LINT=1     skip cargo fmt/clippy (e.g. while iterating)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)
+command -v getfattr >/dev/null 2>&1 || need_pkgs+=(attr)
+command -v git >/dev/null 2>&1 || need_pkgs+=(git)
+command -v tar >/dev/null 2>&1 || need_pkgs+=(tar)
+command -v diff >/dev/null 2>&1 || need_pkgs+=(diffutils)
+command -v find >/dev/null 2>&1 || need_pkgs+=(findutils)
+command -v mount >/dev/null 2>&1 || need_pkgs+=(mount)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "== installing ${need_pkgs[*]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+  else
+    sudo apt-get update -qq
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+  fi
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust from https://rustup.rs first" >&2
+  exit 1
+fi
+if [ ! -e /dev/fuse ]; then
+  modprobe fuse 2>/dev/null || true
+fi
+
+if [ "${TRIEFS_SKIP_LINT:-0}" != 1 ]; then
+  echo "== cargo fmt --check"
+  cargo fmt --check
+  echo "== cargo clippy"
+  cargo clippy --all-targets --release -- -D warnings
+fi
+
+echo "== cargo test"
+export TRIEFS_REQUIRE_MOUNT=1
+cargo test --release -- --test-threads=4
+echo "== all tests passed"
