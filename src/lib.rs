@@ -8,6 +8,8 @@
 pub mod data;
 pub mod fs;
 pub mod inode;
+#[cfg(target_os = "linux")]
+pub mod mount;
 pub mod ops;
 pub mod options;
 pub mod trie;

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{ArgAction, Parser};
-use fuser::{Config, Session};
+use fuser::{Config, MountOption, Session, SessionUnmounter};
 use log::{error, info};
 
 use triefs::fs::TrieFs;
+#[cfg(target_os = "linux")]
+use triefs::mount::mount_fuse;
 use triefs::ops::{Limits, Namespace};
 use triefs::options::MountOpts;
 
@@ -268,6 +270,72 @@ fn daemonize() -> Result<OwnedFd, Fatal> {
     }
 }
 
+/// How to unmount on a signal.
+enum Unmount {
+    /// We called mount(2) ourselves: umount2, lazily if busy.
+    Direct,
+    /// fuser mounted (through fusermount3): its unmounter knows how.
+    Fuser(SessionUnmounter),
+}
+
+impl Unmount {
+    fn run(self, mp: &Path) {
+        match self {
+            Unmount::Direct => {
+                let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_bytes()) else {
+                    return;
+                };
+                // SAFETY: c is a valid NUL-terminated path.
+                unsafe {
+                    if libc::umount2(c.as_ptr(), 0) != 0 {
+                        info!("unmount of {} busy; detaching lazily", mp.display());
+                        libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+                    }
+                }
+            }
+            Unmount::Fuser(mut u) => {
+                if let Err(e) = u.unmount() {
+                    info!("unmount of {} failed: {e}", mp.display());
+                }
+            }
+        }
+    }
+}
+
+/// Mounts and performs the FUSE handshake. As root on Linux we call
+/// mount(2) ourselves so the type reads `fuse.triefs`; otherwise fuser goes
+/// through fusermount3.
+fn start_session(
+    fs: TrieFs,
+    mountpoint: &Path,
+    opts: &MountOpts,
+    config: &Config,
+) -> std::io::Result<(Session<TrieFs>, Unmount)> {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if cfg!(target_os = "linux") && root && !opts.mount.contains(&MountOption::AutoUnmount) {
+        #[cfg(target_os = "linux")]
+        {
+            let fd = mount_fuse(
+                mountpoint,
+                &opts.mount,
+                opts.acl,
+                opts.mode.unwrap_or(0o755),
+            )?;
+            return match Session::from_fd(fs, fd, opts.acl, config.clone()) {
+                Ok(s) => Ok((s, Unmount::Direct)),
+                Err(e) => {
+                    Unmount::Direct.run(mountpoint);
+                    Err(e)
+                }
+            };
+        }
+    }
+    let mut s = Session::new(fs, mountpoint, config)?;
+    let u = s.unmount_callable();
+    Ok((s, Unmount::Fuser(u)))
+}
+
 /// Detaches the daemon's stdio once the mount is up.
 fn detach_stdio() {
     if let Ok(null) = std::fs::OpenOptions::new()
@@ -323,8 +391,9 @@ fn run(cli: Cli) -> Result<(), Fatal> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     config.n_threads = Some(threads);
 
-    let session = Session::new(TrieFs::new(ns), &mountpoint, &config);
-    let mut session = match session {
+    let fs = TrieFs::new(ns);
+    let started = start_session(fs, &mountpoint, &opts, &config);
+    let (session, unmount) = match started {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("cannot mount on {}: {e}", mountpoint.display());
@@ -345,7 +414,6 @@ fn run(cli: Cli) -> Result<(), Fatal> {
         let _ = std::env::set_current_dir("/");
     }
 
-    let mut unmounter = session.unmount_callable();
     let mp = mountpoint.clone();
     std::thread::spawn(move || {
         let mut sig = 0;
@@ -354,15 +422,12 @@ fn run(cli: Cli) -> Result<(), Fatal> {
             libc::sigwait(&set, &mut sig);
         }
         info!("signal {sig}: unmounting {}", mp.display());
-        if let Err(e) = unmounter.unmount() {
-            info!("unmount failed ({e}); detaching lazily");
-            if let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_bytes()) {
-                // SAFETY: c is a valid NUL-terminated path.
-                unsafe {
-                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
-                }
-            }
-        }
+        unmount.run(&mp);
+        // A busy mount was detached lazily and would keep serving its open
+        // files; like libfuse, stop now rather than wait for them.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        info!("exiting while the detached mount still had open files");
+        std::process::exit(0);
     });
 
     if let Err(e) = session.run() {

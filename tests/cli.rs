@@ -1,0 +1,872 @@
+//! Command-line behaviour of the `triefs` binary: `--paths`, `-o` options,
+//! daemon mode, clean exits on unmount and signals, and one-line errors.
+//!
+//! Every test mounts its own fresh triefs (or none, for error cases) and
+//! cleans up by mount path in a guard, also when an assertion fails.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TriefsMount, is_mounted, short_tempdir, triefs_bin, unmount};
+
+/// How long a daemon gets to exit after an unmount or a signal.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an invocation that must fail gets before it is killed.
+const ERROR_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Unmounts a path (all layers triefs may have stacked on it) on drop.
+struct UnmountGuard(PathBuf);
+
+impl Drop for UnmountGuard {
+    fn drop(&mut self) {
+        for _ in 0..4 {
+            if !is_mounted(&self.0) {
+                break;
+            }
+            unmount(&self.0);
+        }
+    }
+}
+
+/// Output of a finished (or killed) invocation.
+struct Run {
+    /// `None` when the process had to be killed after the timeout.
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cmd` with stdin from /dev/null and stdout/stderr captured in files
+/// (so a daemonized grandchild holding them open cannot block us), killing
+/// it by PID after `timeout`.
+fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Run {
+    let dir = short_tempdir();
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("stdout file"))
+        .stderr(fs::File::create(&err_path).expect("stderr file"));
+    let mut child = cmd.spawn().expect("spawn");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break Some(st);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
+    Run {
+        status,
+        stdout: read(&out_path),
+        stderr: read(&err_path),
+    }
+}
+
+/// A `triefs` command with RUST_LOG cleared, so log output cannot add lines.
+fn triefs_cmd() -> Command {
+    let mut cmd = Command::new(triefs_bin());
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+/// Asserts the invocation failed with exit code 2 and exactly one non-empty
+/// stderr line, no panic, mentioning each of `mentions`.
+fn assert_one_line_error(run: &Run, what: &str, mentions: &[&str]) {
+    let st = run.status.unwrap_or_else(|| {
+        panic!(
+            "{what}: triefs did not exit within {ERROR_TIMEOUT:?}\nstderr: {:?}",
+            run.stderr
+        )
+    });
+    assert_eq!(
+        st.code(),
+        Some(2),
+        "{what}: expected exit code 2, got {st}\nstdout: {:?}\nstderr: {:?}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("panicked") && !run.stderr.contains("stack backtrace"),
+        "{what}: stderr shows a panic: {:?}",
+        run.stderr
+    );
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: stderr must be exactly one non-empty line, got {:?}",
+        run.stderr
+    );
+    for m in mentions {
+        assert!(
+            run.stderr.contains(m),
+            "{what}: the error line should name {m:?}, got {:?}",
+            run.stderr
+        );
+    }
+}
+
+/// Writes a `--paths` file into `dir` and returns its path.
+fn write_paths_file(dir: &Path, contents: &[u8]) -> PathBuf {
+    let p = dir.join("paths.txt");
+    fs::write(&p, contents).expect("write paths file");
+    p
+}
+
+/// Every entry under `root`, as sorted relative paths (`.` for the root),
+/// using the real `find` tool.
+fn find_relative(root: &Path) -> Vec<String> {
+    let out = Command::new("find")
+        .arg(".")
+        .current_dir(root)
+        .env("LC_ALL", "C")
+        .output()
+        .expect("run find");
+    assert!(
+        out.status.success(),
+        "find failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Non-directories under `root` (should be none for a --paths-only mount).
+fn find_non_dirs(root: &Path) -> String {
+    let out = Command::new("find")
+        .args([".", "!", "-type", "d"])
+        .current_dir(root)
+        .output()
+        .expect("run find");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Spawns `triefs -f ARGS MNT` with piped stdin and extra environment,
+/// returns the guard (Drop unmounts and reaps) and the child's stdin.
+/// The daemon's stderr goes to `daemon_stderr(&m)`.
+fn spawn_mount(
+    args: &[&OsStr],
+    env: &[(&str, &str)],
+) -> (TriefsMount, Option<std::process::ChildStdin>) {
+    let dir = short_tempdir();
+    let mnt = dir.path().join("m");
+    fs::create_dir(&mnt).expect("create mount dir");
+    let mut cmd = Command::new(triefs_bin());
+    let err = fs::File::create(dir.path().join("stderr")).expect("stderr file");
+    cmd.arg("-f")
+        .args(args)
+        .arg(&mnt)
+        .stdin(Stdio::piped())
+        .stderr(err);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn triefs");
+    let stdin = child.stdin.take();
+    let m = TriefsMount {
+        dir,
+        mnt,
+        child: Some(child),
+    };
+    (m, stdin)
+}
+
+/// What a daemon started by `spawn_mount` wrote to stderr so far.
+fn daemon_stderr(m: &TriefsMount) -> String {
+    String::from_utf8_lossy(&fs::read(m.dir.path().join("stderr")).unwrap_or_default()).into_owned()
+}
+
+/// Waits until `m` is mounted, failing if the daemon exits first.
+fn wait_mounted(m: &mut TriefsMount) {
+    let start = Instant::now();
+    while !is_mounted(&m.mnt) {
+        if let Some(child) = m.child.as_mut()
+            && let Ok(Some(st)) = child.try_wait()
+        {
+            m.child = None;
+            panic!(
+                "triefs exited before mounting: {st}; stderr: {:?}",
+                daemon_stderr(m)
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "triefs did not mount within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The fields of the /proc/self/mountinfo line for `mnt`.
+#[derive(Debug)]
+struct MountInfo {
+    mount_opts: Vec<String>,
+    fstype: String,
+    source: String,
+    super_opts: Vec<String>,
+}
+
+fn mountinfo(mnt: &Path) -> Option<MountInfo> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = mnt.to_str()?;
+    // The last matching line is the topmost mount on that path.
+    let line = info.lines().rfind(|l| l.split(' ').nth(4) == Some(want))?;
+    let (head, tail) = line.split_once(" - ")?;
+    let mount_opts = head
+        .split(' ')
+        .nth(5)?
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let mut t = tail.split(' ');
+    let fstype = t.next()?.to_owned();
+    let source = t.next()?.to_owned();
+    let super_opts = t
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    Some(MountInfo {
+        mount_opts,
+        fstype,
+        source,
+        super_opts,
+    })
+}
+
+/// PIDs of processes (other than us) whose argv contains `mnt` exactly.
+fn pids_serving(mnt: &Path) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let want = mnt.as_os_str().as_bytes();
+    let mut pids = Vec::new();
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return pids;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(cmdline) = fs::read(e.path().join("cmdline"))
+            && cmdline.split(|&b| b == 0).any(|a| a == want)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Asserts the mount is gone and the mount point is a plain, empty,
+/// accessible directory again (no stale ENOTCONN mount).
+fn assert_no_stale_mount(mnt: &Path) {
+    assert!(!is_mounted(mnt), "{} is still mounted", mnt.display());
+    let entries: Vec<_> = fs::read_dir(mnt)
+        .unwrap_or_else(|e| panic!("mount point not readable after exit: {e}"))
+        .collect();
+    assert!(
+        entries.is_empty(),
+        "underlying mount point directory should be empty, has {} entries",
+        entries.len()
+    );
+}
+
+/// Sends `sig` to the triefs daemon, then expects exit code 0 and no mount.
+fn signal_and_expect_clean_exit(m: &mut TriefsMount, sig: libc::c_int) {
+    let pid = m.pid() as libc::pid_t;
+    assert!(pid > 0, "no daemon pid");
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+    let st = m.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
+        panic!("triefs did not exit within {EXIT_TIMEOUT:?} after signal {sig}")
+    });
+    assert_eq!(st.code(), Some(0), "exit status after signal {sig}: {st}");
+    assert_no_stale_mount(&m.mnt);
+}
+
+// ---------------------------------------------------------------------------
+// --paths
+// ---------------------------------------------------------------------------
+
+#[test]
+fn paths_file_creates_exactly_the_listed_directories() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    let pf = write_paths_file(
+        tmp.path(),
+        b"/\n/etc\n/tmp\n/tmp/whatever\n/var/www/mysite\n\nusr/lib\n",
+    );
+    let m = TriefsMount::new(&["--paths", pf.to_str().unwrap()]);
+    let expected = [
+        ".",
+        "./etc",
+        "./tmp",
+        "./tmp/whatever",
+        "./usr",
+        "./usr/lib",
+        "./var",
+        "./var/www",
+        "./var/www/mysite",
+    ];
+    assert_eq!(find_relative(m.path()), expected);
+    assert_eq!(find_non_dirs(m.path()), "", "only directories expected");
+
+    // They are ordinary, usable directories.
+    fs::create_dir(m.path().join("tmp/whatever/new")).expect("mkdir inside a --paths dir");
+    fs::write(m.path().join("var/www/mysite/index.html"), b"<h1>hi</h1>\n").expect("write");
+    assert_eq!(
+        fs::read(m.path().join("var/www/mysite/index.html")).unwrap(),
+        b"<h1>hi</h1>\n"
+    );
+    fs::remove_dir(m.path().join("usr/lib")).expect("rmdir a --paths leaf");
+    fs::remove_dir(m.path().join("usr")).expect("rmdir its now-empty parent");
+    assert!(!m.path().join("usr").exists());
+}
+
+#[test]
+fn paths_file_order_and_duplicates_do_not_matter() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    // Children before parents, repeats, and a line that is only "/".
+    let pf = write_paths_file(tmp.path(), b"/x/y/z\n/x/y\n/x\n/x/y/z\n/\n/x/w\n");
+    let m = TriefsMount::new(&["--paths", pf.to_str().unwrap()]);
+    assert_eq!(
+        find_relative(m.path()),
+        [".", "./x", "./x/w", "./x/y", "./x/y/z"]
+    );
+}
+
+#[test]
+fn paths_file_non_utf8_line_becomes_a_directory() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    let pf = write_paths_file(tmp.path(), b"/caf\xff/sub\xfe\n/plain\n");
+    let m = TriefsMount::new(&["--paths", pf.to_str().unwrap()]);
+
+    let mut names: Vec<Vec<u8>> = fs::read_dir(m.path())
+        .expect("read_dir root")
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![b"caf\xff".to_vec(), b"plain".to_vec()]);
+
+    let top = m.path().join(OsStr::from_bytes(b"caf\xff"));
+    assert!(fs::symlink_metadata(&top).expect("stat caf\\xff").is_dir());
+    let sub = top.join(OsStr::from_bytes(b"sub\xfe"));
+    assert!(fs::symlink_metadata(&sub).expect("stat sub\\xfe").is_dir());
+    let inner: Vec<_> = fs::read_dir(&top)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    assert_eq!(inner, vec![b"sub\xfe".to_vec()]);
+}
+
+#[test]
+fn paths_from_stdin() {
+    if !common::can_mount() {
+        return;
+    }
+    let (mut m, stdin) = spawn_mount(&[OsStr::new("--paths"), OsStr::new("-")], &[]);
+    {
+        let mut stdin = stdin.expect("piped stdin");
+        stdin
+            .write_all(b"/srv/data\n\nopt/app/bin\n/srv/data/cache\n")
+            .expect("write paths to stdin");
+        // Dropping closes stdin: EOF ends the list.
+    }
+    wait_mounted(&mut m);
+    assert_eq!(
+        find_relative(m.path()),
+        [
+            ".",
+            "./opt",
+            "./opt/app",
+            "./opt/app/bin",
+            "./srv",
+            "./srv/data",
+            "./srv/data/cache",
+        ]
+    );
+    assert_eq!(find_non_dirs(m.path()), "");
+    let st = m
+        .unmount_and_wait()
+        .expect("triefs did not exit after umount");
+    assert_eq!(st.code(), Some(0), "exit status: {st}");
+}
+
+#[test]
+fn paths_file_missing_is_a_one_line_error() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    let mnt = tmp.path().join("m");
+    fs::create_dir(&mnt).unwrap();
+    let _g = UnmountGuard(mnt.clone());
+    let missing = tmp.path().join("no-such-paths-file.txt");
+    for foreground in [true, false] {
+        let mut cmd = triefs_cmd();
+        if foreground {
+            cmd.arg("-f");
+        }
+        cmd.arg("--paths").arg(&missing).arg(&mnt);
+        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        assert_one_line_error(
+            &run,
+            &format!("--paths with missing file (foreground={foreground})"),
+            &["no-such-paths-file.txt"],
+        );
+        assert!(!is_mounted(&mnt), "must not mount when --paths fails");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clean exit on unmount and on signals
+// ---------------------------------------------------------------------------
+
+#[test]
+fn exit_zero_after_umount() {
+    if !common::can_mount() {
+        return;
+    }
+    let mut m = TriefsMount::new(&[]);
+    fs::write(m.path().join("f"), b"x").unwrap();
+    let out = Command::new("umount").arg(m.path()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "umount failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = m
+        .wait_exit(EXIT_TIMEOUT)
+        .expect("triefs did not exit after umount");
+    assert_eq!(st.code(), Some(0), "exit status: {st}");
+    assert_no_stale_mount(&m.mnt);
+}
+
+#[test]
+fn exit_zero_after_fusermount3_u() {
+    if !common::can_mount() {
+        return;
+    }
+    let mut m = TriefsMount::new(&[]);
+    fs::create_dir(m.path().join("d")).unwrap();
+    let out = Command::new("fusermount3")
+        .arg("-u")
+        .arg(m.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fusermount3 -u failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = m
+        .wait_exit(EXIT_TIMEOUT)
+        .expect("triefs did not exit after fusermount3 -u");
+    assert_eq!(st.code(), Some(0), "exit status: {st}");
+    assert_no_stale_mount(&m.mnt);
+}
+
+#[test]
+fn exit_zero_after_sigterm() {
+    if !common::can_mount() {
+        return;
+    }
+    let mut m = TriefsMount::new(&[]);
+    signal_and_expect_clean_exit(&mut m, libc::SIGTERM);
+}
+
+#[test]
+fn exit_zero_after_sigint() {
+    if !common::can_mount() {
+        return;
+    }
+    let mut m = TriefsMount::new(&[]);
+    signal_and_expect_clean_exit(&mut m, libc::SIGINT);
+}
+
+#[test]
+fn sigterm_after_writing_files_leaves_no_stale_mount() {
+    if !common::can_mount() {
+        return;
+    }
+    let mut m = TriefsMount::new(&[]);
+    fs::create_dir_all(m.path().join("a/b")).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+    fs::write(m.path().join("a/b/data.bin"), &data).unwrap();
+    fs::write(m.path().join("top.txt"), b"hello\n").unwrap();
+    assert_eq!(fs::read(m.path().join("a/b/data.bin")).unwrap(), data);
+    signal_and_expect_clean_exit(&mut m, libc::SIGTERM);
+}
+
+/// libfuse-style daemons detach the mount on SIGTERM even when it is busy;
+/// the spec says SIGTERM unmounts and exits 0, so a held fd must not leave
+/// the daemon hanging or the mount stale.
+#[test]
+fn sigterm_with_open_file_still_unmounts_and_exits_zero() {
+    if !common::can_mount() {
+        return;
+    }
+    let mut m = TriefsMount::new(&[]);
+    let mut f = fs::File::create(m.path().join("open.txt")).unwrap();
+    f.write_all(b"partial").unwrap();
+    signal_and_expect_clean_exit(&mut m, libc::SIGTERM);
+    drop(f);
+}
+
+// ---------------------------------------------------------------------------
+// Daemon mode
+// ---------------------------------------------------------------------------
+
+#[test]
+fn daemon_mode_returns_zero_once_mount_is_live() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    let mnt = tmp.path().join("m");
+    fs::create_dir(&mnt).unwrap();
+    let pf = write_paths_file(tmp.path(), b"/ready/set\n");
+    let guard = UnmountGuard(mnt.clone());
+
+    let mut cmd = triefs_cmd();
+    cmd.arg("--paths").arg(&pf).arg(&mnt);
+    let run = run_with_timeout(cmd, Duration::from_secs(20));
+    let st = run
+        .status
+        .unwrap_or_else(|| panic!("`triefs MNT` did not return within 20 s: {:?}", run.stderr));
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "daemon mode exit: {st}; {:?}",
+        run.stderr
+    );
+
+    // No polling: the mount must already be live when the parent returns.
+    assert!(is_mounted(&mnt), "not mounted when `triefs MNT` returned");
+    let ls = Command::new("ls").arg("-la").arg(&mnt).output().unwrap();
+    assert!(
+        ls.status.success(),
+        "ls on the fresh mount failed: {}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+    assert!(mnt.join("ready/set").is_dir(), "--paths not applied");
+    fs::write(mnt.join("ready/file"), b"daemon\n").unwrap();
+    assert_eq!(fs::read(mnt.join("ready/file")).unwrap(), b"daemon\n");
+
+    let daemons = pids_serving(&mnt);
+    assert!(
+        !daemons.is_empty(),
+        "no process with the mount point in its argv is serving the mount"
+    );
+
+    let out = Command::new("umount").arg(&mnt).output().unwrap();
+    assert!(
+        out.status.success(),
+        "umount failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = Instant::now();
+    while is_mounted(&mnt) || !pids_serving(&mnt).is_empty() {
+        if start.elapsed() > EXIT_TIMEOUT {
+            let left = pids_serving(&mnt);
+            for pid in &left {
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            panic!(
+                "after umount: mounted={}, daemon pids still alive={left:?}",
+                is_mounted(&mnt)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(guard);
+    assert_no_stale_mount(&mnt);
+}
+
+// ---------------------------------------------------------------------------
+// Mount point errors
+// ---------------------------------------------------------------------------
+
+#[test]
+fn missing_mount_point_is_a_one_line_error() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    let mnt = tmp.path().join("does-not-exist");
+    let _g = UnmountGuard(mnt.clone());
+    for foreground in [true, false] {
+        let mut cmd = triefs_cmd();
+        if foreground {
+            cmd.arg("-f");
+        }
+        cmd.arg(&mnt);
+        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        assert_one_line_error(
+            &run,
+            &format!("missing mount point (foreground={foreground})"),
+            &["does-not-exist"],
+        );
+        assert!(!mnt.exists(), "triefs must not create the mount point");
+    }
+}
+
+#[test]
+fn regular_file_mount_point_is_a_one_line_error() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    let mnt = tmp.path().join("plainfile");
+    fs::write(&mnt, b"not a dir\n").unwrap();
+    let _g = UnmountGuard(mnt.clone());
+    for foreground in [true, false] {
+        let mut cmd = triefs_cmd();
+        if foreground {
+            cmd.arg("-f");
+        }
+        cmd.arg(&mnt);
+        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        assert_one_line_error(
+            &run,
+            &format!("regular file as mount point (foreground={foreground})"),
+            &["plainfile"],
+        );
+        assert!(!is_mounted(&mnt), "must not mount over a regular file");
+        assert_eq!(fs::read(&mnt).unwrap(), b"not a dir\n");
+    }
+}
+
+#[test]
+fn already_mounted_mount_point_is_a_one_line_error() {
+    if !common::can_mount() {
+        return;
+    }
+    let t = common::Tmpfs::new();
+    fs::write(t.path().join("marker"), b"tmpfs\n").unwrap();
+    // Declared after the tmpfs so it drops first: removes anything triefs
+    // may have stacked (and the tmpfs; Tmpfs's own drop is then a no-op).
+    let _g = UnmountGuard(t.path().to_path_buf());
+    for foreground in [true, false] {
+        let mut cmd = triefs_cmd();
+        if foreground {
+            cmd.arg("-f");
+        }
+        cmd.arg(t.path());
+        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        let info = mountinfo(t.path());
+        assert_one_line_error(
+            &run,
+            &format!("already-mounted mount point (foreground={foreground})"),
+            &[t.path().to_str().unwrap()],
+        );
+        assert_eq!(
+            info.as_ref().map(|i| i.fstype.as_str()),
+            Some("tmpfs"),
+            "triefs stacked a mount over the tmpfs: {info:?}"
+        );
+        assert_eq!(fs::read(t.path().join("marker")).unwrap(), b"tmpfs\n");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// -o options
+// ---------------------------------------------------------------------------
+
+#[test]
+fn option_ro_makes_writes_fail_with_erofs() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    let pf = write_paths_file(tmp.path(), b"/data/sub\n");
+    let m = TriefsMount::new(&["-o", "ro", "--paths", pf.to_str().unwrap()]);
+    // --paths directories are still there on a read-only mount.
+    assert!(m.path().join("data/sub").is_dir());
+
+    for p in ["newdir", "data/sub/newdir"] {
+        let c = common::cpath(&m.path().join(p));
+        let rc = unsafe { libc::mkdir(c.as_ptr(), 0o755) };
+        let e = common::errno();
+        assert_eq!(rc, -1, "mkdir {p} succeeded on a ro mount");
+        assert_eq!(e, libc::EROFS, "mkdir {p}: errno {e}, want EROFS");
+    }
+    let err = fs::File::create(m.path().join("data/f")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "create: {err}");
+    let err = fs::remove_dir(m.path().join("data/sub")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "rmdir: {err}");
+
+    let info = mountinfo(m.path()).expect("mountinfo line");
+    assert!(
+        info.mount_opts.iter().any(|o| o == "ro"),
+        "mount options lack ro: {info:?}"
+    );
+}
+
+#[test]
+fn option_fsname_and_subtype_show_in_mountinfo() {
+    if !common::can_mount() {
+        return;
+    }
+    let m = TriefsMount::new(&["-o", "fsname=foo"]);
+    let info = mountinfo(m.path()).expect("mountinfo line");
+    assert_eq!(info.source, "foo", "{info:?}");
+    assert!(info.fstype.starts_with("fuse"), "{info:?}");
+    drop(m);
+
+    // Repeated -o and comma lists combine.
+    let m = TriefsMount::new(&["-o", "fsname=bar", "-o", "subtype=trie,noatime"]);
+    let info = mountinfo(m.path()).expect("mountinfo line");
+    assert_eq!(info.source, "bar", "{info:?}");
+    assert_eq!(info.fstype, "fuse.trie", "{info:?}");
+    assert!(info.mount_opts.iter().any(|o| o == "noatime"), "{info:?}");
+}
+
+#[test]
+fn documented_options_are_accepted_and_applied() {
+    if !common::can_mount() {
+        return;
+    }
+    // (arguments, flags that must then appear in the per-mount options,
+    //  flags that must appear in the super-block options)
+    let cases: &[(&[&str], &[&str], &[&str])] = &[
+        (
+            &["-o", "rw,noatime,nosuid,nodev,noexec"],
+            &["rw", "noatime", "nosuid", "nodev", "noexec"],
+            &[],
+        ),
+        (&["-o", "sync", "-o", "dirsync"], &[], &["sync", "dirsync"]),
+        (&["-o", "atime,exec,suid,dev,async"], &["rw"], &[]),
+        (
+            &["-o", "default_permissions,allow_other"],
+            &[],
+            &["default_permissions", "allow_other"],
+        ),
+        (&["-o", "allow_root"], &[], &[]),
+        (&["-v"], &[], &[]),
+        (&["-q"], &[], &[]),
+        (&["--threads", "4"], &[], &[]),
+    ];
+    for (args, mnt_flags, sb_flags) in cases {
+        let m = TriefsMount::new(args);
+        let info = mountinfo(m.path()).expect("mountinfo line");
+        for f in *mnt_flags {
+            assert!(
+                info.mount_opts.iter().any(|o| o == f),
+                "{args:?}: per-mount options lack {f}: {info:?}"
+            );
+        }
+        for f in *sb_flags {
+            assert!(
+                info.super_opts.iter().any(|o| o == f),
+                "{args:?}: super options lack {f}: {info:?}"
+            );
+        }
+        // The mount works.
+        fs::create_dir(m.path().join("d")).unwrap_or_else(|e| panic!("{args:?}: mkdir: {e}"));
+        fs::write(m.path().join("d/f"), b"ok").unwrap_or_else(|e| panic!("{args:?}: write: {e}"));
+        assert_eq!(fs::read(m.path().join("d/f")).unwrap(), b"ok", "{args:?}");
+    }
+}
+
+#[test]
+fn noexec_option_prevents_execution() {
+    if !common::can_mount() {
+        return;
+    }
+    let m = TriefsMount::new(&["-o", "noexec"]);
+    let script = m.path().join("s.sh");
+    fs::write(&script, b"#!/bin/sh\necho ran\n").unwrap();
+    let c = common::cpath(&script);
+    assert_eq!(unsafe { libc::chmod(c.as_ptr(), 0o755) }, 0);
+    let err = Command::new(&script).output().unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::EACCES),
+        "exec on noexec: {err}"
+    );
+}
+
+#[test]
+fn rust_log_does_not_break_mounting() {
+    if !common::can_mount() {
+        return;
+    }
+    let (mut m, _stdin) = spawn_mount(&[], &[("RUST_LOG", "debug")]);
+    wait_mounted(&mut m);
+    fs::write(m.path().join("f"), b"logged").unwrap();
+    assert_eq!(fs::read(m.path().join("f")).unwrap(), b"logged");
+    let st = m.unmount_and_wait().expect("no exit after umount");
+    assert_eq!(st.code(), Some(0), "{st}");
+    let log = daemon_stderr(&m);
+    assert!(
+        log.contains("DEBUG"),
+        "RUST_LOG=debug produced no debug log on stderr: {log:?}"
+    );
+}
+
+#[test]
+fn unknown_option_is_a_one_line_error() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    let mnt = tmp.path().join("m");
+    fs::create_dir(&mnt).unwrap();
+    let _g = UnmountGuard(mnt.clone());
+    for opts in [
+        ["-f", "-o", "bogus"],
+        ["-f", "-o", "ro,bogus"],
+        ["-o", "bogus", "-q"],
+    ] {
+        let mut cmd = triefs_cmd();
+        cmd.args(opts).arg(&mnt);
+        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        assert_one_line_error(&run, &format!("{opts:?}"), &["bogus"]);
+        assert!(!is_mounted(&mnt), "{opts:?} mounted anyway");
+    }
+}
+
+#[test]
+fn help_exits_zero_and_mentions_paths() {
+    let mut cmd = triefs_cmd();
+    cmd.arg("--help");
+    let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+    let st = run.status.expect("--help did not exit");
+    assert_eq!(st.code(), Some(0), "--help: {st}; stderr {:?}", run.stderr);
+    assert!(run.stdout.contains("--paths"), "help: {}", run.stdout);
+    assert!(run.stdout.contains("--foreground"), "help: {}", run.stdout);
+    assert!(!run.stdout.contains("panicked"));
+}
