@@ -45,4 +45,6 @@ fi
 echo "== cargo test"
 export TRIEFS_REQUIRE_MOUNT=1
 cargo test --release -- --test-threads=4
+echo "== pjdfstest (POSIX suite) against tmpfs and triefs"
+scripts/pjdfstest.sh target/release/triefs
 echo "== all tests passed"
