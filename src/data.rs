@@ -97,8 +97,10 @@ impl FileData {
     /// tail of the last partial page, so a later grow reads zeros. Returns
     /// the number of pages freed.
     pub fn truncate(&mut self, size: u64) -> u64 {
+        // Like tmpfs (since Linux 4.2), truncating to the current size or
+        // less also frees pages preallocated past the end.
         let mut freed = 0;
-        if size < self.size {
+        if size <= self.size {
             let keep = size.div_ceil(PAGE64);
             let dropped = self.pages.split_off(&keep);
             freed = dropped.len() as u64;

@@ -10,7 +10,8 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -19,7 +20,7 @@ use fuser::{
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek,
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use log::{debug, warn};
+use log::{debug, error, info};
 use parking_lot::{Mutex, RwLock};
 
 use crate::data::PAGE;
@@ -41,6 +42,8 @@ pub struct TrieFs {
     /// resumes after name `k - 3`, so paging costs O(log n) per call.
     dirs: Mutex<HashMap<u64, Vec<Box<[u8]>>>>,
     next_fh: AtomicU64,
+    /// When set, `destroy` runs the consistency check and records a failure.
+    check: Option<Arc<AtomicBool>>,
 }
 
 fn errno(e: Error) -> Errno {
@@ -64,7 +67,14 @@ impl TrieFs {
             ns: RwLock::new(ns),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            check: None,
         }
+    }
+
+    /// Runs [`Namespace::check`] at unmount; a violation sets `failed`.
+    pub fn check_at_unmount(mut self, failed: Arc<AtomicBool>) -> TrieFs {
+        self.check = Some(failed);
+        self
     }
 
     fn reply_entry(reply: ReplyEntry, r: Result<Entry, Error>, op: &str, ino: u64, name: &OsStr) {
@@ -646,8 +656,16 @@ impl Filesystem for TrieFs {
             ns.inodes.live(),
             ns.pages_used()
         );
-        if ns.inodes.live() == 0 {
-            warn!("destroy: inode table unexpectedly empty");
+        if let Some(failed) = &self.check {
+            match ns.check() {
+                Ok(()) => info!("consistency check passed ({} inodes)", ns.inodes.live()),
+                Err(errors) => {
+                    for e in &errors {
+                        error!("consistency check: {e}");
+                    }
+                    failed.store(true, Ordering::SeqCst);
+                }
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 //! other modules build the mounted filesystem on top of it.
 #![deny(missing_docs)]
 
+pub mod check;
 pub mod data;
 pub mod fs;
 pub mod inode;

@@ -6,6 +6,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{ArgAction, Parser};
 use fuser::{Config, MountOption, Session, SessionUnmounter};
@@ -33,6 +35,9 @@ use triefs::options::MountOpts;
   fsname=NAME             source name shown by mount and df (default triefs)
   subtype=NAME            filesystem subtype (default triefs)
   mode=OCTAL, uid=N, gid=N  permissions and owner of the root directory
+  size=N[k|m|g|t|%]       limit on file data (default 50% of RAM; 0: none)
+  nr_inodes=N[k|m|g]      limit on files and directories (default: as many
+                          as the default size has pages; 0: none)
   default_permissions     accepted; permission checks are always on
   auto_unmount            unmount when the daemon dies (uses fusermount3)
   dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync
@@ -77,12 +82,18 @@ struct Cli {
     quiet: u8,
 }
 
-/// A one-line error for the user; exit code 2.
-struct Fatal(String);
+/// A one-line error for the user and the exit code (2 unless said).
+struct Fatal(u8, String);
+
+impl Fatal {
+    fn code(code: u8, msg: String) -> Fatal {
+        Fatal(code, msg)
+    }
+}
 
 impl<T: Into<String>> From<T> for Fatal {
     fn from(s: T) -> Self {
-        Fatal(s.into())
+        Fatal(2, s.into())
     }
 }
 
@@ -363,7 +374,7 @@ fn run(cli: Cli) -> Result<(), Fatal> {
         opts.uid.unwrap_or(uid),
         opts.gid.unwrap_or(gid),
         opts.mode.unwrap_or(0o755),
-        Limits::tmpfs_defaults(),
+        Limits::from_options(opts.size, opts.nr_inodes),
     );
     if let Some(p) = &cli.paths {
         load_paths(&mut ns, p, uid, gid)?;
@@ -391,7 +402,11 @@ fn run(cli: Cli) -> Result<(), Fatal> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     config.n_threads = Some(threads);
 
-    let fs = TrieFs::new(ns);
+    let check_failed = Arc::new(AtomicBool::new(false));
+    let mut fs = TrieFs::new(ns);
+    if std::env::var_os("TRIEFS_CHECK").is_some_and(|v| v == "1") {
+        fs = fs.check_at_unmount(check_failed.clone());
+    }
     let started = start_session(fs, &mountpoint, &opts, &config);
     let (session, unmount) = match started {
         Ok(s) => s,
@@ -415,6 +430,8 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     }
 
     let mp = mountpoint.clone();
+    let session_done = Arc::new(AtomicBool::new(false));
+    let done = session_done.clone();
     std::thread::spawn(move || {
         let mut sig = 0;
         // SAFETY: set is a valid, initialised signal set.
@@ -424,17 +441,27 @@ fn run(cli: Cli) -> Result<(), Fatal> {
         info!("signal {sig}: unmounting {}", mp.display());
         unmount.run(&mp);
         // A busy mount was detached lazily and would keep serving its open
-        // files; like libfuse, stop now rather than wait for them.
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        info!("exiting while the detached mount still had open files");
-        std::process::exit(0);
+        // files; like libfuse, stop soon rather than wait for them.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if !done.load(Ordering::SeqCst) {
+            info!("exiting while the detached mount still had open files");
+            std::process::exit(0);
+        }
     });
 
-    if let Err(e) = session.run() {
+    let result = session.run();
+    session_done.store(true, Ordering::SeqCst);
+    if let Err(e) = result {
         error!("session ended with an error: {e}");
         return Err(format!("serving {} failed: {e}", mountpoint.display()).into());
     }
     info!("unmounted {}", mountpoint.display());
+    if check_failed.load(Ordering::SeqCst) {
+        return Err(Fatal::code(
+            3,
+            "consistency check failed at unmount (see the log)".to_string(),
+        ));
+    }
     Ok(())
 }
 
@@ -443,9 +470,9 @@ fn main() -> ExitCode {
     init_logging(&cli);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Fatal(msg)) => {
+        Err(Fatal(code, msg)) => {
             eprintln!("triefs: {msg}");
-            ExitCode::from(2)
+            ExitCode::from(code)
         }
     }
 }

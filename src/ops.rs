@@ -67,6 +67,24 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Limits from tmpfs-style options: `size` in bytes and `nr_inodes`,
+    /// where 0 means unlimited and `None` the tmpfs default.
+    pub fn from_options(size: Option<u64>, nr_inodes: Option<u64>) -> Limits {
+        let d = Limits::tmpfs_defaults();
+        Limits {
+            max_pages: match size {
+                None => d.max_pages,
+                Some(0) => u64::MAX / PAGE as u64,
+                Some(b) => b.div_ceil(PAGE as u64),
+            },
+            max_inodes: match nr_inodes {
+                None => d.max_inodes,
+                Some(0) => u64::MAX,
+                Some(n) => n,
+            },
+        }
+    }
+
     /// tmpfs defaults: half of physical RAM for data, and as many inodes as
     /// that half has pages.
     pub fn tmpfs_defaults() -> Limits {
@@ -164,7 +182,7 @@ pub struct Namespace {
     /// Inodes by number.
     pub inodes: InodeTable,
     limits: Limits,
-    pages_used: u64,
+    pub(crate) pages_used: u64,
 }
 
 fn file_type(k: Kind) -> FileType {
@@ -186,10 +204,23 @@ fn resolve(t: TimeOrNow, now: SystemTime) -> SystemTime {
     }
 }
 
-fn xattr_namespace_ok(name: &[u8]) -> bool {
-    [&b"user."[..], b"trusted.", b"security."]
-        .iter()
-        .any(|p| name.starts_with(p) && name.len() > p.len())
+/// Checks an xattr name: `user.`, `trusted.` and `security.` names are
+/// stored; POSIX ACL names read as absent (`ENODATA`) and cannot be set;
+/// other namespaces are `EOPNOTSUPP`; a bare prefix is `EINVAL`, as on tmpfs.
+fn xattr_name_check(name: &[u8], reading: bool) -> Res<()> {
+    for p in [&b"user."[..], b"trusted.", b"security."] {
+        if name.starts_with(p) {
+            return if name.len() > p.len() {
+                Ok(())
+            } else {
+                err(libc::EINVAL)
+            };
+        }
+    }
+    if reading && name.starts_with(b"system.posix_acl_") {
+        return err(libc::ENODATA);
+    }
+    err(libc::EOPNOTSUPP)
 }
 
 impl Namespace {
@@ -241,6 +272,7 @@ impl Namespace {
         let i = self.inode(ino)?;
         let size = match i.content {
             Content::Dir(Some(n)) => BOGO_DIRENT * (2 + self.trie.child_count(n) as u64),
+            Content::Dir(None) => BOGO_DIRENT * 2,
             _ => i.size(),
         };
         Ok(FileAttr {
@@ -520,14 +552,17 @@ impl Namespace {
             return Ok(());
         }
 
+        if src_dir && self.trie.is_ancestor(src_node, npdir) {
+            return err(libc::EINVAL);
+        }
         if let Some(dst_node) = dst_node {
             let dst = *self.trie.value(dst_node).ok_or(Error(libc::ENOENT))?;
+            if flags & RENAME_NOREPLACE != 0 {
+                return err(libc::EEXIST);
+            }
             if dst == src {
                 // Two names of one file (or the same name): POSIX says do nothing.
                 return Ok(());
-            }
-            if flags & RENAME_NOREPLACE != 0 {
-                return err(libc::EEXIST);
             }
             let dst_dir = self.trie.is_dir(dst_node);
             match (src_dir, dst_dir) {
@@ -538,16 +573,11 @@ impl Namespace {
             if dst_dir && self.trie.child_count(dst_node) > 0 {
                 return err(libc::ENOTEMPTY);
             }
-            if src_dir && self.trie.is_ancestor(src_node, npdir) {
-                return err(libc::EINVAL);
-            }
             self.trie.unlink(npdir, newname)?;
             if dst_dir && let Some(p) = self.inodes.get_mut(newparent) {
                 p.nlink = p.nlink.saturating_sub(1);
             }
             self.drop_link(dst, now);
-        } else if src_dir && self.trie.is_ancestor(src_node, npdir) {
-            return err(libc::EINVAL);
         }
         self.trie.move_entry(pdir, name, npdir, newname)?;
         if src_dir && parent != newparent {
@@ -707,9 +737,7 @@ impl Namespace {
     /// `flags`).
     pub fn setxattr(&mut self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Res<()> {
         let name = name.as_bytes_checked();
-        if !xattr_namespace_ok(name) {
-            return err(libc::EOPNOTSUPP);
-        }
+        xattr_name_check(name, false)?;
         let i = self.inode_mut(ino)?;
         let exists = i.xattrs.as_ref().is_some_and(|x| x.contains_key(name));
         if flags & libc::XATTR_CREATE != 0 && exists {
@@ -728,9 +756,7 @@ impl Namespace {
     /// Gets extended attribute `name`; `size` 0 asks for the length only.
     pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Res<XattrReply> {
         let name = name.as_bytes_checked();
-        if !xattr_namespace_ok(name) {
-            return err(libc::ENODATA);
-        }
+        xattr_name_check(name, true)?;
         let i = self.inode(ino)?;
         let v = i
             .xattrs
@@ -754,9 +780,7 @@ impl Namespace {
     /// Removes extended attribute `name`.
     pub fn removexattr(&mut self, ino: u64, name: &OsStr) -> Res<()> {
         let name = name.as_bytes_checked();
-        if !xattr_namespace_ok(name) {
-            return err(libc::EOPNOTSUPP);
-        }
+        xattr_name_check(name, false)?;
         let i = self.inode_mut(ino)?;
         i.xattrs
             .as_mut()

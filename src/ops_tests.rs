@@ -1,3 +1,2259 @@
 //! Unit tests for namespace operations (no FUSE).
-#[allow(unused_imports)]
 use super::*;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proptest::prelude::*;
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+const PG: u64 = PAGE as u64;
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+fn ns_with(max_pages: u64, max_inodes: u64) -> Namespace {
+    Namespace::new(
+        0,
+        0,
+        0o755,
+        Limits {
+            max_pages,
+            max_inodes,
+        },
+    )
+}
+
+fn ns() -> Namespace {
+    ns_with(1024, 1024)
+}
+
+fn spec(kind: Kind) -> NewNode<'static> {
+    NewNode {
+        kind,
+        perm: if kind == Kind::Directory {
+            0o755
+        } else {
+            0o644
+        },
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        target: None,
+    }
+}
+
+fn create(ns: &mut Namespace, parent: u64, name: &str, kind: Kind) -> u64 {
+    ns.create_node(parent, os(name), spec(kind))
+        .unwrap_or_else(|e| panic!("create {name}: {e}"))
+        .attr
+        .ino
+        .0
+}
+
+fn mkfile(ns: &mut Namespace, parent: u64, name: &str) -> u64 {
+    create(ns, parent, name, Kind::RegularFile)
+}
+
+fn mkdir(ns: &mut Namespace, parent: u64, name: &str) -> u64 {
+    create(ns, parent, name, Kind::Directory)
+}
+
+fn symlink(ns: &mut Namespace, parent: u64, name: &str, target: &[u8]) -> u64 {
+    let s = NewNode {
+        target: Some(target),
+        perm: 0o777,
+        ..spec(Kind::Symlink)
+    };
+    ns.create_node(parent, os(name), s).unwrap().attr.ino.0
+}
+
+fn nlink(ns: &Namespace, ino: u64) -> u32 {
+    ns.attr(ino).unwrap().nlink
+}
+
+fn lookups(ns: &Namespace, ino: u64) -> u64 {
+    ns.inodes.get(ino).unwrap().lookups
+}
+
+fn e(code: i32) -> Error {
+    Error(code)
+}
+
+fn names(ns: &Namespace, dir: u64, after: Option<&[u8]>) -> Vec<String> {
+    ns.entries_after(dir, after)
+        .unwrap()
+        .map(|(n, _, _)| n.to_string_lossy().into_owned())
+        .collect()
+}
+
+fn past() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_000_000)
+}
+
+/// Sets atime, mtime and ctime of `ino` far into the past, so that any
+/// later update is visible regardless of clock resolution.
+fn age(ns: &mut Namespace, ino: u64) {
+    ns.setattr(
+        ino,
+        SetAttr {
+            atime: Some(TimeOrNow::SpecificTime(past())),
+            mtime: Some(TimeOrNow::SpecificTime(past())),
+            ctime: Some(past()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let a = ns.attr(ino).unwrap();
+    assert_eq!((a.atime, a.mtime, a.ctime), (past(), past(), past()));
+}
+
+/// Removes every lookup the tests hold on `ino`.
+fn forget_all(ns: &mut Namespace, ino: u64) {
+    let n = lookups(ns, ino);
+    ns.forget(ino, n);
+}
+
+// ---------------------------------------------------------------------------
+// Inode lifecycle
+// ---------------------------------------------------------------------------
+
+#[test]
+fn root_is_inode_one() {
+    let ns = ns();
+    let a = ns.attr(ROOT_INO).unwrap();
+    assert_eq!(a.ino.0, ROOT_INO);
+    assert_eq!(a.kind, FileType::Directory);
+    assert_eq!(a.perm, 0o755);
+    assert_eq!(a.nlink, 2);
+    assert_eq!(a.size, 40);
+    assert_eq!(ns.inodes.live(), 1);
+    assert_eq!(ns.parent_of(ROOT_INO), ROOT_INO);
+    assert_eq!(ns.usage().ffree, 1023);
+    assert_eq!(ns.usage().bfree, 1024);
+}
+
+#[test]
+fn unlinked_file_lives_until_forgotten() {
+    let mut ns = ns_with(100, 10);
+    let start_ffree = ns.usage().ffree;
+    let start_bfree = ns.usage().bfree;
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    assert_eq!(lookups(&ns, f), 1, "create counts one lookup");
+    ns.write(f, 0, &[7u8; 5000]).unwrap();
+    assert_eq!(ns.pages_used(), 2);
+    let again = ns.lookup(ROOT_INO, os("f")).unwrap();
+    assert_eq!(again.attr.ino.0, f);
+    assert_eq!(lookups(&ns, f), 2);
+
+    ns.unlink(ROOT_INO, os("f")).unwrap();
+    assert_eq!(ns.child_ino(ROOT_INO, os("f")), Err(e(libc::ENOENT)));
+    assert_eq!(ns.lookup(ROOT_INO, os("f")).unwrap_err(), e(libc::ENOENT));
+    let a = ns.attr(f).unwrap();
+    assert_eq!(a.nlink, 0);
+    assert_eq!(a.size, 5000);
+    assert_eq!(ns.read(f, 0, 5000).unwrap(), vec![7u8; 5000]);
+    // Still writable through the inode number; pages are still accounted.
+    ns.write(f, 2 * PG, b"tail").unwrap();
+    assert_eq!(ns.pages_used(), 3);
+    assert_eq!(ns.read(f, 2 * PG, 10).unwrap(), b"tail");
+    ns.setattr(
+        f,
+        SetAttr {
+            size: Some(100),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ns.pages_used(), 1);
+    ns.write(f, PG, b"x").unwrap();
+    assert_eq!(ns.pages_used(), 2);
+    assert_eq!(ns.inodes.live(), 2);
+    assert_eq!(ns.usage().ffree, start_ffree - 1);
+
+    ns.forget(f, 1);
+    assert!(ns.attr(f).is_ok(), "one lookup still held");
+    assert_eq!(ns.read(f, 0, 3).unwrap(), vec![7u8; 3]);
+    ns.forget(f, 1);
+    assert_eq!(ns.attr(f).unwrap_err(), e(libc::ENOENT));
+    assert_eq!(ns.read(f, 0, 3).unwrap_err(), e(libc::ENOENT));
+    assert_eq!(ns.write(f, 0, b"x").unwrap_err(), e(libc::ENOENT));
+    assert_eq!(ns.pages_used(), 0);
+    assert_eq!(ns.usage().ffree, start_ffree);
+    assert_eq!(ns.usage().bfree, start_bfree);
+    assert_eq!(ns.inodes.live(), 1);
+}
+
+#[test]
+fn forget_more_than_held_frees_once() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.unlink(ROOT_INO, os("f")).unwrap();
+    ns.forget(f, 100);
+    assert!(ns.attr(f).is_err());
+    // Forgetting a freed or unknown inode is harmless.
+    ns.forget(f, 1);
+    ns.forget(9999, 1);
+    ns.forget(0, 1);
+    assert_eq!(ns.inodes.live(), 1);
+}
+
+#[test]
+fn linked_file_survives_forget_and_unlink_then_frees_at_once() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.write(f, 0, b"data").unwrap();
+    ns.forget(f, 1);
+    assert_eq!(lookups(&ns, f), 0);
+    assert_eq!(ns.read(f, 0, 4).unwrap(), b"data", "a name keeps it alive");
+    ns.unlink(ROOT_INO, os("f")).unwrap();
+    assert!(ns.attr(f).is_err(), "no name, no lookup: freed by unlink");
+    assert_eq!(ns.pages_used(), 0);
+    assert_eq!(ns.inodes.live(), 1);
+}
+
+#[test]
+fn root_survives_forget() {
+    let mut ns = ns();
+    ns.add_lookup(ROOT_INO);
+    ns.forget(ROOT_INO, 10);
+    assert!(ns.attr(ROOT_INO).is_ok());
+    assert_eq!(ns.inodes.live(), 1);
+}
+
+#[test]
+fn removed_directory_still_looked_up() {
+    let mut ns = ns();
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    let sub = mkdir(&mut ns, d, "sub");
+    assert_eq!(ns.parent_of(sub), d);
+    assert_eq!(ns.parent_of(d), ROOT_INO);
+    ns.rmdir(d, os("sub")).unwrap();
+    assert!(ns.attr(sub).is_ok(), "still looked up");
+    ns.rmdir(ROOT_INO, os("d")).unwrap();
+
+    let a = ns.attr(d).unwrap();
+    assert_eq!(a.nlink, 0);
+    assert_eq!(a.kind, FileType::Directory);
+    assert_eq!(names(&ns, d, None), Vec::<String>::new());
+    assert_eq!(ns.parent_of(d), d);
+    assert_eq!(ns.parent_of(sub), sub);
+    assert_eq!(nlink(&ns, ROOT_INO), 2);
+    assert_eq!(ns.attr(ROOT_INO).unwrap().size, 40);
+    // Nothing can be created in, looked up in or linked into it.
+    assert_eq!(
+        ns.create_node(d, os("x"), spec(Kind::RegularFile))
+            .unwrap_err(),
+        e(libc::ENOENT)
+    );
+    assert_eq!(ns.lookup(d, os("x")).unwrap_err(), e(libc::ENOENT));
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    assert_eq!(ns.link(f, d, os("x")).unwrap_err(), e(libc::ENOENT));
+    assert_eq!(
+        ns.rename(ROOT_INO, os("f"), d, os("x"), 0).unwrap_err(),
+        e(libc::ENOENT)
+    );
+    assert_eq!(ns.rmdir(d, os("x")).unwrap_err(), e(libc::ENOENT));
+    assert_eq!(ns.inodes.live(), 4);
+
+    ns.forget(d, 1);
+    ns.forget(sub, 1);
+    assert_eq!(ns.attr(d).unwrap_err(), e(libc::ENOENT));
+    assert_eq!(ns.attr(sub).unwrap_err(), e(libc::ENOENT));
+    assert!(ns.entries_after(d, None).is_err());
+    assert_eq!(ns.inodes.live(), 2);
+}
+
+#[test]
+fn reused_inode_number_gets_higher_generation() {
+    let mut ns = ns();
+    let first = ns
+        .create_node(ROOT_INO, os("a"), spec(Kind::RegularFile))
+        .unwrap();
+    let ino = first.attr.ino.0;
+    assert_eq!(first.generation, ns.generation(ino));
+    ns.unlink(ROOT_INO, os("a")).unwrap();
+    ns.forget(ino, 1);
+    assert!(ns.attr(ino).is_err());
+
+    let second = ns
+        .create_node(ROOT_INO, os("b"), spec(Kind::Directory))
+        .unwrap();
+    assert_eq!(second.attr.ino.0, ino, "freed number is reused");
+    assert!(second.generation > first.generation);
+    assert_eq!(second.attr.kind, FileType::Directory);
+    let again = ns.lookup(ROOT_INO, os("b")).unwrap();
+    assert_eq!(again.generation, second.generation);
+
+    // Reused once more: strictly increasing again.
+    ns.rmdir(ROOT_INO, os("b")).unwrap();
+    ns.forget(ino, 2);
+    let third = ns
+        .create_node(ROOT_INO, os("c"), spec(Kind::RegularFile))
+        .unwrap();
+    assert_eq!(third.attr.ino.0, ino);
+    assert!(third.generation > second.generation);
+}
+
+// ---------------------------------------------------------------------------
+// Lookup / create / unlink / rmdir errors
+// ---------------------------------------------------------------------------
+
+#[test]
+fn lookup_and_create_errors() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    assert_eq!(
+        ns.lookup(ROOT_INO, os("nope")).unwrap_err(),
+        e(libc::ENOENT)
+    );
+    assert_eq!(ns.lookup(f, os("x")).unwrap_err(), e(libc::ENOTDIR));
+    assert_eq!(ns.lookup(777, os("x")).unwrap_err(), e(libc::ENOENT));
+    assert_eq!(ns.lookup(ROOT_INO, os("a/b")).unwrap_err(), e(libc::EINVAL));
+    let long = "x".repeat(256);
+    assert_eq!(
+        ns.lookup(ROOT_INO, os(&long)).unwrap_err(),
+        e(libc::ENAMETOOLONG)
+    );
+    assert_eq!(
+        ns.create_node(ROOT_INO, os("f"), spec(Kind::Directory))
+            .unwrap_err(),
+        e(libc::EEXIST)
+    );
+    assert_eq!(
+        ns.create_node(f, os("x"), spec(Kind::RegularFile))
+            .unwrap_err(),
+        e(libc::ENOTDIR)
+    );
+    for bad in ["", ".", "..", "a/b"] {
+        assert_eq!(
+            ns.create_node(ROOT_INO, os(bad), spec(Kind::RegularFile))
+                .unwrap_err(),
+            e(libc::EINVAL),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        ns.create_node(ROOT_INO, os(&long), spec(Kind::RegularFile))
+            .unwrap_err(),
+        e(libc::ENAMETOOLONG)
+    );
+    let ok = "y".repeat(255);
+    mkfile(&mut ns, ROOT_INO, &ok);
+    assert_eq!(ns.inodes.live(), 3, "failed creates leave no inode behind");
+}
+
+#[test]
+fn create_kinds_and_attributes() {
+    let mut ns = ns();
+    let s = NewNode {
+        kind: Kind::CharDevice,
+        perm: 0o620,
+        uid: 5,
+        gid: 6,
+        rdev: 0x0501,
+        target: None,
+    };
+    let a = ns.create_node(ROOT_INO, os("tty"), s).unwrap().attr;
+    assert_eq!(a.kind, FileType::CharDevice);
+    assert_eq!((a.perm, a.uid, a.gid, a.rdev), (0o620, 5, 6, 0x0501));
+    assert_eq!((a.nlink, a.size, a.blocks), (1, 0, 0));
+    let fifo = create(&mut ns, ROOT_INO, "fifo", Kind::Fifo);
+    assert_eq!(ns.attr(fifo).unwrap().kind, FileType::NamedPipe);
+    let sock = create(&mut ns, ROOT_INO, "sock", Kind::Socket);
+    assert_eq!(ns.attr(sock).unwrap().kind, FileType::Socket);
+    let blk = create(&mut ns, ROOT_INO, "blk", Kind::BlockDevice);
+    assert_eq!(ns.attr(blk).unwrap().kind, FileType::BlockDevice);
+    let l = symlink(&mut ns, ROOT_INO, "l", b"some/target");
+    let la = ns.attr(l).unwrap();
+    assert_eq!(la.kind, FileType::Symlink);
+    assert_eq!(la.size, 11);
+    // Permission bits beyond 0o7777 are dropped.
+    let s = NewNode {
+        perm: 0o170_644,
+        ..spec(Kind::RegularFile)
+    };
+    let a = ns.create_node(ROOT_INO, os("m"), s).unwrap().attr;
+    assert_eq!(a.perm, 0o644);
+    assert_eq!(a.kind, FileType::RegularFile);
+    // Special files have no data.
+    assert_eq!(ns.read(fifo, 0, 1).unwrap_err(), e(libc::EINVAL));
+    assert_eq!(ns.write(fifo, 0, b"x").unwrap_err(), e(libc::EINVAL));
+}
+
+#[test]
+fn unlink_and_rmdir_errors() {
+    let mut ns = ns();
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    mkfile(&mut ns, d, "f");
+    mkfile(&mut ns, ROOT_INO, "g");
+    assert_eq!(ns.unlink(ROOT_INO, os("d")).unwrap_err(), e(libc::EISDIR));
+    assert_eq!(
+        ns.unlink(ROOT_INO, os("nope")).unwrap_err(),
+        e(libc::ENOENT)
+    );
+    assert_eq!(ns.rmdir(ROOT_INO, os("d")).unwrap_err(), e(libc::ENOTEMPTY));
+    assert_eq!(ns.rmdir(ROOT_INO, os("g")).unwrap_err(), e(libc::ENOTDIR));
+    assert_eq!(ns.rmdir(ROOT_INO, os("nope")).unwrap_err(), e(libc::ENOENT));
+    assert_eq!(ns.rmdir(ROOT_INO, os("..")).unwrap_err(), e(libc::EINVAL));
+    assert_eq!(nlink(&ns, ROOT_INO), 3);
+    assert_eq!(nlink(&ns, d), 2);
+    ns.unlink(d, os("f")).unwrap();
+    ns.rmdir(ROOT_INO, os("d")).unwrap();
+    assert_eq!(nlink(&ns, ROOT_INO), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Hard links
+// ---------------------------------------------------------------------------
+
+#[test]
+fn hard_links_share_data_and_count_names() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    ns.write(f, 0, b"hello").unwrap();
+    let ent = ns.link(f, d, os("g")).unwrap();
+    assert_eq!(ent.attr.ino.0, f);
+    assert_eq!(ent.attr.nlink, 2);
+    assert_eq!(ent.generation, ns.generation(f));
+    assert_eq!(lookups(&ns, f), 2, "link counts a lookup");
+    assert_eq!(ns.child_ino(d, os("g")).unwrap(), f);
+    ns.link(f, ROOT_INO, os("h")).unwrap();
+    assert_eq!(nlink(&ns, f), 3);
+    assert_eq!(nlink(&ns, d), 2, "links do not count as subdirectories");
+    assert_eq!(ns.attr(d).unwrap().size, 60);
+
+    // Data written through one name shows through the others.
+    let via_g = ns.child_ino(d, os("g")).unwrap();
+    ns.write(via_g, 5, b" world").unwrap();
+    let via_h = ns.child_ino(ROOT_INO, os("h")).unwrap();
+    assert_eq!(ns.read(via_h, 0, 100).unwrap(), b"hello world");
+    assert_eq!(ns.pages_used(), 1);
+
+    ns.unlink(ROOT_INO, os("f")).unwrap();
+    assert_eq!(nlink(&ns, f), 2);
+    assert_eq!(ns.read(f, 0, 5).unwrap(), b"hello");
+
+    // Renaming another file over one name drops one link.
+    let other = mkfile(&mut ns, ROOT_INO, "other");
+    ns.rename(ROOT_INO, os("other"), ROOT_INO, os("h"), 0)
+        .unwrap();
+    assert_eq!(nlink(&ns, f), 1);
+    assert_eq!(ns.child_ino(ROOT_INO, os("h")).unwrap(), other);
+    assert_eq!(ns.child_ino(d, os("g")).unwrap(), f);
+
+    ns.unlink(d, os("g")).unwrap();
+    assert_eq!(nlink(&ns, f), 0);
+    assert!(ns.attr(f).is_ok(), "still looked up");
+    forget_all(&mut ns, f);
+    assert!(ns.attr(f).is_err());
+    assert_eq!(ns.pages_used(), 0);
+}
+
+#[test]
+fn link_errors() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    assert_eq!(ns.link(d, ROOT_INO, os("d2")).unwrap_err(), e(libc::EPERM));
+    assert_eq!(
+        ns.link(ROOT_INO, ROOT_INO, os("r")).unwrap_err(),
+        e(libc::EPERM)
+    );
+    assert_eq!(ns.link(f, ROOT_INO, os("d")).unwrap_err(), e(libc::EEXIST));
+    assert_eq!(ns.link(f, f, os("x")).unwrap_err(), e(libc::ENOTDIR));
+    assert_eq!(ns.link(999, d, os("x")).unwrap_err(), e(libc::ENOENT));
+    assert_eq!(ns.link(f, d, os("..")).unwrap_err(), e(libc::EINVAL));
+    assert_eq!(nlink(&ns, f), 1);
+    assert_eq!(nlink(&ns, d), 2);
+    assert_eq!(lookups(&ns, f), 1, "failed links count no lookup");
+    // Symlinks and special files can be hard-linked.
+    let l = symlink(&mut ns, ROOT_INO, "l", b"t");
+    ns.link(l, d, os("l2")).unwrap();
+    assert_eq!(nlink(&ns, l), 2);
+    let p = create(&mut ns, ROOT_INO, "p", Kind::Fifo);
+    ns.link(p, d, os("p2")).unwrap();
+    assert_eq!(nlink(&ns, p), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Directory link counts and sizes
+// ---------------------------------------------------------------------------
+
+#[test]
+fn directory_nlink_tracks_subdirectories() {
+    let mut ns = ns();
+    let a = mkdir(&mut ns, ROOT_INO, "a");
+    let b = mkdir(&mut ns, ROOT_INO, "b");
+    mkfile(&mut ns, ROOT_INO, "file");
+    assert_eq!(nlink(&ns, ROOT_INO), 4);
+    let x = mkdir(&mut ns, a, "x");
+    assert_eq!((nlink(&ns, a), nlink(&ns, b)), (3, 2));
+
+    // Move a directory across parents.
+    ns.rename(a, os("x"), b, os("x"), 0).unwrap();
+    assert_eq!((nlink(&ns, a), nlink(&ns, b)), (2, 3));
+    assert_eq!(ns.parent_of(x), b);
+    // Within one parent: nothing changes.
+    ns.rename(b, os("x"), b, os("y"), 0).unwrap();
+    assert_eq!(nlink(&ns, b), 3);
+    // Up to the root.
+    ns.rename(b, os("y"), ROOT_INO, os("y"), 0).unwrap();
+    assert_eq!((nlink(&ns, b), nlink(&ns, ROOT_INO)), (2, 5));
+    assert_eq!(ns.parent_of(x), ROOT_INO);
+    // Moving a file changes no directory link count.
+    ns.rename(ROOT_INO, os("file"), a, os("file"), 0).unwrap();
+    assert_eq!((nlink(&ns, a), nlink(&ns, ROOT_INO)), (2, 5));
+    ns.rmdir(ROOT_INO, os("y")).unwrap();
+    assert_eq!(nlink(&ns, ROOT_INO), 4);
+    assert_eq!(nlink(&ns, x), 0);
+
+    // Replace an empty directory in another parent with a directory.
+    let src = mkdir(&mut ns, a, "src");
+    let victim = mkdir(&mut ns, b, "victim");
+    assert_eq!((nlink(&ns, a), nlink(&ns, b)), (3, 3));
+    ns.rename(a, os("src"), b, os("victim"), 0).unwrap();
+    assert_eq!((nlink(&ns, a), nlink(&ns, b)), (2, 3));
+    assert_eq!(ns.child_ino(b, os("victim")).unwrap(), src);
+    assert_eq!(nlink(&ns, victim), 0);
+    assert_eq!(names(&ns, victim, None), Vec::<String>::new());
+    assert_eq!(ns.parent_of(victim), victim);
+    // Replace an empty directory in the same parent.
+    mkdir(&mut ns, b, "other");
+    assert_eq!(nlink(&ns, b), 4);
+    ns.rename(b, os("other"), b, os("victim"), 0).unwrap();
+    assert_eq!(nlink(&ns, b), 3);
+    assert_eq!(nlink(&ns, ROOT_INO), 4);
+}
+
+#[test]
+fn exchange_directory_with_file_across_parents() {
+    let mut ns = ns();
+    let a = mkdir(&mut ns, ROOT_INO, "a");
+    let b = mkdir(&mut ns, ROOT_INO, "b");
+    let sub = mkdir(&mut ns, a, "sub");
+    let f = mkfile(&mut ns, b, "f");
+    assert_eq!((nlink(&ns, a), nlink(&ns, b)), (3, 2));
+
+    ns.rename(a, os("sub"), b, os("f"), RENAME_EXCHANGE)
+        .unwrap();
+    assert_eq!(ns.child_ino(a, os("sub")).unwrap(), f);
+    assert_eq!(ns.child_ino(b, os("f")).unwrap(), sub);
+    assert_eq!((nlink(&ns, a), nlink(&ns, b)), (2, 3));
+    assert_eq!(ns.parent_of(sub), b);
+    assert_eq!(nlink(&ns, sub), 2);
+    assert_eq!(nlink(&ns, f), 1);
+    // The directory still works at its new place.
+    mkfile(&mut ns, sub, "inner");
+    assert_eq!(names(&ns, b, None), ["f"]);
+    assert_eq!(
+        ns.entries_after(b, None).unwrap().next().unwrap().2,
+        FileType::Directory
+    );
+
+    // And back, with the file as the source this time.
+    ns.rename(a, os("sub"), b, os("f"), RENAME_EXCHANGE)
+        .unwrap();
+    assert_eq!((nlink(&ns, a), nlink(&ns, b)), (3, 2));
+    assert_eq!(ns.parent_of(sub), a);
+
+    // Two directories across parents: counts unchanged.
+    let other = mkdir(&mut ns, b, "other");
+    assert_eq!(nlink(&ns, b), 3);
+    ns.rename(a, os("sub"), b, os("other"), RENAME_EXCHANGE)
+        .unwrap();
+    assert_eq!((nlink(&ns, a), nlink(&ns, b)), (3, 3));
+    assert_eq!(ns.parent_of(sub), b);
+    assert_eq!(ns.parent_of(other), a);
+    assert_eq!(ns.child_ino(b, os("other")).unwrap(), sub);
+    assert!(ns.child_ino(sub, os("inner")).is_ok());
+    assert_eq!(nlink(&ns, ROOT_INO), 4);
+}
+
+#[test]
+fn directory_size_is_twenty_per_entry() {
+    let mut ns = ns();
+    assert_eq!(ns.attr(ROOT_INO).unwrap().size, 40);
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    assert_eq!(ns.attr(d).unwrap().size, 40);
+    for n in ["a", "b", "c"] {
+        mkfile(&mut ns, d, n);
+    }
+    mkdir(&mut ns, d, "sub");
+    assert_eq!(ns.attr(d).unwrap().size, 20 * 6);
+    assert_eq!(ns.attr(ROOT_INO).unwrap().size, 60);
+    ns.unlink(d, os("a")).unwrap();
+    ns.rmdir(d, os("sub")).unwrap();
+    assert_eq!(ns.attr(d).unwrap().size, 80);
+    ns.rename(d, os("b"), ROOT_INO, os("b"), 0).unwrap();
+    assert_eq!(ns.attr(d).unwrap().size, 60);
+    assert_eq!(ns.attr(ROOT_INO).unwrap().size, 80);
+}
+
+// ---------------------------------------------------------------------------
+// Rename rules
+// ---------------------------------------------------------------------------
+
+#[test]
+fn rename_errors() {
+    let mut ns = ns();
+    let a = mkdir(&mut ns, ROOT_INO, "a");
+    let b = mkdir(&mut ns, ROOT_INO, "b");
+    mkdir(&mut ns, b, "c");
+    let sub = mkdir(&mut ns, a, "sub");
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let empty = mkdir(&mut ns, ROOT_INO, "empty");
+    let before = names(&ns, ROOT_INO, None);
+
+    let r = |ns: &mut Namespace, p, n, np, nn, fl| ns.rename(p, os(n), np, os(nn), fl);
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "a", ROOT_INO, "b", 0),
+        Err(e(libc::ENOTEMPTY))
+    );
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "a", ROOT_INO, "f", 0),
+        Err(e(libc::ENOTDIR))
+    );
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "f", ROOT_INO, "empty", 0),
+        Err(e(libc::EISDIR))
+    );
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "a", a, "inside", 0),
+        Err(e(libc::EINVAL))
+    );
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "a", sub, "deeper", 0),
+        Err(e(libc::EINVAL))
+    );
+    // A directory replacing an empty directory inside itself.
+    mkdir(&mut ns, sub, "hole");
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "a", sub, "hole", 0),
+        Err(e(libc::EINVAL))
+    );
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "nope", ROOT_INO, "x", 0),
+        Err(e(libc::ENOENT))
+    );
+    assert_eq!(r(&mut ns, f, "x", ROOT_INO, "y", 0), Err(e(libc::ENOTDIR)));
+    assert_eq!(r(&mut ns, ROOT_INO, "f", f, "y", 0), Err(e(libc::ENOTDIR)));
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "f", ROOT_INO, "..", 0),
+        Err(e(libc::EINVAL))
+    );
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "f", ROOT_INO, "a/b", 0),
+        Err(e(libc::EINVAL))
+    );
+    let long = "z".repeat(256);
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "f", ROOT_INO, &long, 0),
+        Err(e(libc::ENAMETOOLONG))
+    );
+    // Flags.
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "f", ROOT_INO, "g", 3),
+        Err(e(libc::EINVAL))
+    );
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "f", ROOT_INO, "g", 4),
+        Err(e(libc::EINVAL))
+    );
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "f", ROOT_INO, "g", 1 << 31),
+        Err(e(libc::EINVAL))
+    );
+    assert_eq!(
+        r(
+            &mut ns,
+            ROOT_INO,
+            "nope",
+            ROOT_INO,
+            "g",
+            RENAME_EXCHANGE | 8
+        ),
+        Err(e(libc::EINVAL)),
+        "flags are checked first"
+    );
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "f", ROOT_INO, "empty", RENAME_NOREPLACE),
+        Err(e(libc::EEXIST))
+    );
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "f", ROOT_INO, "missing", RENAME_EXCHANGE),
+        Err(e(libc::ENOENT))
+    );
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "missing", ROOT_INO, "f", RENAME_EXCHANGE),
+        Err(e(libc::ENOENT))
+    );
+    // Exchanging a directory with something inside it.
+    assert_eq!(
+        r(&mut ns, ROOT_INO, "a", a, "sub", RENAME_EXCHANGE),
+        Err(e(libc::EINVAL))
+    );
+    assert_eq!(
+        r(&mut ns, a, "sub", ROOT_INO, "a", RENAME_EXCHANGE),
+        Err(e(libc::EINVAL))
+    );
+
+    // Nothing changed.
+    assert_eq!(names(&ns, ROOT_INO, None), before);
+    assert_eq!(ns.child_ino(ROOT_INO, os("f")).unwrap(), f);
+    assert_eq!(ns.child_ino(ROOT_INO, os("empty")).unwrap(), empty);
+    assert_eq!(ns.parent_of(sub), a);
+    assert_eq!(nlink(&ns, ROOT_INO), 5);
+    assert_eq!(nlink(&ns, a), 3);
+}
+
+#[test]
+fn rename_same_inode_is_a_no_op() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    ns.link(f, d, os("g")).unwrap();
+    ns.rename(ROOT_INO, os("f"), d, os("g"), 0).unwrap();
+    assert_eq!(ns.child_ino(ROOT_INO, os("f")).unwrap(), f);
+    assert_eq!(ns.child_ino(d, os("g")).unwrap(), f);
+    assert_eq!(nlink(&ns, f), 2);
+    // Same name.
+    ns.rename(ROOT_INO, os("f"), ROOT_INO, os("f"), 0).unwrap();
+    ns.rename(ROOT_INO, os("d"), ROOT_INO, os("d"), 0).unwrap();
+    assert_eq!(ns.child_ino(ROOT_INO, os("f")).unwrap(), f);
+    assert_eq!(ns.child_ino(ROOT_INO, os("d")).unwrap(), d);
+    assert_eq!(nlink(&ns, f), 2);
+    assert_eq!(nlink(&ns, ROOT_INO), 3);
+    // Exchanging two names of one file, or a name with itself, is a no-op.
+    ns.rename(ROOT_INO, os("f"), d, os("g"), RENAME_EXCHANGE)
+        .unwrap();
+    ns.rename(ROOT_INO, os("d"), ROOT_INO, os("d"), RENAME_EXCHANGE)
+        .unwrap();
+    assert_eq!(ns.child_ino(ROOT_INO, os("f")).unwrap(), f);
+    assert_eq!(ns.child_ino(d, os("g")).unwrap(), f);
+    assert_eq!(nlink(&ns, f), 2);
+    assert_eq!(ns.parent_of(d), ROOT_INO);
+}
+
+/// renameat2(2): "RENAME_NOREPLACE: Don't overwrite newpath of the rename.
+/// Return an error if newpath already exists." Linux checks this in
+/// `do_renameat2` before `vfs_rename`'s "source == target: do nothing".
+#[test]
+fn rename_noreplace_onto_existing_name_of_same_inode_is_eexist() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.link(f, ROOT_INO, os("g")).unwrap();
+    assert_eq!(
+        ns.rename(ROOT_INO, os("f"), ROOT_INO, os("g"), RENAME_NOREPLACE),
+        Err(e(libc::EEXIST)),
+        "hard link of the same file"
+    );
+    assert_eq!(
+        ns.rename(ROOT_INO, os("f"), ROOT_INO, os("f"), RENAME_NOREPLACE),
+        Err(e(libc::EEXIST)),
+        "same name"
+    );
+}
+
+/// Linux checks "source is an ancestor of the target" (EINVAL) before the
+/// type and emptiness checks of the target (ENOTDIR/ENOTEMPTY).
+#[test]
+fn rename_into_own_subtree_is_einval_before_target_checks() {
+    let mut ns = ns();
+    let a = mkdir(&mut ns, ROOT_INO, "a");
+    mkfile(&mut ns, a, "f");
+    let full = mkdir(&mut ns, a, "full");
+    mkfile(&mut ns, full, "x");
+    assert_eq!(
+        ns.rename(ROOT_INO, os("a"), a, os("f"), 0),
+        Err(e(libc::EINVAL)),
+        "rename(\"a\", \"a/f\") with a/f a file"
+    );
+    assert_eq!(
+        ns.rename(ROOT_INO, os("a"), a, os("full"), 0),
+        Err(e(libc::EINVAL)),
+        "rename(\"a\", \"a/full\") with a/full a non-empty directory"
+    );
+}
+
+#[test]
+fn rename_moves_and_replaces() {
+    let mut ns = ns();
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.write(f, 0, b"ff").unwrap();
+    // Plain move, NOREPLACE to a free name works too.
+    ns.rename(ROOT_INO, os("f"), d, os("g"), RENAME_NOREPLACE)
+        .unwrap();
+    assert_eq!(ns.child_ino(ROOT_INO, os("f")), Err(e(libc::ENOENT)));
+    assert_eq!(ns.child_ino(d, os("g")).unwrap(), f);
+    assert_eq!(nlink(&ns, f), 1);
+
+    // Replace a file nobody looks up: it is freed with its pages.
+    let v = mkfile(&mut ns, ROOT_INO, "v");
+    ns.write(v, 0, &[1u8; 3 * PAGE]).unwrap();
+    ns.forget(v, 1);
+    assert_eq!(ns.pages_used(), 4);
+    assert_eq!(ns.inodes.live(), 4);
+    ns.rename(d, os("g"), ROOT_INO, os("v"), 0).unwrap();
+    assert!(ns.attr(v).is_err());
+    assert_eq!(ns.pages_used(), 1);
+    assert_eq!(ns.inodes.live(), 3);
+    assert_eq!(ns.read(f, 0, 10).unwrap(), b"ff");
+
+    // Replace a file that is still looked up: it stays readable.
+    let w = mkfile(&mut ns, d, "w");
+    ns.write(w, 0, b"ww").unwrap();
+    ns.rename(ROOT_INO, os("v"), d, os("w"), 0).unwrap();
+    assert_eq!(nlink(&ns, w), 0);
+    assert_eq!(ns.read(w, 0, 10).unwrap(), b"ww");
+    assert_eq!(ns.child_ino(d, os("w")).unwrap(), f);
+    ns.forget(w, 1);
+    assert!(ns.attr(w).is_err());
+    assert_eq!(ns.pages_used(), 1);
+
+    // Exchange two files: names swap, contents follow the inodes.
+    let x = mkfile(&mut ns, ROOT_INO, "x");
+    ns.write(x, 0, b"xx").unwrap();
+    ns.rename(ROOT_INO, os("x"), d, os("w"), RENAME_EXCHANGE)
+        .unwrap();
+    assert_eq!(ns.child_ino(ROOT_INO, os("x")).unwrap(), f);
+    assert_eq!(ns.child_ino(d, os("w")).unwrap(), x);
+    assert_eq!((nlink(&ns, f), nlink(&ns, x)), (1, 1));
+    assert_eq!(ns.read(x, 0, 10).unwrap(), b"xx");
+    // A symlink moves like a file.
+    let l = symlink(&mut ns, ROOT_INO, "l", b"target");
+    ns.rename(ROOT_INO, os("l"), d, os("l2"), 0).unwrap();
+    assert_eq!(
+        ns.readlink(ns.child_ino(d, os("l2")).unwrap()).unwrap(),
+        b"target"
+    );
+    assert_eq!(ns.child_ino(d, os("l2")).unwrap(), l);
+}
+
+#[test]
+fn renamed_directory_keeps_its_contents() {
+    let mut ns = ns();
+    let a = mkdir(&mut ns, ROOT_INO, "a");
+    let b = mkdir(&mut ns, a, "b");
+    let f = mkfile(&mut ns, b, "f");
+    let t = mkdir(&mut ns, ROOT_INO, "t");
+    ns.rename(ROOT_INO, os("a"), t, os("moved"), 0).unwrap();
+    assert_eq!(ns.child_ino(t, os("moved")).unwrap(), a);
+    assert_eq!(ns.child_ino(a, os("b")).unwrap(), b);
+    assert_eq!(ns.child_ino(b, os("f")).unwrap(), f);
+    assert_eq!(ns.parent_of(a), t);
+    assert_eq!(ns.parent_of(b), a);
+    // Creating inside a moved directory works.
+    mkfile(&mut ns, a, "new");
+    assert_eq!(names(&ns, a, None), ["b", "new"]);
+    // Moving a parent up into its grandparent's level is fine.
+    ns.rename(a, os("b"), ROOT_INO, os("b"), 0).unwrap();
+    assert_eq!(ns.parent_of(b), ROOT_INO);
+    assert_eq!(nlink(&ns, a), 2);
+    assert_eq!(nlink(&ns, ROOT_INO), 4);
+}
+
+// ---------------------------------------------------------------------------
+// Timestamps
+// ---------------------------------------------------------------------------
+
+#[test]
+fn parent_times_advance_on_create_unlink_rmdir() {
+    let mut ns = ns();
+    age(&mut ns, ROOT_INO);
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let r = ns.attr(ROOT_INO).unwrap();
+    assert!(r.mtime > past() && r.ctime > past());
+    assert_eq!(r.atime, past());
+    let fa = ns.attr(f).unwrap();
+    assert!(fa.mtime > past() && fa.ctime > past() && fa.atime > past());
+
+    age(&mut ns, ROOT_INO);
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    let r = ns.attr(ROOT_INO).unwrap();
+    assert!(r.mtime > past() && r.ctime > past());
+
+    age(&mut ns, ROOT_INO);
+    age(&mut ns, f);
+    ns.link(f, ROOT_INO, os("f2")).unwrap();
+    let r = ns.attr(ROOT_INO).unwrap();
+    assert!(r.mtime > past() && r.ctime > past());
+    let fa = ns.attr(f).unwrap();
+    assert!(fa.ctime > past(), "link changes the inode's ctime");
+    assert_eq!(fa.mtime, past(), "link does not change the inode's mtime");
+
+    age(&mut ns, ROOT_INO);
+    age(&mut ns, f);
+    ns.unlink(ROOT_INO, os("f2")).unwrap();
+    let r = ns.attr(ROOT_INO).unwrap();
+    assert!(r.mtime > past() && r.ctime > past());
+    let fa = ns.attr(f).unwrap();
+    assert!(fa.ctime > past(), "unlink changes the inode's ctime");
+    assert_eq!(fa.mtime, past());
+
+    age(&mut ns, ROOT_INO);
+    ns.rmdir(ROOT_INO, os("d")).unwrap();
+    let r = ns.attr(ROOT_INO).unwrap();
+    assert!(r.mtime > past() && r.ctime > past());
+    assert!(ns.attr(d).unwrap().ctime > past());
+
+    // Failed operations leave the parent alone.
+    age(&mut ns, ROOT_INO);
+    assert!(
+        ns.create_node(ROOT_INO, os("f"), spec(Kind::RegularFile))
+            .is_err()
+    );
+    assert!(ns.unlink(ROOT_INO, os("nope")).is_err());
+    assert!(ns.rmdir(ROOT_INO, os("f")).is_err());
+    let r = ns.attr(ROOT_INO).unwrap();
+    assert_eq!((r.mtime, r.ctime), (past(), past()));
+}
+
+#[test]
+fn rename_touches_both_parents_and_the_inode_ctime() {
+    let mut ns = ns();
+    let a = mkdir(&mut ns, ROOT_INO, "a");
+    let b = mkdir(&mut ns, ROOT_INO, "b");
+    let f = mkfile(&mut ns, a, "f");
+    for i in [ROOT_INO, a, b, f] {
+        age(&mut ns, i);
+    }
+    ns.rename(a, os("f"), b, os("g"), 0).unwrap();
+    for p in [a, b] {
+        let at = ns.attr(p).unwrap();
+        assert!(at.mtime > past() && at.ctime > past(), "parent {p}");
+    }
+    let r = ns.attr(ROOT_INO).unwrap();
+    assert_eq!(
+        (r.mtime, r.ctime),
+        (past(), past()),
+        "grandparent untouched"
+    );
+    let fa = ns.attr(f).unwrap();
+    assert!(fa.ctime > past());
+    assert_eq!(fa.mtime, past(), "rename keeps the file's mtime");
+
+    // Exchange: both parents and both inodes' ctime.
+    let g = mkfile(&mut ns, a, "other");
+    for i in [a, b, f, g] {
+        age(&mut ns, i);
+    }
+    ns.rename(a, os("other"), b, os("g"), RENAME_EXCHANGE)
+        .unwrap();
+    for i in [a, b] {
+        let at = ns.attr(i).unwrap();
+        assert!(at.mtime > past() && at.ctime > past());
+    }
+    for i in [f, g] {
+        let at = ns.attr(i).unwrap();
+        assert!(at.ctime > past());
+        assert_eq!(at.mtime, past());
+    }
+    // A no-op rename changes nothing.
+    ns.link(f, b, os("f2")).unwrap();
+    for i in [a, b, f] {
+        age(&mut ns, i);
+    }
+    ns.rename(a, os("other"), b, os("f2"), 0).unwrap();
+    for i in [a, b, f] {
+        let at = ns.attr(i).unwrap();
+        assert_eq!((at.mtime, at.ctime), (past(), past()));
+    }
+}
+
+#[test]
+fn setattr_times() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.write(f, 0, b"0123456789").unwrap();
+
+    // chmod: ctime only.
+    age(&mut ns, f);
+    let a = ns
+        .setattr(
+            f,
+            SetAttr {
+                mode: Some(libc::S_IFREG | 0o4711),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(a.perm, 0o4711);
+    assert_eq!(a.kind, FileType::RegularFile);
+    assert!(a.ctime > past());
+    assert_eq!((a.mtime, a.atime), (past(), past()));
+
+    // chown: ctime only.
+    age(&mut ns, f);
+    let a = ns
+        .setattr(
+            f,
+            SetAttr {
+                uid: Some(10),
+                gid: Some(20),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((a.uid, a.gid), (10, 20));
+    assert!(a.ctime > past());
+    assert_eq!((a.mtime, a.atime), (past(), past()));
+
+    // truncate: mtime and ctime.
+    age(&mut ns, f);
+    let a = ns
+        .setattr(
+            f,
+            SetAttr {
+                size: Some(4),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(a.size, 4);
+    assert!(a.mtime > past() && a.ctime > past());
+    assert_eq!(a.atime, past());
+
+    // truncate with an explicit mtime: that mtime wins.
+    let t = UNIX_EPOCH + Duration::from_secs(2_000_000);
+    age(&mut ns, f);
+    let a = ns
+        .setattr(
+            f,
+            SetAttr {
+                size: Some(2),
+                mtime: Some(TimeOrNow::SpecificTime(t)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(a.size, 2);
+    assert_eq!(a.mtime, t);
+    assert!(a.ctime > past());
+
+    // utimens with specific times.
+    let t1 = UNIX_EPOCH + Duration::new(1_234_567, 89);
+    let t2 = UNIX_EPOCH + Duration::new(7_654_321, 12);
+    let a = ns
+        .setattr(
+            f,
+            SetAttr {
+                atime: Some(TimeOrNow::SpecificTime(t1)),
+                mtime: Some(TimeOrNow::SpecificTime(t2)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((a.atime, a.mtime), (t1, t2));
+    assert!(a.ctime > past());
+
+    // utimens with Now.
+    let before = SystemTime::now();
+    let a = ns
+        .setattr(
+            f,
+            SetAttr {
+                atime: Some(TimeOrNow::Now),
+                mtime: Some(TimeOrNow::Now),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(a.atime >= before && a.mtime >= before && a.ctime >= before);
+    assert!(a.atime <= SystemTime::now());
+
+    // Only atime.
+    age(&mut ns, f);
+    let a = ns
+        .setattr(
+            f,
+            SetAttr {
+                atime: Some(TimeOrNow::Now),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(a.atime > past());
+    assert_eq!(a.mtime, past());
+
+    // Explicit ctime.
+    let a = ns
+        .setattr(
+            f,
+            SetAttr {
+                ctime: Some(t1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(a.ctime, t1);
+
+    // Setattr on a missing inode.
+    assert_eq!(
+        ns.setattr(999, SetAttr::default()).unwrap_err(),
+        e(libc::ENOENT)
+    );
+}
+
+#[test]
+fn write_and_punch_update_mtime() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    age(&mut ns, f);
+    ns.write(f, 0, b"abc").unwrap();
+    let a = ns.attr(f).unwrap();
+    assert!(a.mtime > past() && a.ctime > past());
+    assert_eq!(a.atime, past());
+    age(&mut ns, f);
+    ns.fallocate(
+        f,
+        0,
+        1,
+        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+    )
+    .unwrap();
+    let a = ns.attr(f).unwrap();
+    assert!(a.mtime > past() && a.ctime > past());
+    // Reading changes nothing here (atime is the kernel's business).
+    age(&mut ns, f);
+    ns.read(f, 0, 3).unwrap();
+    let a = ns.attr(f).unwrap();
+    assert_eq!((a.atime, a.mtime, a.ctime), (past(), past(), past()));
+}
+
+// ---------------------------------------------------------------------------
+// setgid directories
+// ---------------------------------------------------------------------------
+
+#[test]
+fn setgid_directory_inheritance() {
+    let mut ns = Namespace::new(
+        0,
+        50,
+        0o2775,
+        Limits {
+            max_pages: 16,
+            max_inodes: 64,
+        },
+    );
+    let s = |kind| NewNode {
+        uid: 7,
+        gid: 7,
+        ..spec(kind)
+    };
+    let f = ns
+        .create_node(ROOT_INO, os("f"), s(Kind::RegularFile))
+        .unwrap();
+    assert_eq!((f.attr.uid, f.attr.gid), (7, 50));
+    assert_eq!(f.attr.perm, 0o644, "files do not get S_ISGID");
+    let d = ns
+        .create_node(ROOT_INO, os("d"), s(Kind::Directory))
+        .unwrap();
+    assert_eq!(d.attr.gid, 50);
+    assert_eq!(d.attr.perm, 0o2755, "subdirectories inherit S_ISGID");
+    let l = ns
+        .create_node(
+            ROOT_INO,
+            os("l"),
+            NewNode {
+                target: Some(b"x"),
+                ..s(Kind::Symlink)
+            },
+        )
+        .unwrap();
+    assert_eq!(l.attr.gid, 50);
+    assert_eq!(l.attr.perm & 0o2000, 0);
+    let p = ns.create_node(ROOT_INO, os("p"), s(Kind::Fifo)).unwrap();
+    assert_eq!(p.attr.gid, 50);
+
+    // Inherited further down.
+    let dino = d.attr.ino.0;
+    let dd = ns.create_node(dino, os("dd"), s(Kind::Directory)).unwrap();
+    assert_eq!((dd.attr.gid, dd.attr.perm), (50, 0o2755));
+    let ff = ns
+        .create_node(dino, os("ff"), s(Kind::RegularFile))
+        .unwrap();
+    assert_eq!((ff.attr.gid, ff.attr.perm), (50, 0o644));
+
+    // A plain directory does not impose anything.
+    let plain = ns
+        .create_node(
+            ROOT_INO,
+            os("plain"),
+            NewNode {
+                perm: 0o755,
+                ..s(Kind::Directory)
+            },
+        )
+        .unwrap()
+        .attr
+        .ino
+        .0;
+    ns.setattr(
+        plain,
+        SetAttr {
+            mode: Some(0o755),
+            gid: Some(9),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let g = ns.create_node(plain, os("g"), s(Kind::Directory)).unwrap();
+    assert_eq!((g.attr.gid, g.attr.perm), (7, 0o755));
+    let h = ns
+        .create_node(plain, os("h"), s(Kind::RegularFile))
+        .unwrap();
+    assert_eq!(h.attr.gid, 7);
+
+    // add_path under a setgid root inherits too.
+    let z = ns.add_path(os("x/y"), 3, 3).unwrap();
+    let za = ns.attr(z).unwrap();
+    assert_eq!((za.uid, za.gid, za.perm), (3, 50, 0o2755));
+}
+
+// ---------------------------------------------------------------------------
+// Extended attributes
+// ---------------------------------------------------------------------------
+
+#[test]
+fn xattr_set_get_list_remove() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let x = |s: &str| OsStr::new(s).to_owned();
+    assert_eq!(ns.listxattr(f, 0).unwrap(), XattrReply::Size(0));
+    assert_eq!(ns.listxattr(f, 10).unwrap(), XattrReply::Data(vec![]));
+    assert_eq!(
+        ns.getxattr(f, &x("user.a"), 0).unwrap_err(),
+        e(libc::ENODATA)
+    );
+
+    ns.setxattr(f, &x("user.a"), b"hello", 0).unwrap();
+    ns.setxattr(f, &x("trusted.t"), b"", 0).unwrap();
+    ns.setxattr(f, &x("security.s"), b"sec", libc::XATTR_CREATE)
+        .unwrap();
+    assert_eq!(
+        ns.setxattr(f, &x("user.a"), b"again", libc::XATTR_CREATE)
+            .unwrap_err(),
+        e(libc::EEXIST)
+    );
+    assert_eq!(
+        ns.setxattr(f, &x("user.missing"), b"v", libc::XATTR_REPLACE)
+            .unwrap_err(),
+        e(libc::ENODATA)
+    );
+    assert_eq!(
+        ns.getxattr(f, &x("user.missing"), 0).unwrap_err(),
+        e(libc::ENODATA)
+    );
+    ns.setxattr(f, &x("user.a"), b"world!", libc::XATTR_REPLACE)
+        .unwrap();
+
+    // Get: size query, too small, exact and larger buffers.
+    assert_eq!(
+        ns.getxattr(f, &x("user.a"), 0).unwrap(),
+        XattrReply::Size(6)
+    );
+    assert_eq!(
+        ns.getxattr(f, &x("user.a"), 5).unwrap_err(),
+        e(libc::ERANGE)
+    );
+    assert_eq!(
+        ns.getxattr(f, &x("user.a"), 6).unwrap(),
+        XattrReply::Data(b"world!".to_vec())
+    );
+    assert_eq!(
+        ns.getxattr(f, &x("user.a"), 4096).unwrap(),
+        XattrReply::Data(b"world!".to_vec())
+    );
+    assert_eq!(
+        ns.getxattr(f, &x("trusted.t"), 0).unwrap(),
+        XattrReply::Size(0)
+    );
+
+    // List: NUL-terminated names, in one buffer.
+    let expected = b"security.s\0trusted.t\0user.a\0".to_vec();
+    assert_eq!(
+        ns.listxattr(f, 0).unwrap(),
+        XattrReply::Size(expected.len() as u32)
+    );
+    assert_eq!(
+        ns.listxattr(f, expected.len() as u32 - 1).unwrap_err(),
+        e(libc::ERANGE)
+    );
+    assert_eq!(
+        ns.listxattr(f, expected.len() as u32).unwrap(),
+        XattrReply::Data(expected)
+    );
+
+    // Namespaces outside user./trusted./security. are refused.
+    for bad in ["system.foo", "foo", "user", "userx.a", "os2.x"] {
+        assert_eq!(
+            ns.setxattr(f, &x(bad), b"v", 0).unwrap_err(),
+            e(libc::EOPNOTSUPP),
+            "{bad}"
+        );
+        assert_eq!(
+            ns.removexattr(f, &x(bad)).unwrap_err(),
+            e(libc::EOPNOTSUPP),
+            "{bad}"
+        );
+        assert!(ns.getxattr(f, &x(bad), 0).is_err(), "{bad}");
+    }
+    // A bare prefix is not a name.
+    assert!(ns.setxattr(f, &x("user."), b"v", 0).is_err());
+
+    // Remove.
+    ns.removexattr(f, &x("user.a")).unwrap();
+    assert_eq!(
+        ns.removexattr(f, &x("user.a")).unwrap_err(),
+        e(libc::ENODATA)
+    );
+    assert_eq!(
+        ns.getxattr(f, &x("user.a"), 0).unwrap_err(),
+        e(libc::ENODATA)
+    );
+    ns.removexattr(f, &x("trusted.t")).unwrap();
+    ns.removexattr(f, &x("security.s")).unwrap();
+    assert_eq!(ns.listxattr(f, 0).unwrap(), XattrReply::Size(0));
+    assert!(
+        ns.inodes.get(f).unwrap().xattrs.is_none(),
+        "freed when empty"
+    );
+    assert_eq!(
+        ns.removexattr(f, &x("user.never")).unwrap_err(),
+        e(libc::ENODATA)
+    );
+    // Missing inode.
+    assert_eq!(
+        ns.setxattr(999, &x("user.a"), b"", 0).unwrap_err(),
+        e(libc::ENOENT)
+    );
+    assert_eq!(ns.listxattr(999, 0).unwrap_err(), e(libc::ENOENT));
+}
+
+#[test]
+fn xattrs_work_on_directories_and_change_ctime() {
+    let mut ns = ns();
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    age(&mut ns, d);
+    ns.setxattr(d, OsStr::new("user.k"), b"v", 0).unwrap();
+    let a = ns.attr(d).unwrap();
+    assert!(a.ctime > past());
+    assert_eq!(a.mtime, past());
+    age(&mut ns, d);
+    ns.removexattr(d, OsStr::new("user.k")).unwrap();
+    assert!(ns.attr(d).unwrap().ctime > past());
+    // Xattrs live on the inode: shared by hard links, kept by rename.
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.setxattr(f, OsStr::new("user.k"), b"v", 0).unwrap();
+    ns.link(f, d, os("g")).unwrap();
+    ns.rename(ROOT_INO, os("f"), ROOT_INO, os("h"), 0).unwrap();
+    let g = ns.child_ino(d, os("g")).unwrap();
+    assert_eq!(
+        ns.getxattr(g, OsStr::new("user.k"), 10).unwrap(),
+        XattrReply::Data(b"v".to_vec())
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Limits
+// ---------------------------------------------------------------------------
+
+#[test]
+fn inode_limit() {
+    let mut ns = ns_with(16, 3);
+    let start = ns.usage();
+    assert_eq!((start.files, start.ffree), (3, 2));
+    let a = mkfile(&mut ns, ROOT_INO, "a");
+    mkdir(&mut ns, ROOT_INO, "b");
+    assert_eq!(ns.usage().ffree, 0);
+    for kind in [
+        Kind::RegularFile,
+        Kind::Directory,
+        Kind::Symlink,
+        Kind::Fifo,
+    ] {
+        assert_eq!(
+            ns.create_node(ROOT_INO, os("c"), spec(kind)).unwrap_err(),
+            e(libc::ENOSPC)
+        );
+    }
+    assert_eq!(ns.add_path(os("b/x"), 0, 0).unwrap_err(), e(libc::ENOSPC));
+    // Hard links need no inode.
+    ns.link(a, ROOT_INO, os("a2")).unwrap();
+    // An unlinked file still held by the kernel still counts.
+    ns.unlink(ROOT_INO, os("a")).unwrap();
+    ns.unlink(ROOT_INO, os("a2")).unwrap();
+    assert_eq!(
+        ns.create_node(ROOT_INO, os("c"), spec(Kind::RegularFile))
+            .unwrap_err(),
+        e(libc::ENOSPC)
+    );
+    forget_all(&mut ns, a);
+    assert_eq!(ns.usage().ffree, 1);
+    mkfile(&mut ns, ROOT_INO, "c");
+    assert_eq!(ns.usage().ffree, 0);
+    assert_eq!(ns.inodes.live(), 3);
+    // EEXIST wins over ENOSPC.
+    assert_eq!(
+        ns.create_node(ROOT_INO, os("c"), spec(Kind::RegularFile))
+            .unwrap_err(),
+        e(libc::EEXIST)
+    );
+}
+
+#[test]
+fn page_limit() {
+    let mut ns = ns_with(3, 16);
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let g = mkfile(&mut ns, ROOT_INO, "g");
+    let data: Vec<u8> = (0..2 * PAGE).map(|i| (i % 251) as u8).collect();
+    assert_eq!(ns.write(f, 0, &data).unwrap(), 2 * PAGE as u32);
+    assert_eq!(ns.pages_used(), 2);
+    assert_eq!(ns.usage().bfree, 1);
+    // Needs two new pages, only one left: nothing is written.
+    assert_eq!(
+        ns.write(f, 2 * PG + 10, &[9u8; PAGE]).unwrap_err(),
+        e(libc::ENOSPC)
+    );
+    assert_eq!(
+        ns.write(g, 0, &[9u8; PAGE + 1]).unwrap_err(),
+        e(libc::ENOSPC)
+    );
+    assert_eq!(ns.read(f, 0, 3 * PAGE as u32).unwrap(), data);
+    assert_eq!(ns.size(f).unwrap(), 2 * PG);
+    assert_eq!(ns.size(g).unwrap(), 0);
+    assert_eq!(ns.pages_used(), 2);
+    // Overwriting stored pages needs none.
+    ns.write(f, 100, &[1u8; PAGE]).unwrap();
+    assert_eq!(ns.pages_used(), 2);
+    // Exactly filling the limit works.
+    ns.write(g, 5 * PG, b"last").unwrap();
+    assert_eq!(ns.pages_used(), 3);
+    assert_eq!(ns.usage().bfree, 0);
+    assert_eq!(ns.write(g, 0, b"x").unwrap_err(), e(libc::ENOSPC));
+    assert_eq!(ns.fallocate(g, 0, 1, 0).unwrap_err(), e(libc::ENOSPC));
+    assert_eq!(
+        ns.fallocate(g, 0, 1, libc::FALLOC_FL_KEEP_SIZE)
+            .unwrap_err(),
+        e(libc::ENOSPC)
+    );
+    assert_eq!(ns.size(g).unwrap(), 5 * PG + 4);
+    // Growing by truncate is free.
+    ns.setattr(
+        g,
+        SetAttr {
+            size: Some(1 << 40),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ns.pages_used(), 3);
+    // Freeing space lets writes through again.
+    ns.setattr(
+        f,
+        SetAttr {
+            size: Some(0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ns.pages_used(), 1);
+    ns.write(g, 0, &[2u8; 2 * PAGE]).unwrap();
+    assert_eq!(ns.pages_used(), 3);
+}
+
+#[test]
+fn sparse_write_uses_one_page() {
+    let mut ns = ns_with(4, 16);
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let off = 1u64 << 30;
+    assert_eq!(ns.write(f, off, b"abcd").unwrap(), 4);
+    assert_eq!(ns.pages_used(), 1);
+    let a = ns.attr(f).unwrap();
+    assert_eq!(a.size, off + 4);
+    assert_eq!(a.blocks, PG / 512);
+    assert_eq!(ns.read(f, off - 2, 10).unwrap(), b"\0\0abcd");
+    assert_eq!(ns.read(f, 0, 16).unwrap(), vec![0u8; 16]);
+    assert_eq!(ns.read(f, off + 4, 16).unwrap(), Vec::<u8>::new());
+    // A write straddling two pages costs two.
+    ns.write(f, 10 * PG - 1, b"xy").unwrap();
+    assert_eq!(ns.pages_used(), 3);
+    // Empty writes cost nothing.
+    assert_eq!(ns.write(f, 100 * PG, b"").unwrap(), 0);
+    assert_eq!(ns.pages_used(), 3);
+}
+
+#[test]
+fn write_past_max_file_size_is_efbig() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    assert_eq!(
+        ns.write(f, i64::MAX as u64, b"x").unwrap_err(),
+        e(libc::EFBIG)
+    );
+    assert_eq!(
+        ns.fallocate(f, i64::MAX as u64, 1, 0).unwrap_err(),
+        e(libc::EFBIG)
+    );
+    assert_eq!(
+        ns.fallocate(f, u64::MAX - 1, 4, 0).unwrap_err(),
+        e(libc::EFBIG)
+    );
+    assert_eq!(ns.pages_used(), 0);
+    assert_eq!(ns.size(f).unwrap(), 0);
+}
+
+/// `write` computes the pages it needs (`offset + len - 1`) before checking
+/// for EFBIG, so an offset near `u64::MAX` overflows (a panic in debug
+/// builds) instead of failing with EFBIG like `fallocate` does.
+#[test]
+fn write_at_huge_offset_is_efbig_not_overflow() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ns.write(f, u64::MAX - 1, b"abcd")
+    }));
+    assert!(
+        matches!(r, Ok(Err(Error(libc::EFBIG)))),
+        "write(f, u64::MAX - 1, 4 bytes) should be EFBIG, got {}",
+        match &r {
+            Ok(v) => format!("{v:?}"),
+            Err(_) => "a panic".to_owned(),
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------
+// lseek, fallocate, truncate, readlink
+// ---------------------------------------------------------------------------
+
+#[test]
+fn lseek_data_and_hole() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    assert_eq!(ns.lseek(f, 0, libc::SEEK_DATA), Err(e(libc::ENXIO)));
+    assert_eq!(ns.lseek(f, 0, libc::SEEK_HOLE), Err(e(libc::ENXIO)));
+    ns.write(f, 0, b"x").unwrap();
+    ns.write(f, 10 * PG + 5, b"yz").unwrap();
+    let size = (10 * PG + 7) as i64;
+    let p = PG as i64;
+    assert_eq!(ns.lseek(f, 0, libc::SEEK_DATA), Ok(0));
+    assert_eq!(ns.lseek(f, 100, libc::SEEK_DATA), Ok(100));
+    assert_eq!(ns.lseek(f, 0, libc::SEEK_HOLE), Ok(p));
+    assert_eq!(ns.lseek(f, p, libc::SEEK_HOLE), Ok(p));
+    assert_eq!(ns.lseek(f, p, libc::SEEK_DATA), Ok(10 * p));
+    assert_eq!(ns.lseek(f, 5 * p, libc::SEEK_DATA), Ok(10 * p));
+    assert_eq!(ns.lseek(f, 10 * p, libc::SEEK_HOLE), Ok(size));
+    assert_eq!(ns.lseek(f, size - 1, libc::SEEK_DATA), Ok(size - 1));
+    assert_eq!(ns.lseek(f, size, libc::SEEK_DATA), Err(e(libc::ENXIO)));
+    assert_eq!(ns.lseek(f, size, libc::SEEK_HOLE), Err(e(libc::ENXIO)));
+    assert_eq!(
+        ns.lseek(f, size + 100, libc::SEEK_DATA),
+        Err(e(libc::ENXIO))
+    );
+    assert_eq!(ns.lseek(f, -1, libc::SEEK_DATA), Err(e(libc::ENXIO)));
+    assert_eq!(ns.lseek(f, -1, libc::SEEK_HOLE), Err(e(libc::ENXIO)));
+    assert_eq!(ns.lseek(f, 7, libc::SEEK_SET), Ok(7));
+    assert_eq!(ns.lseek(f, 3, libc::SEEK_END), Ok(size + 3));
+    assert_eq!(ns.lseek(f, 0, 42), Err(e(libc::EINVAL)));
+    // Truncated-away tail: data past the new end is gone.
+    ns.setattr(
+        f,
+        SetAttr {
+            size: Some(2 * PG),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ns.lseek(f, p, libc::SEEK_DATA), Err(e(libc::ENXIO)));
+    assert_eq!(ns.lseek(f, p, libc::SEEK_HOLE), Ok(p));
+    // Not a regular file.
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    assert_eq!(ns.lseek(d, 0, libc::SEEK_DATA), Err(e(libc::EISDIR)));
+    let l = symlink(&mut ns, ROOT_INO, "l", b"f");
+    assert_eq!(ns.lseek(l, 0, libc::SEEK_DATA), Err(e(libc::EINVAL)));
+    assert_eq!(ns.lseek(999, 0, libc::SEEK_DATA), Err(e(libc::ENOENT)));
+}
+
+#[test]
+fn fallocate_modes() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    // Mode 0 grows the size and stores pages.
+    ns.fallocate(f, 0, 2 * PG + 1, 0).unwrap();
+    assert_eq!(ns.size(f).unwrap(), 2 * PG + 1);
+    assert_eq!(ns.pages_used(), 3);
+    assert_eq!(ns.attr(f).unwrap().blocks, 3 * PG / 512);
+    assert_eq!(ns.read(f, 0, 10).unwrap(), vec![0u8; 10]);
+    // Mode 0 inside the file does not shrink it.
+    ns.fallocate(f, 0, 10, 0).unwrap();
+    assert_eq!(ns.size(f).unwrap(), 2 * PG + 1);
+    assert_eq!(ns.pages_used(), 3);
+    // KEEP_SIZE stores pages beyond the end without growing.
+    ns.fallocate(f, 10 * PG, PG, libc::FALLOC_FL_KEEP_SIZE)
+        .unwrap();
+    assert_eq!(ns.size(f).unwrap(), 2 * PG + 1);
+    assert_eq!(ns.pages_used(), 4);
+    assert_eq!(ns.attr(f).unwrap().blocks, 4 * PG / 512);
+    // Allocated pages keep data written before.
+    ns.write(f, 0, b"keep").unwrap();
+    ns.fallocate(f, 0, PG, 0).unwrap();
+    assert_eq!(ns.read(f, 0, 4).unwrap(), b"keep");
+    assert_eq!(ns.pages_used(), 4);
+
+    // PUNCH_HOLE | KEEP_SIZE frees fully covered pages, zeroes partial ones.
+    ns.write(f, PG, &[5u8; PAGE]).unwrap();
+    let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    ns.fallocate(f, 2, PG + 10, punch).unwrap();
+    assert_eq!(ns.pages_used(), 4, "no page fully covered");
+    assert_eq!(ns.read(f, 0, 4).unwrap(), b"ke\0\0");
+    let r = ns.read(f, PG, PAGE as u32).unwrap();
+    assert!(r[..12].iter().all(|&b| b == 0));
+    assert!(r[12..].iter().all(|&b| b == 5));
+    ns.fallocate(f, 0, 2 * PG, punch).unwrap();
+    assert_eq!(ns.pages_used(), 2);
+    assert_eq!(ns.size(f).unwrap(), 2 * PG + 1, "size kept");
+    assert_eq!(ns.read(f, 0, 2 * PAGE as u32).unwrap(), vec![0u8; 2 * PAGE]);
+    // Punching the page kept past the end frees it too.
+    ns.fallocate(f, 10 * PG, PG, punch).unwrap();
+    assert_eq!(ns.pages_used(), 1);
+    // Punching a hole in a hole is fine.
+    ns.fallocate(f, 50 * PG, PG, punch).unwrap();
+    assert_eq!(ns.pages_used(), 1);
+
+    // Other modes are refused.
+    for mode in [
+        libc::FALLOC_FL_PUNCH_HOLE,
+        libc::FALLOC_FL_COLLAPSE_RANGE,
+        libc::FALLOC_FL_ZERO_RANGE,
+        libc::FALLOC_FL_INSERT_RANGE,
+        libc::FALLOC_FL_UNSHARE_RANGE,
+        libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+    ] {
+        assert_eq!(
+            ns.fallocate(f, 0, PG, mode).unwrap_err(),
+            e(libc::EOPNOTSUPP),
+            "mode {mode:#x}"
+        );
+    }
+    assert_eq!(ns.pages_used(), 1);
+    // Not a regular file.
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    assert_eq!(ns.fallocate(d, 0, 1, 0).unwrap_err(), e(libc::EISDIR));
+    // Everything is given back when the file goes.
+    ns.unlink(ROOT_INO, os("f")).unwrap();
+    forget_all(&mut ns, f);
+    assert_eq!(ns.pages_used(), 0);
+}
+
+/// tmpfs (since Linux 4.2, "tmpfs: truncate prealloc blocks past i_size")
+/// frees pages preallocated past the end with `FALLOC_FL_KEEP_SIZE` on any
+/// truncate with `newsize <= oldsize`, the same size included:
+/// `fallocate(KEEP_SIZE, 0, 10 pages); pwrite(5 pages); ftruncate(5 pages)`
+/// leaves 5 pages, not 10.
+#[test]
+fn truncate_to_same_size_frees_preallocated_pages_past_eof() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.fallocate(f, 0, 10 * PG, libc::FALLOC_FL_KEEP_SIZE)
+        .unwrap();
+    ns.write(f, 0, &[1u8; 5 * PAGE]).unwrap();
+    assert_eq!(ns.size(f).unwrap(), 5 * PG);
+    assert_eq!(ns.pages_used(), 10);
+    // Shrinking drops everything past the new end (this works).
+    let g = mkfile(&mut ns, ROOT_INO, "g");
+    ns.write(g, 0, &[1u8; PAGE]).unwrap();
+    ns.fallocate(g, 4 * PG, PG, libc::FALLOC_FL_KEEP_SIZE)
+        .unwrap();
+    ns.setattr(
+        g,
+        SetAttr {
+            size: Some(10),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ns.attr(g).unwrap().blocks, PG / 512);
+    assert_eq!(ns.pages_used(), 11);
+    // Truncating to the current size must drop the preallocated tail too.
+    let a = ns
+        .setattr(
+            f,
+            SetAttr {
+                size: Some(5 * PG),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(a.size, 5 * PG);
+    assert_eq!(
+        (a.blocks, ns.pages_used()),
+        (5 * PG / 512, 6),
+        "pages past EOF survive ftruncate to the same size"
+    );
+}
+
+#[test]
+fn truncate_rules() {
+    let mut ns = ns();
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    let l = symlink(&mut ns, ROOT_INO, "l", b"target");
+    let p = create(&mut ns, ROOT_INO, "p", Kind::Fifo);
+    let size = |s| SetAttr {
+        size: Some(s),
+        ..Default::default()
+    };
+    assert_eq!(ns.setattr(d, size(0)).unwrap_err(), e(libc::EISDIR));
+    assert_eq!(ns.setattr(l, size(0)).unwrap_err(), e(libc::EINVAL));
+    assert_eq!(ns.setattr(p, size(0)).unwrap_err(), e(libc::EINVAL));
+    assert_eq!(ns.readlink(l).unwrap(), b"target");
+    assert_eq!(ns.attr(l).unwrap().size, 6);
+
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.write(f, 0, &[3u8; 3 * PAGE]).unwrap();
+    assert_eq!(ns.pages_used(), 3);
+    let a = ns.setattr(f, size(PG + 1)).unwrap();
+    assert_eq!(a.size, PG + 1);
+    assert_eq!(a.blocks, 2 * PG / 512);
+    assert_eq!(ns.pages_used(), 2);
+    // Growing again reads zeros past the old end.
+    ns.setattr(f, size(3 * PG)).unwrap();
+    let r = ns.read(f, 0, 3 * PAGE as u32).unwrap();
+    assert!(r[..PAGE + 1].iter().all(|&b| b == 3));
+    assert!(r[PAGE + 1..].iter().all(|&b| b == 0));
+    assert_eq!(ns.pages_used(), 2);
+    ns.setattr(f, size(0)).unwrap();
+    assert_eq!(ns.pages_used(), 0);
+    assert_eq!(ns.read(f, 0, 10).unwrap(), Vec::<u8>::new());
+    // Reads are clamped to the size.
+    ns.write(f, 0, b"hello").unwrap();
+    assert_eq!(ns.read(f, 3, 100).unwrap(), b"lo");
+    assert_eq!(ns.read(f, 5, 100).unwrap(), Vec::<u8>::new());
+    assert_eq!(ns.read(f, u64::MAX, u32::MAX).unwrap(), Vec::<u8>::new());
+}
+
+#[test]
+fn readlink_rules() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    assert_eq!(ns.readlink(f).unwrap_err(), e(libc::EINVAL));
+    assert_eq!(ns.readlink(d).unwrap_err(), e(libc::EINVAL));
+    assert_eq!(ns.readlink(999).unwrap_err(), e(libc::ENOENT));
+    let target = b"/some/where/\xff\xfe";
+    let l = symlink(&mut ns, d, "l", target);
+    assert_eq!(ns.readlink(l).unwrap(), target);
+    assert_eq!(ns.read(l, 0, 10).unwrap_err(), e(libc::EINVAL));
+    assert_eq!(ns.read(d, 0, 10).unwrap_err(), e(libc::EISDIR));
+    assert_eq!(ns.write(d, 0, b"x").unwrap_err(), e(libc::EISDIR));
+}
+
+// ---------------------------------------------------------------------------
+// Directory listing, parents, add_path, access
+// ---------------------------------------------------------------------------
+
+#[test]
+fn entries_after_order_and_resume() {
+    let mut ns = ns();
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    let c = mkfile(&mut ns, d, "c");
+    let a = mkdir(&mut ns, d, "a");
+    let b = symlink(&mut ns, d, "b", b"x");
+    let upper = mkfile(&mut ns, d, "B");
+    let aa = create(&mut ns, d, "aa", Kind::Fifo);
+    let all: Vec<(String, u64, FileType)> = ns
+        .entries_after(d, None)
+        .unwrap()
+        .map(|(n, i, k)| (n.to_string_lossy().into_owned(), i, k))
+        .collect();
+    assert_eq!(
+        all,
+        vec![
+            ("B".to_owned(), upper, FileType::RegularFile),
+            ("a".to_owned(), a, FileType::Directory),
+            ("aa".to_owned(), aa, FileType::NamedPipe),
+            ("b".to_owned(), b, FileType::Symlink),
+            ("c".to_owned(), c, FileType::RegularFile),
+        ]
+    );
+    assert_eq!(names(&ns, d, Some(b"a")), ["aa", "b", "c"]);
+    assert_eq!(names(&ns, d, Some(b"aa")), ["b", "c"]);
+    assert_eq!(
+        names(&ns, d, Some(b"ab")),
+        ["b", "c"],
+        "resume after a gone name"
+    );
+    assert_eq!(names(&ns, d, Some(b"")), ["B", "a", "aa", "b", "c"]);
+    assert_eq!(names(&ns, d, Some(b"c")), Vec::<String>::new());
+    assert_eq!(names(&ns, d, Some(b"zzz")), Vec::<String>::new());
+    // Resuming after a name removed in between still continues correctly.
+    ns.unlink(d, os("aa")).unwrap();
+    assert_eq!(names(&ns, d, Some(b"aa")), ["b", "c"]);
+    // Hard links appear under each name with the same inode.
+    ns.link(c, d, os("c2")).unwrap();
+    let inos: Vec<u64> = ns
+        .entries_after(d, Some(b"b"))
+        .unwrap()
+        .map(|(_, i, _)| i)
+        .collect();
+    assert_eq!(inos, [c, c]);
+    // Errors.
+    assert!(matches!(
+        ns.entries_after(c, None),
+        Err(Error(libc::ENOTDIR))
+    ));
+    assert!(matches!(
+        ns.entries_after(999, None),
+        Err(Error(libc::ENOENT))
+    ));
+    assert_eq!(names(&ns, a, None), Vec::<String>::new());
+}
+
+#[test]
+fn parent_of_cases() {
+    let mut ns = ns();
+    let a = mkdir(&mut ns, ROOT_INO, "a");
+    let b = mkdir(&mut ns, a, "b");
+    let f = mkfile(&mut ns, a, "f");
+    assert_eq!(ns.parent_of(ROOT_INO), ROOT_INO);
+    assert_eq!(ns.parent_of(a), ROOT_INO);
+    assert_eq!(ns.parent_of(b), a);
+    // Not a directory, or unknown: itself.
+    assert_eq!(ns.parent_of(f), f);
+    assert_eq!(ns.parent_of(999), 999);
+}
+
+#[test]
+fn add_path_creates_intermediates() {
+    let mut ns = ns();
+    let z = ns.add_path(os("/x/y/z"), 4, 5).unwrap();
+    let y = ns
+        .child_ino(ns.child_ino(ROOT_INO, os("x")).unwrap(), os("y"))
+        .unwrap();
+    let x = ns.child_ino(ROOT_INO, os("x")).unwrap();
+    assert_eq!(ns.child_ino(y, os("z")).unwrap(), z);
+    assert_eq!(nlink(&ns, ROOT_INO), 3);
+    assert_eq!(nlink(&ns, x), 3);
+    assert_eq!(nlink(&ns, y), 3);
+    assert_eq!(nlink(&ns, z), 2);
+    let za = ns.attr(z).unwrap();
+    assert_eq!(
+        (za.kind, za.perm, za.uid, za.gid),
+        (FileType::Directory, 0o755, 4, 5)
+    );
+    assert_eq!(ns.parent_of(z), y);
+    for i in [x, y, z] {
+        assert_eq!(lookups(&ns, i), 0, "add_path counts no kernel lookups");
+    }
+    assert_eq!(ns.inodes.live(), 4);
+
+    // Idempotent.
+    assert_eq!(ns.add_path(os("x/y/z"), 0, 0).unwrap(), z);
+    assert_eq!(ns.add_path(os("x//y/./z/"), 0, 0).unwrap(), z);
+    assert_eq!(ns.add_path(os("x/y"), 0, 0).unwrap(), y);
+    assert_eq!(ns.inodes.live(), 4);
+    assert_eq!((nlink(&ns, x), nlink(&ns, y)), (3, 3));
+    assert_eq!(ns.attr(z).unwrap().uid, 4, "existing directories untouched");
+    // A sibling shares the prefix.
+    let w = ns.add_path(os("x/y/w"), 0, 0).unwrap();
+    assert_eq!(nlink(&ns, y), 4);
+    assert_eq!(ns.parent_of(w), y);
+    assert_eq!(ns.inodes.live(), 5);
+    // Root.
+    assert_eq!(ns.add_path(os("/"), 0, 0).unwrap(), ROOT_INO);
+    assert_eq!(ns.add_path(os(""), 0, 0).unwrap(), ROOT_INO);
+
+    // Through or onto a file.
+    mkfile(&mut ns, y, "file");
+    assert_eq!(
+        ns.add_path(os("x/y/file/deeper"), 0, 0).unwrap_err(),
+        e(libc::ENOTDIR)
+    );
+    assert_eq!(
+        ns.add_path(os("x/y/file"), 0, 0).unwrap_err(),
+        e(libc::ENOTDIR)
+    );
+    assert_eq!(
+        ns.add_path(os("x/../y"), 0, 0).unwrap_err(),
+        e(libc::EINVAL)
+    );
+    assert_eq!(ns.inodes.live(), 6);
+    assert_eq!(nlink(&ns, y), 4);
+    // The created directories are ordinary: removable bottom-up.
+    ns.rmdir(y, os("z")).unwrap();
+    ns.rmdir(y, os("w")).unwrap();
+    ns.unlink(y, os("file")).unwrap();
+    ns.rmdir(x, os("y")).unwrap();
+    ns.rmdir(ROOT_INO, os("x")).unwrap();
+    // The file was looked up once by mkfile.
+    assert_eq!(ns.inodes.live(), 2);
+    assert_eq!(nlink(&ns, ROOT_INO), 2);
+}
+
+#[test]
+fn access_checks() {
+    let mut ns = ns();
+    let s = NewNode {
+        perm: 0o640,
+        uid: 1000,
+        gid: 100,
+        ..spec(Kind::RegularFile)
+    };
+    let f = ns.create_node(ROOT_INO, os("f"), s).unwrap().attr.ino.0;
+    let (r, w, x) = (libc::R_OK, libc::W_OK, libc::X_OK);
+    assert_eq!(ns.access(f, libc::F_OK, 5, 5), Ok(()));
+    assert_eq!(ns.access(f, r | w, 1000, 1), Ok(()));
+    assert_eq!(ns.access(f, x, 1000, 1), Err(e(libc::EACCES)));
+    assert_eq!(ns.access(f, r, 2000, 100), Ok(()));
+    assert_eq!(ns.access(f, w, 2000, 100), Err(e(libc::EACCES)));
+    assert_eq!(ns.access(f, r, 2000, 200), Err(e(libc::EACCES)));
+    assert_eq!(ns.access(f, r | w, 0, 0), Ok(()));
+    assert_eq!(ns.access(f, x, 0, 0), Err(e(libc::EACCES)));
+    ns.setattr(
+        f,
+        SetAttr {
+            mode: Some(0o641),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ns.access(f, x, 0, 0), Ok(()));
+    assert_eq!(ns.access(ROOT_INO, x, 0, 0), Ok(()));
+    assert_eq!(ns.access(999, libc::F_OK, 0, 0), Err(e(libc::ENOENT)));
+}
+
+// ---------------------------------------------------------------------------
+// Property test: random namespace operations keep the structures consistent
+// ---------------------------------------------------------------------------
+
+const NAMES: [&str; 3] = ["a", "b", "c"];
+const P_MAX_PAGES: u64 = 6;
+const P_MAX_INODES: u64 = 14;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Create {
+        dir: usize,
+        name: usize,
+        is_dir: bool,
+    },
+    Unlink {
+        dir: usize,
+        name: usize,
+    },
+    Rmdir {
+        dir: usize,
+        name: usize,
+    },
+    Link {
+        target: usize,
+        dir: usize,
+        name: usize,
+    },
+    Rename {
+        d1: usize,
+        n1: usize,
+        d2: usize,
+        n2: usize,
+        flags: u32,
+    },
+    Lookup {
+        dir: usize,
+        name: usize,
+    },
+    Forget {
+        which: usize,
+        n: u64,
+    },
+    Write {
+        which: usize,
+        page: u64,
+    },
+    Truncate {
+        which: usize,
+        size: u64,
+    },
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let idx = || 0usize..64;
+    let name = || 0usize..NAMES.len();
+    prop_oneof![
+        4 => (idx(), name(), any::<bool>()).prop_map(|(dir, name, is_dir)| Op::Create { dir, name, is_dir }),
+        2 => (idx(), name()).prop_map(|(dir, name)| Op::Unlink { dir, name }),
+        2 => (idx(), name()).prop_map(|(dir, name)| Op::Rmdir { dir, name }),
+        2 => (idx(), idx(), name()).prop_map(|(target, dir, name)| Op::Link { target, dir, name }),
+        4 => (idx(), name(), idx(), name(), prop_oneof![Just(0u32), Just(RENAME_NOREPLACE), Just(RENAME_EXCHANGE)])
+            .prop_map(|(d1, n1, d2, n2, flags)| Op::Rename { d1, n1, d2, n2, flags }),
+        2 => (idx(), name()).prop_map(|(dir, name)| Op::Lookup { dir, name }),
+        3 => (idx(), 1u64..4).prop_map(|(which, n)| Op::Forget { which, n }),
+        2 => (idx(), 0u64..4).prop_map(|(which, page)| Op::Write { which, page }),
+        1 => (idx(), 0u64..3 * PG).prop_map(|(which, size)| Op::Truncate { which, size }),
+    ]
+}
+
+/// Every trie node as `(node, ino)`, parents before children.
+fn trie_nodes(ns: &Namespace) -> Vec<(NodeId, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![ns.trie.root()];
+    while let Some(n) = stack.pop() {
+        out.push((n, *ns.trie.value(n).expect("live trie node has a value")));
+        stack.extend(ns.trie.children(n).map(|(_, c)| c));
+    }
+    out
+}
+
+/// Live directories reachable from the root, in a deterministic order.
+fn reachable_dirs(ns: &Namespace) -> Vec<u64> {
+    trie_nodes(ns)
+        .into_iter()
+        .filter(|&(n, _)| ns.trie.is_dir(n))
+        .map(|(_, i)| i)
+        .collect()
+}
+
+/// Every inode reachable through a name (root included).
+fn reachable_inos(ns: &Namespace) -> Vec<u64> {
+    let mut v: Vec<u64> = trie_nodes(ns).into_iter().map(|(_, i)| i).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn pick<T: Copy>(v: &[T], i: usize) -> Option<T> {
+    (!v.is_empty()).then(|| v[i % v.len()])
+}
+
+fn check_invariants(ns: &Namespace, held: &BTreeMap<u64, u64>) {
+    let nodes = trie_nodes(ns);
+    assert_eq!(nodes.len(), ns.trie.len());
+    assert_eq!(nodes[0].1, ROOT_INO);
+    let mut refs: BTreeMap<u64, u32> = BTreeMap::new();
+    for &(node, ino) in &nodes {
+        *refs.entry(ino).or_default() += 1;
+        let inode = ns
+            .inodes
+            .get(ino)
+            .unwrap_or_else(|| panic!("trie node points at freed inode {ino}"));
+        assert_eq!(
+            ns.trie.is_dir(node),
+            inode.kind == Kind::Directory,
+            "node kind of {ino}"
+        );
+        if inode.kind == Kind::Directory {
+            assert_eq!(inode.dir_node(), Some(node), "dir {ino} knows its node");
+            let subdirs = ns
+                .trie
+                .children(node)
+                .filter(|&(_, c)| ns.trie.is_dir(c))
+                .count();
+            assert_eq!(inode.nlink as usize, 2 + subdirs, "nlink of dir {ino}");
+            let entries = ns.trie.child_count(node) as u64;
+            assert_eq!(ns.attr(ino).unwrap().size, 20 * (2 + entries));
+            assert_eq!(ns.entries_after(ino, None).unwrap().count() as u64, entries);
+            for (_, c) in ns.trie.children(node) {
+                if ns.trie.is_dir(c) {
+                    assert_eq!(ns.parent_of(*ns.trie.value(c).unwrap()), ino);
+                }
+            }
+        }
+    }
+    for (&ino, &count) in &refs {
+        let inode = ns.inodes.get(ino).unwrap();
+        if inode.kind == Kind::Directory {
+            assert_eq!(count, 1, "directory {ino} has one name");
+        } else {
+            assert_eq!(inode.nlink, count, "nlink of {ino}");
+        }
+    }
+    let mut orphans = 0u64;
+    let mut pages = 0u64;
+    for (ino, inode) in ns.inodes.iter() {
+        assert_eq!(
+            inode.lookups,
+            held.get(&ino).copied().unwrap_or(0),
+            "lookups of {ino}"
+        );
+        if !refs.contains_key(&ino) {
+            orphans += 1;
+            assert_eq!(inode.nlink, 0, "nameless inode {ino} has nlink 0");
+            assert!(
+                inode.lookups > 0,
+                "nameless inode {ino} without lookups not freed"
+            );
+            if inode.kind == Kind::Directory {
+                assert_eq!(inode.dir_node(), None);
+                assert_eq!(ns.entries_after(ino, None).unwrap().count(), 0);
+                assert_eq!(ns.parent_of(ino), ino);
+            }
+        }
+        pages += inode.file().map_or(0, FileData::pages);
+    }
+    assert_eq!(ns.inodes.live(), refs.len() as u64 + orphans);
+    assert_eq!(ns.inodes.iter().count() as u64, ns.inodes.live());
+    assert_eq!(ns.pages_used(), pages);
+    assert!(ns.pages_used() <= P_MAX_PAGES);
+    assert!(ns.inodes.live() <= P_MAX_INODES);
+    assert_eq!(ns.usage().ffree, P_MAX_INODES - ns.inodes.live());
+    for &ino in held.keys() {
+        assert!(ns.inodes.get(ino).is_some(), "held inode {ino} freed");
+    }
+}
+
+fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
+    let dirs = reachable_dirs(ns);
+    let name = |i: usize| os(NAMES[i]);
+    let mut hold = |r: Res<Entry>| {
+        if let Ok(ent) = r {
+            *held.entry(ent.attr.ino.0).or_default() += 1;
+        }
+    };
+    match *op {
+        Op::Create {
+            dir,
+            name: n,
+            is_dir,
+        } => {
+            let d = pick(&dirs, dir).unwrap();
+            let kind = if is_dir {
+                Kind::Directory
+            } else {
+                Kind::RegularFile
+            };
+            hold(ns.create_node(d, name(n), spec(kind)));
+        }
+        Op::Unlink { dir, name: n } => {
+            let _ = ns.unlink(pick(&dirs, dir).unwrap(), name(n));
+        }
+        Op::Rmdir { dir, name: n } => {
+            let _ = ns.rmdir(pick(&dirs, dir).unwrap(), name(n));
+        }
+        Op::Link {
+            target,
+            dir,
+            name: n,
+        } => {
+            let t = pick(&reachable_inos(ns), target).unwrap();
+            hold(ns.link(t, pick(&dirs, dir).unwrap(), name(n)));
+        }
+        Op::Rename {
+            d1,
+            n1,
+            d2,
+            n2,
+            flags,
+        } => {
+            let (p1, p2) = (pick(&dirs, d1).unwrap(), pick(&dirs, d2).unwrap());
+            let _ = ns.rename(p1, name(n1), p2, name(n2), flags);
+        }
+        Op::Lookup { dir, name: n } => {
+            hold(ns.lookup(pick(&dirs, dir).unwrap(), name(n)));
+        }
+        Op::Forget { which, n } => {
+            let keys: Vec<u64> = held.keys().copied().collect();
+            if let Some(ino) = pick(&keys, which) {
+                let c = held.get_mut(&ino).unwrap();
+                let n = n.min(*c);
+                *c -= n;
+                if *c == 0 {
+                    held.remove(&ino);
+                }
+                ns.forget(ino, n);
+            }
+        }
+        Op::Write { which, page } => {
+            let files: Vec<u64> = ns
+                .inodes
+                .iter()
+                .filter(|(_, i)| i.kind == Kind::RegularFile)
+                .map(|(ino, _)| ino)
+                .collect();
+            if let Some(f) = pick(&files, which) {
+                let before = ns.read(f, 0, u32::MAX).unwrap();
+                match ns.write(f, page * PG + 7, b"xyz") {
+                    Ok(n) => assert_eq!(n, 3),
+                    Err(err) => {
+                        assert_eq!(err, e(libc::ENOSPC));
+                        assert_eq!(ns.read(f, 0, u32::MAX).unwrap(), before);
+                    }
+                }
+            }
+        }
+        Op::Truncate { which, size } => {
+            let files: Vec<u64> = ns
+                .inodes
+                .iter()
+                .filter(|(_, i)| i.kind == Kind::RegularFile)
+                .map(|(ino, _)| ino)
+                .collect();
+            if let Some(f) = pick(&files, which) {
+                let a = ns
+                    .setattr(
+                        f,
+                        SetAttr {
+                            size: Some(size),
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap();
+                assert_eq!(a.size, size);
+            }
+        }
+    }
+}
+
+/// Removes everything below directory `dir`, depth first.
+fn remove_all(ns: &mut Namespace, dir: u64) {
+    let entries: Vec<(std::ffi::OsString, u64, FileType)> = ns
+        .entries_after(dir, None)
+        .unwrap()
+        .map(|(n, i, k)| (n.to_owned(), i, k))
+        .collect();
+    for (name, ino, kind) in entries {
+        if kind == FileType::Directory {
+            remove_all(ns, ino);
+            ns.rmdir(dir, &name).unwrap();
+        } else {
+            ns.unlink(dir, &name).unwrap();
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn random_operations_keep_invariants(ops in proptest::collection::vec(op_strategy(), 1..48)) {
+        let mut ns = ns_with(P_MAX_PAGES, P_MAX_INODES);
+        let mut held: BTreeMap<u64, u64> = BTreeMap::new();
+        check_invariants(&ns, &held);
+        for op in &ops {
+            apply(&mut ns, &mut held, op);
+            check_invariants(&ns, &held);
+        }
+        remove_all(&mut ns, ROOT_INO);
+        check_invariants(&ns, &held);
+        for (&ino, &n) in &held {
+            ns.forget(ino, n);
+        }
+        held.clear();
+        check_invariants(&ns, &held);
+        prop_assert_eq!(ns.inodes.live(), 1);
+        prop_assert_eq!(ns.pages_used(), 0);
+        prop_assert_eq!(ns.trie.len(), 1);
+        prop_assert_eq!(nlink(&ns, ROOT_INO), 2);
+        prop_assert_eq!(ns.usage().ffree, P_MAX_INODES - 1);
+        prop_assert_eq!(ns.usage().bfree, P_MAX_PAGES);
+    }
+}

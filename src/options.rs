@@ -15,6 +15,10 @@ pub struct MountOpts {
     pub uid: Option<u32>,
     /// Root directory group (`gid=`).
     pub gid: Option<u32>,
+    /// Data limit in bytes (`size=`); `Some(0)` means unlimited.
+    pub size: Option<u64>,
+    /// Inode limit (`nr_inodes=`); `Some(0)` means unlimited.
+    pub nr_inodes: Option<u64>,
 }
 
 impl Default for MountOpts {
@@ -29,8 +33,51 @@ impl Default for MountOpts {
             mode: None,
             uid: None,
             gid: None,
+            size: None,
+            nr_inodes: None,
         }
     }
+}
+
+fn phys_ram() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, psize) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages > 0 && psize > 0 {
+        pages as u64 * psize as u64
+    } else {
+        1 << 32
+    }
+}
+
+/// Parses `N[k|m|g|t]` (binary multiples), or `N%` of RAM when `pct` is
+/// allowed, as tmpfs does for `size=` and `nr_inodes=`.
+pub fn parse_size(key: &str, val: &str, pct: bool) -> Result<u64, String> {
+    let bad = || format!("invalid value '{val}' for mount option {key}");
+    let (num, mult) = match val.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() || c == '%' => (&val[..i], Some(c)),
+        _ => (val, None),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match mult.map(|c| c.to_ascii_lowercase()) {
+        None => 0,
+        Some('k') => 10,
+        Some('m') => 20,
+        Some('g') => 30,
+        Some('t') => 40,
+        Some('%') if pct => {
+            if n > 100 {
+                return Err(bad());
+            }
+            return Ok(phys_ram() / 100 * n);
+        }
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1 << shift).ok_or_else(bad)
 }
 
 fn set_unique(v: &mut Vec<MountOption>, opt: MountOption) {
@@ -107,6 +154,8 @@ impl MountOpts {
                 }
                 self.mode = Some(m);
             }
+            "size" => self.size = Some(parse_size(key, value()?, true)?),
+            "nr_inodes" => self.nr_inodes = Some(parse_size(key, value()?, false)?),
             "uid" => self.uid = Some(number(key, value()?, 10)?),
             "gid" => self.gid = Some(number(key, value()?, 10)?),
             _ => return Err(format!("unknown mount option '{opt}'")),
@@ -141,6 +190,23 @@ mod tests {
         assert!(!o.mount.contains(&MountOption::FSName("triefs".into())));
         assert_eq!(o.mode, Some(0o1777));
         assert_eq!(o.uid, Some(5));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("size", "4096", true), Ok(4096));
+        assert_eq!(parse_size("size", "2k", true), Ok(2048));
+        assert_eq!(parse_size("size", "3M", true), Ok(3 << 20));
+        assert_eq!(parse_size("size", "1g", true), Ok(1 << 30));
+        assert!(parse_size("size", "50%", true).unwrap() > 0);
+        assert!(parse_size("nr_inodes", "50%", false).is_err());
+        assert!(parse_size("size", "101%", true).is_err());
+        assert!(parse_size("size", "1x", true).is_err());
+        assert!(parse_size("size", "", true).is_err());
+        assert!(parse_size("size", "99999999999t", true).is_err());
+        let o = MountOpts::parse(&["size=1m,nr_inodes=10k"]).unwrap();
+        assert_eq!(o.size, Some(1 << 20));
+        assert_eq!(o.nr_inodes, Some(10240));
     }
 
     #[test]

@@ -221,6 +221,17 @@ impl<V> Trie<V> {
             .map(|(k, &v)| (OsStr::from_bytes(k), v))
     }
 
+    /// Every live node with its parent (`None` for the root), value and
+    /// whether it is a directory, in no particular order.
+    pub fn nodes(&self) -> impl Iterator<Item = (NodeId, Option<NodeId>, &V, bool)> + '_ {
+        self.nodes.iter().enumerate().filter_map(|(i, n)| {
+            let n = n.as_ref()?;
+            let id = NodeId(i as u32);
+            let parent = (i != 0).then_some(n.parent);
+            Some((id, parent, &n.value, n.children.is_some()))
+        })
+    }
+
     /// Validates one component name.
     pub fn check_name(name: &[u8]) -> Result<(), TrieError> {
         if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {

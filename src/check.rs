@@ -1,0 +1,82 @@
+//! Consistency check of the whole namespace: the invariants that tie the
+//! trie, the inode table and the accounting together. Used by tests and,
+//! with `TRIEFS_CHECK=1`, by the daemon when it is unmounted.
+
+use std::collections::HashMap;
+
+use crate::inode::{Content, Kind};
+use crate::ops::Namespace;
+
+impl Namespace {
+    /// Verifies every invariant; returns a description of each violation.
+    ///
+    /// - every trie node carries a live inode; directory nodes carry a
+    ///   directory inode that points back at the node, leaves a non-directory;
+    /// - a non-directory's `nlink` equals the number of names it has;
+    /// - a directory's `nlink` is 2 + its subdirectories;
+    /// - every live inode has a name, or none and kernel references left;
+    /// - the stored-page count equals the pages held by live files.
+    pub fn check(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        let mut names: HashMap<u64, u32> = HashMap::new();
+        let mut subdirs: HashMap<u64, u32> = HashMap::new();
+        for (id, parent, &ino, is_dir) in self.trie.nodes() {
+            *names.entry(ino).or_default() += 1;
+            let Some(inode) = self.inodes.get(ino) else {
+                errors.push(format!("node {} names freed inode {ino}", id.index()));
+                continue;
+            };
+            if is_dir != (inode.kind == Kind::Directory) {
+                errors.push(format!(
+                    "node {} and inode {ino} disagree on type",
+                    id.index()
+                ));
+            }
+            if is_dir && inode.dir_node() != Some(id) {
+                errors.push(format!("dir inode {ino} does not point back at its node"));
+            }
+            if is_dir
+                && let Some(p) = parent
+                && let Some(&pino) = self.trie.value(p)
+            {
+                *subdirs.entry(pino).or_default() += 1;
+            }
+        }
+        let mut pages = 0;
+        for (ino, inode) in self.inodes.iter() {
+            let n = names.get(&ino).copied().unwrap_or(0);
+            if let Content::File(d) = &inode.content {
+                pages += d.pages();
+            }
+            if inode.kind == Kind::Directory {
+                if n > 1 {
+                    errors.push(format!("dir inode {ino} has {n} names"));
+                }
+                let want = if n == 0 {
+                    0
+                } else {
+                    2 + subdirs.get(&ino).copied().unwrap_or(0)
+                };
+                if inode.nlink != want {
+                    errors.push(format!("dir inode {ino}: nlink {} != {want}", inode.nlink));
+                }
+            } else if inode.nlink != n {
+                errors.push(format!("inode {ino}: nlink {} != {n} names", inode.nlink));
+            }
+            if n == 0 && inode.lookups == 0 {
+                errors.push(format!("inode {ino} leaked: no name, no kernel reference"));
+            }
+        }
+        if pages != self.pages_used {
+            errors.push(format!(
+                "page accounting: {} counted, {pages} held",
+                self.pages_used
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
