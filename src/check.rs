@@ -63,7 +63,7 @@ impl Namespace {
             } else if inode.nlink != n {
                 errors.push(format!("inode {ino}: nlink {} != {n} names", inode.nlink));
             }
-            if n == 0 && inode.lookups == 0 {
+            if n == 0 && inode.lookups() == 0 {
                 errors.push(format!("inode {ino} leaked: no name, no kernel reference"));
             }
         }

@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use log::{debug, error, info};
 use parking_lot::{Mutex, RwLock};
@@ -28,8 +28,11 @@ use crate::inode::Kind;
 use crate::ops::{Entry, Error, Namespace, NewNode, SetAttr, XattrReply};
 use crate::trie::NAME_MAX;
 
-/// How long the kernel may cache entries and attributes.
-const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache entries (also negative ones) and
+/// attributes. triefs is the only writer and every change goes through the
+/// kernel, which updates or invalidates its caches from our replies, so the
+/// cache can be trusted for long.
+const TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Largest WRITE request we ask the kernel for (it caps this at its own
 /// `max_pages_limit`, 1 MiB by default).
@@ -42,8 +45,50 @@ pub struct TrieFs {
     /// resumes after name `k - 3`, so paging costs O(log n) per call.
     dirs: Mutex<HashMap<u64, Vec<Box<[u8]>>>>,
     next_fh: AtomicU64,
+    /// The kernel opens files without asking us (FUSE_NO_OPEN_SUPPORT).
+    no_open: bool,
     /// When set, `destroy` runs the consistency check and records a failure.
     check: Option<Arc<AtomicBool>>,
+}
+
+/// Attributes of a negative entry: inode 0 tells the kernel "no such name".
+fn negative_attr() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: PAGE as u32,
+        flags: 0,
+    }
+}
+
+/// fuser 0.18 turns a kernel time (sec < 0, nsec) into epoch - (|sec| + nsec)
+/// instead of epoch - |sec| + nsec; undo that exactly.
+fn fix_pre_epoch(t: SystemTime) -> SystemTime {
+    match SystemTime::UNIX_EPOCH.duration_since(t) {
+        Ok(d) if d.subsec_nanos() != 0 => {
+            SystemTime::UNIX_EPOCH - Duration::from_secs(d.as_secs())
+                + Duration::from_nanos(u64::from(d.subsec_nanos()))
+        }
+        _ => t,
+    }
+}
+
+fn fix_time(t: TimeOrNow) -> TimeOrNow {
+    match t {
+        TimeOrNow::SpecificTime(t) => TimeOrNow::SpecificTime(fix_pre_epoch(t)),
+        now => now,
+    }
 }
 
 fn errno(e: Error) -> Errno {
@@ -67,6 +112,7 @@ impl TrieFs {
             ns: RwLock::new(ns),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            no_open: false,
             check: None,
         }
     }
@@ -99,12 +145,19 @@ impl TrieFs {
 impl Filesystem for TrieFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         let caps = config.capabilities();
+        // NO_OPEN_SUPPORT: opening a file costs no round trip (answering
+        // ENOSYS to the first OPEN turns them off; the kernel then keeps the
+        // page cache across opens). PARALLEL_DIROPS: lookups and readdirs in
+        // one directory may run concurrently (they share our read lock).
         let wanted = InitFlags::FUSE_BIG_WRITES
             | InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO;
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_NO_OPEN_SUPPORT
+            | InitFlags::FUSE_PARALLEL_DIROPS;
         if let Err(missing) = config.add_capabilities(wanted & caps) {
             debug!("kernel lacks capabilities {missing:?}");
         }
+        self.no_open = caps.contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
         if let Err(max) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(max);
         }
@@ -115,8 +168,13 @@ impl Filesystem for TrieFs {
         if name.len() > NAME_MAX {
             return reply.error(Errno::ENAMETOOLONG);
         }
-        let r = self.ns.write().lookup(parent.0, name);
-        Self::reply_entry(reply, r, "lookup", parent.0, name);
+        match self.ns.read().lookup(parent.0, name) {
+            Ok(e) => reply.entry(&TTL, &e.attr, Generation(e.generation)),
+            // A negative entry the kernel may cache: the next lookup of a
+            // missing name costs no round trip.
+            Err(Error(libc::ENOENT)) => reply.entry(&TTL, &negative_attr(), Generation(0)),
+            Err(e) => reply.error(fail("lookup", parent.0, Some(name), e)),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -153,9 +211,9 @@ impl Filesystem for TrieFs {
             uid,
             gid,
             size,
-            atime,
-            mtime,
-            ctime,
+            atime: atime.map(fix_time),
+            mtime: mtime.map(fix_time),
+            ctime: ctime.map(fix_pre_epoch),
         };
         match self.ns.write().setattr(ino.0, changes) {
             Ok(a) => reply.attr(&TTL, &a),
@@ -287,6 +345,10 @@ impl Filesystem for TrieFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_open {
+            // Stateless opens: the kernel stops sending OPEN and RELEASE.
+            return reply.error(Errno::ENOSYS);
+        }
         match self.ns.read().attr(ino.0) {
             Ok(a) if a.kind == FileType::Directory => reply.error(Errno::EISDIR),
             // Only the kernel writes through us, so its page cache stays valid.
@@ -346,7 +408,9 @@ impl Filesystem for TrieFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Nothing is buffered here; ENOSYS makes the kernel stop sending
+        // FLUSH at every close (it treats that as success).
+        reply.error(Errno::ENOSYS);
     }
 
     fn fsync(
@@ -366,7 +430,10 @@ impl Filesystem for TrieFs {
             Ok(_) => {
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
                 self.dirs.lock().insert(fh, Vec::new());
-                reply.opened(FileHandle(fh), FopenFlags::empty());
+                // The kernel may cache listings; it drops the cache when the
+                // directory changes (its mtime moves), which only it causes.
+                let flags = FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE;
+                reply.opened(FileHandle(fh), flags);
             }
             Err(e) => reply.error(fail("opendir", ino.0, None, e)),
         }
@@ -428,7 +495,7 @@ impl Filesystem for TrieFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let mut ns = self.ns.write();
+        let ns = self.ns.read();
         let mut dirs = self.dirs.lock();
         let Some(names) = dirs.get_mut(&fh.0) else {
             return reply.error(Errno::EBADF);

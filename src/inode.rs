@@ -7,6 +7,7 @@
 //! two different files.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crate::data::FileData;
@@ -95,8 +96,9 @@ pub struct Inode {
     pub rdev: u32,
     /// Number of names (directories: 2 + subdirectories).
     pub nlink: u32,
-    /// References the kernel holds (lookups not yet forgotten).
-    pub lookups: u64,
+    /// References the kernel holds (lookups not yet forgotten). Atomic so
+    /// that lookups can count under the namespace's read lock.
+    pub lookups: AtomicU64,
     /// Last access.
     pub atime: SystemTime,
     /// Last content change.
@@ -122,7 +124,7 @@ impl Inode {
             gid,
             rdev: 0,
             nlink: if kind == Kind::Directory { 2 } else { 1 },
-            lookups: 0,
+            lookups: AtomicU64::new(0),
             atime: now,
             mtime: now,
             ctime: now,
@@ -130,6 +132,11 @@ impl Inode {
             xattrs: None,
             content,
         }
+    }
+
+    /// Current kernel reference count.
+    pub fn lookups(&self) -> u64 {
+        self.lookups.load(Ordering::Relaxed)
     }
 
     /// Size as reported by `stat`.
@@ -147,6 +154,8 @@ impl Inode {
     pub fn blocks(&self) -> u64 {
         match &self.content {
             Content::File(d) => d.blocks(),
+            // tmpfs keeps targets of 128 bytes or more in a page of their own.
+            Content::Symlink(t) if t.len() >= 128 => (crate::data::PAGE / 512) as u64,
             _ => 0,
         }
     }
@@ -245,9 +254,10 @@ impl InodeTable {
     }
 
     /// Records one more kernel reference (a successful lookup-like reply).
-    pub fn add_lookup(&mut self, ino: u64) {
-        if let Some(i) = self.get_mut(ino) {
-            i.lookups += 1;
+    /// Needs only shared access.
+    pub fn add_lookup(&self, ino: u64) {
+        if let Some(i) = self.get(ino) {
+            i.lookups.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -255,7 +265,8 @@ impl InodeTable {
     /// names nor references left. Returns the freed inode, if any.
     pub fn forget(&mut self, ino: u64, n: u64) -> Option<Inode> {
         let i = self.get_mut(ino)?;
-        i.lookups = i.lookups.saturating_sub(n);
+        let l = i.lookups.get_mut();
+        *l = l.saturating_sub(n);
         self.free_if_unused(ino)
     }
 
@@ -265,7 +276,7 @@ impl InodeTable {
             return None;
         }
         let i = self.get(ino)?;
-        if i.nlink > 0 || i.lookups > 0 {
+        if i.nlink > 0 || i.lookups() > 0 {
             return None;
         }
         let slot = &mut self.slots[(ino - 1) as usize];
@@ -328,7 +339,7 @@ mod tests {
         let (ino, _) = t.insert(file());
         t.add_lookup(ino);
         assert!(t.forget(ino, 5).is_none());
-        assert_eq!(t.get(ino).unwrap().lookups, 0);
+        assert_eq!(t.get(ino).unwrap().lookups(), 0);
     }
 
     #[test]

@@ -295,7 +295,7 @@ impl Namespace {
     }
 
     /// Attributes plus generation, counting one more kernel reference.
-    fn entry(&mut self, ino: u64) -> Res<Entry> {
+    fn entry(&self, ino: u64) -> Res<Entry> {
         let attr = self.attr(ino)?;
         self.inodes.add_lookup(ino);
         Ok(Entry {
@@ -305,7 +305,8 @@ impl Namespace {
     }
 
     /// Looks up `name` in directory `parent`; counts a kernel reference.
-    pub fn lookup(&mut self, parent: u64, name: &OsStr) -> Res<Entry> {
+    /// Needs only shared access.
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Res<Entry> {
         let ino = self.child_ino(parent, name)?;
         self.entry(ino)
     }
@@ -703,7 +704,7 @@ impl Namespace {
                 let added = i
                     .file_mut()
                     .map_or(0, |d| d.allocate(offset, len, mode == KEEP_SIZE));
-                i.ctime = now;
+                i.touch_modified(now);
                 self.pages_used += added;
             }
             m if m == PUNCH | KEEP_SIZE => {
@@ -872,7 +873,7 @@ impl Namespace {
     }
 
     /// Counts one more kernel reference to `ino` (for readdirplus entries).
-    pub fn add_lookup(&mut self, ino: u64) {
+    pub fn add_lookup(&self, ino: u64) {
         self.inodes.add_lookup(ino);
     }
 

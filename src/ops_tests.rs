@@ -77,7 +77,7 @@ fn nlink(ns: &Namespace, ino: u64) -> u32 {
 }
 
 fn lookups(ns: &Namespace, ino: u64) -> u64 {
-    ns.inodes.get(ino).unwrap().lookups
+    ns.inodes.get(ino).unwrap().lookups()
 }
 
 fn e(code: i32) -> Error {
@@ -2077,7 +2077,7 @@ fn check_invariants(ns: &Namespace, held: &BTreeMap<u64, u64>) {
     let mut pages = 0u64;
     for (ino, inode) in ns.inodes.iter() {
         assert_eq!(
-            inode.lookups,
+            inode.lookups(),
             held.get(&ino).copied().unwrap_or(0),
             "lookups of {ino}"
         );
@@ -2085,7 +2085,7 @@ fn check_invariants(ns: &Namespace, held: &BTreeMap<u64, u64>) {
             orphans += 1;
             assert_eq!(inode.nlink, 0, "nameless inode {ino} has nlink 0");
             assert!(
-                inode.lookups > 0,
+                inode.lookups() > 0,
                 "nameless inode {ino} without lookups not freed"
             );
             if inode.kind == Kind::Directory {
