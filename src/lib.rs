@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod data;
+pub mod fileops;
 pub mod fs;
 pub mod inode;
 #[cfg(target_os = "linux")]
@@ -14,3 +15,4 @@ pub mod mount;
 pub mod ops;
 pub mod options;
 pub mod trie;
+pub mod xattr;

@@ -12,8 +12,10 @@ use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
 use log::{debug, info};
 
 use crate::data::{FileData, PAGE};
-use crate::inode::{Content, Inode, InodeTable, Kind, ROOT_INO, Xattrs};
+use crate::inode::{Content, Inode, InodeTable, Kind, ROOT_INO};
 use crate::trie::{NodeId, Trie, TrieError};
+pub(crate) use crate::xattr::AsBytesChecked;
+pub use crate::xattr::XattrReply;
 
 /// An `errno` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +46,7 @@ impl From<TrieError> for Error {
 /// Result of a namespace operation.
 pub type Res<T> = Result<T, Error>;
 
-fn err<T>(e: i32) -> Res<T> {
+pub(crate) fn err<T>(e: i32) -> Res<T> {
     Err(Error(e))
 }
 
@@ -157,15 +159,6 @@ pub struct NewNode<'a> {
     pub target: Option<&'a [u8]>,
 }
 
-/// Reply of `getxattr`/`listxattr`: the needed size or the bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum XattrReply {
-    /// The caller asked for the size only.
-    Size(u32),
-    /// The value (or the NUL-separated name list).
-    Data(Vec<u8>),
-}
-
 /// `renameat2` flags understood here.
 pub const RENAME_NOREPLACE: u32 = 1;
 /// Swap source and target.
@@ -181,7 +174,7 @@ pub struct Namespace {
     pub trie: Trie<u64>,
     /// Inodes by number.
     pub inodes: InodeTable,
-    limits: Limits,
+    pub(crate) limits: Limits,
     pub(crate) pages_used: u64,
 }
 
@@ -195,32 +188,6 @@ fn file_type(k: Kind) -> FileType {
         Kind::CharDevice => FileType::CharDevice,
         Kind::BlockDevice => FileType::BlockDevice,
     }
-}
-
-fn resolve(t: TimeOrNow, now: SystemTime) -> SystemTime {
-    match t {
-        TimeOrNow::SpecificTime(t) => t,
-        TimeOrNow::Now => now,
-    }
-}
-
-/// Checks an xattr name: `user.`, `trusted.` and `security.` names are
-/// stored; POSIX ACL names read as absent (`ENODATA`) and cannot be set;
-/// other namespaces are `EOPNOTSUPP`; a bare prefix is `EINVAL`, as on tmpfs.
-fn xattr_name_check(name: &[u8], reading: bool) -> Res<()> {
-    for p in [&b"user."[..], b"trusted.", b"security."] {
-        if name.starts_with(p) {
-            return if name.len() > p.len() {
-                Ok(())
-            } else {
-                err(libc::EINVAL)
-            };
-        }
-    }
-    if reading && name.starts_with(b"system.posix_acl_") {
-        return err(libc::ENODATA);
-    }
-    err(libc::EOPNOTSUPP)
 }
 
 impl Namespace {
@@ -249,17 +216,17 @@ impl Namespace {
         }
     }
 
-    fn inode(&self, ino: u64) -> Res<&Inode> {
+    pub(crate) fn inode(&self, ino: u64) -> Res<&Inode> {
         self.inodes.get(ino).ok_or(Error(libc::ENOENT))
     }
 
-    fn inode_mut(&mut self, ino: u64) -> Res<&mut Inode> {
+    pub(crate) fn inode_mut(&mut self, ino: u64) -> Res<&mut Inode> {
         self.inodes.get_mut(ino).ok_or(Error(libc::ENOENT))
     }
 
     /// The trie node of directory `ino` (ENOTDIR for other files, ENOENT for
     /// a removed directory).
-    fn dir_node(&self, ino: u64) -> Res<NodeId> {
+    pub(crate) fn dir_node(&self, ino: u64) -> Res<NodeId> {
         let i = self.inode(ino)?;
         if i.kind != Kind::Directory {
             return err(libc::ENOTDIR);
@@ -333,7 +300,7 @@ impl Namespace {
         }
     }
 
-    fn free_if_unused(&mut self, ino: u64) {
+    pub(crate) fn free_if_unused(&mut self, ino: u64) {
         if let Some(inode) = self.inodes.free_if_unused(ino) {
             self.release_inode(ino, inode);
         }
@@ -597,203 +564,6 @@ impl Namespace {
         Ok(())
     }
 
-    /// Applies `setattr` changes and returns the new attributes.
-    pub fn setattr(&mut self, ino: u64, a: SetAttr) -> Res<FileAttr> {
-        let now = SystemTime::now();
-        if let Some(size) = a.size {
-            let i = self.inode(ino)?;
-            match i.kind {
-                Kind::RegularFile => {}
-                Kind::Directory => return err(libc::EISDIR),
-                _ => return err(libc::EINVAL),
-            }
-            let grow = size.saturating_sub(i.size());
-            let _ = grow; // growing a file stores no pages: holes are free.
-            let pages = &mut self.pages_used;
-            let i = self.inodes.get_mut(ino).ok_or(Error(libc::ENOENT))?;
-            if let Some(d) = i.file_mut() {
-                *pages -= d.truncate(size);
-            }
-            if a.mtime.is_none() {
-                i.mtime = now;
-            }
-        }
-        let i = self.inode_mut(ino)?;
-        if let Some(mode) = a.mode {
-            i.perm = (mode & 0o7777) as u16;
-        }
-        if let Some(uid) = a.uid {
-            i.uid = uid;
-        }
-        if let Some(gid) = a.gid {
-            i.gid = gid;
-        }
-        if let Some(t) = a.atime {
-            i.atime = resolve(t, now);
-        }
-        if let Some(t) = a.mtime {
-            i.mtime = resolve(t, now);
-        }
-        i.ctime = a.ctime.unwrap_or(now);
-        self.attr(ino)
-    }
-
-    /// The target of symlink `ino` (EINVAL for other files).
-    pub fn readlink(&self, ino: u64) -> Res<&[u8]> {
-        match &self.inode(ino)?.content {
-            Content::Symlink(t) => Ok(t),
-            _ => err(libc::EINVAL),
-        }
-    }
-
-    fn file(&self, ino: u64) -> Res<&FileData> {
-        let i = self.inode(ino)?;
-        match i.kind {
-            Kind::RegularFile => i.file().ok_or(Error(libc::EIO)),
-            Kind::Directory => err(libc::EISDIR),
-            _ => err(libc::EINVAL),
-        }
-    }
-
-    /// Reads up to `len` bytes at `offset` of regular file `ino`.
-    pub fn read(&self, ino: u64, offset: u64, len: u32) -> Res<Vec<u8>> {
-        Ok(self.file(ino)?.read(offset, len))
-    }
-
-    /// Current size of `ino`.
-    pub fn size(&self, ino: u64) -> Res<u64> {
-        Ok(self.inode(ino)?.size())
-    }
-
-    /// Writes `data` at `offset` of regular file `ino`.
-    pub fn write(&mut self, ino: u64, offset: u64, data: &[u8]) -> Res<u32> {
-        let need = self.file(ino)?.pages_needed(offset, data.len() as u64);
-        if offset
-            .checked_add(data.len() as u64)
-            .is_none_or(|e| e > i64::MAX as u64)
-        {
-            return err(libc::EFBIG);
-        }
-        if self.pages_used + need > self.limits.max_pages {
-            return err(libc::ENOSPC);
-        }
-        let now = SystemTime::now();
-        let i = self.inode_mut(ino)?;
-        let added = i.file_mut().map_or(0, |d| d.write(offset, data));
-        i.touch_modified(now);
-        self.pages_used += added;
-        Ok(data.len() as u32)
-    }
-
-    /// `fallocate`: mode 0, `FALLOC_FL_KEEP_SIZE`, and `FALLOC_FL_PUNCH_HOLE`.
-    pub fn fallocate(&mut self, ino: u64, offset: u64, len: u64, mode: i32) -> Res<()> {
-        const KEEP_SIZE: i32 = libc::FALLOC_FL_KEEP_SIZE;
-        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE;
-        let f = self.file(ino)?;
-        if offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
-            return err(libc::EFBIG);
-        }
-        let now = SystemTime::now();
-        match mode {
-            0 | KEEP_SIZE => {
-                let need = f.pages_needed(offset, len);
-                if self.pages_used + need > self.limits.max_pages {
-                    return err(libc::ENOSPC);
-                }
-                let i = self.inode_mut(ino)?;
-                let added = i
-                    .file_mut()
-                    .map_or(0, |d| d.allocate(offset, len, mode == KEEP_SIZE));
-                i.touch_modified(now);
-                self.pages_used += added;
-            }
-            m if m == PUNCH | KEEP_SIZE => {
-                let i = self.inode_mut(ino)?;
-                let freed = i.file_mut().map_or(0, |d| d.punch_hole(offset, len));
-                i.touch_modified(now);
-                self.pages_used -= freed;
-            }
-            _ => return err(libc::EOPNOTSUPP),
-        }
-        Ok(())
-    }
-
-    /// `lseek` with `SEEK_DATA` or `SEEK_HOLE` (the kernel answers the others).
-    pub fn lseek(&self, ino: u64, offset: i64, whence: i32) -> Res<i64> {
-        let f = self.file(ino)?;
-        let Ok(off) = u64::try_from(offset) else {
-            return err(libc::ENXIO);
-        };
-        let r = match whence {
-            libc::SEEK_DATA => f.seek_data(off),
-            libc::SEEK_HOLE => f.seek_hole(off),
-            libc::SEEK_SET => Some(off),
-            libc::SEEK_END => return Ok(f.size() as i64 + offset),
-            _ => return err(libc::EINVAL),
-        };
-        r.map(|o| o as i64).ok_or(Error(libc::ENXIO))
-    }
-
-    /// Sets extended attribute `name` (`XATTR_CREATE`/`XATTR_REPLACE` in
-    /// `flags`).
-    pub fn setxattr(&mut self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Res<()> {
-        let name = name.as_bytes_checked();
-        xattr_name_check(name, false)?;
-        let i = self.inode_mut(ino)?;
-        let exists = i.xattrs.as_ref().is_some_and(|x| x.contains_key(name));
-        if flags & libc::XATTR_CREATE != 0 && exists {
-            return err(libc::EEXIST);
-        }
-        if flags & libc::XATTR_REPLACE != 0 && !exists {
-            return err(libc::ENODATA);
-        }
-        i.xattrs
-            .get_or_insert_with(|| Box::new(Xattrs::new()))
-            .insert(name.into(), value.into());
-        i.ctime = SystemTime::now();
-        Ok(())
-    }
-
-    /// Gets extended attribute `name`; `size` 0 asks for the length only.
-    pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Res<XattrReply> {
-        let name = name.as_bytes_checked();
-        xattr_name_check(name, true)?;
-        let i = self.inode(ino)?;
-        let v = i
-            .xattrs
-            .as_ref()
-            .and_then(|x| x.get(name))
-            .ok_or(Error(libc::ENODATA))?;
-        sized_reply(v.to_vec(), size)
-    }
-
-    /// Lists extended attribute names, NUL-terminated.
-    pub fn listxattr(&self, ino: u64, size: u32) -> Res<XattrReply> {
-        let i = self.inode(ino)?;
-        let mut out = Vec::new();
-        for k in i.xattrs.iter().flat_map(|x| x.keys()) {
-            out.extend_from_slice(k);
-            out.push(0);
-        }
-        sized_reply(out, size)
-    }
-
-    /// Removes extended attribute `name`.
-    pub fn removexattr(&mut self, ino: u64, name: &OsStr) -> Res<()> {
-        let name = name.as_bytes_checked();
-        xattr_name_check(name, false)?;
-        let i = self.inode_mut(ino)?;
-        i.xattrs
-            .as_mut()
-            .and_then(|x| x.remove(name))
-            .ok_or(Error(libc::ENODATA))?;
-        if i.xattrs.as_ref().is_some_and(|x| x.is_empty()) {
-            i.xattrs = None;
-        }
-        i.ctime = SystemTime::now();
-        Ok(())
-    }
-
     /// Permission check for `access(2)` (the kernel normally does this
     /// itself under `default_permissions`).
     pub fn access(&self, ino: u64, mask: i32, uid: u32, gid: u32) -> Res<()> {
@@ -880,27 +650,6 @@ impl Namespace {
     /// Generation of `ino`.
     pub fn generation(&self, ino: u64) -> u64 {
         self.inodes.generation(ino)
-    }
-}
-
-fn sized_reply(v: Vec<u8>, size: u32) -> Res<XattrReply> {
-    if size == 0 {
-        return Ok(XattrReply::Size(v.len() as u32));
-    }
-    if v.len() > size as usize {
-        return err(libc::ERANGE);
-    }
-    Ok(XattrReply::Data(v))
-}
-
-/// Byte view of an `OsStr` (Unix only).
-trait AsBytesChecked {
-    fn as_bytes_checked(&self) -> &[u8];
-}
-
-impl AsBytesChecked for OsStr {
-    fn as_bytes_checked(&self) -> &[u8] {
-        std::os::unix::ffi::OsStrExt::as_bytes(self)
     }
 }
 

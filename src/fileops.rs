@@ -1,0 +1,156 @@
+//! File contents and attributes: setattr (chmod, chown, truncate,
+//! utimens), read, write, fallocate, lseek, readlink.
+
+use std::time::SystemTime;
+
+use fuser::{FileAttr, TimeOrNow};
+
+use crate::data::FileData;
+use crate::inode::{Content, Kind};
+use crate::ops::{Error, Namespace, Res, SetAttr, err};
+
+fn resolve(t: TimeOrNow, now: SystemTime) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => now,
+    }
+}
+
+impl Namespace {
+    /// Applies `setattr` changes and returns the new attributes.
+    pub fn setattr(&mut self, ino: u64, a: SetAttr) -> Res<FileAttr> {
+        let now = SystemTime::now();
+        if let Some(size) = a.size {
+            let i = self.inode(ino)?;
+            match i.kind {
+                Kind::RegularFile => {}
+                Kind::Directory => return err(libc::EISDIR),
+                _ => return err(libc::EINVAL),
+            }
+            let grow = size.saturating_sub(i.size());
+            let _ = grow; // growing a file stores no pages: holes are free.
+            let pages = &mut self.pages_used;
+            let i = self.inodes.get_mut(ino).ok_or(Error(libc::ENOENT))?;
+            if let Some(d) = i.file_mut() {
+                *pages -= d.truncate(size);
+            }
+            if a.mtime.is_none() {
+                i.mtime = now;
+            }
+        }
+        let i = self.inode_mut(ino)?;
+        if let Some(mode) = a.mode {
+            i.perm = (mode & 0o7777) as u16;
+        }
+        if let Some(uid) = a.uid {
+            i.uid = uid;
+        }
+        if let Some(gid) = a.gid {
+            i.gid = gid;
+        }
+        if let Some(t) = a.atime {
+            i.atime = resolve(t, now);
+        }
+        if let Some(t) = a.mtime {
+            i.mtime = resolve(t, now);
+        }
+        i.ctime = a.ctime.unwrap_or(now);
+        self.attr(ino)
+    }
+
+    /// The target of symlink `ino` (EINVAL for other files).
+    pub fn readlink(&self, ino: u64) -> Res<&[u8]> {
+        match &self.inode(ino)?.content {
+            Content::Symlink(t) => Ok(t),
+            _ => err(libc::EINVAL),
+        }
+    }
+
+    fn file(&self, ino: u64) -> Res<&FileData> {
+        let i = self.inode(ino)?;
+        match i.kind {
+            Kind::RegularFile => i.file().ok_or(Error(libc::EIO)),
+            Kind::Directory => err(libc::EISDIR),
+            _ => err(libc::EINVAL),
+        }
+    }
+
+    /// Reads up to `len` bytes at `offset` of regular file `ino`.
+    pub fn read(&self, ino: u64, offset: u64, len: u32) -> Res<Vec<u8>> {
+        Ok(self.file(ino)?.read(offset, len))
+    }
+
+    /// Current size of `ino`.
+    pub fn size(&self, ino: u64) -> Res<u64> {
+        Ok(self.inode(ino)?.size())
+    }
+
+    /// Writes `data` at `offset` of regular file `ino`.
+    pub fn write(&mut self, ino: u64, offset: u64, data: &[u8]) -> Res<u32> {
+        let need = self.file(ino)?.pages_needed(offset, data.len() as u64);
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|e| e > i64::MAX as u64)
+        {
+            return err(libc::EFBIG);
+        }
+        if self.pages_used + need > self.limits.max_pages {
+            return err(libc::ENOSPC);
+        }
+        let now = SystemTime::now();
+        let i = self.inode_mut(ino)?;
+        let added = i.file_mut().map_or(0, |d| d.write(offset, data));
+        i.touch_modified(now);
+        self.pages_used += added;
+        Ok(data.len() as u32)
+    }
+
+    /// `fallocate`: mode 0, `FALLOC_FL_KEEP_SIZE`, and `FALLOC_FL_PUNCH_HOLE`.
+    pub fn fallocate(&mut self, ino: u64, offset: u64, len: u64, mode: i32) -> Res<()> {
+        const KEEP_SIZE: i32 = libc::FALLOC_FL_KEEP_SIZE;
+        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE;
+        let f = self.file(ino)?;
+        if offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
+            return err(libc::EFBIG);
+        }
+        let now = SystemTime::now();
+        match mode {
+            0 | KEEP_SIZE => {
+                let need = f.pages_needed(offset, len);
+                if self.pages_used + need > self.limits.max_pages {
+                    return err(libc::ENOSPC);
+                }
+                let i = self.inode_mut(ino)?;
+                let added = i
+                    .file_mut()
+                    .map_or(0, |d| d.allocate(offset, len, mode == KEEP_SIZE));
+                i.touch_modified(now);
+                self.pages_used += added;
+            }
+            m if m == PUNCH | KEEP_SIZE => {
+                let i = self.inode_mut(ino)?;
+                let freed = i.file_mut().map_or(0, |d| d.punch_hole(offset, len));
+                i.touch_modified(now);
+                self.pages_used -= freed;
+            }
+            _ => return err(libc::EOPNOTSUPP),
+        }
+        Ok(())
+    }
+
+    /// `lseek` with `SEEK_DATA` or `SEEK_HOLE` (the kernel answers the others).
+    pub fn lseek(&self, ino: u64, offset: i64, whence: i32) -> Res<i64> {
+        let f = self.file(ino)?;
+        let Ok(off) = u64::try_from(offset) else {
+            return err(libc::ENXIO);
+        };
+        let r = match whence {
+            libc::SEEK_DATA => f.seek_data(off),
+            libc::SEEK_HOLE => f.seek_hole(off),
+            libc::SEEK_SET => Some(off),
+            libc::SEEK_END => return Ok(f.size() as i64 + offset),
+            _ => return err(libc::EINVAL),
+        };
+        r.map(|o| o as i64).ok_or(Error(libc::ENXIO))
+    }
+}

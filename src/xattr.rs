@@ -1,0 +1,119 @@
+//! Extended attributes in the `user.`, `trusted.` and `security.`
+//! namespaces, with tmpfs's errno rules.
+
+use std::ffi::OsStr;
+use std::time::SystemTime;
+
+use crate::inode::Xattrs;
+use crate::ops::{Error, Namespace, Res, err};
+
+/// Reply of `getxattr`/`listxattr`: the needed size or the bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum XattrReply {
+    /// The caller asked for the size only.
+    Size(u32),
+    /// The value (or the NUL-separated name list).
+    Data(Vec<u8>),
+}
+
+/// Byte view of an `OsStr` (Unix only).
+pub(crate) trait AsBytesChecked {
+    fn as_bytes_checked(&self) -> &[u8];
+}
+
+impl AsBytesChecked for OsStr {
+    fn as_bytes_checked(&self) -> &[u8] {
+        std::os::unix::ffi::OsStrExt::as_bytes(self)
+    }
+}
+
+/// Checks an xattr name: `user.`, `trusted.` and `security.` names are
+/// stored; POSIX ACL names read as absent (`ENODATA`) and cannot be set;
+/// other namespaces are `EOPNOTSUPP`; a bare prefix is `EINVAL`, as on tmpfs.
+fn xattr_name_check(name: &[u8], reading: bool) -> Res<()> {
+    for p in [&b"user."[..], b"trusted.", b"security."] {
+        if name.starts_with(p) {
+            return if name.len() > p.len() {
+                Ok(())
+            } else {
+                err(libc::EINVAL)
+            };
+        }
+    }
+    if reading && name.starts_with(b"system.posix_acl_") {
+        return err(libc::ENODATA);
+    }
+    err(libc::EOPNOTSUPP)
+}
+
+fn sized_reply(v: Vec<u8>, size: u32) -> Res<XattrReply> {
+    if size == 0 {
+        return Ok(XattrReply::Size(v.len() as u32));
+    }
+    if v.len() > size as usize {
+        return err(libc::ERANGE);
+    }
+    Ok(XattrReply::Data(v))
+}
+
+impl Namespace {
+    /// Sets extended attribute `name` (`XATTR_CREATE`/`XATTR_REPLACE` in
+    /// `flags`).
+    pub fn setxattr(&mut self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Res<()> {
+        let name = name.as_bytes_checked();
+        xattr_name_check(name, false)?;
+        let i = self.inode_mut(ino)?;
+        let exists = i.xattrs.as_ref().is_some_and(|x| x.contains_key(name));
+        if flags & libc::XATTR_CREATE != 0 && exists {
+            return err(libc::EEXIST);
+        }
+        if flags & libc::XATTR_REPLACE != 0 && !exists {
+            return err(libc::ENODATA);
+        }
+        i.xattrs
+            .get_or_insert_with(|| Box::new(Xattrs::new()))
+            .insert(name.into(), value.into());
+        i.ctime = SystemTime::now();
+        Ok(())
+    }
+
+    /// Gets extended attribute `name`; `size` 0 asks for the length only.
+    pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Res<XattrReply> {
+        let name = name.as_bytes_checked();
+        xattr_name_check(name, true)?;
+        let i = self.inode(ino)?;
+        let v = i
+            .xattrs
+            .as_ref()
+            .and_then(|x| x.get(name))
+            .ok_or(Error(libc::ENODATA))?;
+        sized_reply(v.to_vec(), size)
+    }
+
+    /// Lists extended attribute names, NUL-terminated.
+    pub fn listxattr(&self, ino: u64, size: u32) -> Res<XattrReply> {
+        let i = self.inode(ino)?;
+        let mut out = Vec::new();
+        for k in i.xattrs.iter().flat_map(|x| x.keys()) {
+            out.extend_from_slice(k);
+            out.push(0);
+        }
+        sized_reply(out, size)
+    }
+
+    /// Removes extended attribute `name`.
+    pub fn removexattr(&mut self, ino: u64, name: &OsStr) -> Res<()> {
+        let name = name.as_bytes_checked();
+        xattr_name_check(name, false)?;
+        let i = self.inode_mut(ino)?;
+        i.xattrs
+            .as_mut()
+            .and_then(|x| x.remove(name))
+            .ok_or(Error(libc::ENODATA))?;
+        if i.xattrs.as_ref().is_some_and(|x| x.is_empty()) {
+            i.xattrs = None;
+        }
+        i.ctime = SystemTime::now();
+        Ok(())
+    }
+}
