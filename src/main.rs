@@ -218,7 +218,9 @@ fn load_paths(ns: &mut Namespace, source: &Path, uid: u32, gid: u32) -> Result<(
                 let why = match e.0 {
                     libc::EINVAL => "'..' and NUL are not allowed in paths".to_string(),
                     libc::ENAMETOOLONG => "a component is longer than 255 bytes".to_string(),
-                    libc::ENOSPC => "inode limit reached".to_string(),
+                    libc::ENOSPC => {
+                        "inode limit reached (raise it with -o nr_inodes=N, 0 for none)".to_string()
+                    }
                     _ => e.to_string(),
                 };
                 format!("{shown}:{}: {why}", n + 1)

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Performance comparison of triefs against tmpfs, measured side by side in
+# one run. Needs root (tmpfs, drop_caches) and /dev/fuse.
+#
+# Usage: scripts/bench.sh [RUNS] [N]
+#   RUNS  rounds of the reference workload set, alternating tmpfs and triefs
+#         (default 5); the table shows per-workload medians.
+#   N     scale passed to fsbench.sh (default 10000).
+# Environment:
+#   FSBENCH=path/to/fsbench.sh   workload set (default: ../shared/bench/fsbench.sh
+#                                 next to the repository)
+#   BENCH_ENTRIES=1000000        entries for the memory/load measurement
+#   BENCH_SKIP="fsbench floor memory"   parts to skip
+#   TRIEFS_ARGS="..."            extra triefs options (e.g. "--threads 1")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-5}
+N=${2:-10000}
+FSBENCH=${FSBENCH:-../shared/bench/fsbench.sh}
+ENTRIES=${BENCH_ENTRIES:-1000000}
+SKIP=" ${BENCH_SKIP:-} "
+skip() { [[ "$SKIP" == *" $1 "* ]]; }
+
+cargo build --release --quiet --bin triefs --examples
+bin=target/release/triefs
+work=$(mktemp -d /tmp/tbench.XXXXXX)
+pid=
+cleanup() {
+  for m in "$work"/t "$work"/f "$work"/n; do
+    if mountpoint -q "$m" 2>/dev/null; then umount "$m" 2>/dev/null || umount -l "$m"; fi
+  done
+  if [ -n "$pid" ]; then wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/t" "$work/f" "$work/n"
+
+start_triefs() { # start_triefs MNT [ARGS...]: foreground daemon, sets $pid
+  local mnt=$1; shift
+  "$bin" -f "$@" ${TRIEFS_ARGS:-} "$mnt" &
+  pid=$!
+  for _ in $(seq 400); do mountpoint -q "$mnt" && return 0; sleep 0.05; done
+  echo "triefs did not mount" >&2; return 1
+}
+stop_triefs() { umount "$1"; wait "$pid" || true; pid=; }
+
+median() { sort -g | awk '{a[NR]=$1} END { if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
+
+if ! skip fsbench; then
+  [ -f "$FSBENCH" ] || { echo "fsbench.sh not found at $FSBENCH (set FSBENCH)" >&2; exit 1; }
+  for r in $(seq "$RUNS"); do
+    echo "== round $r/$RUNS: tmpfs" >&2
+    mount -t tmpfs -o mode=0755 tmpfs "$work/t"
+    bash "$FSBENCH" "$work/t" "$N" > "$work/tmpfs.$r" 2>/dev/null || true
+    umount "$work/t"
+    echo "== round $r/$RUNS: triefs" >&2
+    start_triefs "$work/f"
+    FSBENCH_PID=$pid bash "$FSBENCH" "$work/f" "$N" > "$work/triefs.$r" 2>/dev/null || true
+    stop_triefs "$work/f"
+  done
+  echo
+  echo "### fsbench, N=$N, median of $RUNS rounds (ratio = triefs / tmpfs; for *_time and tar_rmrf lower is better)"
+  echo
+  echo "| workload | tmpfs | triefs | ratio | unit |"
+  echo "|---|---:|---:|---:|---|"
+  for w in $(awk '{print $1}' "$work/triefs.1"); do
+    unit=$(awk -v w="$w" '$1==w {print $3; exit}' "$work/triefs.1")
+    t=$(cat "$work"/tmpfs.* | awk -v w="$w" '$1==w && $2!="FAIL" {print $2}' | median)
+    f=$(cat "$work"/triefs.* | awk -v w="$w" '$1==w && $2!="FAIL" {print $2}' | median)
+    ratio=$(awk -v a="$t" -v b="$f" 'BEGIN { if (a+0>0) printf "%.2f", b/a; else print "-" }')
+    [[ "$w" == daemon_* ]] && { t=-; ratio=-; }
+    echo "| $w | $t | $f | $ratio | $unit |"
+  done
+fi
+
+stat_loop() { # requests/s of stat(MNT/x) for 2 s
+  python3 - "$1" <<'PY'
+import os, sys, time
+p = os.path.join(sys.argv[1], "x"); n = 0; t0 = time.perf_counter(); end = t0 + 2.0
+while True:
+    for _ in range(1000):
+        os.stat(p)
+    n += 1000
+    t = time.perf_counter()
+    if t >= end: break
+print(f"{n / (t - t0):.0f}")
+PY
+}
+
+if ! skip floor; then
+  echo
+  echo "### FUSE floor: stat of one name on a do-nothing filesystem (TTL 0: one LOOKUP per stat), median of 3"
+  echo
+  echo "| threads | requests/s |"
+  echo "|---:|---:|"
+  for th in 1 2; do
+    rates=()
+    for _ in 1 2 3; do
+      target/release/examples/nullfs "$work/n" "$th" &
+      npid=$!
+      for _ in $(seq 200); do mountpoint -q "$work/n" && break; sleep 0.05; done
+      rates+=("$(stat_loop "$work/n")")
+      umount "$work/n"; wait "$npid" || true
+    done
+    echo "| $th | $(printf '%s\n' "${rates[@]}" | median) |"
+  done
+fi
+
+if ! skip memory; then
+  echo
+  echo "### Memory and load time: $ENTRIES directory entries from --paths"
+  echo
+  python3 - "$work/paths.txt" "$ENTRIES" <<'PY'
+import sys
+out, want = sys.argv[1], int(sys.argv[2])
+# Real-looking deep paths with shared prefixes: top/project/module/file.d
+tops = ["usr", "var", "home", "srv", "opt", "etc", "data", "build", "mnt", "media"]
+per_top = max(1, want // len(tops))
+b_n = 20; c_n = 50; d_n = max(1, per_top // (b_n * c_n))
+with open(out, "w") as f:
+    for a in tops:
+        for b in range(b_n):
+            for c in range(c_n):
+                for d in range(d_n):
+                    f.write(f"/{a}/project-{b:02d}/module_{c:03d}/src-file-{d:04d}.d\n")
+PY
+  t0=$(date +%s.%N)
+  "$bin" --paths "$work/paths.txt" "$work/f"   # daemon mode: returns when the mount is live
+  t1=$(date +%s.%N)
+  dpid=$(pgrep -n -f -- "--paths $work/paths.txt") || true
+  entries=$(find "$work/f" -mindepth 1 | wc -l)
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$dpid/status")
+  base=$(mktemp -d /tmp/tbench.e.XXXXXX); "$bin" "$base"; epid=$(pgrep -n -f -- "$bin $base"); erss=$(awk '/VmRSS/ {print $2}' "/proc/$epid/status"); umount "$base"; rmdir "$base"
+  umount "$work/f"
+  naive=$(target/release/examples/naive_paths "$work/paths.txt")
+  awk -v e="$entries" -v r="$rss" -v b="$erss" -v t0="$t0" -v t1="$t1" -v naive="$naive" 'BEGIN {
+    printf "| measure | value |\n|---|---:|\n";
+    printf "| entries | %d |\n", e;
+    printf "| mount ready after | %.2f s |\n", t1 - t0;
+    printf "| daemon RSS | %.1f MiB |\n", r / 1024;
+    printf "| empty daemon RSS | %.1f MiB |\n", b / 1024;
+    printf "| triefs bytes per entry (RSS above empty daemon) | %.0f |\n", (r - b) * 1024 / e;
+    split(naive, n, " ");
+    printf "| naive baseline: full path strings in a hash set, bytes per entry | %.0f |\n", n[7];
+  }'
+fi
