@@ -27,16 +27,13 @@ impl Namespace {
                 Kind::Directory => return err(libc::EISDIR),
                 _ => return err(libc::EINVAL),
             }
-            let grow = size.saturating_sub(i.size());
-            let _ = grow; // growing a file stores no pages: holes are free.
-            let pages = &mut self.pages_used;
+            // Growing stores no pages: the new range is a hole.
             let i = self.inodes.get_mut(ino).ok_or(Error(libc::ENOENT))?;
-            if let Some(d) = i.file_mut() {
-                *pages -= d.truncate(size);
-            }
+            let freed = i.file_mut().map_or(0, |d| d.truncate(size));
             if a.mtime.is_none() {
                 i.mtime = now;
             }
+            self.pages_freed(freed);
         }
         let i = self.inode_mut(ino)?;
         if let Some(mode) = a.mode {
@@ -131,7 +128,7 @@ impl Namespace {
                 let i = self.inode_mut(ino)?;
                 let freed = i.file_mut().map_or(0, |d| d.punch_hole(offset, len));
                 i.touch_modified(now);
-                self.pages_used -= freed;
+                self.pages_freed(freed);
             }
             _ => return err(libc::EOPNOTSUPP),
         }

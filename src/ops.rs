@@ -168,6 +168,20 @@ pub const RENAME_EXCHANGE: u32 = 2;
 /// included.
 const BOGO_DIRENT: u64 = 20;
 
+/// Freeing at least this many pages (4 MiB) returns memory to the system.
+const TRIM_AFTER_PAGES: u64 = 1024;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
+
 /// The whole in-memory filesystem: trie (names) plus inode table (files).
 pub struct Namespace {
     /// Names: each trie node's value is the inode number it links to.
@@ -295,8 +309,18 @@ impl Namespace {
 
     fn release_inode(&mut self, ino: u64, inode: Inode) {
         debug!("freeing inode {ino} ({:?})", inode.kind);
-        if let Content::File(d) = &inode.content {
-            self.pages_used -= d.pages();
+        let pages = inode.file().map_or(0, |d| d.pages());
+        drop(inode);
+        self.pages_freed(pages);
+    }
+
+    /// Accounts for `n` data pages just freed. After a large free, hands
+    /// the memory back to the system: glibc keeps freed 4 KiB blocks in its
+    /// heap otherwise, and a deleted 1 GiB file would stay resident.
+    pub(crate) fn pages_freed(&mut self, n: u64) {
+        self.pages_used -= n;
+        if n >= TRIM_AFTER_PAGES {
+            trim_heap();
         }
     }
 
