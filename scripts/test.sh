@@ -4,7 +4,9 @@
 # root and /dev/fuse). Installs what the tests need when it is missing.
 #
 # Environment:
-#   TRIEFS_LONG=1          also run the long exercisers (minutes, not seconds)
+#   TRIEFS_LONG=1          also run the long exercisers (minutes, not seconds):
+#                          1,000,000-op fsx-style run in tests/integrity.rs and
+#                          scripts/fsx.sh with 1,000,000 ops
 #   TRIEFS_SKIP_LINT=1     skip cargo fmt/clippy (e.g. while iterating)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,4 +49,8 @@ export TRIEFS_REQUIRE_MOUNT=1
 cargo test --release -- --test-threads=4
 echo "== pjdfstest (POSIX suite) against tmpfs and triefs"
 scripts/pjdfstest.sh target/release/triefs
+if [ "${TRIEFS_LONG:-0}" = 1 ]; then
+  echo "== long run: fsx exerciser (FSX_OPS=${FSX_OPS:-1000000})"
+  FSX_OPS=${FSX_OPS:-1000000} scripts/fsx.sh target/release/triefs
+fi
 echo "== all tests passed"

@@ -71,6 +71,27 @@ impl FileData {
         (last - first + 1) - present
     }
 
+    /// How many bytes of a `len`-byte write at `offset` fit when at most
+    /// `free` new pages may be stored (a short write, as tmpfs does when
+    /// it runs full).
+    pub fn fitting_len(&self, offset: u64, len: u64, free: u64) -> u64 {
+        if len == 0 {
+            return 0;
+        }
+        let first = offset / PAGE64;
+        let last = (offset + len - 1) / PAGE64;
+        let mut missing = 0;
+        for idx in first..=last {
+            if !self.pages.contains_key(&idx) {
+                missing += 1;
+                if missing > free {
+                    return (idx * PAGE64).saturating_sub(offset).min(len);
+                }
+            }
+        }
+        len
+    }
+
     /// Writes `data` at `offset`, growing the file if needed. Returns the
     /// number of pages newly stored.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> u64 {
@@ -234,6 +255,18 @@ mod tests {
         let r = f.read(0, 9000);
         assert!(r[..5000].iter().all(|&b| b == 7));
         assert!(r[5000..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn fitting_len_stops_at_the_first_page_that_does_not_fit() {
+        let mut f = FileData::new();
+        f.write(PAGE64, &[1]);
+        // Pages 0 (missing), 1 (present), 2 and 3 (missing).
+        assert_eq!(f.fitting_len(10, 4 * PAGE64 - 10, 3), 4 * PAGE64 - 10);
+        assert_eq!(f.fitting_len(10, 4 * PAGE64 - 10, 2), 3 * PAGE64 - 10);
+        assert_eq!(f.fitting_len(10, 4 * PAGE64 - 10, 1), 2 * PAGE64 - 10);
+        assert_eq!(f.fitting_len(10, 4 * PAGE64 - 10, 0), 0);
+        assert_eq!(f.fitting_len(PAGE64, 100, 0), 100);
     }
 
     #[test]

@@ -84,22 +84,48 @@ impl Namespace {
 
     /// Writes `data` at `offset` of regular file `ino`.
     pub fn write(&mut self, ino: u64, offset: u64, data: &[u8]) -> Res<u32> {
-        let need = self.file(ino)?.pages_needed(offset, data.len() as u64);
-        if offset
-            .checked_add(data.len() as u64)
-            .is_none_or(|e| e > i64::MAX as u64)
-        {
+        let f = self.file(ino)?;
+        let len = data.len() as u64;
+        if offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
             return err(libc::EFBIG);
         }
-        if self.pages_used + need > self.limits.max_pages {
+        let free = self.limits.max_pages.saturating_sub(self.pages_used);
+        let fit = if f.pages_needed(offset, len) > free {
+            // Fill up to the last page that fits, like tmpfs; ENOSPC only
+            // when not a byte fits.
+            f.fitting_len(offset, len, free)
+        } else {
+            len
+        };
+        if fit == 0 && len > 0 {
             return err(libc::ENOSPC);
         }
+        let data = &data[..fit as usize];
         let now = SystemTime::now();
         let i = self.inode_mut(ino)?;
         let added = i.file_mut().map_or(0, |d| d.write(offset, data));
         i.touch_modified(now);
         self.pages_used += added;
         Ok(data.len() as u32)
+    }
+
+    /// `copy_file_range`: copies up to `len` bytes (at most 16 MiB per
+    /// call; callers loop on short counts) from `src` to `dst`. Returns the
+    /// number of bytes copied, 0 at the end of `src`.
+    pub fn copy_range(
+        &mut self,
+        src: u64,
+        src_off: u64,
+        dst: u64,
+        dst_off: u64,
+        len: u64,
+    ) -> Res<u32> {
+        const MAX_CHUNK: u64 = 16 << 20;
+        let data = self.read(src, src_off, len.min(MAX_CHUNK) as u32)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        self.write(dst, dst_off, &data)
     }
 
     /// `fallocate`: mode 0, `FALLOC_FL_KEEP_SIZE`, and `FALLOC_FL_PUNCH_HOLE`.

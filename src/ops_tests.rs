@@ -1417,15 +1417,23 @@ fn page_limit() {
     assert_eq!(ns.write(f, 0, &data).unwrap(), 2 * PAGE as u32);
     assert_eq!(ns.pages_used(), 2);
     assert_eq!(ns.usage().bfree, 1);
-    // Needs two new pages, only one left: nothing is written.
+    // Needs two new pages, only one left: like tmpfs, a short write fills
+    // the page that fits and stops there; earlier data is untouched.
+    let mut g2 = ns_with(3, 16);
+    let h = mkfile(&mut g2, ROOT_INO, "h");
+    g2.write(h, 0, &data).unwrap();
     assert_eq!(
-        ns.write(f, 2 * PG + 10, &[9u8; PAGE]).unwrap_err(),
-        e(libc::ENOSPC)
+        g2.write(h, 2 * PG + 10, &[9u8; PAGE]).unwrap(),
+        (PAGE - 10) as u32
     );
-    assert_eq!(
-        ns.write(g, 0, &[9u8; PAGE + 1]).unwrap_err(),
-        e(libc::ENOSPC)
-    );
+    assert_eq!(g2.size(h).unwrap(), 3 * PG);
+    assert_eq!(g2.read(h, 0, 2 * PAGE as u32).unwrap(), data);
+    assert_eq!(g2.pages_used(), 3);
+    assert_eq!(g2.write(h, 3 * PG, b"x").unwrap_err(), e(libc::ENOSPC));
+    let k = mkfile(&mut ns, ROOT_INO, "k");
+    assert_eq!(ns.write(k, 0, &[9u8; PAGE + 1]).unwrap(), PAGE as u32);
+    ns.unlink(ROOT_INO, os("k")).unwrap();
+    ns.forget(k, lookups(&ns, k));
     assert_eq!(ns.read(f, 0, 3 * PAGE as u32).unwrap(), data);
     assert_eq!(ns.size(f).unwrap(), 2 * PG);
     assert_eq!(ns.size(g).unwrap(), 0);
