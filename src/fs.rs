@@ -39,6 +39,10 @@ const TTL: Duration = Duration::from_secs(24 * 3600);
 /// `max_pages_limit`, 1 MiB by default).
 const MAX_WRITE: u32 = 1 << 20;
 
+/// With fault injection on, `setxattr` of this name panics inside the
+/// request while holding the namespace write lock.
+pub const FAULT_PANIC_XATTR: &str = "user.triefs.fault.panic";
+
 /// A mounted triefs: the namespace plus open-directory cursors.
 pub struct TrieFs {
     ns: RwLock<Namespace>,
@@ -48,8 +52,25 @@ pub struct TrieFs {
     next_fh: AtomicU64,
     /// The kernel opens files without asking us (FUSE_NO_OPEN_SUPPORT).
     no_open: bool,
+    /// Fault injection for tests (see [`FAULT_PANIC_XATTR`]).
+    faults: bool,
     /// When set, `destroy` runs the consistency check and records a failure.
     check: Option<Arc<AtomicBool>>,
+}
+
+/// Runs one request. A panic inside is logged with its context and the
+/// worker keeps serving; the reply dropped by the unwinding answers EIO
+/// (fuser sends EIO for any reply never sent). parking_lot locks do not
+/// poison, so other requests go on.
+fn guarded(op: &str, ino: u64, f: impl FnOnce()) {
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        error!("{op}(ino={ino}) panicked: {msg}; answered EIO");
+    }
 }
 
 /// Attributes of a negative entry: inode 0 tells the kernel "no such name".
@@ -114,8 +135,16 @@ impl TrieFs {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             no_open: false,
+            faults: false,
             check: None,
         }
+    }
+
+    /// Enables test-only fault injection: setting the xattr
+    /// [`FAULT_PANIC_XATTR`] panics inside the request.
+    pub fn with_fault_injection(mut self) -> TrieFs {
+        self.faults = true;
+        self
     }
 
     /// Runs [`Namespace::check`] at unmount; a violation sets `failed`.
@@ -166,27 +195,31 @@ impl Filesystem for TrieFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        if name.len() > NAME_MAX {
-            return reply.error(Errno::ENAMETOOLONG);
-        }
-        match self.ns.read().lookup(parent.0, name) {
-            Ok(e) => reply.entry(&TTL, &e.attr, Generation(e.generation)),
-            // A negative entry the kernel may cache: the next lookup of a
-            // missing name costs no round trip.
-            Err(Error(libc::ENOENT)) => reply.entry(&TTL, &negative_attr(), Generation(0)),
-            Err(e) => reply.error(fail("lookup", parent.0, Some(name), e)),
-        }
+        guarded("lookup", parent.0, || {
+            if name.len() > NAME_MAX {
+                return reply.error(Errno::ENAMETOOLONG);
+            }
+            match self.ns.read().lookup(parent.0, name) {
+                Ok(e) => reply.entry(&TTL, &e.attr, Generation(e.generation)),
+                // A negative entry the kernel may cache: the next lookup of a
+                // missing name costs no round trip.
+                Err(Error(libc::ENOENT)) => reply.entry(&TTL, &negative_attr(), Generation(0)),
+                Err(e) => reply.error(fail("lookup", parent.0, Some(name), e)),
+            }
+        });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.ns.write().forget(ino.0, nlookup);
+        guarded("forget", ino.0, || {
+            self.ns.write().forget(ino.0, nlookup);
+        });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.ns.read().attr(ino.0) {
+        guarded("getattr", ino.0, || match self.ns.read().attr(ino.0) {
             Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(fail("getattr", ino.0, None, e)),
-        }
+        });
     }
 
     fn setattr(
@@ -207,26 +240,28 @@ impl Filesystem for TrieFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let changes = SetAttr {
-            mode,
-            uid,
-            gid,
-            size,
-            atime: atime.map(fix_time),
-            mtime: mtime.map(fix_time),
-            ctime: ctime.map(fix_pre_epoch),
-        };
-        match self.ns.write().setattr(ino.0, changes) {
-            Ok(a) => reply.attr(&TTL, &a),
-            Err(e) => reply.error(fail("setattr", ino.0, None, e)),
-        }
+        guarded("setattr", ino.0, || {
+            let changes = SetAttr {
+                mode,
+                uid,
+                gid,
+                size,
+                atime: atime.map(fix_time),
+                mtime: mtime.map(fix_time),
+                ctime: ctime.map(fix_pre_epoch),
+            };
+            match self.ns.write().setattr(ino.0, changes) {
+                Ok(a) => reply.attr(&TTL, &a),
+                Err(e) => reply.error(fail("setattr", ino.0, None, e)),
+            }
+        });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.ns.read().readlink(ino.0) {
+        guarded("readlink", ino.0, || match self.ns.read().readlink(ino.0) {
             Ok(t) => reply.data(t),
             Err(e) => reply.error(fail("readlink", ino.0, None, e)),
-        }
+        });
     }
 
     fn mknod(
@@ -239,23 +274,25 @@ impl Filesystem for TrieFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let kind = match mode & libc::S_IFMT {
-            0 => Some(Kind::RegularFile),
-            _ => Kind::from_mode(mode).filter(|k| *k != Kind::Directory && *k != Kind::Symlink),
-        };
-        let Some(kind) = kind else {
-            return reply.error(Errno::EINVAL);
-        };
-        let spec = NewNode {
-            kind,
-            perm: mode & !umask,
-            uid: req.uid(),
-            gid: req.gid(),
-            rdev,
-            target: None,
-        };
-        let r = self.new_node(req, parent, name, spec);
-        Self::reply_entry(reply, r, "mknod", parent.0, name);
+        guarded("mknod", parent.0, || {
+            let kind = match mode & libc::S_IFMT {
+                0 => Some(Kind::RegularFile),
+                _ => Kind::from_mode(mode).filter(|k| *k != Kind::Directory && *k != Kind::Symlink),
+            };
+            let Some(kind) = kind else {
+                return reply.error(Errno::EINVAL);
+            };
+            let spec = NewNode {
+                kind,
+                perm: mode & !umask,
+                uid: req.uid(),
+                gid: req.gid(),
+                rdev,
+                target: None,
+            };
+            let r = self.new_node(req, parent, name, spec);
+            Self::reply_entry(reply, r, "mknod", parent.0, name);
+        });
     }
 
     fn mkdir(
@@ -267,30 +304,36 @@ impl Filesystem for TrieFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let spec = NewNode {
-            kind: Kind::Directory,
-            perm: mode & !umask,
-            uid: req.uid(),
-            gid: req.gid(),
-            rdev: 0,
-            target: None,
-        };
-        let r = self.new_node(req, parent, name, spec);
-        Self::reply_entry(reply, r, "mkdir", parent.0, name);
+        guarded("mkdir", parent.0, || {
+            let spec = NewNode {
+                kind: Kind::Directory,
+                perm: mode & !umask,
+                uid: req.uid(),
+                gid: req.gid(),
+                rdev: 0,
+                target: None,
+            };
+            let r = self.new_node(req, parent, name, spec);
+            Self::reply_entry(reply, r, "mkdir", parent.0, name);
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.ns.write().unlink(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("unlink", parent.0, Some(name), e)),
-        }
+        guarded("unlink", parent.0, || {
+            match self.ns.write().unlink(parent.0, name) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("unlink", parent.0, Some(name), e)),
+            }
+        });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.ns.write().rmdir(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("rmdir", parent.0, Some(name), e)),
-        }
+        guarded("rmdir", parent.0, || {
+            match self.ns.write().rmdir(parent.0, name) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("rmdir", parent.0, Some(name), e)),
+            }
+        });
     }
 
     fn symlink(
@@ -301,16 +344,18 @@ impl Filesystem for TrieFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let spec = NewNode {
-            kind: Kind::Symlink,
-            perm: 0o777,
-            uid: req.uid(),
-            gid: req.gid(),
-            rdev: 0,
-            target: Some(target.as_os_str().as_bytes()),
-        };
-        let r = self.new_node(req, parent, link_name, spec);
-        Self::reply_entry(reply, r, "symlink", parent.0, link_name);
+        guarded("symlink", parent.0, || {
+            let spec = NewNode {
+                kind: Kind::Symlink,
+                perm: 0o777,
+                uid: req.uid(),
+                gid: req.gid(),
+                rdev: 0,
+                target: Some(target.as_os_str().as_bytes()),
+            };
+            let r = self.new_node(req, parent, link_name, spec);
+            Self::reply_entry(reply, r, "symlink", parent.0, link_name);
+        });
     }
 
     fn rename(
@@ -323,14 +368,16 @@ impl Filesystem for TrieFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let r = self
-            .ns
-            .write()
-            .rename(parent.0, name, newparent.0, newname, flags.bits());
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("rename", parent.0, Some(name), e)),
-        }
+        guarded("rename", parent.0, || {
+            let r = self
+                .ns
+                .write()
+                .rename(parent.0, name, newparent.0, newname, flags.bits());
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("rename", parent.0, Some(name), e)),
+            }
+        });
     }
 
     fn link(
@@ -341,21 +388,25 @@ impl Filesystem for TrieFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let r = self.ns.write().link(ino.0, newparent.0, newname);
-        Self::reply_entry(reply, r, "link", ino.0, newname);
+        guarded("link", ino.0, || {
+            let r = self.ns.write().link(ino.0, newparent.0, newname);
+            Self::reply_entry(reply, r, "link", ino.0, newname);
+        });
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if self.no_open {
-            // Stateless opens: the kernel stops sending OPEN and RELEASE.
-            return reply.error(Errno::ENOSYS);
-        }
-        match self.ns.read().attr(ino.0) {
-            Ok(a) if a.kind == FileType::Directory => reply.error(Errno::EISDIR),
-            // Only the kernel writes through us, so its page cache stays valid.
-            Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(fail("open", ino.0, None, e)),
-        }
+        guarded("open", ino.0, || {
+            if self.no_open {
+                // Stateless opens: the kernel stops sending OPEN and RELEASE.
+                return reply.error(Errno::ENOSYS);
+            }
+            match self.ns.read().attr(ino.0) {
+                Ok(a) if a.kind == FileType::Directory => reply.error(Errno::EISDIR),
+                // Only the kernel writes through us, so its page cache stays valid.
+                Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+                Err(e) => reply.error(fail("open", ino.0, None, e)),
+            }
+        });
     }
 
     fn read(
@@ -369,10 +420,12 @@ impl Filesystem for TrieFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.ns.read().read(ino.0, offset, size) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(fail("read", ino.0, None, e)),
-        }
+        guarded("read", ino.0, || {
+            match self.ns.read().read(ino.0, offset, size) {
+                Ok(d) => reply.data(&d),
+                Err(e) => reply.error(fail("read", ino.0, None, e)),
+            }
+        });
     }
 
     fn write(
@@ -387,57 +440,65 @@ impl Filesystem for TrieFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let mut ns = self.ns.write();
-        let append =
-            flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
-        let offset = if append {
-            ns.size(ino.0).unwrap_or(offset)
-        } else {
-            offset
-        };
-        match ns.write(ino.0, offset, data) {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(fail("write", ino.0, None, e)),
-        }
+        guarded("write", ino.0, || {
+            let mut ns = self.ns.write();
+            let append = flags.0 & libc::O_APPEND != 0
+                && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
+            let offset = if append {
+                ns.size(ino.0).unwrap_or(offset)
+            } else {
+                offset
+            };
+            match ns.write(ino.0, offset, data) {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(fail("write", ino.0, None, e)),
+            }
+        });
     }
 
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Nothing is buffered here; ENOSYS makes the kernel stop sending
-        // FLUSH at every close (it treats that as success).
-        reply.error(Errno::ENOSYS);
+        guarded("flush", ino.0, || {
+            // Nothing is buffered here; ENOSYS makes the kernel stop sending
+            // FLUSH at every close (it treats that as success).
+            reply.error(Errno::ENOSYS);
+        });
     }
 
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        guarded("fsync", ino.0, || {
+            reply.ok();
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.ns.read().attr(ino.0) {
-            Ok(a) if a.kind != FileType::Directory => reply.error(Errno::ENOTDIR),
-            Ok(_) => {
-                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-                self.dirs.lock().insert(fh, Vec::new());
-                // The kernel may cache listings; it drops the cache when the
-                // directory changes (its mtime moves), which only it causes.
-                let flags = FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE;
-                reply.opened(FileHandle(fh), flags);
+        guarded("opendir", ino.0, || {
+            match self.ns.read().attr(ino.0) {
+                Ok(a) if a.kind != FileType::Directory => reply.error(Errno::ENOTDIR),
+                Ok(_) => {
+                    let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                    self.dirs.lock().insert(fh, Vec::new());
+                    // The kernel may cache listings; it drops the cache when the
+                    // directory changes (its mtime moves), which only it causes.
+                    let flags = FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE;
+                    reply.opened(FileHandle(fh), flags);
+                }
+                Err(e) => reply.error(fail("opendir", ino.0, None, e)),
             }
-            Err(e) => reply.error(fail("opendir", ino.0, None, e)),
-        }
+        });
     }
 
     fn readdir(
@@ -448,44 +509,46 @@ impl Filesystem for TrieFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let ns = self.ns.read();
-        let mut dirs = self.dirs.lock();
-        let Some(names) = dirs.get_mut(&fh.0) else {
-            return reply.error(Errno::EBADF);
-        };
-        let mut off = offset;
-        if off == 0 {
-            if reply.add(ino, 1, FileType::Directory, ".") {
-                return reply.ok();
+        guarded("readdir", ino.0, || {
+            let ns = self.ns.read();
+            let mut dirs = self.dirs.lock();
+            let Some(names) = dirs.get_mut(&fh.0) else {
+                return reply.error(Errno::EBADF);
+            };
+            let mut off = offset;
+            if off == 0 {
+                if reply.add(ino, 1, FileType::Directory, ".") {
+                    return reply.ok();
+                }
+                off = 1;
             }
-            off = 1;
-        }
-        if off == 1 {
-            let parent = INodeNo(ns.parent_of(ino.0));
-            if reply.add(parent, 2, FileType::Directory, "..") {
-                return reply.ok();
+            if off == 1 {
+                let parent = INodeNo(ns.parent_of(ino.0));
+                if reply.add(parent, 2, FileType::Directory, "..") {
+                    return reply.ok();
+                }
+                off = 2;
             }
-            off = 2;
-        }
-        let after = match off {
-            2 => None,
-            k => match names.get((k - 3) as usize) {
-                Some(n) => Some(n.clone()),
-                None => return reply.ok(),
-            },
-        };
-        let iter = match ns.entries_after(ino.0, after.as_deref()) {
-            Ok(it) => it,
-            Err(e) => return reply.error(fail("readdir", ino.0, None, e)),
-        };
-        for (name, child, kind) in iter {
-            let cookie = names.len() as u64 + 3;
-            if reply.add(INodeNo(child), cookie, kind, name) {
-                break;
+            let after = match off {
+                2 => None,
+                k => match names.get((k - 3) as usize) {
+                    Some(n) => Some(n.clone()),
+                    None => return reply.ok(),
+                },
+            };
+            let iter = match ns.entries_after(ino.0, after.as_deref()) {
+                Ok(it) => it,
+                Err(e) => return reply.error(fail("readdir", ino.0, None, e)),
+            };
+            for (name, child, kind) in iter {
+                let cookie = names.len() as u64 + 3;
+                if reply.add(INodeNo(child), cookie, kind, name) {
+                    break;
+                }
+                names.push(name.as_bytes().into());
             }
-            names.push(name.as_bytes().into());
-        }
-        reply.ok();
+            reply.ok();
+        });
     }
 
     fn readdirplus(
@@ -496,100 +559,108 @@ impl Filesystem for TrieFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let ns = self.ns.read();
-        let mut dirs = self.dirs.lock();
-        let Some(names) = dirs.get_mut(&fh.0) else {
-            return reply.error(Errno::EBADF);
-        };
-        let mut off = offset;
-        // The kernel takes no reference for `.` and `..`, so they are not
-        // counted as lookups.
-        if off == 0 {
-            match ns.attr(ino.0) {
-                Ok(a) => {
-                    if reply.add(ino, 1, ".", &TTL, &a, Generation(ns.generation(ino.0))) {
-                        return reply.ok();
-                    }
-                }
-                Err(e) => return reply.error(fail("readdirplus", ino.0, None, e)),
-            }
-            off = 1;
-        }
-        if off == 1 {
-            let p = ns.parent_of(ino.0);
-            if let Ok(a) = ns.attr(p)
-                && reply.add(INodeNo(p), 2, "..", &TTL, &a, Generation(ns.generation(p)))
-            {
-                return reply.ok();
-            }
-            off = 2;
-        }
-        let after = match off {
-            2 => None,
-            k => match names.get((k - 3) as usize) {
-                Some(n) => Some(n.clone()),
-                None => return reply.ok(),
-            },
-        };
-        let mut added = Vec::new();
-        {
-            let iter = match ns.entries_after(ino.0, after.as_deref()) {
-                Ok(it) => it,
-                Err(e) => return reply.error(fail("readdirplus", ino.0, None, e)),
+        guarded("readdirplus", ino.0, || {
+            let ns = self.ns.read();
+            let mut dirs = self.dirs.lock();
+            let Some(names) = dirs.get_mut(&fh.0) else {
+                return reply.error(Errno::EBADF);
             };
-            for (name, child, _) in iter {
-                let Ok(attr) = ns.attr(child) else { continue };
-                let cookie = names.len() as u64 + 3;
-                let generation = Generation(ns.generation(child));
-                if reply.add(INodeNo(child), cookie, name, &TTL, &attr, generation) {
-                    break;
+            let mut off = offset;
+            // The kernel takes no reference for `.` and `..`, so they are not
+            // counted as lookups.
+            if off == 0 {
+                match ns.attr(ino.0) {
+                    Ok(a) => {
+                        if reply.add(ino, 1, ".", &TTL, &a, Generation(ns.generation(ino.0))) {
+                            return reply.ok();
+                        }
+                    }
+                    Err(e) => return reply.error(fail("readdirplus", ino.0, None, e)),
                 }
-                names.push(name.as_bytes().into());
-                added.push(child);
+                off = 1;
             }
-        }
-        for child in added {
-            ns.add_lookup(child);
-        }
-        reply.ok();
+            if off == 1 {
+                let p = ns.parent_of(ino.0);
+                if let Ok(a) = ns.attr(p)
+                    && reply.add(INodeNo(p), 2, "..", &TTL, &a, Generation(ns.generation(p)))
+                {
+                    return reply.ok();
+                }
+                off = 2;
+            }
+            let after = match off {
+                2 => None,
+                k => match names.get((k - 3) as usize) {
+                    Some(n) => Some(n.clone()),
+                    None => return reply.ok(),
+                },
+            };
+            let mut added = Vec::new();
+            {
+                let iter = match ns.entries_after(ino.0, after.as_deref()) {
+                    Ok(it) => it,
+                    Err(e) => return reply.error(fail("readdirplus", ino.0, None, e)),
+                };
+                for (name, child, _) in iter {
+                    let Ok(attr) = ns.attr(child) else { continue };
+                    let cookie = names.len() as u64 + 3;
+                    let generation = Generation(ns.generation(child));
+                    if reply.add(INodeNo(child), cookie, name, &TTL, &attr, generation) {
+                        break;
+                    }
+                    names.push(name.as_bytes().into());
+                    added.push(child);
+                }
+            }
+            for child in added {
+                ns.add_lookup(child);
+            }
+            reply.ok();
+        });
     }
 
     fn releasedir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.dirs.lock().remove(&fh.0);
-        reply.ok();
+        guarded("releasedir", ino.0, || {
+            self.dirs.lock().remove(&fh.0);
+            reply.ok();
+        });
     }
 
     fn fsyncdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        guarded("fsyncdir", ino.0, || {
+            reply.ok();
+        });
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let u = self.ns.read().usage();
-        let page = PAGE as u32;
-        reply.statfs(
-            u.blocks,
-            u.bfree,
-            u.bfree,
-            u.files,
-            u.ffree,
-            page,
-            NAME_MAX as u32,
-            page,
-        );
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        guarded("statfs", ino.0, || {
+            let u = self.ns.read().usage();
+            let page = PAGE as u32;
+            reply.statfs(
+                u.blocks,
+                u.bfree,
+                u.bfree,
+                u.files,
+                u.ffree,
+                page,
+                NAME_MAX as u32,
+                page,
+            );
+        });
     }
 
     fn setxattr(
@@ -602,44 +673,58 @@ impl Filesystem for TrieFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self.ns.write().setxattr(ino.0, name, value, flags) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("setxattr", ino.0, Some(name), e)),
-        }
+        guarded("setxattr", ino.0, || {
+            let mut ns = self.ns.write();
+            if self.faults && name == FAULT_PANIC_XATTR {
+                panic!("injected fault: {FAULT_PANIC_XATTR} while holding the write lock");
+            }
+            match ns.setxattr(ino.0, name, value, flags) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("setxattr", ino.0, Some(name), e)),
+            }
+        });
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.ns.read().getxattr(ino.0, name, size) {
-            Ok(XattrReply::Size(n)) => reply.size(n),
-            Ok(XattrReply::Data(d)) => reply.data(&d),
-            Err(e) => reply.error(fail("getxattr", ino.0, Some(name), e)),
-        }
+        guarded("getxattr", ino.0, || {
+            match self.ns.read().getxattr(ino.0, name, size) {
+                Ok(XattrReply::Size(n)) => reply.size(n),
+                Ok(XattrReply::Data(d)) => reply.data(&d),
+                Err(e) => reply.error(fail("getxattr", ino.0, Some(name), e)),
+            }
+        });
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.ns.read().listxattr(ino.0, size) {
-            Ok(XattrReply::Size(n)) => reply.size(n),
-            Ok(XattrReply::Data(d)) => reply.data(&d),
-            Err(e) => reply.error(fail("listxattr", ino.0, None, e)),
-        }
+        guarded("listxattr", ino.0, || {
+            match self.ns.read().listxattr(ino.0, size) {
+                Ok(XattrReply::Size(n)) => reply.size(n),
+                Ok(XattrReply::Data(d)) => reply.data(&d),
+                Err(e) => reply.error(fail("listxattr", ino.0, None, e)),
+            }
+        });
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.ns.write().removexattr(ino.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("removexattr", ino.0, Some(name), e)),
-        }
+        guarded("removexattr", ino.0, || {
+            match self.ns.write().removexattr(ino.0, name) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("removexattr", ino.0, Some(name), e)),
+            }
+        });
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        match self
-            .ns
-            .read()
-            .access(ino.0, mask.bits(), req.uid(), req.gid())
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("access", ino.0, None, e)),
-        }
+        guarded("access", ino.0, || {
+            match self
+                .ns
+                .read()
+                .access(ino.0, mask.bits(), req.uid(), req.gid())
+            {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("access", ino.0, None, e)),
+            }
+        });
     }
 
     fn create(
@@ -652,30 +737,32 @@ impl Filesystem for TrieFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let spec = NewNode {
-            kind: Kind::RegularFile,
-            perm: mode & !umask,
-            uid: req.uid(),
-            gid: req.gid(),
-            rdev: 0,
-            target: None,
-        };
-        match self.new_node(req, parent, name, spec) {
-            Ok(e) => reply.created(
-                &TTL,
-                &e.attr,
-                Generation(e.generation),
-                FileHandle(0),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            ),
-            Err(e) => reply.error(fail("create", parent.0, Some(name), e)),
-        }
+        guarded("create", parent.0, || {
+            let spec = NewNode {
+                kind: Kind::RegularFile,
+                perm: mode & !umask,
+                uid: req.uid(),
+                gid: req.gid(),
+                rdev: 0,
+                target: None,
+            };
+            match self.new_node(req, parent, name, spec) {
+                Ok(e) => reply.created(
+                    &TTL,
+                    &e.attr,
+                    Generation(e.generation),
+                    FileHandle(0),
+                    FopenFlags::FOPEN_KEEP_CACHE,
+                ),
+                Err(e) => reply.error(fail("create", parent.0, Some(name), e)),
+            }
+        });
     }
 
     fn ioctl(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _flags: fuser::IoctlFlags,
         _cmd: u32,
@@ -683,7 +770,9 @@ impl Filesystem for TrieFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        reply.error(Errno::ENOTTY);
+        guarded("ioctl", ino.0, || {
+            reply.error(Errno::ENOTTY);
+        });
     }
 
     fn fallocate(
@@ -696,10 +785,12 @@ impl Filesystem for TrieFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.ns.write().fallocate(ino.0, offset, length, mode) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("fallocate", ino.0, None, e)),
-        }
+        guarded("fallocate", ino.0, || {
+            match self.ns.write().fallocate(ino.0, offset, length, mode) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("fallocate", ino.0, None, e)),
+            }
+        });
     }
 
     fn lseek(
@@ -711,10 +802,12 @@ impl Filesystem for TrieFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        match self.ns.read().lseek(ino.0, offset, whence) {
-            Ok(o) => reply.offset(o),
-            Err(e) => reply.error(fail("lseek", ino.0, None, e)),
-        }
+        guarded("lseek", ino.0, || {
+            match self.ns.read().lseek(ino.0, offset, whence) {
+                Ok(o) => reply.offset(o),
+                Err(e) => reply.error(fail("lseek", ino.0, None, e)),
+            }
+        });
     }
 
     fn copy_file_range(
@@ -730,14 +823,16 @@ impl Filesystem for TrieFs {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        let r = self
-            .ns
-            .write()
-            .copy_range(ino_in.0, offset_in, ino_out.0, offset_out, len);
-        match r {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(fail("copy_file_range", ino_in.0, None, e)),
-        }
+        guarded("copy_file_range", ino_in.0, || {
+            let r = self
+                .ns
+                .write()
+                .copy_range(ino_in.0, offset_in, ino_out.0, offset_out, len);
+            match r {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(fail("copy_file_range", ino_in.0, None, e)),
+            }
+        });
     }
 
     fn destroy(&mut self) {

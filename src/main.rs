@@ -409,6 +409,9 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     if std::env::var_os("TRIEFS_CHECK").is_some_and(|v| v == "1") {
         fs = fs.check_at_unmount(check_failed.clone());
     }
+    if std::env::var_os("TRIEFS_FAULTS").is_some_and(|v| v == "1") {
+        fs = fs.with_fault_injection();
+    }
     let started = start_session(fs, &mountpoint, &opts, &config);
     let (session, unmount) = match started {
         Ok(s) => s,

@@ -99,6 +99,14 @@ impl TriefsMount {
 
     /// Mounts with arbitrary OsStr arguments.
     pub fn with_args<'a>(args: impl IntoIterator<Item = &'a OsStr>) -> TriefsMount {
+        Self::with_args_env(args, &[])
+    }
+
+    /// Mounts with arguments and extra environment variables for the daemon.
+    pub fn with_args_env<'a>(
+        args: impl IntoIterator<Item = &'a OsStr>,
+        env: &[(&str, &str)],
+    ) -> TriefsMount {
         let dir = short_tempdir();
         let mnt = dir.path().join("m");
         std::fs::create_dir(&mnt).expect("create mount dir");
@@ -106,6 +114,7 @@ impl TriefsMount {
             .arg("-f")
             .args(args)
             .arg(&mnt)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn triefs");
