@@ -31,7 +31,7 @@ impl Namespace {
             let i = self.inodes.get_mut(ino).ok_or(Error(libc::ENOENT))?;
             let freed = i.file_mut().map_or(0, |d| d.truncate(size));
             if a.mtime.is_none() {
-                i.mtime = now;
+                i.mtime = now.into();
             }
             self.pages_freed(freed);
         }
@@ -46,12 +46,12 @@ impl Namespace {
             i.gid = gid;
         }
         if let Some(t) = a.atime {
-            i.atime = resolve(t, now);
+            i.atime = resolve(t, now).into();
         }
         if let Some(t) = a.mtime {
-            i.mtime = resolve(t, now);
+            i.mtime = resolve(t, now).into();
         }
-        i.ctime = a.ctime.unwrap_or(now);
+        i.ctime = a.ctime.unwrap_or(now).into();
         self.attr(ino)
     }
 

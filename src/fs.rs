@@ -491,10 +491,10 @@ impl Filesystem for TrieFs {
                 Ok(_) => {
                     let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
                     self.dirs.lock().insert(fh, Vec::new());
-                    // The kernel may cache listings; it drops the cache when the
-                    // directory changes (its mtime moves), which only it causes.
-                    let flags = FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE;
-                    reply.opened(FileHandle(fh), flags);
+                    // No FOPEN_CACHE_DIR: the kernel continues a listing it
+                    // cached through one open with another open's handle, and
+                    // our offset cookies belong to the handle that issued them.
+                    reply.opened(FileHandle(fh), FopenFlags::empty());
                 }
                 Err(e) => reply.error(fail("opendir", ino.0, None, e)),
             }

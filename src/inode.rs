@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::data::FileData;
 use crate::trie::NodeId;
@@ -64,16 +64,72 @@ impl Kind {
     }
 }
 
-/// What an inode holds besides its attributes.
+/// A timestamp packed into 12 bytes (`SystemTime` takes 16): seconds
+/// since the epoch (negative before 1970) and nanoseconds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed(4))]
+pub struct Time {
+    sec: i64,
+    nsec: u32,
+}
+
+impl From<SystemTime> for Time {
+    fn from(t: SystemTime) -> Time {
+        match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => Time {
+                sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                nsec: d.subsec_nanos(),
+            },
+            Err(e) => {
+                let d = e.duration();
+                let sec = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+                match d.subsec_nanos() {
+                    0 => Time { sec: -sec, nsec: 0 },
+                    n => Time {
+                        sec: -sec - 1,
+                        nsec: 1_000_000_000 - n,
+                    },
+                }
+            }
+        }
+    }
+}
+
+impl From<Time> for SystemTime {
+    fn from(t: Time) -> SystemTime {
+        let (sec, nsec) = (t.sec, t.nsec);
+        let base = if sec >= 0 {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(sec as u64)
+        } else {
+            SystemTime::UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs())
+        };
+        base + Duration::from_nanos(u64::from(nsec))
+    }
+}
+
+impl std::fmt::Debug for Time {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (sec, nsec) = (self.sec, self.nsec);
+        write!(f, "{sec}.{nsec:09}")
+    }
+}
+
+/// A symlink target behind a thin pointer, so that [`Content`] stays at
+/// 16 bytes (a `Box<[u8]>` is two words).
+pub type Target = Box<Box<[u8]>>;
+
+/// What an inode holds besides its attributes. Large variants are boxed:
+/// most inodes of a big tree are directories, which need 8 bytes here.
 #[derive(Debug)]
 pub enum Content {
     /// A directory: its node in the trie (`None` once removed while the
     /// kernel still holds it).
     Dir(Option<NodeId>),
     /// A regular file's bytes.
-    File(FileData),
+    File(Box<FileData>),
     /// A symlink's target.
-    Symlink(Box<[u8]>),
+    #[allow(clippy::redundant_allocation)]
+    Symlink(Target),
     /// FIFOs, sockets and devices carry nothing.
     Special,
 }
@@ -81,13 +137,20 @@ pub enum Content {
 /// Extended attributes: name to value.
 pub type Xattrs = BTreeMap<Box<[u8]>, Box<[u8]>>;
 
-/// One file, directory, symlink or special file.
+/// One file, directory, symlink or special file (88 bytes: the fields are
+/// ordered and packed so that a million directories stay small).
 #[derive(Debug)]
 pub struct Inode {
-    /// File type.
-    pub kind: Kind,
+    /// Last access.
+    pub atime: Time,
+    /// Last content change.
+    pub mtime: Time,
+    /// Last status change.
+    pub ctime: Time,
     /// Permission bits (`0o7777`).
     pub perm: u16,
+    /// File type.
+    pub kind: Kind,
     /// Owner.
     pub uid: u32,
     /// Group.
@@ -99,14 +162,6 @@ pub struct Inode {
     /// References the kernel holds (lookups not yet forgotten). Atomic so
     /// that lookups can count under the namespace's read lock.
     pub lookups: AtomicU64,
-    /// Last access.
-    pub atime: SystemTime,
-    /// Last content change.
-    pub mtime: SystemTime,
-    /// Last status change.
-    pub ctime: SystemTime,
-    /// Creation.
-    pub crtime: SystemTime,
     /// Extended attributes, allocated on first use.
     pub xattrs: Option<Box<Xattrs>>,
     /// Type-specific contents.
@@ -116,19 +171,18 @@ pub struct Inode {
 impl Inode {
     /// A new inode of `kind` owned by `uid:gid`, all times `now`.
     pub fn new(kind: Kind, perm: u16, uid: u32, gid: u32, content: Content) -> Inode {
-        let now = SystemTime::now();
+        let now = Time::from(SystemTime::now());
         Inode {
-            kind,
+            atime: now,
+            mtime: now,
+            ctime: now,
             perm: perm & 0o7777,
+            kind,
             uid,
             gid,
             rdev: 0,
             nlink: if kind == Kind::Directory { 2 } else { 1 },
             lookups: AtomicU64::new(0),
-            atime: now,
-            mtime: now,
-            ctime: now,
-            crtime: now,
             xattrs: None,
             content,
         }
@@ -186,8 +240,8 @@ impl Inode {
 
     /// Marks a content or status change (`mtime` and `ctime`).
     pub fn touch_modified(&mut self, now: SystemTime) {
-        self.mtime = now;
-        self.ctime = now;
+        self.mtime = now.into();
+        self.ctime = now.into();
     }
 }
 
@@ -305,7 +359,7 @@ mod tests {
             0o644,
             0,
             0,
-            Content::File(FileData::new()),
+            Content::File(Box::default()),
         )
     }
 
@@ -370,6 +424,31 @@ mod tests {
         assert!(t.get(99).is_none());
         assert!(t.forget(0, 1).is_none());
         assert!(t.forget(u64::MAX, 1).is_none());
+    }
+
+    #[test]
+    fn compact_layout() {
+        assert!(std::mem::size_of::<Content>() <= 16);
+        assert!(std::mem::size_of::<Inode>() <= 88);
+        assert_eq!(
+            std::mem::size_of::<Option<Inode>>(),
+            std::mem::size_of::<Inode>()
+        );
+    }
+
+    #[test]
+    fn time_round_trips_before_and_after_the_epoch() {
+        let e = SystemTime::UNIX_EPOCH;
+        for t in [
+            e,
+            e + Duration::new(1, 5),
+            e - Duration::new(1, 5),
+            e - Duration::new(0, 1),
+            e - Duration::new(1_000_000_000, 0),
+            e + Duration::new(1 << 40, 999_999_999),
+        ] {
+            assert_eq!(SystemTime::from(Time::from(t)), t, "{t:?}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
 use log::{debug, info};
 
-use crate::data::{FileData, PAGE};
+use crate::data::PAGE;
 use crate::inode::{Content, Inode, InodeTable, Kind, ROOT_INO};
 use crate::trie::{NodeId, Trie, TrieError};
 pub(crate) use crate::xattr::AsBytesChecked;
@@ -260,10 +260,10 @@ impl Namespace {
             ino: INodeNo(ino),
             size,
             blocks: i.blocks(),
-            atime: i.atime,
-            mtime: i.mtime,
-            ctime: i.ctime,
-            crtime: i.crtime,
+            atime: i.atime.into(),
+            mtime: i.mtime.into(),
+            ctime: i.ctime.into(),
+            crtime: i.ctime.into(),
             kind: file_type(i.kind),
             perm: i.perm,
             nlink: i.nlink,
@@ -372,8 +372,8 @@ impl Namespace {
         }
         let content = match spec.kind {
             Kind::Directory => Content::Dir(None),
-            Kind::RegularFile => Content::File(FileData::new()),
-            Kind::Symlink => Content::Symlink(spec.target.unwrap_or_default().into()),
+            Kind::RegularFile => Content::File(Box::default()),
+            Kind::Symlink => Content::Symlink(Box::new(spec.target.unwrap_or_default().into())),
             _ => Content::Special,
         };
         let mut inode = Inode::new(spec.kind, perm as u16, spec.uid, gid, content);
@@ -442,7 +442,7 @@ impl Namespace {
         let now = SystemTime::now();
         let i = self.inode_mut(ino)?;
         i.nlink += 1;
-        i.ctime = now;
+        i.ctime = now.into();
         self.touch_dir(newparent, now);
         self.entry(ino)
     }
@@ -470,7 +470,7 @@ impl Namespace {
             } else {
                 i.nlink = i.nlink.saturating_sub(1);
             }
-            i.ctime = now;
+            i.ctime = now.into();
         }
         self.free_if_unused(ino);
     }
@@ -536,7 +536,7 @@ impl Namespace {
             }
             for ino in [src, dst] {
                 if let Some(i) = self.inodes.get_mut(ino) {
-                    i.ctime = now;
+                    i.ctime = now.into();
                 }
             }
             self.touch_dir(parent, now);
@@ -581,7 +581,7 @@ impl Namespace {
             }
         }
         if let Some(i) = self.inodes.get_mut(src) {
-            i.ctime = now;
+            i.ctime = now.into();
         }
         self.touch_dir(parent, now);
         self.touch_dir(newparent, now);

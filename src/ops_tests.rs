@@ -2102,7 +2102,7 @@ fn check_invariants(ns: &Namespace, held: &BTreeMap<u64, u64>) {
                 assert_eq!(ns.parent_of(ino), ino);
             }
         }
-        pages += inode.file().map_or(0, FileData::pages);
+        pages += inode.file().map_or(0, crate::data::FileData::pages);
     }
     assert_eq!(ns.inodes.live(), refs.len() as u64 + orphans);
     assert_eq!(ns.inodes.iter().count() as u64, ns.inodes.live());

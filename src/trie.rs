@@ -80,12 +80,19 @@ impl std::error::Error for TrieError {}
 
 type Children = BTreeMap<Box<[u8]>, NodeId>;
 
+/// 24 bytes for `Node<u64>`; `Option<Node>` uses the `bool`'s spare values,
+/// so a slot costs no more.
 struct Node<V> {
     parent: NodeId,
-    /// `Some` for directories, `None` for leaves.
+    is_dir: bool,
+    /// Allocated on a directory's first child, dropped with its last one:
+    /// most directories of a big tree are leaves.
     children: Option<Box<Children>>,
     value: V,
 }
+
+/// What an empty directory lists.
+static NO_CHILDREN: Children = BTreeMap::new();
 
 /// A trie of path components with a value per node. See the module docs.
 pub struct Trie<V = ()> {
@@ -118,7 +125,8 @@ impl<V> Trie<V> {
     pub fn with_root(value: V) -> Self {
         let root = Node {
             parent: NodeId(0),
-            children: Some(Box::default()),
+            is_dir: true,
+            children: None,
             value,
         };
         Trie {
@@ -154,15 +162,29 @@ impl<V> Trie<V> {
     fn dir(&self, id: NodeId) -> Result<&Children, TrieError> {
         match self.node(id) {
             None => Err(TrieError::NotFound),
-            Some(n) => n.children.as_deref().ok_or(TrieError::NotADirectory),
+            Some(n) if !n.is_dir => Err(TrieError::NotADirectory),
+            Some(n) => Ok(n.children.as_deref().unwrap_or(&NO_CHILDREN)),
         }
     }
 
+    /// Mutable children of a directory, allocating the map if needed.
     fn dir_mut(&mut self, id: NodeId) -> Result<&mut Children, TrieError> {
         match self.node_mut(id) {
             None => Err(TrieError::NotFound),
-            Some(n) => n.children.as_deref_mut().ok_or(TrieError::NotADirectory),
+            Some(n) if !n.is_dir => Err(TrieError::NotADirectory),
+            Some(n) => Ok(n.children.get_or_insert_with(Box::default)),
         }
+    }
+
+    /// Removes `name` from directory `id`, freeing the map when it empties.
+    fn remove_child(&mut self, id: NodeId, name: &[u8]) -> Option<NodeId> {
+        let n = self.node_mut(id)?;
+        let map = n.children.as_deref_mut()?;
+        let removed = map.remove(name);
+        if map.is_empty() {
+            n.children = None;
+        }
+        removed
     }
 
     /// The value stored at `id`.
@@ -185,7 +207,7 @@ impl<V> Trie<V> {
 
     /// Whether `id` is a directory node.
     pub fn is_dir(&self, id: NodeId) -> bool {
-        self.node(id).is_some_and(|n| n.children.is_some())
+        self.node(id).is_some_and(|n| n.is_dir)
     }
 
     /// Looks up the child `name` of directory `parent`.
@@ -228,7 +250,7 @@ impl<V> Trie<V> {
             let n = n.as_ref()?;
             let id = NodeId(i as u32);
             let parent = (i != 0).then_some(n.parent);
-            Some((id, parent, &n.value, n.children.is_some()))
+            Some((id, parent, &n.value, n.is_dir))
         })
     }
 
@@ -274,7 +296,8 @@ impl<V> Trie<V> {
         }
         let id = self.alloc(Node {
             parent,
-            children: dir.then(Box::default),
+            is_dir: dir,
+            children: None,
             value,
         });
         self.dir_mut(parent)?.insert(key.into(), id);
@@ -291,7 +314,7 @@ impl<V> Trie<V> {
         if self.child_count(id) > 0 {
             return Err(TrieError::NotEmpty);
         }
-        self.dir_mut(parent)?.remove(name.as_bytes());
+        self.remove_child(parent, name.as_bytes());
         Ok(self.release(id))
     }
 
@@ -340,7 +363,7 @@ impl<V> Trie<V> {
         if self.is_ancestor(id, new_parent) {
             return Err(TrieError::InvalidMove);
         }
-        self.dir_mut(parent)?.remove(name.as_bytes());
+        self.remove_child(parent, name.as_bytes());
         self.dir_mut(new_parent)?
             .insert(new_name.as_bytes().into(), id);
         if let Some(n) = self.node_mut(id) {
@@ -441,9 +464,9 @@ impl<V> Trie<V> {
                 return Err(TrieError::NotADirectory);
             }
         }
+        self.dir(parent)?;
         let id = self
-            .dir_mut(parent)?
-            .remove(last.as_bytes())
+            .remove_child(parent, last.as_bytes())
             .ok_or(TrieError::NotFound)?;
         let mut order = Vec::new();
         let mut stack = vec![id];

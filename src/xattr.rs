@@ -73,7 +73,7 @@ impl Namespace {
         i.xattrs
             .get_or_insert_with(|| Box::new(Xattrs::new()))
             .insert(name.into(), value.into());
-        i.ctime = SystemTime::now();
+        i.ctime = SystemTime::now().into();
         Ok(())
     }
 
@@ -113,7 +113,7 @@ impl Namespace {
         if i.xattrs.as_ref().is_some_and(|x| x.is_empty()) {
             i.xattrs = None;
         }
-        i.ctime = SystemTime::now();
+        i.ctime = SystemTime::now().into();
         Ok(())
     }
 }

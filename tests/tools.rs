@@ -750,3 +750,64 @@ cat g; echo
     assert!(out.contains("\nred\n"), "{out}");
     assert!(out.contains("# file: g\nuser.bin=0x00ff7f\n"), "{out}");
 }
+
+/// Several processes listing one large directory at once, repeatedly: each
+/// listing sees every entry exactly once. (The kernel may continue one
+/// open's listing with offset cookies handed out to another open.)
+#[test]
+fn concurrent_listings_see_every_entry_once() {
+    if !common::can_mount() {
+        return;
+    }
+    const N: usize = 20_000;
+    let m = TriefsMount::new(&[]);
+    let dir = m.path().join("many");
+    fs::create_dir(&dir).unwrap();
+    for i in 0..N {
+        fs::File::create(dir.join(format!("entry-{i:06}"))).unwrap();
+    }
+    let mut want: Vec<String> = (0..N).map(|i| format!("entry-{i:06}")).collect();
+    want.sort();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let dir = dir.clone();
+            let want = want.clone();
+            std::thread::spawn(move || {
+                let name = |e: std::io::Result<fs::DirEntry>| {
+                    e.unwrap().file_name().into_string().unwrap()
+                };
+                for round in 0..6 {
+                    // A change drops any listing the kernel cached.
+                    let tmp = dir.join(format!("tmp-{t}-{round}"));
+                    fs::File::create(&tmp).unwrap();
+                    fs::remove_file(&tmp).unwrap();
+                    // Partly read one stream, then list fully with another,
+                    // then finish the first one.
+                    let mut partial = fs::read_dir(&dir).unwrap();
+                    let mut first: Vec<String> = Vec::new();
+                    for _ in 0..1 + (t * 997 + round * 131) % 5000 {
+                        first.push(name(partial.next().unwrap()));
+                    }
+                    let mut got: Vec<String> = fs::read_dir(&dir).unwrap().map(name).collect();
+                    first.extend(partial.map(name));
+                    got.sort();
+                    first.sort();
+                    for (what, list) in [("second", &got), ("first", &first)] {
+                        let tmp_seen = list.iter().filter(|n| n.starts_with("tmp-")).count();
+                        let real: Vec<&String> =
+                            list.iter().filter(|n| !n.starts_with("tmp-")).collect();
+                        assert!(
+                            real.len() == N && real.iter().zip(&want).all(|(a, b)| *a == b),
+                            "thread {t} round {round}: {what} listing has {} entries, want {N}",
+                            real.len()
+                        );
+                        assert!(tmp_seen <= 4, "{what}: stray temporary names");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
