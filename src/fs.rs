@@ -1,17 +1,16 @@
 //! The `fuser::Filesystem` implementation: one thin callback per kernel
 //! request, translating it into a [`Namespace`] call and an errno.
 //!
-//! Locking: one `RwLock` around the namespace (trie + inode table). Lock
-//! order is namespace lock first, then the directory-handle mutex; nothing
-//! else is ever held together, so there is no cycle.
+//! Locking: one `RwLock` around the namespace (trie + inode table) is the
+//! only lock; lookups, reads and listings share it, changes take it
+//! exclusively. Opens and directory listings keep no per-open state.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -22,12 +21,12 @@ use fuser::{
     TimeOrNow, WriteFlags,
 };
 use log::{debug, error, info};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 
 use crate::data::PAGE;
 use crate::inode::Kind;
 use crate::ops::{Entry, Error, Namespace, NewNode, SetAttr, XattrReply};
-use crate::trie::NAME_MAX;
+use crate::trie::{FIRST_COOKIE, NAME_MAX};
 
 /// How long the kernel may cache entries (also negative ones) and
 /// attributes. triefs is the only writer and every change goes through the
@@ -43,19 +42,28 @@ const MAX_WRITE: u32 = 1 << 20;
 /// request while holding the namespace write lock.
 pub const FAULT_PANIC_XATTR: &str = "user.triefs.fault.panic";
 
-/// A mounted triefs: the namespace plus open-directory cursors.
+/// A mounted triefs: the namespace and how the kernel talks to it.
 pub struct TrieFs {
     ns: RwLock<Namespace>,
-    /// Per open directory: the names handed out so far; cookie `k >= 3`
-    /// resumes after name `k - 3`, so paging costs O(log n) per call.
-    dirs: Mutex<HashMap<u64, Vec<Box<[u8]>>>>,
-    next_fh: AtomicU64,
     /// The kernel opens files without asking us (FUSE_NO_OPEN_SUPPORT).
     no_open: bool,
+    /// Likewise for directories (FUSE_NO_OPENDIR_SUPPORT).
+    no_opendir: bool,
     /// Fault injection for tests (see [`FAULT_PANIC_XATTR`]).
     faults: bool,
     /// When set, `destroy` runs the consistency check and records a failure.
     check: Option<Arc<AtomicBool>>,
+}
+
+/// The offset to hand out with an entry of cookie `c`: where the next
+/// listing resumes. Cookie-mates (colliding names, practically never) share
+/// a cookie; all but the last of them hand out `c` itself, so a listing cut
+/// between them repeats the group rather than skipping part of it.
+fn next_offset<T>(c: u64, next: Option<&(u64, T, u64, FileType)>) -> u64 {
+    match next {
+        Some((n, ..)) if *n == c => c,
+        _ => c + 1,
+    }
 }
 
 /// Runs one request. A panic inside is logged with its context and the
@@ -132,9 +140,8 @@ impl TrieFs {
     pub fn new(ns: Namespace) -> TrieFs {
         TrieFs {
             ns: RwLock::new(ns),
-            dirs: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
             no_open: false,
+            no_opendir: false,
             faults: false,
             check: None,
         }
@@ -183,11 +190,13 @@ impl Filesystem for TrieFs {
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_NO_OPEN_SUPPORT
+            | InitFlags::FUSE_NO_OPENDIR_SUPPORT
             | InitFlags::FUSE_PARALLEL_DIROPS;
         if let Err(missing) = config.add_capabilities(wanted & caps) {
             debug!("kernel lacks capabilities {missing:?}");
         }
         self.no_open = caps.contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
+        self.no_opendir = caps.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         if let Err(max) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(max);
         }
@@ -486,16 +495,19 @@ impl Filesystem for TrieFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         guarded("opendir", ino.0, || {
+            if self.no_opendir {
+                // Stateless listings: the kernel stops sending OPENDIR and
+                // RELEASEDIR, and caches listings (its default then).
+                return reply.error(Errno::ENOSYS);
+            }
             match self.ns.read().attr(ino.0) {
                 Ok(a) if a.kind != FileType::Directory => reply.error(Errno::ENOTDIR),
-                Ok(_) => {
-                    let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-                    self.dirs.lock().insert(fh, Vec::new());
-                    // No FOPEN_CACHE_DIR: the kernel continues a listing it
-                    // cached through one open with another open's handle, and
-                    // our offset cookies belong to the handle that issued them.
-                    reply.opened(FileHandle(fh), FopenFlags::empty());
-                }
+                // Offsets are name cookies, valid for every open, so the
+                // kernel may cache a listing and continue it from any open.
+                Ok(_) => reply.opened(
+                    FileHandle(0),
+                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+                ),
                 Err(e) => reply.error(fail("opendir", ino.0, None, e)),
             }
         });
@@ -505,16 +517,14 @@ impl Filesystem for TrieFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         guarded("readdir", ino.0, || {
             let ns = self.ns.read();
-            let mut dirs = self.dirs.lock();
-            let Some(names) = dirs.get_mut(&fh.0) else {
-                return reply.error(Errno::EBADF);
-            };
+            // Offsets: 0 start, 1 after ".", 2 after "..", else resume at
+            // that cookie (an entry with cookie c hands out c + 1).
             let mut off = offset;
             if off == 0 {
                 if reply.add(ino, 1, FileType::Directory, ".") {
@@ -529,23 +539,15 @@ impl Filesystem for TrieFs {
                 }
                 off = 2;
             }
-            let after = match off {
-                2 => None,
-                k => match names.get((k - 3) as usize) {
-                    Some(n) => Some(n.clone()),
-                    None => return reply.ok(),
-                },
-            };
-            let iter = match ns.entries_after(ino.0, after.as_deref()) {
+            let iter = match ns.entries_from(ino.0, off.max(FIRST_COOKIE)) {
                 Ok(it) => it,
                 Err(e) => return reply.error(fail("readdir", ino.0, None, e)),
             };
-            for (name, child, kind) in iter {
-                let cookie = names.len() as u64 + 3;
-                if reply.add(INodeNo(child), cookie, kind, name) {
+            let mut iter = iter.peekable();
+            while let Some((cookie, name, child, kind)) = iter.next() {
+                if reply.add(INodeNo(child), next_offset(cookie, iter.peek()), kind, name) {
                     break;
                 }
-                names.push(name.as_bytes().into());
             }
             reply.ok();
         });
@@ -555,16 +557,12 @@ impl Filesystem for TrieFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         guarded("readdirplus", ino.0, || {
             let ns = self.ns.read();
-            let mut dirs = self.dirs.lock();
-            let Some(names) = dirs.get_mut(&fh.0) else {
-                return reply.error(Errno::EBADF);
-            };
             let mut off = offset;
             // The kernel takes no reference for `.` and `..`, so they are not
             // counted as lookups.
@@ -588,31 +586,19 @@ impl Filesystem for TrieFs {
                 }
                 off = 2;
             }
-            let after = match off {
-                2 => None,
-                k => match names.get((k - 3) as usize) {
-                    Some(n) => Some(n.clone()),
-                    None => return reply.ok(),
-                },
+            let iter = match ns.entries_from(ino.0, off.max(FIRST_COOKIE)) {
+                Ok(it) => it,
+                Err(e) => return reply.error(fail("readdirplus", ino.0, None, e)),
             };
-            let mut added = Vec::new();
-            {
-                let iter = match ns.entries_after(ino.0, after.as_deref()) {
-                    Ok(it) => it,
-                    Err(e) => return reply.error(fail("readdirplus", ino.0, None, e)),
-                };
-                for (name, child, _) in iter {
-                    let Ok(attr) = ns.attr(child) else { continue };
-                    let cookie = names.len() as u64 + 3;
-                    let generation = Generation(ns.generation(child));
-                    if reply.add(INodeNo(child), cookie, name, &TTL, &attr, generation) {
-                        break;
-                    }
-                    names.push(name.as_bytes().into());
-                    added.push(child);
+            let mut iter = iter.peekable();
+            while let Some((cookie, name, child, _)) = iter.next() {
+                let Ok(attr) = ns.attr(child) else { continue };
+                let generation = Generation(ns.generation(child));
+                let next = next_offset(cookie, iter.peek());
+                if reply.add(INodeNo(child), next, name, &TTL, &attr, generation) {
+                    break;
                 }
-            }
-            for child in added {
+                // Every entry handed out is a reference the kernel holds.
                 ns.add_lookup(child);
             }
             reply.ok();
@@ -622,15 +608,12 @@ impl Filesystem for TrieFs {
     fn releasedir(
         &self,
         _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
+        _ino: INodeNo,
+        _fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        guarded("releasedir", ino.0, || {
-            self.dirs.lock().remove(&fh.0);
-            reply.ok();
-        });
+        reply.ok();
     }
 
     fn fsyncdir(

@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod data;
+mod dirmap;
 pub mod fileops;
 pub mod fs;
 pub mod inode;

@@ -666,6 +666,30 @@ impl Namespace {
             }))
     }
 
+    /// Entries of directory `ino` with cookie `>= from`, in cookie order:
+    /// `(cookie, name, ino, kind)`. This is the readdir order: resuming
+    /// after an entry with cookie `c` is `entries_from(ino, c + 1)`, in
+    /// O(log n) and without any per-open state. A removed directory lists
+    /// nothing.
+    pub fn entries_from(
+        &self,
+        ino: u64,
+        from: u64,
+    ) -> Res<impl Iterator<Item = (u64, &OsStr, u64, FileType)> + '_> {
+        let i = self.inode(ino)?;
+        if i.kind != Kind::Directory {
+            return err(libc::ENOTDIR);
+        }
+        Ok(i.dir_node()
+            .into_iter()
+            .flat_map(move |n| self.trie.entries_from(n, from))
+            .filter_map(move |(cookie, name, node)| {
+                let ino = *self.trie.value(node)?;
+                let kind = self.inodes.get(ino)?.kind;
+                Some((cookie, name, ino, file_type(kind)))
+            }))
+    }
+
     /// Counts one more kernel reference to `ino` (for readdirplus entries).
     pub fn add_lookup(&self, ino: u64) {
         self.inodes.add_lookup(ino);

@@ -20,13 +20,14 @@
 //! assert_eq!(leaves, ["/etc", "/tmp/whatever", "/var/www/mysite"]);
 //! ```
 
-use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::ops::Bound;
+use std::hash::{BuildHasher, RandomState};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use log::info;
+
+use crate::dirmap::DirMap;
 
 /// Longest allowed component name, in bytes (Linux `NAME_MAX`).
 pub const NAME_MAX: usize = 255;
@@ -40,6 +41,11 @@ impl NodeId {
     /// The raw index, for diagnostics.
     pub fn index(self) -> u32 {
         self.0
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_index(i: u32) -> NodeId {
+        NodeId(i)
     }
 }
 
@@ -78,7 +84,7 @@ impl fmt::Display for TrieError {
 
 impl std::error::Error for TrieError {}
 
-type Children = BTreeMap<Box<[u8]>, NodeId>;
+type Children = DirMap;
 
 /// 24 bytes for `Node<u64>`; `Option<Node>` uses the `bool`'s spare values,
 /// so a slot costs no more.
@@ -92,13 +98,20 @@ struct Node<V> {
 }
 
 /// What an empty directory lists.
-static NO_CHILDREN: Children = BTreeMap::new();
+static NO_CHILDREN: Children = DirMap::EMPTY;
+
+/// Smallest cookie of an entry; 0, 1 and 2 are left for readdir's start,
+/// `.` and `..`.
+pub const FIRST_COOKIE: u64 = 3;
 
 /// A trie of path components with a value per node. See the module docs.
 pub struct Trie<V = ()> {
     nodes: Vec<Option<Node<V>>>,
     free: Vec<u32>,
     len: usize,
+    /// Keyed per process, so names cannot be chosen to collide on purpose.
+    hasher: RandomState,
+    cookie_mask: u64,
 }
 
 impl<V: Default> Default for Trie<V> {
@@ -133,7 +146,25 @@ impl<V> Trie<V> {
             nodes: vec![Some(root)],
             free: Vec::new(),
             len: 1,
+            hasher: RandomState::new(),
+            cookie_mask: u64::MAX >> 2,
         }
+    }
+
+    /// Restricts cookies to `mask` bits (tests use a tiny mask to force
+    /// cookie collisions between names).
+    #[doc(hidden)]
+    pub fn with_cookie_mask(mut self, mask: u64) -> Self {
+        assert!(self.is_empty(), "set the cookie mask on an empty trie");
+        self.cookie_mask = mask & (u64::MAX >> 2);
+        self
+    }
+
+    /// The listing position of `name` in any directory: a keyed hash of
+    /// the name, at least [`FIRST_COOKIE`] and below 2^62. Children are
+    /// listed in cookie order.
+    pub fn cookie(&self, name: &[u8]) -> u64 {
+        FIRST_COOKIE + (self.hasher.hash_one(name) & self.cookie_mask)
     }
 
     /// The root directory.
@@ -178,9 +209,10 @@ impl<V> Trie<V> {
 
     /// Removes `name` from directory `id`, freeing the map when it empties.
     fn remove_child(&mut self, id: NodeId, name: &[u8]) -> Option<NodeId> {
+        let c = self.cookie(name);
         let n = self.node_mut(id)?;
         let map = n.children.as_deref_mut()?;
-        let removed = map.remove(name);
+        let removed = map.remove(c, name);
         if map.is_empty() {
             n.children = None;
         }
@@ -212,7 +244,8 @@ impl<V> Trie<V> {
 
     /// Looks up the child `name` of directory `parent`.
     pub fn child(&self, parent: NodeId, name: &OsStr) -> Option<NodeId> {
-        self.dir(parent).ok()?.get(name.as_bytes()).copied()
+        let name = name.as_bytes();
+        self.dir(parent).ok()?.get(self.cookie(name), name)
     }
 
     /// Number of children of `id` (0 for leaves).
@@ -220,27 +253,46 @@ impl<V> Trie<V> {
         self.dir(id).map_or(0, |c| c.len())
     }
 
-    /// Children of `id` in byte order of their names.
+    /// Children of `id` in byte order of their names (sorted on each call:
+    /// O(n log n); readdir uses [`Trie::entries_from`] instead).
     pub fn children(&self, id: NodeId) -> impl Iterator<Item = (&OsStr, NodeId)> + '_ {
         self.children_after(id, None)
     }
 
     /// Children of `id` whose names sort strictly after `after` (all when
-    /// `None`), in byte order. Resuming a listing costs O(log n).
+    /// `None`), in byte order of names.
     pub fn children_after<'a>(
         &'a self,
         id: NodeId,
         after: Option<&'a [u8]>,
     ) -> impl Iterator<Item = (&'a OsStr, NodeId)> + 'a {
-        let lower = match after {
-            Some(name) => Bound::Excluded(name),
-            None => Bound::Unbounded,
-        };
+        let mut v: Vec<(&'a OsStr, NodeId)> = self
+            .dir(id)
+            .ok()
+            .into_iter()
+            .flat_map(|c| c.iter_from(0))
+            .filter(|(_, name, _)| after.is_none_or(|a| *name > a))
+            .map(|(_, name, n)| (OsStr::from_bytes(name), n))
+            .collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        v.into_iter()
+    }
+
+    /// Children of `id` with cookie `>= from`, in cookie order, as
+    /// `(cookie, name, node)`. Resuming a listing after an entry with cookie
+    /// `c` is `entries_from(id, c + 1)`: O(log n), and correct whether or
+    /// not that entry still exists. (Two names whose cookies collide share
+    /// a cookie and are listed together.)
+    pub fn entries_from(
+        &self,
+        id: NodeId,
+        from: u64,
+    ) -> impl Iterator<Item = (u64, &OsStr, NodeId)> + '_ {
         self.dir(id)
             .ok()
             .into_iter()
-            .flat_map(move |c| c.range::<[u8], _>((lower, Bound::Unbounded)))
-            .map(|(k, &v)| (OsStr::from_bytes(k), v))
+            .flat_map(move |c| c.iter_from(from))
+            .map(|(k, name, n)| (k, OsStr::from_bytes(name), n))
     }
 
     /// Every live node with its parent (`None` for the root), value and
@@ -291,7 +343,7 @@ impl<V> Trie<V> {
     ) -> Result<NodeId, TrieError> {
         let key = name.as_bytes();
         Self::check_name(key)?;
-        if self.dir(parent)?.contains_key(key) {
+        if self.dir(parent)?.get(self.cookie(key), key).is_some() {
             return Err(TrieError::Exists);
         }
         let id = self.alloc(Node {
@@ -300,17 +352,16 @@ impl<V> Trie<V> {
             children: None,
             value,
         });
-        self.dir_mut(parent)?.insert(key.into(), id);
+        let c = self.cookie(key);
+        self.dir_mut(parent)?.insert(c, key, id);
         Ok(id)
     }
 
     /// Removes the child `name` of `parent` (a leaf or an empty directory)
     /// and returns its value.
     pub fn unlink(&mut self, parent: NodeId, name: &OsStr) -> Result<V, TrieError> {
-        let id = *self
-            .dir(parent)?
-            .get(name.as_bytes())
-            .ok_or(TrieError::NotFound)?;
+        self.dir(parent)?;
+        let id = self.child(parent, name).ok_or(TrieError::NotFound)?;
         if self.child_count(id) > 0 {
             return Err(TrieError::NotEmpty);
         }
@@ -350,11 +401,10 @@ impl<V> Trie<V> {
         new_name: &OsStr,
     ) -> Result<NodeId, TrieError> {
         Self::check_name(new_name.as_bytes())?;
-        let id = *self
-            .dir(parent)?
-            .get(name.as_bytes())
-            .ok_or(TrieError::NotFound)?;
-        if self.dir(new_parent)?.contains_key(new_name.as_bytes()) {
+        self.dir(parent)?;
+        let id = self.child(parent, name).ok_or(TrieError::NotFound)?;
+        self.dir(new_parent)?;
+        if self.child(new_parent, new_name).is_some() {
             if parent == new_parent && name == new_name {
                 return Ok(id);
             }
@@ -364,8 +414,8 @@ impl<V> Trie<V> {
             return Err(TrieError::InvalidMove);
         }
         self.remove_child(parent, name.as_bytes());
-        self.dir_mut(new_parent)?
-            .insert(new_name.as_bytes().into(), id);
+        let c = self.cookie(new_name.as_bytes());
+        self.dir_mut(new_parent)?.insert(c, new_name.as_bytes(), id);
         if let Some(n) = self.node_mut(id) {
             n.parent = new_parent;
         }
@@ -380,22 +430,19 @@ impl<V> Trie<V> {
         p2: NodeId,
         n2: &OsStr,
     ) -> Result<(), TrieError> {
-        let a = *self
-            .dir(p1)?
-            .get(n1.as_bytes())
-            .ok_or(TrieError::NotFound)?;
-        let b = *self
-            .dir(p2)?
-            .get(n2.as_bytes())
-            .ok_or(TrieError::NotFound)?;
+        self.dir(p1)?;
+        self.dir(p2)?;
+        let a = self.child(p1, n1).ok_or(TrieError::NotFound)?;
+        let b = self.child(p2, n2).ok_or(TrieError::NotFound)?;
         if a == b {
             return Ok(());
         }
         if self.is_ancestor(a, p2) || self.is_ancestor(b, p1) {
             return Err(TrieError::InvalidMove);
         }
-        self.dir_mut(p1)?.insert(n1.as_bytes().into(), b);
-        self.dir_mut(p2)?.insert(n2.as_bytes().into(), a);
+        let (c1, c2) = (self.cookie(n1.as_bytes()), self.cookie(n2.as_bytes()));
+        self.dir_mut(p1)?.set(c1, n1.as_bytes(), b);
+        self.dir_mut(p2)?.set(c2, n2.as_bytes(), a);
         if let Some(n) = self.node_mut(a) {
             n.parent = p2;
         }
@@ -473,7 +520,7 @@ impl<V> Trie<V> {
         while let Some(n) = stack.pop() {
             order.push(n);
             if let Ok(c) = self.dir(n) {
-                stack.extend(c.values().copied());
+                stack.extend(c.iter_from(0).map(|(_, _, child)| child));
             }
         }
         Ok(order.into_iter().rev().map(|n| self.release(n)).collect())
@@ -532,7 +579,7 @@ impl<V> Trie<V> {
         while let Some((n, path)) = stack.pop() {
             match self.dir(n) {
                 Ok(c) if !c.is_empty() => {
-                    for (name, &child) in c.iter() {
+                    for (_, name, child) in c.iter_from(0) {
                         let mut p = Vec::with_capacity(path.len() + 1 + name.len());
                         p.extend_from_slice(&path);
                         p.push(b'/');
@@ -553,7 +600,7 @@ impl<V> Trie<V> {
         let mut cur = id;
         while let Some(p) = self.parent(cur) {
             if let Ok(c) = self.dir(p)
-                && let Some((name, _)) = c.iter().find(|(_, v)| **v == cur)
+                && let Some((_, name, _)) = c.iter_from(0).find(|(_, _, v)| *v == cur)
             {
                 parts.push(name);
             }

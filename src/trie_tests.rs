@@ -858,7 +858,7 @@ fn very_deep_path() {
 }
 
 #[test]
-fn wide_directory_paged_with_children_after() {
+fn wide_directory_paged_by_cookie() {
     const N: usize = 100_000;
     const PAGE: usize = 100;
     let mut t: Trie<u32> = Trie::new();
@@ -871,33 +871,100 @@ fn wide_directory_paged_with_children_after() {
     }
     assert_eq!(t.child_count(d), N);
     let mut seen = vec![false; N];
-    let mut cursor: Option<Vec<u8>> = None;
+    let mut from = FIRST_COOKIE;
     let mut pages = 0;
-    let mut prev: Option<Vec<u8>> = None;
+    let mut prev: Option<u64> = None;
     loop {
-        let page: Vec<(Vec<u8>, NodeId)> = t
-            .children_after(d, cursor.as_deref())
+        // Each page resumes from a cookie: O(log n), no cursor state.
+        let page: Vec<(u64, Vec<u8>, NodeId)> = t
+            .entries_from(d, from)
             .take(PAGE)
-            .map(|(n, id)| (n.as_bytes().to_vec(), id))
+            .map(|(c, n, id)| (c, n.as_bytes().to_vec(), id))
             .collect();
         if page.is_empty() {
             break;
         }
         pages += 1;
-        for (name, id) in &page {
+        for (cookie, name, id) in &page {
             let v = *t.value(*id).unwrap() as usize;
             assert_eq!(name, format!("f{v:06}").as_bytes());
+            assert_eq!(*cookie, t.cookie(name));
             assert!(!seen[v], "{v} visited twice");
             seen[v] = true;
-            if let Some(p) = &prev {
-                assert!(p < name);
+            if let Some(p) = prev {
+                assert!(p < *cookie, "cookies must increase");
             }
-            prev = Some(name.clone());
+            prev = Some(*cookie);
         }
-        cursor = Some(page.last().unwrap().0.clone());
+        from = page.last().unwrap().0 + 1;
     }
     assert_eq!(pages, N / PAGE);
     assert!(seen.iter().all(|&s| s));
+}
+
+/// With cookies squeezed into 4 bits, names collide all the time: lookups,
+/// unlinks, renames and exchanges still find the right entry, and paging by
+/// cookie (never cutting a group of cookie-mates) lists each name once.
+#[test]
+fn colliding_cookies() {
+    let mut t: Trie<u32> = Trie::with_root(0).with_cookie_mask(0xF);
+    let d = t.add_with("/d", &mut || 0).unwrap();
+    let e = t.add_with("/e", &mut || 0).unwrap();
+    let n = 300u32;
+    for i in 0..n {
+        t.insert(d, OsStr::new(&format!("n{i}")), i, false).unwrap();
+    }
+    assert_eq!(t.child_count(d), n as usize);
+    for i in 0..n {
+        let id = t.child(d, OsStr::new(&format!("n{i}"))).unwrap();
+        assert_eq!(*t.value(id).unwrap(), i);
+    }
+    let page_all = |t: &Trie<u32>, dir| {
+        let mut out = Vec::new();
+        let mut from = FIRST_COOKIE;
+        loop {
+            let mut page: Vec<(u64, u32)> = Vec::new();
+            for (c, _, id) in t.entries_from(dir, from) {
+                if page.len() >= 7 && page.last().unwrap().0 != c {
+                    break;
+                }
+                page.push((c, *t.value(id).unwrap()));
+            }
+            if page.is_empty() {
+                return out;
+            }
+            from = page.last().unwrap().0 + 1;
+            out.extend(page);
+        }
+    };
+    let listed = page_all(&t, d);
+    assert!(listed.windows(2).all(|w| w[0].0 <= w[1].0));
+    let mut vals: Vec<u32> = listed.iter().map(|(_, v)| *v).collect();
+    vals.sort_unstable();
+    assert_eq!(vals, (0..n).collect::<Vec<_>>());
+    // Move every third name to /e under a new name, swap some pairs.
+    for i in (0..n).step_by(3) {
+        t.move_entry(
+            d,
+            OsStr::new(&format!("n{i}")),
+            e,
+            OsStr::new(&format!("m{i}")),
+        )
+        .unwrap();
+    }
+    t.exchange(d, OsStr::new("n1"), e, OsStr::new("m0"))
+        .unwrap();
+    assert_eq!(*t.value(t.child(d, OsStr::new("n1")).unwrap()).unwrap(), 0);
+    assert_eq!(*t.value(t.child(e, OsStr::new("m0")).unwrap()).unwrap(), 1);
+    assert_eq!(page_all(&t, d).len() + page_all(&t, e).len(), n as usize);
+    // Unlink everything through the colliding maps.
+    for (dir, prefix) in [(d, "n"), (e, "m")] {
+        for i in 0..n {
+            let _ = t.unlink(dir, OsStr::new(&format!("{prefix}{i}")));
+        }
+    }
+    assert_eq!(t.child_count(d) + t.child_count(e), 0);
+    assert!(t.leaves().len() == 2);
 }
 
 #[test]
