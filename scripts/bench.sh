@@ -10,7 +10,7 @@
 #   FSBENCH=path/to/fsbench.sh   workload set (default: ../shared/bench/fsbench.sh
 #                                 next to the repository)
 #   BENCH_ENTRIES=1000000        entries for the memory/load measurement
-#   BENCH_SKIP="fsbench floor memory"   parts to skip
+#   BENCH_SKIP="fsbench floor readdir memory"   parts to skip
 #   TRIEFS_ARGS="..."            extra triefs options (e.g. "--threads 1")
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -103,6 +103,39 @@ if ! skip floor; then
       umount "$work/n"; wait "$npid" || true
     done
     echo "| $th | $(printf '%s\n' "${rates[@]}" | median) |"
+  done
+fi
+
+list_rate() { # list_rate DIR: entries/s of the first listing, then of repeated ones
+  python3 - "$1" <<'PY'
+import os, sys, time
+d = sys.argv[1]
+t0 = time.perf_counter(); n = len(os.listdir(d)); first = n / (time.perf_counter() - t0)
+total = 0; t0 = time.perf_counter()
+while True:
+    total += len(os.listdir(d))
+    t = time.perf_counter() - t0
+    if t >= 1.0: break
+print(f"{n} {first:.0f} {total / t:.0f}")
+PY
+}
+
+if ! skip readdir; then
+  echo
+  echo "### readdir scaling: one directory of N subdirectories (entries/s; first listing, then repeated)"
+  echo
+  echo "| N | tmpfs first | triefs first | tmpfs repeated | triefs repeated | ratio repeated |"
+  echo "|---:|---:|---:|---:|---:|---:|"
+  for n in 10000 100000 1000000; do
+    python3 -c "import sys; [print(f'/big/e{i:07d}') for i in range($n)]" > "$work/big.txt"
+    mount -t tmpfs -o mode=0755,nr_inodes=0 tmpfs "$work/t"
+    python3 -c "import os,sys; os.mkdir('$work/t/big'); [os.mkdir(f'$work/t/big/e{i:07d}') for i in range($n)]"
+    read -r _ tf tr < <(list_rate "$work/t/big")
+    umount "$work/t"
+    start_triefs "$work/f" --paths "$work/big.txt" -o nr_inodes=0
+    read -r _ ff fr < <(list_rate "$work/f/big")
+    stop_triefs "$work/f"
+    echo "| $n | $tf | $ff | $tr | $fr | $(awk -v a="$tr" -v b="$fr" 'BEGIN { printf "%.2f", b/a }') |"
   done
 fi
 
