@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs triefs on a Debian machine: the fuse3 package (fusermount3, needed
 # by non-root users) and the triefs binary, built from this checkout.
-# As root the binary goes to /usr/local/bin, otherwise to ~/.cargo/bin.
+# As root the binary goes to /usr/local/bin (plus the mount(8) helper link
+# /sbin/mount.fuse.triefs), otherwise to ~/.cargo/bin.
 #
 # Usage: scripts/install.sh
 set -euo pipefail
@@ -26,6 +27,11 @@ fi
 echo "== building and installing triefs into $root/bin"
 cargo install --quiet --locked --force --path . --root "$root"
 echo "== installed: $("$root/bin/triefs" --version)"
+if [ "$(id -u)" -eq 0 ]; then
+  # The mount(8) helper for `mount -t fuse.triefs` and fstab lines.
+  ln -sf "$root/bin/triefs" /sbin/mount.fuse.triefs
+  echo "== mount helper: /sbin/mount.fuse.triefs"
+fi
 case ":$PATH:" in
   *":$root/bin:"*) ;;
   *) echo "note: add $root/bin to your PATH" ;;

@@ -10,6 +10,7 @@ pub mod data;
 mod dirmap;
 pub mod fileops;
 pub mod fs;
+pub mod helper;
 pub mod inode;
 #[cfg(target_os = "linux")]
 pub mod mount;

@@ -14,6 +14,7 @@ use fuser::{Config, MountOption, Session, SessionUnmounter};
 use log::{error, info};
 
 use triefs::fs::TrieFs;
+use triefs::helper;
 #[cfg(target_os = "linux")]
 use triefs::mount::mount_fuse;
 use triefs::ops::{Limits, Namespace};
@@ -36,12 +37,18 @@ use triefs::options::MountOpts;
   subtype=NAME            filesystem subtype (default triefs)
   mode=OCTAL, uid=N, gid=N  permissions and owner of the root directory
   size=N[k|m|g|t|%]       limit on file data (default 50% of RAM; 0: none)
+  paths=FILE              same as --paths FILE (for fstab and mount -t)
   nr_inodes=N[k|m|g]      limit on files and directories (default: as many
                           as the default size has pages; 0: none)
   default_permissions     accepted; permission checks are always on
   auto_unmount            unmount when the daemon dies (uses fusermount3)
   dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync
                           passed to the kernel as for any filesystem
+
+MOUNT(8) AND FSTAB:
+  Installed as /sbin/mount.fuse.triefs (scripts/install.sh does it), the
+  binary serves `mount -t fuse.triefs NAME DIR -o size=1g,mode=0755` and
+  fstab lines such as `scratch /mnt/x fuse.triefs size=1g,noauto 0 0`.
 
 EXAMPLES:
   triefs /mnt/scratch                      # mount in the background
@@ -378,7 +385,7 @@ fn run(cli: Cli) -> Result<(), Fatal> {
         opts.mode.unwrap_or(0o755),
         Limits::from_options(opts.size, opts.nr_inodes),
     );
-    if let Some(p) = &cli.paths {
+    if let Some(p) = cli.paths.as_ref().or(opts.paths.as_ref()) {
         load_paths(&mut ns, p, uid, gid)?;
     }
 
@@ -471,7 +478,18 @@ fn run(cli: Cli) -> Result<(), Fatal> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match argv.first() {
+        Some(argv0) if helper::is_mount_helper(argv0) => match helper::translate(&argv[1..]) {
+            Ok(helper::HelperCall::Run(args)) => Cli::parse_from(args),
+            Ok(helper::HelperCall::Fake) => return ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("triefs: {msg}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => Cli::parse_from(argv),
+    };
     init_logging(&cli);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

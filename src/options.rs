@@ -19,6 +19,8 @@ pub struct MountOpts {
     pub size: Option<u64>,
     /// Inode limit (`nr_inodes=`); `Some(0)` means unlimited.
     pub nr_inodes: Option<u64>,
+    /// Paths file to load (`paths=`), like `--paths`.
+    pub paths: Option<std::path::PathBuf>,
 }
 
 impl Default for MountOpts {
@@ -35,6 +37,7 @@ impl Default for MountOpts {
             gid: None,
             size: None,
             nr_inodes: None,
+            paths: None,
         }
     }
 }
@@ -155,6 +158,7 @@ impl MountOpts {
                 self.mode = Some(m);
             }
             "size" => self.size = Some(parse_size(key, value()?, true)?),
+            "paths" => self.paths = Some(value()?.into()),
             "nr_inodes" => self.nr_inodes = Some(parse_size(key, value()?, false)?),
             "uid" => self.uid = Some(number(key, value()?, 10)?),
             "gid" => self.gid = Some(number(key, value()?, 10)?),

@@ -1,0 +1,141 @@
+//! `mount -t fuse.triefs` and fstab lines, through the binary installed as
+//! the mount(8) helper `/sbin/mount.fuse.triefs`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Installs `/sbin/mount.fuse.triefs` pointing at the binary under test
+/// for the duration of the test (unless one is already installed), and
+/// removes it again, also on panic.
+struct HelperLink {
+    path: PathBuf,
+    created: bool,
+}
+
+impl HelperLink {
+    fn install() -> HelperLink {
+        let path = PathBuf::from("/sbin/mount.fuse.triefs");
+        let created = !path.exists();
+        if created {
+            std::os::unix::fs::symlink(common::triefs_bin(), &path).expect("install helper link");
+        }
+        HelperLink { path, created }
+    }
+}
+
+impl Drop for HelperLink {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Unmounts on drop (the daemon detached itself).
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        common::unmount(&self.0);
+    }
+}
+
+fn mountinfo_line(mnt: &Path) -> String {
+    let info = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    info.lines()
+        .find(|l| l.split(' ').nth(1) == Some(mnt.to_str().unwrap()))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn statvfs(p: &Path) -> libc::statvfs {
+    let c = common::cpath(p);
+    // SAFETY: valid path and out-pointer.
+    unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        assert_eq!(libc::statvfs(c.as_ptr(), &mut s), 0);
+        s
+    }
+}
+
+#[test]
+fn mount_t_fuse_triefs_and_fstab() {
+    if !common::can_mount() {
+        return;
+    }
+    let _link = HelperLink::install();
+    let dir = common::short_tempdir();
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+
+    // mount -t with tmpfs-style options; returns once the mount is live.
+    let st = Command::new("mount")
+        .args(["-t", "fuse.triefs", "scratch"])
+        .arg(&mnt)
+        .args(["-o", "size=1m,mode=0700,nr_inodes=50,noauto"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount -t fuse.triefs failed");
+    {
+        let _m = Mounted(mnt.clone());
+        let line = mountinfo_line(&mnt);
+        assert!(
+            line.starts_with("scratch ") && line.contains(" fuse.triefs "),
+            "mounts line: {line}"
+        );
+        let md = std::fs::metadata(&mnt).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(md.permissions().mode() & 0o7777, 0o700);
+        let s = statvfs(&mnt);
+        assert_eq!(s.f_blocks * s.f_frsize, 1 << 20);
+        assert_eq!(s.f_files, 50);
+        std::fs::write(mnt.join("f"), b"hello").unwrap();
+        assert_eq!(std::fs::read(mnt.join("f")).unwrap(), b"hello");
+    }
+    assert!(!common::is_mounted(&mnt));
+
+    // An fstab line, read from an alternative fstab with `mount -T`.
+    let paths = dir.path().join("paths.txt");
+    std::fs::write(&paths, "/a/b/c\n/d\n").unwrap();
+    let fstab = dir.path().join("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "data {} fuse.triefs size=2m,paths={},noauto,nofail,x-test.opt=1 0 0\n",
+            mnt.display(),
+            paths.display()
+        ),
+    )
+    .unwrap();
+    let st = Command::new("mount")
+        .arg("-T")
+        .arg(&fstab)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount from fstab failed");
+    let _m = Mounted(mnt.clone());
+    assert!(mountinfo_line(&mnt).starts_with("data "));
+    assert!(mnt.join("a/b/c").is_dir() && mnt.join("d").is_dir());
+    let s = statvfs(&mnt);
+    assert_eq!(s.f_blocks * s.f_frsize, 2 << 20);
+}
+
+#[test]
+fn helper_rejects_bad_calls_in_one_line() {
+    let dir = common::short_tempdir();
+    let link = dir.path().join("mount.fuse.triefs");
+    std::os::unix::fs::symlink(common::triefs_bin(), &link).unwrap();
+    let out = Command::new(&link).arg("only-one-arg").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "stderr: {err}");
+    // -f (fake) mounts nothing and succeeds.
+    let out = Command::new(&link)
+        .args(["src", "/nonexistent", "-f"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
