@@ -76,7 +76,7 @@ impl Limits {
         Limits {
             max_pages: match size {
                 None => d.max_pages,
-                Some(0) => u64::MAX / PAGE as u64,
+                Some(0) => UNLIMITED_PAGES,
                 Some(b) => b.div_ceil(PAGE as u64),
             },
             max_inodes: match nr_inodes {
@@ -167,6 +167,9 @@ pub const RENAME_EXCHANGE: u32 = 2;
 /// Directory size as tmpfs reports it: 20 bytes per entry, `.` and `..`
 /// included.
 const BOGO_DIRENT: u64 = 20;
+
+/// `max_pages` of an unlimited mount (`size=0`).
+pub const UNLIMITED_PAGES: u64 = u64::MAX / PAGE as u64;
 
 /// Freeing at least this many pages (4 MiB) returns memory to the system.
 const TRIM_AFTER_PAGES: u64 = 1024;
@@ -619,12 +622,26 @@ impl Namespace {
     }
 
     /// Usage numbers for `statfs`.
+    /// An unlimited dimension (`size=0`, `nr_inodes=0`) reads as 0 total
+    /// and 0 free, as tmpfs reports it (`df` then shows `-`).
     pub fn usage(&self) -> Usage {
+        let (blocks, bfree) = if self.limits.max_pages >= UNLIMITED_PAGES {
+            (0, 0)
+        } else {
+            let b = self.limits.max_pages;
+            (b, b.saturating_sub(self.pages_used))
+        };
+        let (files, ffree) = if self.limits.max_inodes == u64::MAX {
+            (0, 0)
+        } else {
+            let f = self.limits.max_inodes;
+            (f, f.saturating_sub(self.inodes.live()))
+        };
         Usage {
-            blocks: self.limits.max_pages,
-            bfree: self.limits.max_pages.saturating_sub(self.pages_used),
-            files: self.limits.max_inodes,
-            ffree: self.limits.max_inodes.saturating_sub(self.inodes.live()),
+            blocks,
+            bfree,
+            files,
+            ffree,
         }
     }
 
