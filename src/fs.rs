@@ -14,19 +14,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType,
-    Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
-    TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FileType, Filesystem,
+    FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use log::{debug, error, info};
 use parking_lot::RwLock;
 
+use crate::boundary::{fail, fix_pre_epoch, fix_time, guarded, negative_attr};
 use crate::data::PAGE;
 use crate::inode::Kind;
+use crate::listing;
 use crate::ops::{Entry, Error, Namespace, NewNode, SetAttr, XattrReply};
-use crate::trie::{FIRST_COOKIE, NAME_MAX};
+use crate::trie::NAME_MAX;
 
 /// How long the kernel may cache entries (also negative ones) and
 /// attributes. triefs is the only writer and every change goes through the
@@ -53,86 +55,6 @@ pub struct TrieFs {
     faults: bool,
     /// When set, `destroy` runs the consistency check and records a failure.
     check: Option<Arc<AtomicBool>>,
-}
-
-/// The offset to hand out with an entry of cookie `c`: where the next
-/// listing resumes. Cookie-mates (colliding names, practically never) share
-/// a cookie; all but the last of them hand out `c` itself, so a listing cut
-/// between them repeats the group rather than skipping part of it.
-fn next_offset<T>(c: u64, next: Option<&(u64, T, u64, FileType)>) -> u64 {
-    match next {
-        Some((n, ..)) if *n == c => c,
-        _ => c + 1,
-    }
-}
-
-/// Runs one request. A panic inside is logged with its context and the
-/// worker keeps serving; the reply dropped by the unwinding answers EIO
-/// (fuser sends EIO for any reply never sent). parking_lot locks do not
-/// poison, so other requests go on.
-fn guarded(op: &str, ino: u64, f: impl FnOnce()) {
-    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        error!("{op}(ino={ino}) panicked: {msg}; answered EIO");
-    }
-}
-
-/// Attributes of a negative entry: inode 0 tells the kernel "no such name".
-fn negative_attr() -> FileAttr {
-    FileAttr {
-        ino: INodeNo(0),
-        size: 0,
-        blocks: 0,
-        atime: SystemTime::UNIX_EPOCH,
-        mtime: SystemTime::UNIX_EPOCH,
-        ctime: SystemTime::UNIX_EPOCH,
-        crtime: SystemTime::UNIX_EPOCH,
-        kind: FileType::RegularFile,
-        perm: 0,
-        nlink: 0,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        blksize: PAGE as u32,
-        flags: 0,
-    }
-}
-
-/// fuser 0.18 turns a kernel time (sec < 0, nsec) into epoch - (|sec| + nsec)
-/// instead of epoch - |sec| + nsec; undo that exactly.
-fn fix_pre_epoch(t: SystemTime) -> SystemTime {
-    match SystemTime::UNIX_EPOCH.duration_since(t) {
-        Ok(d) if d.subsec_nanos() != 0 => {
-            SystemTime::UNIX_EPOCH - Duration::from_secs(d.as_secs())
-                + Duration::from_nanos(u64::from(d.subsec_nanos()))
-        }
-        _ => t,
-    }
-}
-
-fn fix_time(t: TimeOrNow) -> TimeOrNow {
-    match t {
-        TimeOrNow::SpecificTime(t) => TimeOrNow::SpecificTime(fix_pre_epoch(t)),
-        now => now,
-    }
-}
-
-fn errno(e: Error) -> Errno {
-    Errno::from_i32(e.0)
-}
-
-/// Logs a failed request with its context at debug level (failures such as
-/// ENOENT are routine) and converts the error for the reply.
-fn fail(op: &str, ino: u64, name: Option<&OsStr>, e: Error) -> Errno {
-    match name {
-        Some(n) => debug!("{op}(ino={ino}, name={n:?}): {e}"),
-        None => debug!("{op}(ino={ino}): {e}"),
-    }
-    errno(e)
 }
 
 impl TrieFs {
@@ -522,34 +444,10 @@ impl Filesystem for TrieFs {
         mut reply: ReplyDirectory,
     ) {
         guarded("readdir", ino.0, || {
-            let ns = self.ns.read();
-            // Offsets: 0 start, 1 after ".", 2 after "..", else resume at
-            // that cookie (an entry with cookie c hands out c + 1).
-            let mut off = offset;
-            if off == 0 {
-                if reply.add(ino, 1, FileType::Directory, ".") {
-                    return reply.ok();
-                }
-                off = 1;
+            match listing::fill(&self.ns.read(), ino.0, offset, &mut reply) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("readdir", ino.0, None, e)),
             }
-            if off == 1 {
-                let parent = INodeNo(ns.parent_of(ino.0));
-                if reply.add(parent, 2, FileType::Directory, "..") {
-                    return reply.ok();
-                }
-                off = 2;
-            }
-            let iter = match ns.entries_from(ino.0, off.max(FIRST_COOKIE)) {
-                Ok(it) => it,
-                Err(e) => return reply.error(fail("readdir", ino.0, None, e)),
-            };
-            let mut iter = iter.peekable();
-            while let Some((cookie, name, child, kind)) = iter.next() {
-                if reply.add(INodeNo(child), next_offset(cookie, iter.peek()), kind, name) {
-                    break;
-                }
-            }
-            reply.ok();
         });
     }
 
@@ -562,46 +460,10 @@ impl Filesystem for TrieFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         guarded("readdirplus", ino.0, || {
-            let ns = self.ns.read();
-            let mut off = offset;
-            // The kernel takes no reference for `.` and `..`, so they are not
-            // counted as lookups.
-            if off == 0 {
-                match ns.attr(ino.0) {
-                    Ok(a) => {
-                        if reply.add(ino, 1, ".", &TTL, &a, Generation(ns.generation(ino.0))) {
-                            return reply.ok();
-                        }
-                    }
-                    Err(e) => return reply.error(fail("readdirplus", ino.0, None, e)),
-                }
-                off = 1;
+            match listing::fill_plus(&self.ns.read(), ino.0, offset, &mut reply, &TTL) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("readdirplus", ino.0, None, e)),
             }
-            if off == 1 {
-                let p = ns.parent_of(ino.0);
-                if let Ok(a) = ns.attr(p)
-                    && reply.add(INodeNo(p), 2, "..", &TTL, &a, Generation(ns.generation(p)))
-                {
-                    return reply.ok();
-                }
-                off = 2;
-            }
-            let iter = match ns.entries_from(ino.0, off.max(FIRST_COOKIE)) {
-                Ok(it) => it,
-                Err(e) => return reply.error(fail("readdirplus", ino.0, None, e)),
-            };
-            let mut iter = iter.peekable();
-            while let Some((cookie, name, child, _)) = iter.next() {
-                let Ok(attr) = ns.attr(child) else { continue };
-                let generation = Generation(ns.generation(child));
-                let next = next_offset(cookie, iter.peek());
-                if reply.add(INodeNo(child), next, name, &TTL, &attr, generation) {
-                    break;
-                }
-                // Every entry handed out is a reference the kernel holds.
-                ns.add_lookup(child);
-            }
-            reply.ok();
         });
     }
 

@@ -5,6 +5,7 @@
 //! other modules build the mounted filesystem on top of it.
 #![deny(missing_docs)]
 
+mod boundary;
 pub mod check;
 pub mod data;
 mod dirmap;
@@ -12,6 +13,7 @@ pub mod fileops;
 pub mod fs;
 pub mod helper;
 pub mod inode;
+mod listing;
 #[cfg(target_os = "linux")]
 pub mod mount;
 pub mod ops;

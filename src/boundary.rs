@@ -1,0 +1,92 @@
+//! The FUSE boundary's small helpers: errno conversion with logged
+//! context, the panic guard around every request, negative entries, time
+//! fixes, and readdir offsets.
+
+use std::ffi::OsStr;
+use std::time::{Duration, SystemTime};
+
+use fuser::{Errno, FileAttr, FileType, INodeNo, TimeOrNow};
+use log::{debug, error};
+
+use crate::data::PAGE;
+use crate::ops::Error;
+
+/// The offset to hand out with an entry of cookie `c`: where the next
+/// listing resumes. Cookie-mates (colliding names, practically never) share
+/// a cookie; all but the last of them hand out `c` itself, so a listing cut
+/// between them repeats the group rather than skipping part of it.
+pub(crate) fn next_offset<T>(c: u64, next: Option<&(u64, T, u64, FileType)>) -> u64 {
+    match next {
+        Some((n, ..)) if *n == c => c,
+        _ => c + 1,
+    }
+}
+
+/// Runs one request. A panic inside is logged with its context and the
+/// worker keeps serving; the reply dropped by the unwinding answers EIO
+/// (fuser sends EIO for any reply never sent). parking_lot locks do not
+/// poison, so other requests go on.
+pub(crate) fn guarded(op: &str, ino: u64, f: impl FnOnce()) {
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        error!("{op}(ino={ino}) panicked: {msg}; answered EIO");
+    }
+}
+
+/// Attributes of a negative entry: inode 0 tells the kernel "no such name".
+pub(crate) fn negative_attr() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: PAGE as u32,
+        flags: 0,
+    }
+}
+
+/// fuser 0.18 turns a kernel time (sec < 0, nsec) into epoch - (|sec| + nsec)
+/// instead of epoch - |sec| + nsec; undo that exactly.
+pub(crate) fn fix_pre_epoch(t: SystemTime) -> SystemTime {
+    match SystemTime::UNIX_EPOCH.duration_since(t) {
+        Ok(d) if d.subsec_nanos() != 0 => {
+            SystemTime::UNIX_EPOCH - Duration::from_secs(d.as_secs())
+                + Duration::from_nanos(u64::from(d.subsec_nanos()))
+        }
+        _ => t,
+    }
+}
+
+pub(crate) fn fix_time(t: TimeOrNow) -> TimeOrNow {
+    match t {
+        TimeOrNow::SpecificTime(t) => TimeOrNow::SpecificTime(fix_pre_epoch(t)),
+        now => now,
+    }
+}
+
+pub(crate) fn errno(e: Error) -> Errno {
+    Errno::from_i32(e.0)
+}
+
+/// Logs a failed request with its context at debug level (failures such as
+/// ENOENT are routine) and converts the error for the reply.
+pub(crate) fn fail(op: &str, ino: u64, name: Option<&OsStr>, e: Error) -> Errno {
+    match name {
+        Some(n) => debug!("{op}(ino={ino}, name={n:?}): {e}"),
+        None => debug!("{op}(ino={ino}): {e}"),
+    }
+    errno(e)
+}
