@@ -13,6 +13,7 @@ pub mod fileops;
 pub mod fs;
 pub mod helper;
 pub mod inode;
+pub mod limits;
 mod listing;
 #[cfg(target_os = "linux")]
 pub mod mount;
