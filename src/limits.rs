@@ -72,7 +72,8 @@ pub struct Usage {
 }
 
 impl Namespace {
-    /// An unlimited dimension (`size=0`, `nr_inodes=0`) reads as 0 total
+    /// Usage numbers for `statfs`. An unlimited dimension (`size=0`,
+    /// `nr_inodes=0`) reads as 0 total
     /// and 0 free, as tmpfs reports it (`df` then shows `-`).
     pub fn usage(&self) -> Usage {
         let (blocks, bfree) = if self.limits.max_pages >= UNLIMITED_PAGES {

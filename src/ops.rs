@@ -555,8 +555,6 @@ impl Namespace {
         Ok(())
     }
 
-    /// Usage numbers for `statfs`.
-
     /// Number of data pages stored.
     pub fn pages_used(&self) -> u64 {
         self.pages_used
