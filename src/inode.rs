@@ -73,6 +73,18 @@ pub struct Time {
     nsec: u32,
 }
 
+impl Time {
+    /// Seconds since the epoch (negative before) and nanoseconds.
+    pub fn parts(self) -> (i64, u32) {
+        (self.sec, self.nsec)
+    }
+
+    /// The time `sec` seconds and `nsec` nanoseconds after the epoch.
+    pub fn from_parts(sec: i64, nsec: u32) -> Time {
+        Time { sec, nsec }
+    }
+}
+
 impl From<SystemTime> for Time {
     fn from(t: SystemTime) -> Time {
         match t.duration_since(SystemTime::UNIX_EPOCH) {

@@ -12,6 +12,7 @@ mod dirmap;
 pub mod fileops;
 pub mod fs;
 pub mod helper;
+pub mod image;
 pub mod inode;
 pub mod limits;
 mod listing;
