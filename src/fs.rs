@@ -46,7 +46,7 @@ pub const FAULT_PANIC_XATTR: &str = "user.triefs.fault.panic";
 
 /// A mounted triefs: the namespace and how the kernel talks to it.
 pub struct TrieFs {
-    ns: RwLock<Namespace>,
+    ns: Arc<RwLock<Namespace>>,
     /// The kernel opens files without asking us (FUSE_NO_OPEN_SUPPORT).
     no_open: bool,
     /// Likewise for directories (FUSE_NO_OPENDIR_SUPPORT).
@@ -61,12 +61,17 @@ impl TrieFs {
     /// Wraps a namespace for serving.
     pub fn new(ns: Namespace) -> TrieFs {
         TrieFs {
-            ns: RwLock::new(ns),
+            ns: Arc::new(RwLock::new(ns)),
             no_open: false,
             no_opendir: false,
             faults: false,
             check: None,
         }
+    }
+
+    /// The namespace, shared: snapshots read it while the mount serves.
+    pub fn namespace(&self) -> Arc<RwLock<Namespace>> {
+        self.ns.clone()
     }
 
     /// Enables test-only fault injection: setting the xattr

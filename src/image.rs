@@ -502,6 +502,40 @@ pub fn save_to_path(ns: &Namespace, path: &Path) -> Result<Summary, io::Error> {
     result
 }
 
+/// Removes temporary files left by saves of `path` that were killed
+/// (`.NAME.tmp.PID` whose process is gone). Returns how many.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return 0;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(name.as_bytes());
+    prefix.extend_from_slice(b".tmp.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file.as_bytes().strip_prefix(prefix.as_slice()) else {
+            continue;
+        };
+        let alive = std::str::from_utf8(pid)
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Loads an image file.
 pub fn load_from_path(path: &Path, limits: Limits) -> Result<(Namespace, Summary), ImageError> {
     let f = File::open(path).map_err(ImageError::Io)?;

@@ -15,6 +15,7 @@ use log::{error, info};
 
 use triefs::fs::TrieFs;
 use triefs::helper;
+use triefs::image;
 #[cfg(target_os = "linux")]
 use triefs::mount::mount_fuse;
 use triefs::ops::{Limits, Namespace};
@@ -71,6 +72,20 @@ struct Cli {
     /// are ignored, relative paths are taken from the root.
     #[arg(long, value_name = "FILE")]
     paths: Option<PathBuf>,
+
+    /// Snapshot image: loaded at mount if it exists (a missing file starts
+    /// empty), written at unmount, on SIGTERM/SIGINT and on SIGUSR1.
+    #[arg(long, value_name = "FILE")]
+    image: Option<PathBuf>,
+
+    /// Start empty even if the image cannot be read, and overwrite it at
+    /// the next save.
+    #[arg(long, requires = "image")]
+    force_new_image: bool,
+
+    /// Also save the image every SECS seconds in the background.
+    #[arg(long, value_name = "SECS", requires = "image")]
+    save_interval: Option<u64>,
 
     /// Mount options, comma separated; may be repeated. See below.
     #[arg(short = 'o', value_name = "OPT[,OPT...]", action = ArgAction::Append)]
@@ -243,7 +258,7 @@ fn signal_set() -> libc::sigset_t {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
             libc::sigaddset(&mut set, s);
         }
         set
@@ -288,6 +303,80 @@ fn daemonize() -> Result<OwnedFd, Fatal> {
             std::process::exit(2);
         }
     }
+}
+
+/// Saves the namespace to `path` (atomically), logging the outcome.
+fn save_image(ns: &Namespace, path: &Path) -> std::io::Result<()> {
+    let t = std::time::Instant::now();
+    match image::save_to_path(ns, path) {
+        Ok(sum) => {
+            info!(
+                "saved image {}: {} inodes, {} entries, {} bytes in {:?}",
+                path.display(),
+                sum.inodes,
+                sum.entries,
+                sum.data_bytes,
+                t.elapsed()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            error!(
+                "saving image {} failed: {e} (the previous image is intact)",
+                path.display()
+            );
+            Err(e)
+        }
+    }
+}
+
+/// `triefs image info|ls|check FILE [PREFIX]`.
+fn image_command(args: &[std::ffi::OsString]) -> ExitCode {
+    let usage = "usage: triefs image info FILE | ls FILE [PREFIX] | check FILE";
+    let (Some(cmd), Some(file)) = (args.first().and_then(|a| a.to_str()), args.get(1)) else {
+        eprintln!("triefs: {usage}");
+        return ExitCode::from(2);
+    };
+    let path = Path::new(file);
+    let unlimited = Limits::from_options(Some(0), Some(0));
+    let loaded = image::load_from_path(path, unlimited);
+    let (ns, sum) = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("triefs: image {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    match (cmd, args.get(2)) {
+        ("info", None) => {
+            println!("format version: {}", image::VERSION);
+            println!("inodes: {}", sum.inodes);
+            println!("entries: {}", sum.entries);
+            println!("data bytes: {}", sum.data_bytes);
+        }
+        ("check", None) => println!("{}: ok", path.display()),
+        ("ls", prefix) => {
+            let node = match prefix {
+                None => Some(ns.trie.root()),
+                Some(p) => ns.trie.lookup(p),
+            };
+            let Some(node) = node else {
+                let shown = prefix.map_or("/".into(), |p| p.to_string_lossy());
+                eprintln!("triefs: {shown}: no such path in the image");
+                return ExitCode::from(2);
+            };
+            let mut out = std::io::stdout().lock();
+            for leaf in ns.trie.leaves_under(node) {
+                let _ = out.write_all(leaf.as_bytes());
+                let _ = out.write_all(b"\n");
+            }
+        }
+        _ => {
+            eprintln!("triefs: {usage}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// How to unmount on a signal.
@@ -379,12 +468,65 @@ fn run(cli: Cli) -> Result<(), Fatal> {
 
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let mut ns = Namespace::new(
-        opts.uid.unwrap_or(uid),
-        opts.gid.unwrap_or(gid),
-        opts.mode.unwrap_or(0o755),
-        Limits::from_options(opts.size, opts.nr_inodes),
-    );
+    let limits = Limits::from_options(opts.size, opts.nr_inodes);
+    let image_path = cli.image.clone().or(opts.image.clone());
+    let empty = || {
+        Namespace::new(
+            opts.uid.unwrap_or(uid),
+            opts.gid.unwrap_or(gid),
+            opts.mode.unwrap_or(0o755),
+            limits,
+        )
+    };
+    if let Some(p) = &image_path {
+        let n = image::remove_stale_temps(p);
+        if n > 0 {
+            info!(
+                "removed {n} temporary file(s) of interrupted saves of {}",
+                p.display()
+            );
+        }
+    }
+    let mut ns = match &image_path {
+        Some(p) if p.exists() => {
+            let t = std::time::Instant::now();
+            match image::load_from_path(p, limits) {
+                Ok((ns, sum)) => {
+                    info!(
+                        "loaded image {}: {} inodes, {} entries, {} bytes in {:?}",
+                        p.display(),
+                        sum.inodes,
+                        sum.entries,
+                        sum.data_bytes,
+                        t.elapsed()
+                    );
+                    ns
+                }
+                Err(e) if cli.force_new_image => {
+                    log::warn!(
+                        "image {}: {e}; starting empty (--force-new-image)",
+                        p.display()
+                    );
+                    empty()
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "image {}: {e} (the file is left untouched; --force-new-image starts empty and overwrites it)",
+                        p.display()
+                    )
+                    .into());
+                }
+            }
+        }
+        Some(p) => {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            if dir.is_some_and(|d| !d.is_dir()) {
+                return Err(format!("image {}: its directory does not exist", p.display()).into());
+            }
+            empty()
+        }
+        None => empty(),
+    };
     if let Some(p) = cli.paths.as_ref().or(opts.paths.as_ref()) {
         load_paths(&mut ns, p, uid, gid)?;
     }
@@ -413,6 +555,7 @@ fn run(cli: Cli) -> Result<(), Fatal> {
 
     let check_failed = Arc::new(AtomicBool::new(false));
     let mut fs = TrieFs::new(ns);
+    let shared = fs.namespace();
     if std::env::var_os("TRIEFS_CHECK").is_some_and(|v| v == "1") {
         fs = fs.check_at_unmount(check_failed.clone());
     }
@@ -444,25 +587,59 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     let mp = mountpoint.clone();
     let session_done = Arc::new(AtomicBool::new(false));
     let done = session_done.clone();
+    let (sig_ns, sig_image) = (shared.clone(), image_path.clone());
     std::thread::spawn(move || {
-        let mut sig = 0;
-        // SAFETY: set is a valid, initialised signal set.
-        unsafe {
-            libc::sigwait(&set, &mut sig);
-        }
+        let sig = loop {
+            let mut sig = 0;
+            // SAFETY: set is a valid, initialised signal set.
+            unsafe {
+                libc::sigwait(&set, &mut sig);
+            }
+            if sig != libc::SIGUSR1 {
+                break sig;
+            }
+            if let Some(p) = &sig_image {
+                let _ = save_image(&sig_ns.read(), p);
+            }
+        };
         info!("signal {sig}: unmounting {}", mp.display());
         unmount.run(&mp);
         // A busy mount was detached lazily and would keep serving its open
         // files; like libfuse, stop soon rather than wait for them.
         std::thread::sleep(std::time::Duration::from_millis(500));
-        if !done.load(Ordering::SeqCst) {
+        if !done.swap(true, Ordering::SeqCst) {
             info!("exiting while the detached mount still had open files");
-            std::process::exit(0);
+            let code = match &sig_image {
+                Some(p) if save_image(&sig_ns.read(), p).is_err() => 1,
+                _ => 0,
+            };
+            std::process::exit(code);
         }
     });
+    if let (Some(secs), Some(p)) = (cli.save_interval, image_path.clone()) {
+        let (ns, done) = (shared.clone(), session_done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_secs(secs.max(1)));
+                if !done.load(Ordering::SeqCst) {
+                    let _ = save_image(&ns.read(), &p);
+                }
+            }
+        });
+    }
 
     let result = session.run();
-    session_done.store(true, Ordering::SeqCst);
+    if session_done.swap(true, Ordering::SeqCst) {
+        // The signal thread is already saving and exiting.
+        loop {
+            std::thread::park();
+        }
+    }
+    if let Some(p) = &image_path
+        && let Err(e) = save_image(&shared.read(), p)
+    {
+        return Err(Fatal::code(1, format!("saving image {}: {e}", p.display())));
+    }
     if let Err(e) = result {
         error!("session ended with an error: {e}");
         return Err(format!("serving {} failed: {e}", mountpoint.display()).into());
@@ -479,6 +656,9 @@ fn run(cli: Cli) -> Result<(), Fatal> {
 
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "image") {
+        return image_command(&argv[2..]);
+    }
     let cli = match argv.first() {
         Some(argv0) if helper::is_mount_helper(argv0) => match helper::translate(&argv[1..]) {
             Ok(helper::HelperCall::Run(args)) => Cli::parse_from(args),

@@ -21,6 +21,8 @@ pub struct MountOpts {
     pub nr_inodes: Option<u64>,
     /// Paths file to load (`paths=`), like `--paths`.
     pub paths: Option<std::path::PathBuf>,
+    /// Snapshot image (`image=`), like `--image`.
+    pub image: Option<std::path::PathBuf>,
 }
 
 impl Default for MountOpts {
@@ -38,6 +40,7 @@ impl Default for MountOpts {
             size: None,
             nr_inodes: None,
             paths: None,
+            image: None,
         }
     }
 }
@@ -159,6 +162,7 @@ impl MountOpts {
             }
             "size" => self.size = Some(parse_size(key, value()?, true)?),
             "paths" => self.paths = Some(value()?.into()),
+            "image" => self.image = Some(value()?.into()),
             "nr_inodes" => self.nr_inodes = Some(parse_size(key, value()?, false)?),
             "uid" => self.uid = Some(number(key, value()?, 10)?),
             "gid" => self.gid = Some(number(key, value()?, 10)?),
