@@ -87,6 +87,11 @@ struct Cli {
     #[arg(long, value_name = "SECS", requires = "image")]
     save_interval: Option<u64>,
 
+    /// Append log messages to FILE (they go to stderr otherwise, which a
+    /// detached daemon no longer has).
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+
     /// Mount options, comma separated; may be repeated. See below.
     #[arg(short = 'o', value_name = "OPT[,OPT...]", action = ArgAction::Append)]
     options: Vec<String>,
@@ -119,7 +124,7 @@ impl<T: Into<String>> From<T> for Fatal {
     }
 }
 
-fn init_logging(cli: &Cli) {
+fn init_logging(cli: &Cli) -> Result<(), Fatal> {
     let level = match (cli.verbose, cli.quiet) {
         (0, 0) => log::LevelFilter::Warn,
         (1, _) => log::LevelFilter::Info,
@@ -139,7 +144,17 @@ fn init_logging(cli: &Cli) {
     if let Ok(spec) = std::env::var("RUST_LOG") {
         b.parse_filters(&spec);
     }
+    if let Some(path) = &cli.log_file {
+        // Kept after detaching, when stderr is gone.
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+        b.target(env_logger::Target::Pipe(Box::new(f)));
+    }
     b.init();
+    Ok(())
 }
 
 /// Is `path` (canonical) listed as a mount point in /proc/self/mountinfo?
@@ -670,7 +685,10 @@ fn main() -> ExitCode {
         },
         _ => Cli::parse_from(argv),
     };
-    init_logging(&cli);
+    if let Err(Fatal(code, msg)) = init_logging(&cli) {
+        eprintln!("triefs: {msg}");
+        return ExitCode::from(code);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fatal(code, msg)) => {

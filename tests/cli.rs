@@ -870,3 +870,38 @@ fn help_exits_zero_and_mentions_paths() {
     assert!(run.stdout.contains("--foreground"), "help: {}", run.stdout);
     assert!(!run.stdout.contains("panicked"));
 }
+
+/// A detached daemon logs to --log-file (its stderr is gone).
+#[test]
+fn daemon_logs_to_log_file() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let mnt = dir.path().join("m");
+    fs::create_dir(&mnt).unwrap();
+    let log = dir.path().join("log");
+    let st = Command::new(common::triefs_bin())
+        .arg("-v")
+        .arg("--log-file")
+        .arg(&log)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(common::is_mounted(&mnt));
+    common::unmount(&mnt);
+    let start = std::time::Instant::now();
+    loop {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("unmounted") {
+            assert!(text.contains("mounted triefs on"), "{text}");
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "log: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
