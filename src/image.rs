@@ -21,6 +21,29 @@
 //! second copy of the tree in memory. Saving is atomic and durable: the
 //! image goes to a temporary file in the same directory, is fsynced, renamed
 //! over the old one, and the directory is fsynced.
+//!
+//! Building an image from code, without mounting (`triefs --image FILE`
+//! then serves it):
+//!
+//! ```
+//! use std::ffi::OsStr;
+//! use triefs::image::{read_image, write_image};
+//! use triefs::limits::Limits;
+//! use triefs::ops::Namespace;
+//!
+//! let limits = Limits::from_options(Some(0), Some(0)); // no limits
+//! let mut ns = Namespace::new(0, 0, 0o755, limits);
+//! for p in ["/var/www/site", "/etc", "/tmp/whatever"] {
+//!     ns.add_path(OsStr::new(p), 0, 0).unwrap();
+//! }
+//! let mut img = Vec::new(); // or a File
+//! let summary = write_image(&ns, &mut img).unwrap();
+//! assert_eq!(summary.entries, 6); // var, www, site, etc, tmp, whatever
+//!
+//! let (back, _) = read_image(&img[..], limits).unwrap();
+//! let leaves: Vec<String> = back.trie.leaves().iter().map(|p| p.to_string_lossy().into_owned()).collect();
+//! assert_eq!(leaves, ["/etc", "/tmp/whatever", "/var/www/site"]);
+//! ```
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
