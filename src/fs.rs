@@ -44,6 +44,24 @@ const MAX_WRITE: u32 = 1 << 20;
 /// request while holding the namespace write lock.
 pub const FAULT_PANIC_XATTR: &str = "user.triefs.fault.panic";
 
+/// What to create for a request: owned by the caller's fsuid/fsgid.
+fn spec_for<'a>(
+    req: &Request,
+    kind: Kind,
+    perm: u32,
+    rdev: u32,
+    target: Option<&'a [u8]>,
+) -> NewNode<'a> {
+    NewNode {
+        kind,
+        perm,
+        uid: req.uid(),
+        gid: req.gid(),
+        rdev,
+        target,
+    }
+}
+
 /// A mounted triefs: the namespace and how the kernel talks to it.
 pub struct TrieFs {
     ns: Arc<RwLock<Namespace>>,
@@ -218,14 +236,7 @@ impl Filesystem for TrieFs {
             let Some(kind) = kind else {
                 return reply.error(Errno::EINVAL);
             };
-            let spec = NewNode {
-                kind,
-                perm: mode & !umask,
-                uid: req.uid(),
-                gid: req.gid(),
-                rdev,
-                target: None,
-            };
+            let spec = spec_for(req, kind, mode & !umask, rdev, None);
             let r = self.new_node(req, parent, name, spec);
             Self::reply_entry(reply, r, "mknod", parent.0, name);
         });
@@ -241,14 +252,7 @@ impl Filesystem for TrieFs {
         reply: ReplyEntry,
     ) {
         guarded("mkdir", parent.0, || {
-            let spec = NewNode {
-                kind: Kind::Directory,
-                perm: mode & !umask,
-                uid: req.uid(),
-                gid: req.gid(),
-                rdev: 0,
-                target: None,
-            };
+            let spec = spec_for(req, Kind::Directory, mode & !umask, 0, None);
             let r = self.new_node(req, parent, name, spec);
             Self::reply_entry(reply, r, "mkdir", parent.0, name);
         });
@@ -281,14 +285,13 @@ impl Filesystem for TrieFs {
         reply: ReplyEntry,
     ) {
         guarded("symlink", parent.0, || {
-            let spec = NewNode {
-                kind: Kind::Symlink,
-                perm: 0o777,
-                uid: req.uid(),
-                gid: req.gid(),
-                rdev: 0,
-                target: Some(target.as_os_str().as_bytes()),
-            };
+            let spec = spec_for(
+                req,
+                Kind::Symlink,
+                0o777,
+                0,
+                Some(target.as_os_str().as_bytes()),
+            );
             let r = self.new_node(req, parent, link_name, spec);
             Self::reply_entry(reply, r, "symlink", parent.0, link_name);
         });
@@ -588,14 +591,7 @@ impl Filesystem for TrieFs {
         reply: ReplyCreate,
     ) {
         guarded("create", parent.0, || {
-            let spec = NewNode {
-                kind: Kind::RegularFile,
-                perm: mode & !umask,
-                uid: req.uid(),
-                gid: req.gid(),
-                rdev: 0,
-                target: None,
-            };
+            let spec = spec_for(req, Kind::RegularFile, mode & !umask, 0, None);
             match self.new_node(req, parent, name, spec) {
                 Ok(e) => reply.created(
                     &TTL,

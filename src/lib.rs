@@ -18,6 +18,7 @@ pub mod limits;
 mod listing;
 #[cfg(target_os = "linux")]
 pub mod mount;
+pub mod mountinfo;
 pub mod ops;
 pub mod options;
 pub mod trie;

@@ -18,6 +18,7 @@ use triefs::helper;
 use triefs::image;
 #[cfg(target_os = "linux")]
 use triefs::mount::mount_fuse;
+use triefs::mountinfo::is_mount_point;
 use triefs::ops::{Limits, Namespace};
 use triefs::options::MountOpts;
 
@@ -155,37 +156,6 @@ fn init_logging(cli: &Cli) -> Result<(), Fatal> {
     }
     b.init();
     Ok(())
-}
-
-/// Is `path` (canonical) listed as a mount point in /proc/self/mountinfo?
-fn is_mount_point(path: &Path) -> bool {
-    let Ok(info) = std::fs::read("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.as_os_str().as_bytes();
-    info.split(|&b| b == b'\n').any(|line| {
-        line.split(|&b| b == b' ')
-            .nth(4)
-            .is_some_and(|mp| unescape_octal(mp) == want)
-    })
-}
-
-fn unescape_octal(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        if field[i] == b'\\'
-            && i + 3 < field.len()
-            && let Ok(v) = u8::from_str_radix(&String::from_utf8_lossy(&field[i + 1..i + 4]), 8)
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(field[i]);
-        i += 1;
-    }
-    out
 }
 
 /// Checks the mount point and returns its canonical path.

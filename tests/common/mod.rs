@@ -36,35 +36,7 @@ pub fn can_mount() -> bool {
 
 /// Is `path` currently a mount point (per /proc/self/mountinfo)?
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.as_os_str().as_bytes();
-    info.split(|&b| b == b'\n').any(|line| {
-        line.split(|&b| b == b' ')
-            .nth(4)
-            .is_some_and(|mp| unescape_mountinfo(mp) == want)
-    })
-}
-
-fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        if field[i] == b'\\' && i + 3 < field.len() {
-            let oct = &field[i + 1..i + 4];
-            if let Ok(s) = std::str::from_utf8(oct)
-                && let Ok(v) = u8::from_str_radix(s, 8)
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(field[i]);
-        i += 1;
-    }
-    out
+    triefs::mountinfo::is_mount_point(path)
 }
 
 /// Unmounts `path` by path: `umount`, then a lazy `umount -l` if busy.
