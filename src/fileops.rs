@@ -164,15 +164,25 @@ impl Namespace {
     /// `lseek` with `SEEK_DATA` or `SEEK_HOLE` (the kernel answers the others).
     pub fn lseek(&self, ino: u64, offset: i64, whence: i32) -> Res<i64> {
         let f = self.file(ino)?;
+        let size = f.size() as i64;
+        match whence {
+            libc::SEEK_SET if offset >= 0 => return Ok(offset),
+            libc::SEEK_END => {
+                return size
+                    .checked_add(offset)
+                    .filter(|o| *o >= 0)
+                    .ok_or(Error(libc::EINVAL));
+            }
+            libc::SEEK_DATA | libc::SEEK_HOLE => {}
+            _ => return err(libc::EINVAL),
+        }
         let Ok(off) = u64::try_from(offset) else {
             return err(libc::ENXIO);
         };
-        let r = match whence {
-            libc::SEEK_DATA => f.seek_data(off),
-            libc::SEEK_HOLE => f.seek_hole(off),
-            libc::SEEK_SET => Some(off),
-            libc::SEEK_END => return Ok(f.size() as i64 + offset),
-            _ => return err(libc::EINVAL),
+        let r = if whence == libc::SEEK_DATA {
+            f.seek_data(off)
+        } else {
+            f.seek_hole(off)
         };
         r.map(|o| o as i64).ok_or(Error(libc::ENXIO))
     }
