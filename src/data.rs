@@ -95,6 +95,10 @@ impl FileData {
     /// Writes `data` at `offset`, growing the file if needed. Returns the
     /// number of pages newly stored.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> u64 {
+        if data.is_empty() {
+            // Writing nothing changes nothing, even past the end.
+            return 0;
+        }
         let mut added = 0;
         let mut pos = offset;
         let mut rest = data;
@@ -267,6 +271,14 @@ mod tests {
         assert_eq!(f.fitting_len(10, 4 * PAGE64 - 10, 1), 2 * PAGE64 - 10);
         assert_eq!(f.fitting_len(10, 4 * PAGE64 - 10, 0), 0);
         assert_eq!(f.fitting_len(PAGE64, 100, 0), 100);
+    }
+
+    #[test]
+    fn empty_write_does_not_extend() {
+        let mut f = FileData::new();
+        f.write(0, b"abc");
+        assert_eq!(f.write(1 << 20, b""), 0);
+        assert_eq!(f.size(), 3);
     }
 
     #[test]
