@@ -43,7 +43,7 @@ impl FileData {
 
     /// Reads up to `len` bytes at `offset`, clamped to the file size.
     pub fn read(&self, offset: u64, len: u32) -> Vec<u8> {
-        if offset >= self.size {
+        if len == 0 || offset >= self.size {
             return Vec::new();
         }
         let end = self.size.min(offset.saturating_add(u64::from(len)));
@@ -271,6 +271,14 @@ mod tests {
         assert_eq!(f.fitting_len(10, 4 * PAGE64 - 10, 1), 2 * PAGE64 - 10);
         assert_eq!(f.fitting_len(10, 4 * PAGE64 - 10, 0), 0);
         assert_eq!(f.fitting_len(PAGE64, 100, 0), 100);
+    }
+
+    #[test]
+    fn empty_read_is_empty() {
+        let mut f = FileData::new();
+        f.write(0, &[1u8; 9000]);
+        assert!(f.read(0, 0).is_empty());
+        assert!(f.read(PAGE64, 0).is_empty());
     }
 
     #[test]

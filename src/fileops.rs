@@ -21,6 +21,9 @@ impl Namespace {
     pub fn setattr(&mut self, ino: u64, a: SetAttr) -> Res<FileAttr> {
         let now = SystemTime::now();
         if let Some(size) = a.size {
+            if size > i64::MAX as u64 {
+                return err(libc::EFBIG);
+            }
             let i = self.inode(ino)?;
             match i.kind {
                 Kind::RegularFile => {}
@@ -130,6 +133,9 @@ impl Namespace {
 
     /// `fallocate`: mode 0, `FALLOC_FL_KEEP_SIZE`, and `FALLOC_FL_PUNCH_HOLE`.
     pub fn fallocate(&mut self, ino: u64, offset: u64, len: u64, mode: i32) -> Res<()> {
+        if len == 0 {
+            return err(libc::EINVAL);
+        }
         const KEEP_SIZE: i32 = libc::FALLOC_FL_KEEP_SIZE;
         const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE;
         let f = self.file(ino)?;

@@ -94,12 +94,15 @@ impl From<SystemTime> for Time {
             },
             Err(e) => {
                 let d = e.duration();
-                let sec = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-                match d.subsec_nanos() {
-                    0 => Time { sec: -sec, nsec: 0 },
-                    n => Time {
-                        sec: -sec - 1,
-                        nsec: 1_000_000_000 - n,
+                let (back, nsec) = match d.subsec_nanos() {
+                    0 => (i128::from(d.as_secs()), 0),
+                    n => (i128::from(d.as_secs()) + 1, 1_000_000_000 - n),
+                };
+                match i64::try_from(-back) {
+                    Ok(sec) => Time { sec, nsec },
+                    Err(_) => Time {
+                        sec: i64::MIN,
+                        nsec: 0,
                     },
                 }
             }
@@ -458,6 +461,7 @@ mod tests {
             e - Duration::new(0, 1),
             e - Duration::new(1_000_000_000, 0),
             e + Duration::new(1 << 40, 999_999_999),
+            e - Duration::new(1 << 63, 0),
         ] {
             assert_eq!(SystemTime::from(Time::from(t)), t, "{t:?}");
         }

@@ -1264,6 +1264,9 @@ impl Fuzz {
             if let Some(t) = a.ctime.filter(|&t| check(t)) {
                 assert_eq!(attr.ctime, t, "{what}: ctime does not read back");
             }
+        } else if a.size.is_some_and(|s| s > i64::MAX as u64) {
+            // Sizes past i64::MAX are refused, as write and fallocate do.
+            assert_eq!(r.as_ref().err().map(|e| e.0), Some(libc::EFBIG), "{what}");
         } else if kind.is_some() && (a.size.is_none() || kind == Some(Kind::RegularFile)) {
             panic!("{what} failed on a {kind:?}: {r:?}");
         }
