@@ -111,17 +111,6 @@ impl TrieFs {
             Err(e) => reply.error(fail(op, ino, Some(name), e)),
         }
     }
-
-    fn new_node(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        spec: NewNode<'_>,
-    ) -> Result<Entry, Error> {
-        let _ = req;
-        self.ns.write().create_node(parent.0, name, spec)
-    }
 }
 
 impl Filesystem for TrieFs {
@@ -237,7 +226,7 @@ impl Filesystem for TrieFs {
                 return reply.error(Errno::EINVAL);
             };
             let spec = spec_for(req, kind, mode & !umask, rdev, None);
-            let r = self.new_node(req, parent, name, spec);
+            let r = self.ns.write().create_node(parent.0, name, spec);
             Self::reply_entry(reply, r, "mknod", parent.0, name);
         });
     }
@@ -253,7 +242,7 @@ impl Filesystem for TrieFs {
     ) {
         guarded("mkdir", parent.0, || {
             let spec = spec_for(req, Kind::Directory, mode & !umask, 0, None);
-            let r = self.new_node(req, parent, name, spec);
+            let r = self.ns.write().create_node(parent.0, name, spec);
             Self::reply_entry(reply, r, "mkdir", parent.0, name);
         });
     }
@@ -292,7 +281,7 @@ impl Filesystem for TrieFs {
                 0,
                 Some(target.as_os_str().as_bytes()),
             );
-            let r = self.new_node(req, parent, link_name, spec);
+            let r = self.ns.write().create_node(parent.0, link_name, spec);
             Self::reply_entry(reply, r, "symlink", parent.0, link_name);
         });
     }
@@ -592,7 +581,7 @@ impl Filesystem for TrieFs {
     ) {
         guarded("create", parent.0, || {
             let spec = spec_for(req, Kind::RegularFile, mode & !umask, 0, None);
-            match self.new_node(req, parent, name, spec) {
+            match self.ns.write().create_node(parent.0, name, spec) {
                 Ok(e) => reply.created(
                     &TTL,
                     &e.attr,
