@@ -9,16 +9,16 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FileType, Filesystem,
-    FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
 use log::{debug, error, info};
 use parking_lot::RwLock;
@@ -73,6 +73,9 @@ pub struct TrieFs {
     faults: bool,
     /// When set, `destroy` runs the consistency check and records a failure.
     check: Option<Arc<AtomicBool>>,
+    /// How to tell the kernel to drop cached attributes; set once the
+    /// session exists (see [`TrieFs::notifier_slot`]).
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl TrieFs {
@@ -84,6 +87,38 @@ impl TrieFs {
             no_opendir: false,
             faults: false,
             check: None,
+            notifier: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Where the session's [`Notifier`] goes once the session is created.
+    /// Without one, a directory's link count or times can stay stale in
+    /// the kernel's attribute cache after a concurrent change (see
+    /// `dirs_changed`).
+    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// Called after changing the entries of `dirs`, before replying.
+    ///
+    /// The kernel only marks a parent's attributes invalid when a mkdir,
+    /// rmdir, create, unlink or rename returns; it does not bump the
+    /// parent's attribute version. A lookup, getattr or readdirplus that
+    /// read the parent before our change but is answered after it would
+    /// then re-install the old nlink/mtime for a whole TTL. An
+    /// `inval_inode` notification bumps the version, so such a late reply
+    /// is discarded. Sent before our reply, it closes the window.
+    fn dirs_changed(&self, dirs: &[u64]) {
+        let Some(n) = self.notifier.get() else {
+            return;
+        };
+        for (i, &dir) in dirs.iter().enumerate() {
+            if dirs[..i].contains(&dir) {
+                continue;
+            }
+            if let Err(e) = n.inval_inode(INodeNo(dir), -1, 0) {
+                debug!("inval_inode ino {dir}: {e}");
+            }
         }
     }
 
@@ -105,10 +140,21 @@ impl TrieFs {
         self
     }
 
-    fn reply_entry(reply: ReplyEntry, r: Result<Entry, Error>, op: &str, ino: u64, name: &OsStr) {
+    /// Replies to a request that made `name` in directory `parent`.
+    fn reply_entry(
+        &self,
+        reply: ReplyEntry,
+        r: Result<Entry, Error>,
+        op: &str,
+        parent: u64,
+        name: &OsStr,
+    ) {
         match r {
-            Ok(e) => reply.entry(&TTL, &e.attr, Generation(e.generation)),
-            Err(e) => reply.error(fail(op, ino, Some(name), e)),
+            Ok(e) => {
+                self.dirs_changed(&[parent]);
+                reply.entry(&TTL, &e.attr, Generation(e.generation))
+            }
+            Err(e) => reply.error(fail(op, parent, Some(name), e)),
         }
     }
 }
@@ -227,7 +273,7 @@ impl Filesystem for TrieFs {
             };
             let spec = spec_for(req, kind, mode & !umask, rdev, None);
             let r = self.ns.write().create_node(parent.0, name, spec);
-            Self::reply_entry(reply, r, "mknod", parent.0, name);
+            self.reply_entry(reply, r, "mknod", parent.0, name);
         });
     }
 
@@ -243,14 +289,18 @@ impl Filesystem for TrieFs {
         guarded("mkdir", parent.0, || {
             let spec = spec_for(req, Kind::Directory, mode & !umask, 0, None);
             let r = self.ns.write().create_node(parent.0, name, spec);
-            Self::reply_entry(reply, r, "mkdir", parent.0, name);
+            self.reply_entry(reply, r, "mkdir", parent.0, name);
         });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         guarded("unlink", parent.0, || {
-            match self.ns.write().unlink(parent.0, name) {
-                Ok(()) => reply.ok(),
+            let r = self.ns.write().unlink(parent.0, name);
+            match r {
+                Ok(()) => {
+                    self.dirs_changed(&[parent.0]);
+                    reply.ok()
+                }
                 Err(e) => reply.error(fail("unlink", parent.0, Some(name), e)),
             }
         });
@@ -258,8 +308,12 @@ impl Filesystem for TrieFs {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         guarded("rmdir", parent.0, || {
-            match self.ns.write().rmdir(parent.0, name) {
-                Ok(()) => reply.ok(),
+            let r = self.ns.write().rmdir(parent.0, name);
+            match r {
+                Ok(()) => {
+                    self.dirs_changed(&[parent.0]);
+                    reply.ok()
+                }
                 Err(e) => reply.error(fail("rmdir", parent.0, Some(name), e)),
             }
         });
@@ -282,7 +336,7 @@ impl Filesystem for TrieFs {
                 Some(target.as_os_str().as_bytes()),
             );
             let r = self.ns.write().create_node(parent.0, link_name, spec);
-            Self::reply_entry(reply, r, "symlink", parent.0, link_name);
+            self.reply_entry(reply, r, "symlink", parent.0, link_name);
         });
     }
 
@@ -302,7 +356,10 @@ impl Filesystem for TrieFs {
                 .write()
                 .rename(parent.0, name, newparent.0, newname, flags.bits());
             match r {
-                Ok(()) => reply.ok(),
+                Ok(()) => {
+                    self.dirs_changed(&[parent.0, newparent.0]);
+                    reply.ok()
+                }
                 Err(e) => reply.error(fail("rename", parent.0, Some(name), e)),
             }
         });
@@ -318,7 +375,7 @@ impl Filesystem for TrieFs {
     ) {
         guarded("link", ino.0, || {
             let r = self.ns.write().link(ino.0, newparent.0, newname);
-            Self::reply_entry(reply, r, "link", ino.0, newname);
+            self.reply_entry(reply, r, "link", newparent.0, newname);
         });
     }
 
@@ -581,14 +638,18 @@ impl Filesystem for TrieFs {
     ) {
         guarded("create", parent.0, || {
             let spec = spec_for(req, Kind::RegularFile, mode & !umask, 0, None);
-            match self.ns.write().create_node(parent.0, name, spec) {
-                Ok(e) => reply.created(
-                    &TTL,
-                    &e.attr,
-                    Generation(e.generation),
-                    FileHandle(0),
-                    FopenFlags::FOPEN_KEEP_CACHE,
-                ),
+            let r = self.ns.write().create_node(parent.0, name, spec);
+            match r {
+                Ok(e) => {
+                    self.dirs_changed(&[parent.0]);
+                    reply.created(
+                        &TTL,
+                        &e.attr,
+                        Generation(e.generation),
+                        FileHandle(0),
+                        FopenFlags::FOPEN_KEEP_CACHE,
+                    )
+                }
                 Err(e) => reply.error(fail("create", parent.0, Some(name), e)),
             }
         });

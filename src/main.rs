@@ -541,6 +541,7 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     let check_failed = Arc::new(AtomicBool::new(false));
     let mut fs = TrieFs::new(ns);
     let shared = fs.namespace();
+    let notifier = fs.notifier_slot();
     if std::env::var_os("TRIEFS_CHECK").is_some_and(|v| v == "1") {
         fs = fs.check_at_unmount(check_failed.clone());
     }
@@ -559,6 +560,7 @@ fn run(cli: Cli) -> Result<(), Fatal> {
             return Err(msg.into());
         }
     };
+    let _ = notifier.set(session.notifier());
     info!(
         "mounted triefs on {} ({threads} threads)",
         mountpoint.display()

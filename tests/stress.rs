@@ -767,6 +767,37 @@ fn lstat_raw(p: &CString) -> (i64, libc::stat) {
     (rc.into(), st)
 }
 
+/// Checks the link count of a directory only this worker changes.
+///
+/// A wrong count that a second `lstat` still shows is a failure: that is
+/// the stale-parent bug (the kernel re-installing a parent's attributes
+/// from a reply computed before a mkdir/rmdir, for a whole TTL), which
+/// triefs closes with an attribute-invalidation notification. A wrong
+/// count that the very next `lstat` no longer shows is the kernel's own
+/// attribute-cache race with concurrent lookups of the same directory
+/// (see README, "Deliberate differences"); it is counted and reported.
+fn check_dir_nlink(w: &mut Worker, dir: &str, want: u64, what: &str) {
+    let (rc, st) = lstat_raw(&c(dir));
+    if !w.sys("lstat(private)", dir, rc, &[]) || st.st_nlink == want {
+        return;
+    }
+    let (rc, again) = lstat_raw(&c(dir));
+    if !w.sys("lstat(private)", dir, rc, &[]) {
+        return;
+    }
+    if again.st_nlink == want {
+        eprintln!(
+            "{dir}: transient st_nlink {} with {what} (next lstat: {want})",
+            st.st_nlink
+        );
+    } else {
+        w.fail(&format!(
+            "{dir}: st_nlink {} with {what}, still {} on a second lstat",
+            st.st_nlink, again.st_nlink
+        ));
+    }
+}
+
 /// Random operations on the shared tree `d*/f*/s*`, plus checked work in a
 /// private directory `p<id>` that nobody else touches.
 fn chaos_worker(w: &mut Worker, id: usize) {
@@ -989,16 +1020,10 @@ fn private_round(w: &mut Worker, own: &str, buf: &mut [u8], rbuf: &mut [u8]) {
     w.sys("mkdir(private)", &x, rc.into(), &[]);
     let rc = unsafe { libc::rename(c(&x).as_ptr(), c(&y).as_ptr()) };
     w.sys("rename(private)", &x, rc.into(), &[]);
-    let (rc, st) = lstat_raw(&c(own));
-    if w.sys("lstat(private)", own, rc, &[]) && st.st_nlink != 3 {
-        w.fail(&format!("{own}: st_nlink {} with one subdir", st.st_nlink));
-    }
+    check_dir_nlink(w, own, 3, "one subdir");
     let rc = unsafe { libc::rmdir(c(&y).as_ptr()) };
     w.sys("rmdir(private)", &y, rc.into(), &[]);
-    let (rc, st) = lstat_raw(&c(own));
-    if w.sys("lstat(private)", own, rc, &[]) && st.st_nlink != 2 {
-        w.fail(&format!("{own}: st_nlink {} with no subdir", st.st_nlink));
-    }
+    check_dir_nlink(w, own, 2, "no subdir");
 }
 
 /// Directories (fixed) and anchors (never removed) of the link test.
