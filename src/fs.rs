@@ -27,6 +27,7 @@ use crate::boundary::{fail, fix_pre_epoch, fix_time, guarded, negative_attr};
 use crate::data::PAGE;
 use crate::inode::Kind;
 use crate::listing;
+use crate::lsprefix::{self, Caller};
 use crate::ops::{Entry, Error, Namespace, NewNode, SetAttr, XattrReply};
 use crate::trie::NAME_MAX;
 
@@ -657,17 +658,33 @@ impl Filesystem for TrieFs {
 
     fn ioctl(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         _flags: fuser::IoctlFlags,
-        _cmd: u32,
-        _in_data: &[u8],
+        cmd: u32,
+        in_data: &[u8],
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
         guarded("ioctl", ino.0, || {
-            reply.error(Errno::ENOTTY);
+            if cmd != lsprefix::IOC_LS {
+                return reply.error(Errno::ENOTTY);
+            }
+            let cursor = match lsprefix::decode_request(in_data) {
+                Ok(c) => c,
+                Err(e) => return reply.error(fail("ls-prefix", ino.0, None, e)),
+            };
+            let caller = Caller::of_process(req.uid(), req.gid(), req.pid());
+            let page = self
+                .ns
+                .read()
+                .leaves_page(ino.0, cursor, lsprefix::PAGE_BUDGET, &caller);
+            match page {
+                Ok(p) if p.paths.is_empty() && !p.done => reply.error(Errno::ENAMETOOLONG),
+                Ok(p) => reply.ioctl(0, &lsprefix::encode_page(&p)),
+                Err(e) => reply.error(fail("ls-prefix", ino.0, None, e)),
+            }
         });
     }
 

@@ -16,6 +16,7 @@ pub mod image;
 pub mod inode;
 pub mod limits;
 mod listing;
+pub mod lsprefix;
 #[cfg(target_os = "linux")]
 pub mod mount;
 pub mod mountinfo;

@@ -52,6 +52,12 @@ MOUNT(8) AND FSTAB:
   binary serves `mount -t fuse.triefs NAME DIR -o size=1g,mode=0755` and
   fstab lines such as `scratch /mnt/x fuse.triefs size=1g,noauto 0 0`.
 
+OTHER COMMANDS:
+  triefs ls-prefix [-U] MOUNTPOINT [PREFIX]  leaf paths under PREFIX, answered
+                          by the daemon from the trie (sorted unless -U)
+  triefs image info|check FILE, triefs image ls FILE [PREFIX]
+                          inspect a snapshot image without mounting it
+
 EXAMPLES:
   triefs /mnt/scratch                      # mount in the background
   triefs -f -v /mnt/scratch                # serve in the foreground, log info
@@ -364,6 +370,98 @@ fn image_command(args: &[std::ffi::OsString]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `triefs ls-prefix [-U] MOUNTPOINT [PREFIX]`: the leaf paths under
+/// PREFIX, as absolute paths inside the mount, sorted unless `-U`.
+fn ls_prefix_command(args: &[std::ffi::OsString]) -> ExitCode {
+    let usage = "usage: triefs ls-prefix [-U|--unsorted] MOUNTPOINT [PREFIX]";
+    let unsorted = args.iter().any(|a| a == "-U" || a == "--unsorted");
+    let rest: Vec<&std::ffi::OsString> = args
+        .iter()
+        .filter(|a| *a != "-U" && *a != "--unsorted")
+        .collect();
+    let (mnt, prefix) = match rest.as_slice() {
+        [m] => (Path::new(m.as_os_str()), &b""[..]),
+        [m, p] if !p.as_bytes().starts_with(b"-") => (Path::new(m.as_os_str()), p.as_bytes()),
+        _ => {
+            eprintln!("triefs: {usage}");
+            return ExitCode::from(2);
+        }
+    };
+    let prefix = prefix
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect::<Vec<_>>()
+        .join(&b'/');
+    let dir = mnt.join(OsStr::from_bytes(&prefix));
+    let full = |rel: &OsStr| {
+        let mut p = Vec::with_capacity(prefix.len() + rel.len() + 2);
+        if !prefix.is_empty() {
+            p.push(b'/');
+            p.extend_from_slice(&prefix);
+        }
+        if !rel.is_empty() {
+            p.push(b'/');
+            p.extend_from_slice(rel.as_bytes());
+        }
+        if p.is_empty() {
+            p.push(b'/');
+        }
+        p.push(b'\n');
+        p
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut all: Vec<Vec<u8>> = Vec::new();
+    let mut write_err = None;
+    let listed = triefs::lsprefix::list(&dir, |rel| {
+        if unsorted {
+            if write_err.is_none()
+                && let Err(e) = out.write_all(&full(rel))
+            {
+                write_err = Some(e);
+            }
+        } else {
+            all.push(full(rel));
+        }
+    });
+    let listed = match listed {
+        Ok(l) => l,
+        Err(e) => {
+            let why = match e.raw_os_error() {
+                Some(libc::ENOTTY) | Some(libc::EINVAL) => {
+                    "not a directory of a triefs mount".into()
+                }
+                _ => e.to_string(),
+            };
+            eprintln!("triefs: ls-prefix {}: {why}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    all.sort_unstable();
+    for line in &all {
+        if write_err.is_some() {
+            break;
+        }
+        if let Err(e) = out.write_all(line) {
+            write_err = Some(e);
+        }
+    }
+    if let Some(e) = write_err.or_else(|| out.flush().err()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::SUCCESS;
+        }
+        eprintln!("triefs: ls-prefix: writing the listing: {e}");
+        return ExitCode::from(2);
+    }
+    if listed.skipped {
+        eprintln!(
+            "triefs: ls-prefix {}: some directories were not listed (permission denied)",
+            dir.display()
+        );
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
 /// How to unmount on a signal.
 enum Unmount {
     /// We called mount(2) ourselves: umount2, lazily if busy.
@@ -645,6 +743,9 @@ fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if argv.get(1).is_some_and(|a| a == "image") {
         return image_command(&argv[2..]);
+    }
+    if argv.get(1).is_some_and(|a| a == "ls-prefix") {
+        return ls_prefix_command(&argv[2..]);
     }
     let cli = match argv.first() {
         Some(argv0) if helper::is_mount_helper(argv0) => match helper::translate(&argv[1..]) {

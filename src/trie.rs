@@ -29,6 +29,10 @@ use log::info;
 
 use crate::dirmap::DirMap;
 
+#[path = "trie_page.rs"]
+mod page;
+pub use page::LeafPage;
+
 /// Longest allowed component name, in bytes (Linux `NAME_MAX`).
 pub const NAME_MAX: usize = 255;
 

@@ -1383,3 +1383,166 @@ proptest! {
         prop_assert_eq!(t.children(d).count(), t.child_count(d));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Paged leaf listing
+// ---------------------------------------------------------------------------
+
+/// Every page of the leaves under `id`, concatenated; between pages
+/// `between` may change the trie.
+fn all_pages(
+    t: &mut Trie,
+    id: NodeId,
+    budget: usize,
+    mut between: impl FnMut(&mut Trie, &[u8]),
+) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let after = out.last().cloned();
+        if let Some(a) = &after {
+            between(t, a);
+        }
+        let page = t
+            .leaves_page(id, after.as_deref(), budget, |_| true)
+            .unwrap();
+        assert!(
+            !page.paths.is_empty() || page.done,
+            "no progress after {after:?}"
+        );
+        let done = page.done;
+        out.extend(page.paths);
+        if done {
+            return out;
+        }
+    }
+}
+
+/// `leaves_under(id)` relative to `id`, as `leaves_page` returns them.
+fn relative_leaves(t: &Trie, id: NodeId) -> BTreeSet<Vec<u8>> {
+    let base = t.path_of(id).into_vec();
+    let cut = if base == b"/" { 1 } else { base.len() + 1 };
+    t.leaves_under(id)
+        .into_iter()
+        .map(|p| p.into_vec().get(cut..).unwrap_or_default().to_vec())
+        .collect()
+}
+
+#[test]
+fn leaves_page_lists_an_empty_start_once() {
+    let mut t: Trie = Trie::new();
+    let id = t.add("/a/b").unwrap();
+    assert_eq!(all_pages(&mut t, id, 16, |_, _| {}), vec![Vec::<u8>::new()]);
+    let a = t.lookup("/a").unwrap();
+    assert_eq!(all_pages(&mut t, a, 16, |_, _| {}), vec![b"b".to_vec()]);
+}
+
+#[test]
+fn leaves_page_reports_a_path_longer_than_the_budget() {
+    let mut t: Trie = Trie::new();
+    t.add("/abcdef/ghijkl").unwrap();
+    let page = t.leaves_page(t.root(), None, 8, |_| true).unwrap();
+    assert!(page.paths.is_empty() && !page.done);
+    let page = t.leaves_page(t.root(), None, 14, |_| true).unwrap();
+    assert_eq!(page.paths, vec![b"abcdef/ghijkl".to_vec()]);
+    assert!(page.done);
+}
+
+#[test]
+fn leaves_page_skips_refused_directories() {
+    let mut t: Trie = Trie::new();
+    for p in ["/open/a", "/open/b", "/closed/x/y", "/closed/z", "/empty"] {
+        t.add(p).unwrap();
+    }
+    let closed = t.lookup("/closed").unwrap();
+    let page = t
+        .leaves_page(t.root(), None, 1 << 10, |n| n != closed)
+        .unwrap();
+    let got: BTreeSet<Vec<u8>> = page.paths.into_iter().collect();
+    let want: BTreeSet<Vec<u8>> = ["open/a", "open/b", "empty"]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(page.skipped, 1);
+    assert!(page.done);
+    let page = t
+        .leaves_page(closed, None, 1 << 10, |n| n != closed)
+        .unwrap();
+    assert_eq!((page.paths.len(), page.skipped, page.done), (0, 1, true));
+}
+
+fn small_paths() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    let comp = prop::sample::select(vec![&b"a"[..], b"b", b"cc", b"d", b"eee", b"f"]);
+    let path = prop::collection::vec(comp, 1..5).prop_map(|cs| {
+        let mut p = Vec::new();
+        for c in cs {
+            p.push(b'/');
+            p.extend_from_slice(c);
+        }
+        p
+    });
+    prop::collection::vec(path, 1..40)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Pages of any size, with cookies that collide a lot, list each leaf
+    /// exactly once.
+    #[test]
+    fn prop_leaves_pages_equal_leaves(
+        paths in small_paths(),
+        mask in prop::sample::select(vec![0x1u64, 0x3, u64::MAX]),
+        budget in 16usize..64,
+        start in 0usize..40,
+    ) {
+        let mut t: Trie = Trie::new().with_cookie_mask(mask);
+        for p in &paths {
+            t.add(os(p)).unwrap();
+        }
+        let start = t.lookup(os(&paths[start % paths.len()][..2])).unwrap_or(t.root());
+        let got = all_pages(&mut t, start, budget, |_, _| {});
+        let set: BTreeSet<Vec<u8>> = got.iter().cloned().collect();
+        prop_assert_eq!(set.len(), got.len(), "duplicates in {:?}", got);
+        prop_assert_eq!(set, relative_leaves(&t, start));
+    }
+
+    /// Removing the leaf a listing resumes after loses nothing else and
+    /// repeats nothing.
+    #[test]
+    fn prop_leaves_pages_survive_removal_of_the_cursor(
+        paths in small_paths(),
+        mask in prop::sample::select(vec![0x1u64, 0x3, u64::MAX]),
+        budget in 16usize..40,
+    ) {
+        let mut t: Trie = Trie::new().with_cookie_mask(mask);
+        for p in &paths {
+            t.add(os(p)).unwrap();
+        }
+        let before = relative_leaves(&t, t.root());
+        let mut removed = BTreeSet::new();
+        let root = t.root();
+        let got = all_pages(&mut t, root, budget, |t, after| {
+            let mut abs_path = b"/".to_vec();
+            abs_path.extend_from_slice(after);
+            if t.remove(os(&abs_path)).is_ok() {
+                removed.insert(after.to_vec());
+            }
+        });
+        let set: BTreeSet<Vec<u8>> = got.iter().cloned().collect();
+        prop_assert_eq!(set.len(), got.len(), "duplicates in {:?}", got);
+        // Removing a leaf can turn its parent into a new leaf, which may or
+        // may not be listed; everything that stayed a leaf must be.
+        let after = relative_leaves(&t, t.root());
+        for p in before.intersection(&after) {
+            prop_assert!(set.contains(p), "{:?} missing from {:?}", os(p), got);
+        }
+        for p in &set {
+            prop_assert!(before.contains(p) || after.contains(p), "{:?} never a leaf", os(p));
+        }
+    }
+}

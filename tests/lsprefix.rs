@@ -1,0 +1,208 @@
+//! `triefs ls-prefix`: the leaf paths under a prefix, answered by the
+//! daemon page by page, compared with what a walk through the kernel finds.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{Tmpfs, TriefsMount, short_tempdir, triefs_bin};
+
+fn ls_prefix(args: &[&Path]) -> Output {
+    Command::new(triefs_bin())
+        .arg("ls-prefix")
+        .args(args)
+        .output()
+        .expect("run triefs ls-prefix")
+}
+
+fn lines(out: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Leaves found by walking `root` through the kernel: every entry that is
+/// not a directory, and every empty directory; as absolute paths inside
+/// the mount ("/" for an empty root).
+fn walk_leaves(root: &Path, rel: &str, out: &mut BTreeSet<String>) {
+    let dir = root.join(rel.trim_start_matches('/'));
+    let mut empty = true;
+    for e in fs::read_dir(&dir).expect("readdir") {
+        let e = e.expect("entry");
+        empty = false;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let p = format!("{rel}/{name}");
+        if e.file_type().expect("type").is_dir() {
+            walk_leaves(root, &p, out);
+        } else {
+            out.insert(p);
+        }
+    }
+    if empty {
+        out.insert(if rel.is_empty() {
+            "/".into()
+        } else {
+            rel.into()
+        });
+    }
+}
+
+/// A tree from a `--paths` list (deep, shared prefixes, long names) plus
+/// files, symlinks and empty directories made through the mount.
+fn populate() -> (tempfile::TempDir, TriefsMount) {
+    let tmp = short_tempdir();
+    let list = tmp.path().join("paths");
+    let mut text = String::new();
+    for i in 0..3000 {
+        let long = "n".repeat(40 + i % 150);
+        text.push_str(&format!(
+            "/srv/site{}/assets/{}/img{i}\n/usr/share/doc/pkg{}/{long}{i}\n",
+            i % 7,
+            i % 31,
+            i % 101
+        ));
+    }
+    fs::write(&list, text).expect("write paths");
+    let m = TriefsMount::new(&["--paths", list.to_str().expect("utf-8 path")]);
+    let root = m.path();
+    fs::write(root.join("srv/site1/index.html"), "hello").expect("file");
+    std::os::unix::fs::symlink("site1", root.join("srv/current")).expect("symlink");
+    fs::create_dir_all(root.join("var/empty/one")).expect("mkdir");
+    (tmp, m)
+}
+
+#[test]
+fn ls_prefix_matches_a_walk_of_the_mount() {
+    if !common::can_mount() {
+        return;
+    }
+    let (_tmp, m) = populate();
+    let root = m.path();
+    for prefix in ["", "/srv", "srv/site3/", "usr/share/doc", "var/empty/one"] {
+        let out = ls_prefix(&[root, Path::new(prefix)]);
+        assert!(
+            out.status.success(),
+            "ls-prefix {prefix:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = lines(&out.stdout);
+        let mut want = BTreeSet::new();
+        let rel = prefix.trim_matches('/');
+        walk_leaves(
+            root,
+            &if rel.is_empty() {
+                String::new()
+            } else {
+                format!("/{rel}")
+            },
+            &mut want,
+        );
+        let want: Vec<String> = want.into_iter().collect();
+        assert_eq!(got.len(), want.len(), "prefix {prefix:?}");
+        assert_eq!(
+            got, want,
+            "prefix {prefix:?}: sorted output differs from the walk"
+        );
+    }
+    // The whole listing takes many pages (well over 16 KiB of paths).
+    let all = ls_prefix(&[root]);
+    assert!(all.stdout.len() > 200_000, "{} bytes", all.stdout.len());
+    // Unsorted output holds the same paths.
+    let u = Command::new(triefs_bin())
+        .args(["ls-prefix", "-U"])
+        .arg(root)
+        .output()
+        .expect("run");
+    assert!(u.status.success());
+    let mut a = lines(&u.stdout);
+    a.sort();
+    assert_eq!(a, lines(&all.stdout));
+}
+
+#[test]
+fn ls_prefix_errors_are_one_line() {
+    if !common::can_mount() {
+        return;
+    }
+    let (_tmp, m) = populate();
+    let root = m.path();
+    let t = Tmpfs::new();
+    let cases: [(&Path, &str, &str); 3] = [
+        (root, "no/such/dir", "No such file or directory"),
+        (root, "srv/site1/index.html", "Not a directory"),
+        (t.path(), "", "not a directory of a triefs mount"),
+    ];
+    for (mnt, prefix, want) in cases {
+        let out = ls_prefix(&[mnt, Path::new(prefix)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{prefix:?}: {err}");
+        assert!(err.contains(want), "{prefix:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn ls_prefix_skips_what_the_caller_may_not_list() {
+    if !common::can_mount() {
+        return;
+    }
+    let m = TriefsMount::new(&["-o", "allow_other"]);
+    let root = m.path();
+    fs::set_permissions(
+        root.parent().expect("parent"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    for d in ["open/a", "closed/secret/deep", "groupdir/x"] {
+        fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    fs::set_permissions(root.join("closed"), fs::Permissions::from_mode(0o700)).expect("chmod");
+    // Group 4242 may list groupdir; the user gets it as a supplementary group.
+    std::os::unix::fs::chown(root.join("groupdir"), Some(0), Some(4242)).expect("chown");
+    fs::set_permissions(root.join("groupdir"), fs::Permissions::from_mode(0o750)).expect("chmod");
+
+    let as_nobody = |groups: &[u32]| {
+        let groups = groups.to_vec();
+        let mut c = Command::new(triefs_bin());
+        c.arg("ls-prefix").arg(root);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        c.output().expect("run as nobody")
+    };
+    let out = as_nobody(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines(&out.stdout), ["/open/a"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"));
+    let out = as_nobody(&[4242]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(lines(&out.stdout), ["/groupdir/x", "/open/a"]);
+    // Root sees everything.
+    let out = ls_prefix(&[root]);
+    assert!(out.status.success());
+    assert_eq!(
+        lines(&out.stdout),
+        ["/closed/secret/deep", "/groupdir/x", "/open/a"]
+    );
+}
