@@ -9,7 +9,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
-use log::{debug, info};
+use log::debug;
 
 use crate::data::PAGE;
 use crate::inode::{Content, Inode, InodeTable, Kind, ROOT_INO};
@@ -343,7 +343,19 @@ impl Namespace {
     /// Adds `path` (relative to the root) as a directory, creating missing
     /// intermediate directories owned by `uid:gid` with mode `0755`.
     pub fn add_path(&mut self, path: &OsStr, uid: u32, gid: u32) -> Res<u64> {
-        info!("Adding directory {}", path.to_string_lossy());
+        self.add_path_logged(path, uid, gid, log::Level::Info)
+    }
+
+    /// [`Namespace::add_path`], logging `Adding directory {path}` at `level`
+    /// (long `--paths` lists log each path only at debug level).
+    pub fn add_path_logged(
+        &mut self,
+        path: &OsStr,
+        uid: u32,
+        gid: u32,
+        level: log::Level,
+    ) -> Res<u64> {
+        log::log!(level, "Adding directory {}", path.to_string_lossy());
         let mut cur = ROOT_INO;
         for comp in Trie::<u64>::components(path)? {
             let dir = self.dir_node(cur)?;

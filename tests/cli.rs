@@ -425,6 +425,48 @@ fn paths_from_stdin() {
 }
 
 #[test]
+fn long_paths_lists_log_progress_not_every_path() {
+    if !common::can_mount() {
+        return;
+    }
+    let (mut m, stdin) = spawn_mount(
+        &[OsStr::new("-v"), OsStr::new("--paths"), OsStr::new("-")],
+        &[],
+    );
+    {
+        let mut stdin = stdin.expect("piped stdin");
+        let batch = |from: usize| -> String {
+            (from..from + 5000)
+                .map(|i| format!("/d{}/e{i}\n", i % 10))
+                .collect()
+        };
+        stdin.write_all(batch(0).as_bytes()).expect("write paths");
+        // A slow producer: progress is reported while the list streams in.
+        std::thread::sleep(Duration::from_millis(1300));
+        stdin
+            .write_all(batch(5000).as_bytes())
+            .expect("write paths");
+    }
+    wait_mounted(&mut m);
+    let log = daemon_stderr(&m);
+    let per_path = log
+        .lines()
+        .filter(|l| l.contains("Adding directory"))
+        .count();
+    assert_eq!(per_path, 1000, "per-path lines at info level:\n{log}");
+    assert!(log.contains("the rest are logged at debug level"), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("paths added so far")),
+        "no progress line:\n{log}"
+    );
+    assert!(log.contains("added 10000 paths from -"), "{log}");
+    let st = m
+        .unmount_and_wait()
+        .expect("triefs did not exit after umount");
+    assert_eq!(st.code(), Some(0), "exit status: {st}");
+}
+
+#[test]
 fn paths_file_missing_is_a_one_line_error() {
     if !common::can_mount() {
         return;
