@@ -7,7 +7,7 @@
 #   TRIEFS_LONG=1          also run the long exercisers (minutes, not seconds):
 #                          1,000,000-op fsx-style run in tests/integrity.rs and
 #                          scripts/fsx.sh with 1,000,000 ops
-#   TRIEFS_SKIP_LINT=1     skip cargo fmt/clippy (e.g. while iterating)
+#   TRIEFS_SKIP_LINT=1     skip cargo fmt/clippy and the macOS compile check
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +42,13 @@ if [ "${TRIEFS_SKIP_LINT:-0}" != 1 ]; then
   cargo fmt --check
   echo "== cargo clippy"
   cargo clippy --all-targets --release -- -D warnings
+  echo "== macOS compile check"
+  if rustup target list --installed 2>/dev/null | grep -qx x86_64-apple-darwin \
+      || rustup target add x86_64-apple-darwin >/dev/null 2>&1; then
+    scripts/check-macos.sh
+  else
+    echo "   skipped: the x86_64-apple-darwin target cannot be installed (offline?)"
+  fi
 fi
 
 echo "== cargo test"

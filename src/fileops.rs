@@ -16,6 +16,12 @@ fn resolve(t: TimeOrNow, now: SystemTime) -> SystemTime {
     }
 }
 
+/// `FALLOC_FL_KEEP_SIZE`: the FUSE protocol's value (Linux's), defined
+/// here because not every platform's `libc` has it.
+pub const FALLOC_KEEP_SIZE: i32 = 0x01;
+/// `FALLOC_FL_PUNCH_HOLE`, likewise.
+pub const FALLOC_PUNCH_HOLE: i32 = 0x02;
+
 impl Namespace {
     /// Applies `setattr` changes and returns the new attributes.
     pub fn setattr(&mut self, ino: u64, a: SetAttr) -> Res<FileAttr> {
@@ -136,8 +142,8 @@ impl Namespace {
         if len == 0 {
             return err(libc::EINVAL);
         }
-        const KEEP_SIZE: i32 = libc::FALLOC_FL_KEEP_SIZE;
-        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE;
+        const KEEP_SIZE: i32 = FALLOC_KEEP_SIZE;
+        const PUNCH: i32 = FALLOC_PUNCH_HOLE;
         let f = self.file(ino)?;
         if offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
             return err(libc::EFBIG);

@@ -265,7 +265,7 @@ impl Filesystem for TrieFs {
         reply: ReplyEntry,
     ) {
         guarded("mknod", parent.0, || {
-            let kind = match mode & libc::S_IFMT {
+            let kind = match mode & crate::inode::mode::S_IFMT {
                 0 => Some(Kind::RegularFile),
                 _ => Kind::from_mode(mode).filter(|k| *k != Kind::Directory && *k != Kind::Symlink),
             };

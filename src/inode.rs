@@ -35,30 +35,53 @@ pub enum Kind {
     BlockDevice,
 }
 
+/// File type and set-id bits of `st_mode`, as `u32` on every platform
+/// (`mode_t` is 16 bits on macOS). The values are the same everywhere.
+pub mod mode {
+    /// Mask of the file type bits.
+    pub const S_IFMT: u32 = 0o170000;
+    /// Directory.
+    pub const S_IFDIR: u32 = 0o040000;
+    /// Regular file.
+    pub const S_IFREG: u32 = 0o100000;
+    /// Symbolic link.
+    pub const S_IFLNK: u32 = 0o120000;
+    /// Named pipe.
+    pub const S_IFIFO: u32 = 0o010000;
+    /// Socket.
+    pub const S_IFSOCK: u32 = 0o140000;
+    /// Character device.
+    pub const S_IFCHR: u32 = 0o020000;
+    /// Block device.
+    pub const S_IFBLK: u32 = 0o060000;
+    /// Set-group-ID bit.
+    pub const S_ISGID: u32 = 0o2000;
+}
+
 impl Kind {
     /// The `S_IFMT` bits of this kind.
     pub fn mode_bits(self) -> u32 {
         match self {
-            Kind::Directory => libc::S_IFDIR,
-            Kind::RegularFile => libc::S_IFREG,
-            Kind::Symlink => libc::S_IFLNK,
-            Kind::Fifo => libc::S_IFIFO,
-            Kind::Socket => libc::S_IFSOCK,
-            Kind::CharDevice => libc::S_IFCHR,
-            Kind::BlockDevice => libc::S_IFBLK,
+            Kind::Directory => mode::S_IFDIR,
+            Kind::RegularFile => mode::S_IFREG,
+            Kind::Symlink => mode::S_IFLNK,
+            Kind::Fifo => mode::S_IFIFO,
+            Kind::Socket => mode::S_IFSOCK,
+            Kind::CharDevice => mode::S_IFCHR,
+            Kind::BlockDevice => mode::S_IFBLK,
         }
     }
 
     /// The kind for `S_IFMT` bits in `mode`, if it is one.
     pub fn from_mode(mode: u32) -> Option<Kind> {
-        Some(match mode & libc::S_IFMT {
-            libc::S_IFDIR => Kind::Directory,
-            libc::S_IFREG => Kind::RegularFile,
-            libc::S_IFLNK => Kind::Symlink,
-            libc::S_IFIFO => Kind::Fifo,
-            libc::S_IFSOCK => Kind::Socket,
-            libc::S_IFCHR => Kind::CharDevice,
-            libc::S_IFBLK => Kind::BlockDevice,
+        Some(match mode & mode::S_IFMT {
+            mode::S_IFDIR => Kind::Directory,
+            mode::S_IFREG => Kind::RegularFile,
+            mode::S_IFLNK => Kind::Symlink,
+            mode::S_IFIFO => Kind::Fifo,
+            mode::S_IFSOCK => Kind::Socket,
+            mode::S_IFCHR => Kind::CharDevice,
+            mode::S_IFBLK => Kind::BlockDevice,
             _ => return None,
         })
     }
@@ -367,6 +390,35 @@ impl InodeTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unnecessary_cast)]
+    fn mode_constants_match_the_platform() {
+        let ours = [
+            mode::S_IFMT,
+            mode::S_IFDIR,
+            mode::S_IFREG,
+            mode::S_IFLNK,
+            mode::S_IFIFO,
+            mode::S_IFSOCK,
+            mode::S_IFCHR,
+            mode::S_IFBLK,
+            mode::S_ISGID,
+        ];
+        let libc = [
+            libc::S_IFMT,
+            libc::S_IFDIR,
+            libc::S_IFREG,
+            libc::S_IFLNK,
+            libc::S_IFIFO,
+            libc::S_IFSOCK,
+            libc::S_IFCHR,
+            libc::S_IFBLK,
+            libc::S_ISGID,
+        ]
+        .map(|m| m as u32);
+        assert_eq!(ours, libc);
+    }
 
     fn file() -> Inode {
         Inode::new(

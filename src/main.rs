@@ -2,7 +2,7 @@
 
 use std::ffi::OsStr;
 use std::io::{BufRead, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -303,13 +303,9 @@ fn signal_set() -> libc::sigset_t {
 /// Forks; the parent waits until the child reports the mount live (exit 0)
 /// or failed (its message, exit 2). Returns the pipe to report on.
 fn daemonize() -> Result<OwnedFd, Fatal> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", std::io::Error::last_os_error()).into());
-    }
-    // SAFETY: both fds were just created and are owned here.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Close-on-exec on every platform.
+    let (rd, wr) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (rd, wr) = (OwnedFd::from(rd), OwnedFd::from(wr));
     // SAFETY: no other threads exist yet, so fork is safe.
     match unsafe { libc::fork() } {
         -1 => Err(format!("fork: {}", std::io::Error::last_os_error()).into()),
@@ -509,6 +505,7 @@ fn ls_prefix_command(args: &[std::ffi::OsString]) -> ExitCode {
 /// How to unmount on a signal.
 enum Unmount {
     /// We called mount(2) ourselves: umount2, lazily if busy.
+    #[cfg(target_os = "linux")]
     Direct,
     /// fuser mounted (through fusermount3): its unmounter knows how.
     Fuser(SessionUnmounter),
@@ -517,6 +514,7 @@ enum Unmount {
 impl Unmount {
     fn run(self, mp: &Path) {
         match self {
+            #[cfg(target_os = "linux")]
             Unmount::Direct => {
                 let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_bytes()) else {
                     return;

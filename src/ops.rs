@@ -12,7 +12,7 @@ use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
 use log::debug;
 
 use crate::data::PAGE;
-use crate::inode::{Content, Inode, InodeTable, Kind, ROOT_INO};
+use crate::inode::{Content, Inode, InodeTable, Kind, ROOT_INO, mode};
 pub use crate::limits::{Limits, UNLIMITED_PAGES, Usage};
 use crate::trie::{NodeId, Trie, TrieError};
 pub(crate) use crate::xattr::AsBytesChecked;
@@ -300,11 +300,11 @@ impl Namespace {
         };
         let mut perm = spec.perm & 0o7777;
         let mut gid = spec.gid;
-        if pperm & libc::S_ISGID != 0 {
+        if pperm & mode::S_ISGID != 0 {
             // BSD group semantics under a setgid directory, as tmpfs does.
             gid = pgid;
             if spec.kind == Kind::Directory {
-                perm |= libc::S_ISGID;
+                perm |= mode::S_ISGID;
             }
         }
         let content = match spec.kind {

@@ -1,5 +1,6 @@
 //! Unit tests for namespace operations (no FUSE).
 use super::*;
+use crate::fileops::{FALLOC_KEEP_SIZE, FALLOC_PUNCH_HOLE};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -979,7 +980,7 @@ fn setattr_times() {
         .setattr(
             f,
             SetAttr {
-                mode: Some(libc::S_IFREG | 0o4711),
+                mode: Some(crate::inode::mode::S_IFREG | 0o4711),
                 ..Default::default()
             },
         )
@@ -1111,13 +1112,8 @@ fn write_and_punch_update_mtime() {
     assert!(a.mtime > past() && a.ctime > past());
     assert_eq!(a.atime, past());
     age(&mut ns, f);
-    ns.fallocate(
-        f,
-        0,
-        1,
-        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-    )
-    .unwrap();
+    ns.fallocate(f, 0, 1, FALLOC_PUNCH_HOLE | FALLOC_KEEP_SIZE)
+        .unwrap();
     let a = ns.attr(f).unwrap();
     assert!(a.mtime > past() && a.ctime > past());
     // Reading changes nothing here (atime is the kernel's business).
@@ -1448,8 +1444,7 @@ fn page_limit() {
     assert_eq!(ns.write(g, 0, b"x").unwrap_err(), e(libc::ENOSPC));
     assert_eq!(ns.fallocate(g, 0, 1, 0).unwrap_err(), e(libc::ENOSPC));
     assert_eq!(
-        ns.fallocate(g, 0, 1, libc::FALLOC_FL_KEEP_SIZE)
-            .unwrap_err(),
+        ns.fallocate(g, 0, 1, FALLOC_KEEP_SIZE).unwrap_err(),
         e(libc::ENOSPC)
     );
     assert_eq!(ns.size(g).unwrap(), 5 * PG + 4);
@@ -1605,8 +1600,7 @@ fn fallocate_modes() {
     assert_eq!(ns.size(f).unwrap(), 2 * PG + 1);
     assert_eq!(ns.pages_used(), 3);
     // KEEP_SIZE stores pages beyond the end without growing.
-    ns.fallocate(f, 10 * PG, PG, libc::FALLOC_FL_KEEP_SIZE)
-        .unwrap();
+    ns.fallocate(f, 10 * PG, PG, FALLOC_KEEP_SIZE).unwrap();
     assert_eq!(ns.size(f).unwrap(), 2 * PG + 1);
     assert_eq!(ns.pages_used(), 4);
     assert_eq!(ns.attr(f).unwrap().blocks, 4 * PG / 512);
@@ -1618,7 +1612,7 @@ fn fallocate_modes() {
 
     // PUNCH_HOLE | KEEP_SIZE frees fully covered pages, zeroes partial ones.
     ns.write(f, PG, &[5u8; PAGE]).unwrap();
-    let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    let punch = FALLOC_PUNCH_HOLE | FALLOC_KEEP_SIZE;
     ns.fallocate(f, 2, PG + 10, punch).unwrap();
     assert_eq!(ns.pages_used(), 4, "no page fully covered");
     assert_eq!(ns.read(f, 0, 4).unwrap(), b"ke\0\0");
@@ -1637,13 +1631,14 @@ fn fallocate_modes() {
     assert_eq!(ns.pages_used(), 1);
 
     // Other modes are refused.
+    // (COLLAPSE_RANGE, ZERO_RANGE, INSERT_RANGE, UNSHARE_RANGE: Linux values.)
     for mode in [
-        libc::FALLOC_FL_PUNCH_HOLE,
-        libc::FALLOC_FL_COLLAPSE_RANGE,
-        libc::FALLOC_FL_ZERO_RANGE,
-        libc::FALLOC_FL_INSERT_RANGE,
-        libc::FALLOC_FL_UNSHARE_RANGE,
-        libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+        FALLOC_PUNCH_HOLE,
+        0x08,
+        0x10,
+        0x20,
+        0x40,
+        0x10 | FALLOC_KEEP_SIZE,
     ] {
         assert_eq!(
             ns.fallocate(f, 0, PG, mode).unwrap_err(),
@@ -1670,16 +1665,14 @@ fn fallocate_modes() {
 fn truncate_to_same_size_frees_preallocated_pages_past_eof() {
     let mut ns = ns();
     let f = mkfile(&mut ns, ROOT_INO, "f");
-    ns.fallocate(f, 0, 10 * PG, libc::FALLOC_FL_KEEP_SIZE)
-        .unwrap();
+    ns.fallocate(f, 0, 10 * PG, FALLOC_KEEP_SIZE).unwrap();
     ns.write(f, 0, &[1u8; 5 * PAGE]).unwrap();
     assert_eq!(ns.size(f).unwrap(), 5 * PG);
     assert_eq!(ns.pages_used(), 10);
     // Shrinking drops everything past the new end (this works).
     let g = mkfile(&mut ns, ROOT_INO, "g");
     ns.write(g, 0, &[1u8; PAGE]).unwrap();
-    ns.fallocate(g, 4 * PG, PG, libc::FALLOC_FL_KEEP_SIZE)
-        .unwrap();
+    ns.fallocate(g, 4 * PG, PG, FALLOC_KEEP_SIZE).unwrap();
     ns.setattr(
         g,
         SetAttr {
@@ -2264,4 +2257,11 @@ proptest! {
         prop_assert_eq!(ns.usage().ffree, P_MAX_INODES - 1);
         prop_assert_eq!(ns.usage().bfree, P_MAX_PAGES);
     }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn fallocate_flags_match_linux() {
+    assert_eq!(FALLOC_KEEP_SIZE, libc::FALLOC_FL_KEEP_SIZE);
+    assert_eq!(FALLOC_PUNCH_HOLE, libc::FALLOC_FL_PUNCH_HOLE);
 }

@@ -3,6 +3,8 @@
 //!
 //! Every test mounts its own fresh triefs (or none, for error cases) and
 //! cleans up by mount path in a guard, also when an assertion fails.
+// Mount tests drive Linux: tmpfs as the oracle, Linux syscalls and tools.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -8,6 +8,8 @@
 //! the change could re-install the old link count for the whole TTL.
 //! triefs sends an `inval_inode` notification before replying, which bumps
 //! the version. These tests drive exactly that interleaving.
+// Mount tests drive Linux: tmpfs as the oracle, Linux syscalls and tools.
+#![cfg(target_os = "linux")]
 
 mod common;
 

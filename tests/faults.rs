@@ -1,5 +1,7 @@
 //! Fault handling: a panic inside a request, signals and unmounts while
 //! writers are busy, malformed names.
+// Mount tests drive Linux: tmpfs as the oracle, Linux syscalls and tools.
+#![cfg(target_os = "linux")]
 
 mod common;
 

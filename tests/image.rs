@@ -2,6 +2,8 @@
 //! refusal of damaged images (left untouched), saves on SIGUSR1 and
 //! SIGTERM, a SIGKILL in the middle of a save, a save that runs out of
 //! space, and the `triefs image` subcommands.
+// Mount tests drive Linux: tmpfs as the oracle, Linux syscalls and tools.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -9,6 +9,8 @@
 //! - `TRIEFS_FSX_OPS=N`: exact number of fsx ops (overrides the above).
 //! - `TRIEFS_FSX_MAXLEN=N`, `TRIEFS_FSX_MAXOP=N`: fsx's largest file and
 //!   largest single op, in bytes (default 2 MiB and 64 KiB).
+// Mount tests drive Linux: tmpfs as the oracle, Linux syscalls and tools.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! `triefs ls-prefix`: the leaf paths under a prefix, answered by the
 //! daemon page by page, compared with what a walk through the kernel finds.
+// Mount tests drive Linux: tmpfs as the oracle, Linux syscalls and tools.
+#![cfg(target_os = "linux")]
 
 mod common;
 

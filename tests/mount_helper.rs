@@ -1,5 +1,7 @@
 //! `mount -t fuse.triefs` and fstab lines, through the binary installed as
 //! the mount(8) helper `/sbin/mount.fuse.triefs`.
+// Mount tests drive Linux: tmpfs as the oracle, Linux syscalls and tools.
+#![cfg(target_os = "linux")]
 
 mod common;
 

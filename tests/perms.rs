@@ -16,6 +16,8 @@
 //!
 //! Mismatches are collected per test and reported together at its end.
 //! TRIEFS_PERMS_VERBOSE=1 prints every check's results (with --nocapture).
+// Mount tests drive Linux: tmpfs as the oracle, Linux syscalls and tools.
+#![cfg(target_os = "linux")]
 
 mod common;
 

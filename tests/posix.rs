@@ -6,6 +6,8 @@
 //! `random_differential` runs a seeded random sequence (TRIEFS_SEED to
 //! replay a seed, TRIEFS_RANDOM_OPS for its length, default 5000) and on a
 //! mismatch shrinks it to a minimal reproducer by delta debugging.
+// Mount tests drive Linux: tmpfs as the oracle, Linux syscalls and tools.
+#![cfg(target_os = "linux")]
 
 mod common;
 

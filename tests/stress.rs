@@ -17,6 +17,8 @@
 //! drop_caches timing, memory and CPU use do not interfere across tests.
 //!
 //! Set `TRIEFS_STRESS_SEED` to replay a run of the random workers.
+// Mount tests drive Linux: tmpfs as the oracle, Linux syscalls and tools.
+#![cfg(target_os = "linux")]
 
 mod common;
 

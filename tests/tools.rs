@@ -1,5 +1,7 @@
 //! Real shell tools working inside a triefs mount, checked against the same
 //! actions on a tmpfs oracle where the result is filesystem-independent.
+// Mount tests drive Linux: tmpfs as the oracle, Linux syscalls and tools.
+#![cfg(target_os = "linux")]
 
 mod common;
 
