@@ -44,6 +44,28 @@ impl<V> Trie<V> {
     /// that alone exceeds the budget gives an empty page that is not
     /// done. Changes between pages are seen or not, as with `readdir`;
     /// nothing is listed twice unless it moved.
+    ///
+    /// ```
+    /// use triefs::trie::Trie;
+    /// let mut t: Trie = Trie::new();
+    /// for p in ["/var/www/a", "/var/www/b", "/var/log", "/etc"] {
+    ///     t.add(p).unwrap();
+    /// }
+    /// let var = t.lookup("/var").unwrap();
+    /// let mut all = Vec::new();
+    /// let mut after: Option<Vec<u8>> = None;
+    /// loop {
+    ///     // 8 bytes: at most one path per page here.
+    ///     let page = t.leaves_page(var, after.as_deref(), 8, |_| true).unwrap();
+    ///     after = page.paths.last().cloned().or(after);
+    ///     all.extend(page.paths);
+    ///     if page.done {
+    ///         break;
+    ///     }
+    /// }
+    /// all.sort();
+    /// assert_eq!(all, [&b"log"[..], b"www/a", b"www/b"]);
+    /// ```
     pub fn leaves_page<'a>(
         &'a self,
         id: NodeId,
