@@ -10,7 +10,8 @@
 #   FSBENCH=path/to/fsbench.sh   workload set (default: ../shared/bench/fsbench.sh
 #                                 next to the repository)
 #   BENCH_ENTRIES=1000000        entries for the memory/load measurement
-#   BENCH_SKIP="fsbench floor readdir memory"   parts to skip
+#   BENCH_WALK_ENTRIES=100000    directories in the tree-walk measurement
+#   BENCH_SKIP="fsbench floor readdir walk memory"   parts to skip
 #   TRIEFS_ARGS="..."            extra triefs options (e.g. "--threads 1")
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ RUNS=${1:-5}
 N=${2:-10000}
 FSBENCH=${FSBENCH:-../shared/bench/fsbench.sh}
 ENTRIES=${BENCH_ENTRIES:-1000000}
+WALK_ENTRIES=${BENCH_WALK_ENTRIES:-100000}
 SKIP=" ${BENCH_SKIP:-} "
 skip() { [[ "$SKIP" == *" $1 "* ]]; }
 
@@ -139,11 +141,8 @@ if ! skip readdir; then
   done
 fi
 
-if ! skip memory; then
-  echo
-  echo "### Memory and load time: $ENTRIES directory entries from --paths"
-  echo
-  python3 - "$work/paths.txt" "$ENTRIES" <<'PY'
+gen_paths() { # gen_paths FILE N: real-looking deep paths with shared prefixes
+  python3 - "$1" "$2" <<'PY'
 import sys
 out, want = sys.argv[1], int(sys.argv[2])
 # Real-looking deep paths with shared prefixes: top/project/module/file.d
@@ -157,6 +156,42 @@ with open(out, "w") as f:
                 for d in range(d_n):
                     f.write(f"/{a}/project-{b:02d}/module_{c:03d}/src-file-{d:04d}.d\n")
 PY
+}
+
+secs() { # secs CMD...: wall seconds of CMD (output discarded)
+  local s e
+  s=$(date +%s.%N); "$@" > /dev/null; e=$(date +%s.%N)
+  awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f", e - s }'
+}
+
+if ! skip walk; then
+  echo
+  echo "### Tree walk: find over $WALK_ENTRIES directories (seconds; passes 1, 2, 3 on a fresh mount)"
+  echo
+  gen_paths "$work/walk.txt" "$WALK_ENTRIES"
+  mount -t tmpfs -o mode=0755,nr_inodes=0 tmpfs "$work/t"
+  python3 -c "
+import os, sys
+for l in open(sys.argv[1]): os.makedirs(sys.argv[2] + l.strip(), exist_ok=True)" "$work/walk.txt" "$work/t"
+  t1=$(secs find "$work/t"); t2=$(secs find "$work/t"); t3=$(secs find "$work/t")
+  umount "$work/t"
+  start_triefs "$work/f" --paths "$work/walk.txt" -o nr_inodes=0
+  f1=$(secs find "$work/f"); f2=$(secs find "$work/f"); f3=$(secs find "$work/f")
+  lp=$(secs "$bin" ls-prefix -U "$work/f")
+  stop_triefs "$work/f"
+  echo "| | pass 1 | pass 2 | pass 3 |"
+  echo "|---|---:|---:|---:|"
+  echo "| tmpfs \`find\` | $t1 | $t2 | $t3 |"
+  echo "| triefs \`find\` | $f1 | $f2 | $f3 |"
+  echo "| ratio (tmpfs time / triefs time) | $(awk -v a="$t1" -v b="$f1" 'BEGIN { printf "%.2f", a/b }') | $(awk -v a="$t2" -v b="$f2" 'BEGIN { printf "%.2f", a/b }') | $(awk -v a="$t3" -v b="$f3" 'BEGIN { printf "%.2f", a/b }') |"
+  echo "| triefs \`ls-prefix -U\` (leaves, from the trie) | $lp | | |"
+fi
+
+if ! skip memory; then
+  echo
+  echo "### Memory and load time: $ENTRIES directory entries from --paths"
+  echo
+  gen_paths "$work/paths.txt" "$ENTRIES"
   t0=$(date +%s.%N)
   "$bin" --paths "$work/paths.txt" "$work/f"   # daemon mode: returns when the mount is live
   t1=$(date +%s.%N)
