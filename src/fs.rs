@@ -108,7 +108,9 @@ impl TrieFs {
     /// read the parent before our change but is answered after it would
     /// then re-install the old nlink/mtime for a whole TTL. An
     /// `inval_inode` notification bumps the version, so such a late reply
-    /// is discarded. Sent before our reply, it closes the window.
+    /// is discarded. Sent before our reply, it keeps the old value from
+    /// sticking; a single `stat` racing with the change can still see it
+    /// (the kernel's own race, documented in the README).
     fn dirs_changed(&self, dirs: &[u64]) {
         let Some(n) = self.notifier.get() else {
             return;

@@ -114,7 +114,10 @@ pub fn decode_request(data: &[u8]) -> Result<Option<&[u8]>, Error> {
         .get(..4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .ok_or(Error(libc::EINVAL))?;
-    let cursor = data.get(4..4 + len).ok_or(Error(libc::EINVAL))?;
+    let cursor = len
+        .checked_add(4)
+        .and_then(|end| data.get(4..end))
+        .ok_or(Error(libc::EINVAL))?;
     Ok((!cursor.is_empty()).then_some(cursor))
 }
 
