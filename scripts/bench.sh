@@ -11,7 +11,7 @@
 #                                 next to the repository)
 #   BENCH_ENTRIES=1000000        entries for the memory/load measurement
 #   BENCH_WALK_ENTRIES=100000    directories in the tree-walk measurement
-#   BENCH_SKIP="fsbench floor readdir walk memory"   parts to skip
+#   BENCH_SKIP="fsbench floor readdir parallel walk memory"   parts to skip
 #   TRIEFS_ARGS="..."            extra triefs options (e.g. "--threads 1")
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -138,6 +138,65 @@ if ! skip readdir; then
     read -r _ ff fr < <(list_rate "$work/f/big")
     stop_triefs "$work/f"
     echo "| $n | $tf | $ff | $tr | $fr | $(awk -v a="$tr" -v b="$fr" 'BEGIN { printf "%.2f", b/a }') |"
+  done
+fi
+
+par_rate() { # par_rate DIR K KIND: aggregate ops/s of K client processes
+  python3 - "$1" "$2" "$3" <<'PY'
+import os, sys, time
+from multiprocessing import Process, Barrier, Queue
+root, k, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+N = 4000
+def worker(i, bar, q):
+    d = os.path.join(root, f"par{i}")
+    os.mkdir(d)
+    buf = b"x" * (1 << 20)
+    bar.wait()
+    t = time.perf_counter()
+    if kind == "meta":   # mkdir + stat + rmdir, then create + unlink
+        for j in range(N):
+            p = os.path.join(d, f"e{j}")
+            os.mkdir(p); os.stat(p); os.rmdir(p)
+            os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o644)); os.unlink(p)
+        ops = 5 * N
+    else:                # 1 MiB writes into a private file, 256 MiB each
+        fd = os.open(os.path.join(d, "f"), os.O_CREAT | os.O_WRONLY, 0o644)
+        for _ in range(256):
+            os.write(fd, buf)
+        os.close(fd)
+        ops = 256
+    q.put((ops, time.perf_counter() - t))
+bar, q = Barrier(k), Queue()
+ps = [Process(target=worker, args=(i, bar, q)) for i in range(k)]
+for p in ps: p.start()
+res = [q.get() for _ in ps]
+for p in ps: p.join()
+print(f"{sum(o for o, _ in res) / max(t for _, t in res):.0f}")
+PY
+}
+
+if ! skip parallel; then
+  echo
+  echo "### Parallel clients: aggregate rate of 1 and 2 processes (metadata: ops/s of mkdir, stat, rmdir, create, unlink; data: MiB/s of 1 MiB writes to private files), median of 3"
+  echo
+  echo "| workload | tmpfs 1 | tmpfs 2 | triefs 1 | triefs 2 | triefs 2/1 |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  for kind in meta data; do
+    row=()
+    for fs in tmpfs triefs; do
+      for k in 1 2; do
+        rates=()
+        for _ in 1 2 3; do
+          if [ "$fs" = tmpfs ]; then
+            mount -t tmpfs -o mode=0755 tmpfs "$work/t"; rates+=("$(par_rate "$work/t" "$k" "$kind")"); umount "$work/t"
+          else
+            start_triefs "$work/f"; rates+=("$(par_rate "$work/f" "$k" "$kind")"); stop_triefs "$work/f"
+          fi
+        done
+        row+=("$(printf '%s\n' "${rates[@]}" | median)")
+      done
+    done
+    echo "| $kind | ${row[0]} | ${row[1]} | ${row[2]} | ${row[3]} | $(awk -v a="${row[2]}" -v b="${row[3]}" 'BEGIN { printf "%.2f", b/a }') |"
   done
 fi
 
