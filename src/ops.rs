@@ -127,6 +127,8 @@ pub struct Namespace {
     pub inodes: InodeTable,
     pub(crate) limits: Limits,
     pub(crate) pages_used: u64,
+    /// Pages freed since the heap was last trimmed.
+    freed_since_trim: u64,
 }
 
 fn file_type(k: Kind) -> FileType {
@@ -164,6 +166,7 @@ impl Namespace {
             inodes,
             limits,
             pages_used: 0,
+            freed_since_trim: 0,
         }
     }
 
@@ -251,12 +254,15 @@ impl Namespace {
         self.pages_freed(pages);
     }
 
-    /// Accounts for `n` data pages just freed. After a large free, hands
-    /// the memory back to the system: glibc keeps freed 4 KiB blocks in its
-    /// heap otherwise, and a deleted 1 GiB file would stay resident.
+    /// Accounts for `n` data pages just freed. Once 4 MiB have been freed
+    /// (by one large delete or many small ones), hands the memory back to
+    /// the system: glibc keeps freed 4 KiB blocks in its heap otherwise, and
+    /// deleted files would stay resident.
     pub(crate) fn pages_freed(&mut self, n: u64) {
         self.pages_used -= n;
-        if n >= TRIM_AFTER_PAGES {
+        self.freed_since_trim += n;
+        if self.freed_since_trim >= TRIM_AFTER_PAGES {
+            self.freed_since_trim = 0;
             trim_heap();
         }
     }
