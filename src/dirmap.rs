@@ -11,11 +11,17 @@ use std::iter::Peekable;
 
 use crate::trie::NodeId;
 
-/// One child: its name and node.
+/// One child: where its name lies in the directory's name arena, and its
+/// node. 12 bytes, where a boxed name alone took 16 plus a heap block.
+#[derive(Clone, Copy)]
 struct Entry {
-    name: Box<[u8]>,
+    at: u32,
+    len: u8,
     node: NodeId,
 }
+
+/// Arenas smaller than this are never compacted.
+const COMPACT_MIN: usize = 4096;
 
 /// Children of a directory keyed by cookie.
 #[derive(Default)]
@@ -23,6 +29,11 @@ pub(crate) struct DirMap {
     map: BTreeMap<u64, Entry>,
     /// Entries whose cookie is already taken in `map`, sorted by cookie.
     collided: Vec<(u64, Entry)>,
+    /// The names of all children back to back (names are at most 255
+    /// bytes); removed names stay as garbage until compaction.
+    names: Vec<u8>,
+    /// Bytes of `names` that belong to removed children.
+    garbage: usize,
 }
 
 impl DirMap {
@@ -30,6 +41,8 @@ impl DirMap {
     pub(crate) const EMPTY: DirMap = DirMap {
         map: BTreeMap::new(),
         collided: Vec::new(),
+        names: Vec::new(),
+        garbage: 0,
     };
 
     /// Number of children.
@@ -42,28 +55,37 @@ impl DirMap {
         self.map.is_empty() && self.collided.is_empty()
     }
 
+    fn name(&self, e: &Entry) -> &[u8] {
+        &self.names[e.at as usize..e.at as usize + e.len as usize]
+    }
+
     /// The node named `name` (whose cookie is `c`).
     pub(crate) fn get(&self, c: u64, name: &[u8]) -> Option<NodeId> {
         match self.map.get(&c) {
-            Some(e) if &*e.name == name => Some(e.node),
+            Some(e) if self.name(e) == name => Some(e.node),
             Some(_) => self
                 .collided
                 .iter()
-                .find(|(k, e)| *k == c && &*e.name == name)
+                .find(|(k, e)| *k == c && self.name(e) == name)
                 .map(|(_, e)| e.node),
             None => None,
         }
     }
 
     /// Adds `name` -> `node`; false (and no change) if the name exists.
+    /// Names are at most 255 bytes (the trie checks).
     pub(crate) fn insert(&mut self, c: u64, name: &[u8], node: NodeId) -> bool {
         if self.get(c, name).is_some() {
             return false;
         }
-        let entry = Entry {
-            name: name.into(),
-            node,
+        let Ok(len) = u8::try_from(name.len()) else {
+            return false;
         };
+        let Ok(at) = u32::try_from(self.names.len()) else {
+            return false;
+        };
+        self.names.extend_from_slice(name);
+        let entry = Entry { at, len, node };
         match self.map.entry(c) {
             std::collections::btree_map::Entry::Vacant(v) => {
                 v.insert(entry);
@@ -78,17 +100,15 @@ impl DirMap {
 
     /// Points the existing `name` at `node`; false if the name is absent.
     pub(crate) fn set(&mut self, c: u64, name: &[u8], node: NodeId) -> bool {
+        let names = &self.names;
+        let is = |e: &Entry| &names[e.at as usize..e.at as usize + e.len as usize] == name;
         if let Some(e) = self.map.get_mut(&c)
-            && &*e.name == name
+            && is(e)
         {
             e.node = node;
             return true;
         }
-        match self
-            .collided
-            .iter_mut()
-            .find(|(k, e)| *k == c && &*e.name == name)
-        {
+        match self.collided.iter_mut().find(|(k, e)| *k == c && is(e)) {
             Some((_, e)) => {
                 e.node = node;
                 true
@@ -99,21 +119,47 @@ impl DirMap {
 
     /// Removes `name`, returning its node.
     pub(crate) fn remove(&mut self, c: u64, name: &[u8]) -> Option<NodeId> {
-        let in_map = self.map.get(&c).is_some_and(|e| &*e.name == name);
-        if in_map {
+        let in_map = self.map.get(&c).is_some_and(|e| self.name(e) == name);
+        let gone = if in_map {
             let gone = self.map.remove(&c).map(|e| e.node);
             // Promote a cookie-mate, if any, so `map` stays the first stop.
             if let Some(i) = self.collided.iter().position(|(k, _)| *k == c) {
                 let (_, e) = self.collided.remove(i);
                 self.map.insert(c, e);
             }
-            return gone;
+            gone
+        } else {
+            let i = self
+                .collided
+                .iter()
+                .position(|(k, e)| *k == c && self.name(e) == name)?;
+            Some(self.collided.remove(i).1.node)
+        };
+        self.garbage += name.len();
+        if self.is_empty() {
+            self.names = Vec::new();
+            self.garbage = 0;
+        } else if self.garbage > COMPACT_MIN && self.garbage * 2 > self.names.len() {
+            self.compact();
         }
-        let i = self
-            .collided
-            .iter()
-            .position(|(k, e)| *k == c && &*e.name == name)?;
-        Some(self.collided.remove(i).1.node)
+        gone
+    }
+
+    /// Rewrites the name arena without the removed names: O(children),
+    /// once per as many removals as there are live names, so O(1) each.
+    fn compact(&mut self) {
+        let mut names = Vec::with_capacity(self.names.len() - self.garbage);
+        let entries = self
+            .map
+            .values_mut()
+            .chain(self.collided.iter_mut().map(|(_, e)| e));
+        for e in entries {
+            let at = names.len() as u32;
+            names.extend_from_slice(&self.names[e.at as usize..e.at as usize + e.len as usize]);
+            e.at = at;
+        }
+        self.names = names;
+        self.garbage = 0;
     }
 
     /// Children with cookie `>= from`, in cookie order.
@@ -122,6 +168,7 @@ impl DirMap {
         Merge {
             a: self.map.range(from..).peekable(),
             b: self.collided[start..].iter().peekable(),
+            dir: self,
         }
     }
 }
@@ -130,6 +177,7 @@ impl DirMap {
 struct Merge<'a, A: Iterator<Item = (&'a u64, &'a Entry)>, B: Iterator<Item = &'a (u64, Entry)>> {
     a: Peekable<A>,
     b: Peekable<B>,
+    dir: &'a DirMap,
 }
 
 impl<'a, A, B> Iterator for Merge<'a, A, B>
@@ -145,11 +193,12 @@ where
             (None, Some(_)) => true,
             (_, None) => false,
         };
-        if take_b {
-            self.b.next().map(|(k, e)| (*k, &*e.name, e.node))
+        let (k, e) = if take_b {
+            self.b.next().map(|(k, e)| (*k, e))?
         } else {
-            self.a.next().map(|(k, e)| (*k, &*e.name, e.node))
-        }
+            self.a.next().map(|(k, e)| (*k, e))?
+        };
+        Some((k, self.dir.name(e), e.node))
     }
 }
 
@@ -191,5 +240,30 @@ mod tests {
         assert_eq!(d.remove(5, b"x"), Some(id(4)));
         assert_eq!(d.remove(20, b"y"), Some(id(5)));
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn names_survive_compaction() {
+        let mut d = DirMap::default();
+        let name = |i: u32| format!("entry-with-a-longish-name-{i:06}").into_bytes();
+        for i in 0..2000 {
+            assert!(d.insert(u64::from(i) * 7 + 3, &name(i), id(i)));
+        }
+        // Remove three in four: compaction runs several times.
+        for i in (0..2000).filter(|i| i % 4 != 0) {
+            assert_eq!(d.remove(u64::from(i) * 7 + 3, &name(i)), Some(id(i)));
+        }
+        assert!(d.names.len() < 2 * 500 * name(0).len() + COMPACT_MIN * 2);
+        for i in 0..2000 {
+            let want = (i % 4 == 0).then(|| id(i));
+            assert_eq!(d.get(u64::from(i) * 7 + 3, &name(i)), want);
+        }
+        let listed: Vec<Vec<u8>> = d.iter_from(0).map(|(_, n, _)| n.to_vec()).collect();
+        let want: Vec<Vec<u8>> = (0..2000).filter(|i| i % 4 == 0).map(name).collect();
+        assert_eq!(listed, want);
+        for i in (0..2000).filter(|i| i % 4 == 0) {
+            d.remove(u64::from(i) * 7 + 3, &name(i));
+        }
+        assert!(d.is_empty() && d.names.is_empty());
     }
 }
