@@ -164,7 +164,7 @@ pub fn write_image<W: Write>(ns: &Namespace, w: W) -> Result<Summary, io::Error>
         b.extend_from_slice(&ino.to_le_bytes());
         b.push(kind_code(i.kind));
         b.extend_from_slice(&i.perm.to_le_bytes());
-        for v in [i.uid, i.gid, i.rdev] {
+        for v in [i.uid, i.gid, i.rdev()] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         for t in [i.atime, i.mtime, i.ctime] {
@@ -470,7 +470,8 @@ fn load_inode(
             Kind::Directory => Content::Dir(None),
             Kind::RegularFile => Content::File(Box::default()),
             Kind::Symlink => Content::Symlink(Box::new(target.into())),
-            _ => Content::Special,
+            Kind::CharDevice | Kind::BlockDevice => Content::Special(rdev),
+            Kind::Fifo | Kind::Socket => Content::Special(0),
         };
         ns.insert_loaded(Inode::new(kind, perm, uid, gid, content))
             .map_err(|_| {
@@ -483,7 +484,6 @@ fn load_inode(
     i.perm = perm & 0o7777;
     i.uid = uid;
     i.gid = gid;
-    i.rdev = rdev;
     i.atime = atime;
     i.mtime = mtime;
     i.ctime = ctime;

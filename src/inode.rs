@@ -168,8 +168,8 @@ pub enum Content {
     /// A symlink's target.
     #[allow(clippy::redundant_allocation)]
     Symlink(Target),
-    /// FIFOs, sockets and devices carry nothing.
-    Special,
+    /// FIFOs and sockets (device number 0) and devices (their number).
+    Special(u32),
 }
 
 /// Extended attributes: name to value.
@@ -193,8 +193,9 @@ pub struct Inode {
     pub uid: u32,
     /// Group.
     pub gid: u32,
-    /// Device number for device nodes.
-    pub rdev: u32,
+    /// Generation of this inode number: raised each time the number is
+    /// reused, so the kernel can tell the new file from an old one.
+    generation: u32,
     /// Number of names (directories: 2 + subdirectories).
     pub nlink: u32,
     /// References the kernel holds (lookups not yet forgotten). Atomic so
@@ -218,11 +219,19 @@ impl Inode {
             kind,
             uid,
             gid,
-            rdev: 0,
+            generation: 1,
             nlink: if kind == Kind::Directory { 2 } else { 1 },
             lookups: AtomicU64::new(0),
             xattrs: None,
             content,
+        }
+    }
+
+    /// Device number (0 unless a device node).
+    pub fn rdev(&self) -> u32 {
+        match self.content {
+            Content::Special(r) => r,
+            _ => 0,
         }
     }
 
@@ -238,7 +247,7 @@ impl Inode {
             Content::Symlink(t) => t.len() as u64,
             // Like tmpfs, a directory's size grows with its entries.
             Content::Dir(_) => 0,
-            Content::Special => 0,
+            Content::Special(_) => 0,
         }
     }
 
@@ -283,16 +292,12 @@ impl Inode {
     }
 }
 
-struct Slot {
-    generation: u64,
-    inode: Option<Inode>,
-}
-
-/// Inode numbers mapped onto inodes. Slot `i` holds inode number `i + 1`.
+/// Inode numbers mapped onto inodes. Slot `i` holds inode number `i + 1`;
+/// a free slot's last generation waits in the free list.
 #[derive(Default)]
 pub struct InodeTable {
-    slots: Vec<Slot>,
-    free: Vec<u64>,
+    slots: Vec<Option<Inode>>,
+    free: Vec<(u64, u32)>,
     live: u64,
 }
 
@@ -309,40 +314,36 @@ impl InodeTable {
 
     /// Stores `inode` under a fresh (or safely reused) number and returns
     /// `(ino, generation)`.
-    pub fn insert(&mut self, inode: Inode) -> (u64, u64) {
+    pub fn insert(&mut self, mut inode: Inode) -> (u64, u64) {
         self.live += 1;
-        if let Some(ino) = self.free.pop() {
-            let slot = &mut self.slots[(ino - 1) as usize];
-            slot.generation += 1;
-            slot.inode = Some(inode);
-            (ino, slot.generation)
+        if let Some((ino, generation)) = self.free.pop() {
+            inode.generation = generation.wrapping_add(1).max(1);
+            let g = inode.generation;
+            self.slots[(ino - 1) as usize] = Some(inode);
+            (ino, u64::from(g))
         } else {
-            self.slots.push(Slot {
-                generation: 1,
-                inode: Some(inode),
-            });
+            inode.generation = 1;
+            self.slots.push(Some(inode));
             (self.slots.len() as u64, 1)
         }
     }
 
-    fn slot(&self, ino: u64) -> Option<&Slot> {
-        self.slots.get(usize::try_from(ino.checked_sub(1)?).ok()?)
-    }
-
     /// The inode numbered `ino`.
     pub fn get(&self, ino: u64) -> Option<&Inode> {
-        self.slot(ino)?.inode.as_ref()
+        self.slots
+            .get(usize::try_from(ino.checked_sub(1)?).ok()?)?
+            .as_ref()
     }
 
     /// Mutable access to inode `ino`.
     pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
         let i = usize::try_from(ino.checked_sub(1)?).ok()?;
-        self.slots.get_mut(i)?.inode.as_mut()
+        self.slots.get_mut(i)?.as_mut()
     }
 
-    /// Generation number of `ino`'s slot.
+    /// Generation number of live inode `ino` (0 if there is none).
     pub fn generation(&self, ino: u64) -> u64 {
-        self.slot(ino).map_or(0, |s| s.generation)
+        self.get(ino).map_or(0, |i| u64::from(i.generation))
     }
 
     /// Records one more kernel reference (a successful lookup-like reply).
@@ -371,11 +372,10 @@ impl InodeTable {
         if i.nlink > 0 || i.lookups() > 0 {
             return None;
         }
-        let slot = &mut self.slots[(ino - 1) as usize];
-        let inode = slot.inode.take();
-        self.free.push(ino);
+        let inode = self.slots[(ino - 1) as usize].take()?;
+        self.free.push((ino, inode.generation));
         self.live -= 1;
-        inode
+        Some(inode)
     }
 
     /// Iterates over live `(ino, inode)` pairs.
@@ -383,7 +383,7 @@ impl InodeTable {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.inode.as_ref().map(|n| (i as u64 + 1, n)))
+            .filter_map(|(i, s)| s.as_ref().map(|n| (i as u64 + 1, n)))
     }
 }
 

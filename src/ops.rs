@@ -209,7 +209,7 @@ impl Namespace {
             nlink: i.nlink,
             uid: i.uid,
             gid: i.gid,
-            rdev: i.rdev,
+            rdev: i.rdev(),
             blksize: PAGE as u32,
             flags: 0,
         })
@@ -317,10 +317,11 @@ impl Namespace {
             Kind::Directory => Content::Dir(None),
             Kind::RegularFile => Content::File(Box::default()),
             Kind::Symlink => Content::Symlink(Box::new(spec.target.unwrap_or_default().into())),
-            _ => Content::Special,
+            // Like tmpfs, only device nodes keep a device number.
+            Kind::CharDevice | Kind::BlockDevice => Content::Special(spec.rdev),
+            Kind::Fifo | Kind::Socket => Content::Special(0),
         };
-        let mut inode = Inode::new(spec.kind, perm as u16, spec.uid, gid, content);
-        inode.rdev = spec.rdev;
+        let inode = Inode::new(spec.kind, perm as u16, spec.uid, gid, content);
         let is_dir = spec.kind == Kind::Directory;
         let (ino, _) = self.inodes.insert(inode);
         let node = match self.trie.insert(dir, name, ino, is_dir) {

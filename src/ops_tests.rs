@@ -2265,3 +2265,36 @@ fn fallocate_flags_match_linux() {
     assert_eq!(FALLOC_KEEP_SIZE, libc::FALLOC_FL_KEEP_SIZE);
     assert_eq!(FALLOC_PUNCH_HOLE, libc::FALLOC_FL_PUNCH_HOLE);
 }
+
+#[test]
+fn only_device_nodes_keep_a_device_number() {
+    let mut ns = ns();
+    let rdev = (8 << 8) | 1;
+    for (name, kind, want) in [
+        ("c", Kind::CharDevice, rdev),
+        ("b", Kind::BlockDevice, rdev),
+        ("p", Kind::Fifo, 0),
+        ("s", Kind::Socket, 0),
+        ("f", Kind::RegularFile, 0),
+    ] {
+        let s = NewNode { rdev, ..spec(kind) };
+        let e = ns.create_node(ROOT_INO, os(name), s).unwrap();
+        assert_eq!(e.attr.rdev, want, "{kind:?}");
+    }
+}
+
+#[test]
+fn generations_survive_many_reuses_of_one_number() {
+    let mut ns = ns();
+    let (mut last, mut number) = (0, None);
+    for _ in 0..100 {
+        let f = mkfile(&mut ns, ROOT_INO, "f");
+        assert!(number.is_none_or(|n| n == f), "inode number not reused");
+        number = Some(f);
+        let g = ns.generation(f);
+        assert!(g > last, "generation {g} after {last}");
+        last = g;
+        ns.unlink(ROOT_INO, os("f")).unwrap();
+        ns.forget(f, 1);
+    }
+}
