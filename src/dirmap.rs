@@ -20,6 +20,11 @@ struct Entry {
     node: NodeId,
 }
 
+/// The name of `e` in the arena `names`.
+fn name_in<'a>(names: &'a [u8], e: &Entry) -> &'a [u8] {
+    &names[e.at as usize..e.at as usize + e.len as usize]
+}
+
 /// Arenas smaller than this are never compacted.
 const COMPACT_MIN: usize = 4096;
 
@@ -56,7 +61,7 @@ impl DirMap {
     }
 
     fn name(&self, e: &Entry) -> &[u8] {
-        &self.names[e.at as usize..e.at as usize + e.len as usize]
+        name_in(&self.names, e)
     }
 
     /// The node named `name` (whose cookie is `c`).
@@ -101,7 +106,7 @@ impl DirMap {
     /// Points the existing `name` at `node`; false if the name is absent.
     pub(crate) fn set(&mut self, c: u64, name: &[u8], node: NodeId) -> bool {
         let names = &self.names;
-        let is = |e: &Entry| &names[e.at as usize..e.at as usize + e.len as usize] == name;
+        let is = |e: &Entry| name_in(names, e) == name;
         if let Some(e) = self.map.get_mut(&c)
             && is(e)
         {
@@ -155,7 +160,7 @@ impl DirMap {
             .chain(self.collided.iter_mut().map(|(_, e)| e));
         for e in entries {
             let at = names.len() as u32;
-            names.extend_from_slice(&self.names[e.at as usize..e.at as usize + e.len as usize]);
+            names.extend_from_slice(name_in(&self.names, e));
             e.at = at;
         }
         self.names = names;
