@@ -171,7 +171,12 @@ pub fn write_image<W: Write>(ns: &Namespace, w: W) -> Result<Summary, io::Error>
             put_time(b, t);
         }
         b.extend_from_slice(&i.file().map_or(0, |d| d.size()).to_le_bytes());
-        let xattrs: Vec<_> = i.xattrs.iter().flat_map(|x| x.iter()).collect();
+        let xattrs: Vec<_> = ns
+            .inodes
+            .xattrs(ino)
+            .iter()
+            .flat_map(|x| x.iter())
+            .collect();
         b.extend_from_slice(&(xattrs.len() as u32).to_le_bytes());
         for (k, v) in xattrs {
             b.extend_from_slice(&(k.len() as u16).to_le_bytes());
@@ -487,9 +492,11 @@ fn load_inode(
     i.atime = atime;
     i.mtime = mtime;
     i.ctime = ctime;
-    i.xattrs = (!xattrs.is_empty()).then(|| Box::new(xattrs));
     if let Some(d) = i.file_mut() {
         d.truncate(size);
+    }
+    for (k, v) in &xattrs {
+        ns.inodes.set_xattr(ino, k, v);
     }
     map.insert(old, ino);
     Ok(())

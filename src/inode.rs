@@ -6,7 +6,7 @@
 //! gets a new generation number, so the pair (ino, generation) never names
 //! two different files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -175,7 +175,7 @@ pub enum Content {
 /// Extended attributes: name to value.
 pub type Xattrs = BTreeMap<Box<[u8]>, Box<[u8]>>;
 
-/// One file, directory, symlink or special file (88 bytes: the fields are
+/// One file, directory, symlink or special file (80 bytes: the fields are
 /// ordered and packed so that a million directories stay small).
 #[derive(Debug)]
 pub struct Inode {
@@ -201,8 +201,6 @@ pub struct Inode {
     /// References the kernel holds (lookups not yet forgotten). Atomic so
     /// that lookups can count under the namespace's read lock.
     pub lookups: AtomicU64,
-    /// Extended attributes, allocated on first use.
-    pub xattrs: Option<Box<Xattrs>>,
     /// Type-specific contents.
     pub content: Content,
 }
@@ -222,7 +220,6 @@ impl Inode {
             generation: 1,
             nlink: if kind == Kind::Directory { 2 } else { 1 },
             lookups: AtomicU64::new(0),
-            xattrs: None,
             content,
         }
     }
@@ -299,6 +296,9 @@ pub struct InodeTable {
     slots: Vec<Option<Inode>>,
     free: Vec<(u64, u32)>,
     live: u64,
+    /// Extended attributes by inode number, kept out of [`Inode`]: few
+    /// inodes have any, and every inode would pay 8 bytes for a pointer.
+    xattrs: HashMap<u64, Xattrs>,
 }
 
 impl InodeTable {
@@ -373,9 +373,35 @@ impl InodeTable {
             return None;
         }
         let inode = self.slots[(ino - 1) as usize].take()?;
+        self.xattrs.remove(&ino);
         self.free.push((ino, inode.generation));
         self.live -= 1;
         Some(inode)
+    }
+
+    /// The extended attributes of `ino`, if it has any.
+    pub fn xattrs(&self, ino: u64) -> Option<&Xattrs> {
+        self.xattrs.get(&ino)
+    }
+
+    /// Sets extended attribute `name` of live inode `ino`.
+    pub fn set_xattr(&mut self, ino: u64, name: &[u8], value: &[u8]) {
+        if self.get(ino).is_some() {
+            self.xattrs
+                .entry(ino)
+                .or_default()
+                .insert(name.into(), value.into());
+        }
+    }
+
+    /// Removes extended attribute `name` of `ino`, returning its value.
+    pub fn remove_xattr(&mut self, ino: u64, name: &[u8]) -> Option<Box<[u8]>> {
+        let x = self.xattrs.get_mut(&ino)?;
+        let v = x.remove(name);
+        if x.is_empty() {
+            self.xattrs.remove(&ino);
+        }
+        v
     }
 
     /// Iterates over live `(ino, inode)` pairs.
@@ -496,7 +522,7 @@ mod tests {
     #[test]
     fn compact_layout() {
         assert!(std::mem::size_of::<Content>() <= 16);
-        assert!(std::mem::size_of::<Inode>() <= 88);
+        assert!(std::mem::size_of::<Inode>() <= 80);
         assert_eq!(
             std::mem::size_of::<Option<Inode>>(),
             std::mem::size_of::<Inode>()

@@ -1317,10 +1317,7 @@ fn xattr_set_get_list_remove() {
     ns.removexattr(f, &x("trusted.t")).unwrap();
     ns.removexattr(f, &x("security.s")).unwrap();
     assert_eq!(ns.listxattr(f, 0).unwrap(), XattrReply::Size(0));
-    assert!(
-        ns.inodes.get(f).unwrap().xattrs.is_none(),
-        "freed when empty"
-    );
+    assert!(ns.inodes.xattrs(f).is_none(), "freed when empty");
     assert_eq!(
         ns.removexattr(f, &x("user.never")).unwrap_err(),
         e(libc::ENODATA)
@@ -2297,4 +2294,27 @@ fn generations_survive_many_reuses_of_one_number() {
         ns.unlink(ROOT_INO, os("f")).unwrap();
         ns.forget(f, 1);
     }
+}
+
+#[test]
+fn xattrs_go_with_the_inode_not_with_its_number() {
+    let mut ns = ns();
+    let x = |s: &str| OsStr::new(s).to_owned();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.setxattr(f, &x("user.a"), b"1", 0).unwrap();
+    ns.unlink(ROOT_INO, os("f")).unwrap();
+    // Still open (a kernel reference): the attributes stay readable.
+    assert!(matches!(
+        ns.getxattr(f, &x("user.a"), 0),
+        Ok(XattrReply::Size(1))
+    ));
+    ns.forget(f, 1);
+    // The number is reused by a new file, which has no attributes.
+    let g = mkfile(&mut ns, ROOT_INO, "g");
+    assert_eq!(g, f, "inode number reused");
+    assert_eq!(ns.listxattr(g, 0).unwrap(), XattrReply::Size(0));
+    assert_eq!(
+        ns.getxattr(g, &x("user.a"), 0).unwrap_err(),
+        e(libc::ENODATA)
+    );
 }

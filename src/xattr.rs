@@ -4,7 +4,6 @@
 use std::ffi::OsStr;
 use std::time::SystemTime;
 
-use crate::inode::Xattrs;
 use crate::ops::{Error, Namespace, Res, err};
 
 /// Reply of `getxattr`/`listxattr`: the needed size or the bytes.
@@ -62,18 +61,19 @@ impl Namespace {
     pub fn setxattr(&mut self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Res<()> {
         let name = name.as_bytes_checked();
         xattr_name_check(name, false)?;
-        let i = self.inode_mut(ino)?;
-        let exists = i.xattrs.as_ref().is_some_and(|x| x.contains_key(name));
+        self.inode(ino)?;
+        let exists = self
+            .inodes
+            .xattrs(ino)
+            .is_some_and(|x| x.contains_key(name));
         if flags & libc::XATTR_CREATE != 0 && exists {
             return err(libc::EEXIST);
         }
         if flags & libc::XATTR_REPLACE != 0 && !exists {
             return err(libc::ENODATA);
         }
-        i.xattrs
-            .get_or_insert_with(|| Box::new(Xattrs::new()))
-            .insert(name.into(), value.into());
-        i.ctime = SystemTime::now().into();
+        self.inodes.set_xattr(ino, name, value);
+        self.inode_mut(ino)?.ctime = SystemTime::now().into();
         Ok(())
     }
 
@@ -81,10 +81,10 @@ impl Namespace {
     pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Res<XattrReply> {
         let name = name.as_bytes_checked();
         xattr_name_check(name, true)?;
-        let i = self.inode(ino)?;
-        let v = i
-            .xattrs
-            .as_ref()
+        self.inode(ino)?;
+        let v = self
+            .inodes
+            .xattrs(ino)
             .and_then(|x| x.get(name))
             .ok_or(Error(libc::ENODATA))?;
         sized_reply(v.to_vec(), size)
@@ -92,9 +92,9 @@ impl Namespace {
 
     /// Lists extended attribute names, NUL-terminated.
     pub fn listxattr(&self, ino: u64, size: u32) -> Res<XattrReply> {
-        let i = self.inode(ino)?;
+        self.inode(ino)?;
         let mut out = Vec::new();
-        for k in i.xattrs.iter().flat_map(|x| x.keys()) {
+        for k in self.inodes.xattrs(ino).iter().flat_map(|x| x.keys()) {
             out.extend_from_slice(k);
             out.push(0);
         }
@@ -105,15 +105,11 @@ impl Namespace {
     pub fn removexattr(&mut self, ino: u64, name: &OsStr) -> Res<()> {
         let name = name.as_bytes_checked();
         xattr_name_check(name, false)?;
-        let i = self.inode_mut(ino)?;
-        i.xattrs
-            .as_mut()
-            .and_then(|x| x.remove(name))
+        self.inode(ino)?;
+        self.inodes
+            .remove_xattr(ino, name)
             .ok_or(Error(libc::ENODATA))?;
-        if i.xattrs.as_ref().is_some_and(|x| x.is_empty()) {
-            i.xattrs = None;
-        }
-        i.ctime = SystemTime::now().into();
+        self.inode_mut(ino)?.ctime = SystemTime::now().into();
         Ok(())
     }
 }
