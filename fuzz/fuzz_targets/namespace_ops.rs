@@ -654,7 +654,7 @@ impl Fuzz {
                 assert!(generation > old, "inode {ino} reused with generation {generation} <= {old}");
             }
             self.generations.insert(ino, generation);
-            assert!(inode.xattrs.is_none(), "new inode {ino} has xattrs");
+            assert!(self.ns.inodes.xattrs(ino).is_none(), "new inode {ino} has xattrs");
             let lookups = u64::from(fresh == Some(ino));
             assert_eq!(inode.lookups(), lookups, "new inode {ino} has lookups");
             let file = (inode.kind == Kind::RegularFile).then(|| {
@@ -708,14 +708,16 @@ impl Fuzz {
             let inode = self.ns.inodes.get(ino).unwrap();
             assert_eq!(inode.kind, m.kind, "kind of {ino}");
             assert_eq!(inode.lookups(), m.lookups, "after {what:?}: lookups of inode {ino}");
-            let xa: BTreeMap<Vec<u8>, Vec<u8>> = inode
-                .xattrs
+            let xa: BTreeMap<Vec<u8>, Vec<u8>> = self
+                .ns
+                .inodes
+                .xattrs(ino)
                 .iter()
                 .flat_map(|x| x.iter())
                 .map(|(k, v)| (k.to_vec(), v.to_vec()))
                 .collect();
             assert_eq!(xa, m.xattrs, "after {what:?}: xattrs of {ino}");
-            assert!(inode.xattrs.as_ref().is_none_or(|x| !x.is_empty()), "empty xattr map kept");
+            assert!(self.ns.inodes.xattrs(ino).is_none_or(|x| !x.is_empty()), "empty xattr map kept");
             if let Some(t) = &m.target {
                 assert_eq!(self.ns.readlink(ino).ok(), Some(&t[..]), "symlink target of {ino}");
             }
