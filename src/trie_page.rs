@@ -95,7 +95,7 @@ impl<V> Trie<V> {
                     last: None,
                 }]
             }
-            Some(after) => self.resume_stack(id, after),
+            Some(after) => self.resume_stack(id, after, &mut enter),
         };
         let mut used = 0;
         while let Some(top) = stack.last_mut() {
@@ -133,10 +133,17 @@ impl<V> Trie<V> {
 
     /// The frames that continue a listing right after the path `after`.
     /// Components that no longer exist still position the listing, by
-    /// their cookie and name.
-    fn resume_stack<'a>(&'a self, id: NodeId, after: &'a [u8]) -> Vec<Frame<'a>> {
+    /// their cookie and name. The cursor comes from the caller, so every
+    /// directory on it is put to `enter` again: a made-up cursor cannot
+    /// resume inside a directory the caller may not list.
+    fn resume_stack<'a>(
+        &'a self,
+        id: NodeId,
+        after: &'a [u8],
+        enter: &mut impl FnMut(NodeId) -> bool,
+    ) -> Vec<Frame<'a>> {
         let mut stack = Vec::new();
-        let mut node = Some(id);
+        let mut node = Some(id).filter(|&n| enter(n));
         let mut prefix = Vec::new();
         for comp in after.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
             let Some(n) = node else { break };
@@ -147,7 +154,7 @@ impl<V> Trie<V> {
             });
             node = self
                 .child(n, std::ffi::OsStr::from_bytes(comp))
-                .filter(|&c| self.is_dir(c));
+                .filter(|&c| self.is_dir(c) && enter(c));
             prefix.extend_from_slice(comp);
             prefix.push(b'/');
         }

@@ -1471,6 +1471,31 @@ fn leaves_page_skips_refused_directories() {
     assert_eq!((page.paths.len(), page.skipped, page.done), (0, 1, true));
 }
 
+#[test]
+fn leaves_page_cursor_cannot_reach_into_refused_directories() {
+    let mut t: Trie = Trie::new();
+    for p in ["/open/a", "/closed/a", "/closed/b", "/closed/c"] {
+        t.add(p).unwrap();
+    }
+    let closed = t.lookup("/closed").unwrap();
+    // A cursor made up by the caller, pointing inside the refused directory.
+    for cursor in [&b"closed/a"[..], b"closed", b"closed/zzz"] {
+        let page = t
+            .leaves_page(t.root(), Some(cursor), 1 << 10, |n| n != closed)
+            .unwrap();
+        assert!(
+            page.paths.iter().all(|p| !p.starts_with(b"closed/")),
+            "cursor {:?} listed {:?}",
+            os(cursor),
+            page.paths
+        );
+    }
+    let page = t
+        .leaves_page(closed, Some(b"a"), 1 << 10, |n| n != closed)
+        .unwrap();
+    assert!(page.paths.is_empty() && page.done);
+}
+
 fn small_paths() -> impl Strategy<Value = Vec<Vec<u8>>> {
     let comp = prop::sample::select(vec![&b"a"[..], b"b", b"cc", b"d", b"eee", b"f"]);
     let path = prop::collection::vec(comp, 1..5).prop_map(|cs| {
