@@ -95,12 +95,12 @@ impl TrieFs {
     /// Where the session's [`Notifier`] goes once the session is created.
     /// Without one, a directory's link count or times can stay stale in
     /// the kernel's attribute cache after a concurrent change (see
-    /// `dirs_changed`).
+    /// `dir_changed`).
     pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
         self.notifier.clone()
     }
 
-    /// Called after changing the entries of `dirs`, before replying.
+    /// Called after changing the entries of `dir`, before replying.
     ///
     /// The kernel only marks a parent's attributes invalid when a mkdir,
     /// rmdir, create, unlink or rename returns; it does not bump the
@@ -111,17 +111,11 @@ impl TrieFs {
     /// is discarded. Sent before our reply, it keeps the old value from
     /// sticking; a single `stat` racing with the change can still see it
     /// (the kernel's own race, documented in the README).
-    fn dirs_changed(&self, dirs: &[u64]) {
-        let Some(n) = self.notifier.get() else {
-            return;
-        };
-        for (i, &dir) in dirs.iter().enumerate() {
-            if dirs[..i].contains(&dir) {
-                continue;
-            }
-            if let Err(e) = n.inval_inode(INodeNo(dir), -1, 0) {
-                debug!("inval_inode ino {dir}: {e}");
-            }
+    fn dir_changed(&self, dir: u64) {
+        if let Some(n) = self.notifier.get()
+            && let Err(e) = n.inval_inode(INodeNo(dir), -1, 0)
+        {
+            debug!("inval_inode ino {dir}: {e}");
         }
     }
 
@@ -154,7 +148,7 @@ impl TrieFs {
     ) {
         match r {
             Ok(e) => {
-                self.dirs_changed(&[parent]);
+                self.dir_changed(parent);
                 reply.entry(&TTL, &e.attr, Generation(e.generation))
             }
             Err(e) => reply.error(fail(op, parent, Some(name), e)),
@@ -301,7 +295,7 @@ impl Filesystem for TrieFs {
             let r = self.ns.write().unlink(parent.0, name);
             match r {
                 Ok(()) => {
-                    self.dirs_changed(&[parent.0]);
+                    self.dir_changed(parent.0);
                     reply.ok()
                 }
                 Err(e) => reply.error(fail("unlink", parent.0, Some(name), e)),
@@ -314,7 +308,7 @@ impl Filesystem for TrieFs {
             let r = self.ns.write().rmdir(parent.0, name);
             match r {
                 Ok(()) => {
-                    self.dirs_changed(&[parent.0]);
+                    self.dir_changed(parent.0);
                     reply.ok()
                 }
                 Err(e) => reply.error(fail("rmdir", parent.0, Some(name), e)),
@@ -360,7 +354,10 @@ impl Filesystem for TrieFs {
                 .rename(parent.0, name, newparent.0, newname, flags.bits());
             match r {
                 Ok(()) => {
-                    self.dirs_changed(&[parent.0, newparent.0]);
+                    self.dir_changed(parent.0);
+                    if newparent != parent {
+                        self.dir_changed(newparent.0);
+                    }
                     reply.ok()
                 }
                 Err(e) => reply.error(fail("rename", parent.0, Some(name), e)),
@@ -644,7 +641,7 @@ impl Filesystem for TrieFs {
             let r = self.ns.write().create_node(parent.0, name, spec);
             match r {
                 Ok(e) => {
-                    self.dirs_changed(&[parent.0]);
+                    self.dir_changed(parent.0);
                     reply.created(
                         &TTL,
                         &e.attr,

@@ -224,6 +224,26 @@ impl Inode {
         }
     }
 
+    /// Whether mode bits let `uid`, a member of the groups `in_group`
+    /// accepts, access this inode for `mask` (`R_OK | W_OK | X_OK` bits), as
+    /// the kernel decides it: owner, else group, else other bits; root may
+    /// do anything but execute a file nobody can execute.
+    pub fn permits(&self, uid: u32, in_group: impl Fn(u32) -> bool, mask: u32) -> bool {
+        let perm = u32::from(self.perm);
+        if uid == 0 {
+            let any_x = perm & 0o111 != 0 || self.kind == Kind::Directory;
+            return mask & libc::X_OK as u32 == 0 || any_x;
+        }
+        let bits = if uid == self.uid {
+            perm >> 6
+        } else if in_group(self.gid) {
+            perm >> 3
+        } else {
+            perm
+        };
+        mask & !bits & 7 == 0
+    }
+
     /// Device number (0 unless a device node).
     pub fn rdev(&self) -> u32 {
         match self.content {

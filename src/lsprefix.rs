@@ -22,6 +22,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::inode::Inode;
 use crate::ops::{Error, Namespace};
 use crate::trie::LeafPage;
 
@@ -71,18 +72,10 @@ impl Caller {
         Caller { uid, gid, groups }
     }
 
-    fn can_list(&self, perm: u32, uid: u32, gid: u32) -> bool {
-        if self.uid == 0 {
-            return true;
-        }
-        let bits = if self.uid == uid {
-            perm >> 6
-        } else if self.gid == gid || self.groups.contains(&gid) {
-            perm >> 3
-        } else {
-            perm
-        };
-        bits & 0o5 == 0o5
+    /// Whether the caller may read and search directory `i`.
+    fn may_list(&self, i: &Inode) -> bool {
+        let in_group = |g| g == self.gid || self.groups.contains(&g);
+        i.permits(self.uid, in_group, (libc::R_OK | libc::X_OK) as u32)
     }
 }
 
@@ -102,7 +95,7 @@ impl Namespace {
             self.trie
                 .value(n)
                 .and_then(|&i| self.inodes.get(i))
-                .is_some_and(|i| caller.can_list(u32::from(i.perm), i.uid, i.gid))
+                .is_some_and(|i| caller.may_list(i))
         };
         Ok(self.trie.leaves_page(node, after, budget, enter)?)
     }
@@ -203,6 +196,7 @@ pub fn list(dir: &Path, mut each: impl FnMut(&OsStr)) -> io::Result<Listed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inode::{Content, Kind};
 
     #[test]
     fn request_and_reply_round_trip() {
@@ -225,24 +219,26 @@ mod tests {
 
     #[test]
     fn permission_to_list() {
+        let dir =
+            |perm: u16, uid, gid| Inode::new(Kind::Directory, perm, uid, gid, Content::Dir(None));
         let c = Caller {
             uid: 1000,
             gid: 100,
             groups: vec![50],
         };
-        assert!(c.can_list(0o500, 1000, 0));
+        assert!(c.may_list(&dir(0o500, 1000, 0)));
         assert!(
-            !c.can_list(0o077, 1000, 100),
+            !c.may_list(&dir(0o077, 1000, 100)),
             "owner bits decide for the owner"
         );
-        assert!(c.can_list(0o050, 0, 50), "supplementary group");
-        assert!(!c.can_list(0o040, 0, 100), "read without search");
-        assert!(c.can_list(0o005, 0, 0));
+        assert!(c.may_list(&dir(0o050, 0, 50)), "supplementary group");
+        assert!(!c.may_list(&dir(0o040, 0, 100)), "read without search");
+        assert!(c.may_list(&dir(0o005, 0, 0)));
         let root = Caller {
             uid: 0,
             gid: 0,
             groups: vec![],
         };
-        assert!(root.can_list(0, 1, 1));
+        assert!(root.may_list(&dir(0, 1, 1)));
     }
 }

@@ -551,27 +551,11 @@ impl Namespace {
         if mask == libc::F_OK {
             return Ok(());
         }
-        let perm = u32::from(i.perm);
-        if uid == 0 {
-            // Root may do anything but execute a file nobody can execute.
-            let any_x = perm & 0o111 != 0 || i.kind == Kind::Directory;
-            return if mask & libc::X_OK != 0 && !any_x {
-                err(libc::EACCES)
-            } else {
-                Ok(())
-            };
-        }
-        let bits = if uid == i.uid {
-            (perm >> 6) & 7
-        } else if gid == i.gid {
-            (perm >> 3) & 7
+        if i.permits(uid, |g| g == gid, mask as u32) {
+            Ok(())
         } else {
-            perm & 7
-        };
-        if (mask as u32) & !bits & 7 != 0 {
-            return err(libc::EACCES);
+            err(libc::EACCES)
         }
-        Ok(())
     }
 
     /// Number of data pages stored.

@@ -27,7 +27,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use common::{Tmpfs, TriefsMount, can_mount, cpath, errno};
+use common::{Errno, Tmpfs, TriefsMount, can_mount, cpath, errno};
 
 // ---------------------------------------------------------------------------
 // Users.
@@ -158,42 +158,6 @@ fn sysctl(name: &str) -> u32 {
 // ---------------------------------------------------------------------------
 // Outcomes.
 // ---------------------------------------------------------------------------
-
-/// An errno, printed by name.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Errno(i32);
-
-impl fmt::Debug for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self.0 {
-            libc::EPERM => "EPERM",
-            libc::ENOENT => "ENOENT",
-            libc::EIO => "EIO",
-            libc::EBADF => "EBADF",
-            libc::EACCES => "EACCES",
-            libc::EEXIST => "EEXIST",
-            libc::EXDEV => "EXDEV",
-            libc::ENOTDIR => "ENOTDIR",
-            libc::EISDIR => "EISDIR",
-            libc::EINVAL => "EINVAL",
-            libc::ETXTBSY => "ETXTBSY",
-            libc::EFBIG => "EFBIG",
-            libc::ENOSPC => "ENOSPC",
-            libc::EROFS => "EROFS",
-            libc::ENAMETOOLONG => "ENAMETOOLONG",
-            libc::ENOSYS => "ENOSYS",
-            libc::ENOTEMPTY => "ENOTEMPTY",
-            libc::ELOOP => "ELOOP",
-            libc::ENODATA => "ENODATA",
-            libc::EOPNOTSUPP => "EOPNOTSUPP",
-            libc::ERANGE => "ERANGE",
-            libc::ENOEXEC => "ENOEXEC",
-            libc::E2BIG => "E2BIG",
-            _ => return write!(f, "errno {}", self.0),
-        };
-        f.write_str(name)
-    }
-}
 
 /// What one check's system call did.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

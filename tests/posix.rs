@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Tmpfs, TriefsMount, errno};
+use common::{Errno, Tmpfs, TriefsMount, errno};
 
 // ---------------------------------------------------------------------------
 // Values with readable Debug output (they end up in failure messages).
@@ -52,47 +52,6 @@ impl fmt::Debug for B {
 
 fn b(s: impl AsRef<[u8]>) -> B {
     B(s.as_ref().to_vec())
-}
-
-/// An errno, printed by name.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Errno(i32);
-
-impl fmt::Debug for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = match self.0 {
-            libc::EPERM => "EPERM",
-            libc::ENOENT => "ENOENT",
-            libc::EIO => "EIO",
-            libc::ENXIO => "ENXIO",
-            libc::E2BIG => "E2BIG",
-            libc::EBADF => "EBADF",
-            libc::EACCES => "EACCES",
-            libc::EBUSY => "EBUSY",
-            libc::EEXIST => "EEXIST",
-            libc::EXDEV => "EXDEV",
-            libc::ENODEV => "ENODEV",
-            libc::ENOTDIR => "ENOTDIR",
-            libc::EISDIR => "EISDIR",
-            libc::EINVAL => "EINVAL",
-            libc::EFBIG => "EFBIG",
-            libc::ENOSPC => "ENOSPC",
-            libc::ESPIPE => "ESPIPE",
-            libc::EROFS => "EROFS",
-            libc::EMLINK => "EMLINK",
-            libc::ERANGE => "ERANGE",
-            libc::ENAMETOOLONG => "ENAMETOOLONG",
-            libc::ENOSYS => "ENOSYS",
-            libc::ENOTEMPTY => "ENOTEMPTY",
-            libc::ELOOP => "ELOOP",
-            libc::ENODATA => "ENODATA",
-            libc::EOPNOTSUPP => "EOPNOTSUPP",
-            libc::ENOTCONN => "ENOTCONN",
-            libc::ETXTBSY => "ETXTBSY",
-            _ => return write!(f, "errno {}", self.0),
-        };
-        f.write_str(n)
-    }
 }
 
 /// Open flags, printed symbolically.

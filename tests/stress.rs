@@ -162,20 +162,19 @@ impl Daemon {
 
     /// Waits for the daemon to exit, killing it by PID after `timeout`.
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                return Some(st);
-            }
-            if start.elapsed() > timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                unmount(&self.mnt);
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        common::wait_daemon(&mut self.child, &self.mnt, timeout)
+    }
+
+    /// Unmounts and requires a clean exit (0; 3 would be a failed
+    /// consistency check), showing the daemon's log otherwise.
+    fn finish(mut self) {
+        let st = self.unmount_and_wait();
+        assert_eq!(
+            st.code(),
+            Some(0),
+            "daemon exit {st} (3 = consistency check failed)\n{}",
+            self.log_text()
+        );
     }
 }
 
@@ -1322,13 +1321,7 @@ fn concurrent_chaos_keeps_structures_consistent() {
         (before.f_ffree, before.f_bfree),
         "free inodes/blocks (after, before) not restored after rm -rf and drop_caches"
     );
-    let st = d.unmount_and_wait();
-    assert_eq!(
-        st.code(),
-        Some(0),
-        "daemon exit {st} (3 = consistency check failed)\n{}",
-        d.log_text()
-    );
+    d.finish();
     eprintln!("chaos: done in {:.1} s", t0.elapsed().as_secs_f64());
 }
 
@@ -1421,13 +1414,7 @@ fn parallel_hard_links_keep_nlink_true() {
     drop_caches("2");
     check("after drop_caches");
 
-    let st = d.unmount_and_wait();
-    assert_eq!(
-        st.code(),
-        Some(0),
-        "daemon exit {st} (3 = consistency check failed)\n{}",
-        d.log_text()
-    );
+    d.finish();
     eprintln!("links: done in {:.1} s", t0.elapsed().as_secs_f64());
 }
 
@@ -1475,7 +1462,7 @@ fn size_limit_enospc_and_recovery() {
         return;
     }
     let _serial = serial();
-    let mut d = Daemon::start(&["-o", "size=8m"], &[("TRIEFS_CHECK", "1")]);
+    let d = Daemon::start(&["-o", "size=8m"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
     let s = statvfs(&mnt);
     assert_eq!(
@@ -1593,8 +1580,7 @@ fn size_limit_enospc_and_recovery() {
     assert_eq!(fs::read(mnt.join("after")).expect("read after"), data);
     assert_eq!(statvfs(&mnt).f_bfree, 2048 - small_pages - 256);
 
-    let st = d.unmount_and_wait();
-    assert_eq!(st.code(), Some(0), "daemon exit {st}\n{}", d.log_text());
+    d.finish();
 }
 
 #[test]
@@ -1603,7 +1589,7 @@ fn inode_limit_enospc_at_exact_count() {
         return;
     }
     let _serial = serial();
-    let mut d = Daemon::start(&["-o", "nr_inodes=100"], &[("TRIEFS_CHECK", "1")]);
+    let d = Daemon::start(&["-o", "nr_inodes=100"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
     let s = statvfs(&mnt);
     assert_eq!(
@@ -1680,8 +1666,15 @@ fn inode_limit_enospc_at_exact_count() {
     let e = try_create(&mnt.join("again"));
     assert_eq!(e, libc::ENOSPC, "full again: {}", strerror(e));
 
-    let st = d.unmount_and_wait();
-    assert_eq!(st.code(), Some(0), "daemon exit {st}\n{}", d.log_text());
+    d.finish();
+}
+
+/// The daemon's VmRSS (KiB) once `statfs` shows every block free again
+/// (deleted data is freed when the kernel forgets the inodes).
+fn rss_once_all_space_is_back(mnt: &Path, pid: i32) -> u64 {
+    let s = settle_statfs(mnt, |s| s.f_bfree == s.f_blocks);
+    assert_eq!(s.f_bfree, s.f_blocks, "space back after the delete");
+    proc_kib(pid, "VmRSS")
 }
 
 #[test]
@@ -1690,7 +1683,7 @@ fn memory_stays_bounded_when_full() {
         return;
     }
     let _serial = serial();
-    let mut d = Daemon::start(&["-o", "size=256m"], &[("TRIEFS_CHECK", "1")]);
+    let d = Daemon::start(&["-o", "size=256m"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
     let pid = d.pid();
     let rss0 = proc_kib(pid, "VmRSS");
@@ -1734,16 +1727,13 @@ fn memory_stays_bounded_when_full() {
     assert!(hwm < bound, "VmHWM {hwm} KiB over the 320 MiB bound");
 
     fs::remove_file(mnt.join("fill")).expect("rm fill");
-    let s = settle_statfs(&mnt, |s| s.f_bfree == s.f_blocks);
-    assert_eq!(s.f_bfree, s.f_blocks, "space back after rm");
-    let after = proc_kib(pid, "VmRSS");
+    let after = rss_once_all_space_is_back(&mnt, pid);
     eprintln!("size=256m: VmRSS after rm + forget: {} MiB", after / 1024);
     assert!(
         after < rss0 + 32 * 1024,
         "the deleted file's memory stayed resident: VmRSS {after} KiB (started at {rss0})"
     );
-    let st = d.unmount_and_wait();
-    assert_eq!(st.code(), Some(0), "daemon exit {st}\n{}", d.log_text());
+    d.finish();
 }
 
 #[test]
@@ -1752,7 +1742,7 @@ fn memory_comes_back_after_deleting_many_small_files() {
         return;
     }
     let _serial = serial();
-    let mut d = Daemon::start(&[], &[]);
+    let d = Daemon::start(&[], &[]);
     let mnt = d.mnt.clone();
     let pid = d.pid();
     let dir = mnt.join("many");
@@ -1763,9 +1753,7 @@ fn memory_comes_back_after_deleting_many_small_files() {
     }
     let full = proc_kib(pid, "VmRSS");
     fs::remove_dir_all(&dir).expect("rm -r");
-    let s = settle_statfs(&mnt, |s| s.f_bfree == s.f_blocks);
-    assert_eq!(s.f_bfree, s.f_blocks, "space back after rm -r");
-    let after = proc_kib(pid, "VmRSS");
+    let after = rss_once_all_space_is_back(&mnt, pid);
     eprintln!(
         "1024 x 32 KiB: VmRSS {} MiB full, {} MiB after rm -r",
         full / 1024,
@@ -1776,8 +1764,7 @@ fn memory_comes_back_after_deleting_many_small_files() {
         after + 24 * 1024 < full,
         "VmRSS {after} KiB after deleting 32 MiB of small files (was {full} KiB)"
     );
-    let st = d.unmount_and_wait();
-    assert_eq!(st.code(), Some(0), "daemon exit {st}\n{}", d.log_text());
+    d.finish();
 }
 
 // ---------------------------------------------------------------------------

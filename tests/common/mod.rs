@@ -134,20 +134,7 @@ impl TriefsMount {
 
     /// Waits for the daemon to exit, killing it (by PID) after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                return Some(st);
-            }
-            if start.elapsed() > timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                unmount(&self.mnt);
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_daemon(&mut self.child, &self.mnt, timeout)
     }
 }
 
@@ -158,6 +145,25 @@ impl Drop for TriefsMount {
             let _ = self.wait_exit(Duration::from_secs(10));
         }
         unmount(&self.mnt);
+    }
+}
+
+/// Waits up to `timeout` for the daemon `child` serving `mnt` to exit;
+/// past that, kills it by PID, reaps it, clears the mount and returns None.
+pub fn wait_daemon(child: &mut Option<Child>, mnt: &Path, timeout: Duration) -> Option<ExitStatus> {
+    let mut child = child.take()?;
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            unmount(mnt);
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -205,6 +211,48 @@ pub fn short_tempdir() -> tempfile::TempDir {
 /// Converts a path to a C string for raw libc calls.
 pub fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
+}
+
+/// An errno, printed by name in assertion messages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl std::fmt::Debug for Errno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.0 {
+            libc::EPERM => "EPERM",
+            libc::ENOENT => "ENOENT",
+            libc::EIO => "EIO",
+            libc::ENXIO => "ENXIO",
+            libc::E2BIG => "E2BIG",
+            libc::ENOEXEC => "ENOEXEC",
+            libc::EBADF => "EBADF",
+            libc::EACCES => "EACCES",
+            libc::EBUSY => "EBUSY",
+            libc::EEXIST => "EEXIST",
+            libc::EXDEV => "EXDEV",
+            libc::ENODEV => "ENODEV",
+            libc::ENOTDIR => "ENOTDIR",
+            libc::EISDIR => "EISDIR",
+            libc::EINVAL => "EINVAL",
+            libc::ETXTBSY => "ETXTBSY",
+            libc::EFBIG => "EFBIG",
+            libc::ENOSPC => "ENOSPC",
+            libc::ESPIPE => "ESPIPE",
+            libc::EROFS => "EROFS",
+            libc::EMLINK => "EMLINK",
+            libc::ERANGE => "ERANGE",
+            libc::ENAMETOOLONG => "ENAMETOOLONG",
+            libc::ENOSYS => "ENOSYS",
+            libc::ENOTEMPTY => "ENOTEMPTY",
+            libc::ELOOP => "ELOOP",
+            libc::ENODATA => "ENODATA",
+            libc::EOPNOTSUPP => "EOPNOTSUPP",
+            libc::ENOTCONN => "ENOTCONN",
+            _ => return write!(f, "errno {}", self.0),
+        };
+        f.write_str(name)
+    }
 }
 
 /// The calling thread's errno after a failed libc call.
