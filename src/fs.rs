@@ -678,9 +678,8 @@ impl Filesystem for TrieFs {
             let page = self
                 .ns
                 .read()
-                .leaves_page(ino.0, cursor, lsprefix::PAGE_BUDGET, &caller);
+                .leaves_page(ino.0, cursor, lsprefix::PAGE_LIMITS, &caller);
             match page {
-                Ok(p) if p.paths.is_empty() && !p.done => reply.error(Errno::ENAMETOOLONG),
                 Ok(p) => reply.ioctl(0, &lsprefix::encode_page(&p)),
                 Err(e) => reply.error(fail("ls-prefix", ino.0, None, e)),
             }

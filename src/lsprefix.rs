@@ -5,13 +5,24 @@
 //! through the listing with one ioctl per page ([`IOC_LS`]). A page holds
 //! up to [`IOC_SIZE`] bytes, the most a FUSE ioctl can carry without
 //! CUSE's unrestricted mode; the daemon keeps no state between pages (each
-//! request carries the last path of the previous page).
+//! request carries the cursor the previous page ended with).
 //!
-//! Wire format of one `_IOWR` ioctl of [`IOC_SIZE`] bytes:
-//! - in: `u32` (little-endian) cursor length, then the cursor: the last
-//!   path of the previous page, relative to the directory (empty at first);
-//! - out: `u32` flags ([`FLAG_DONE`], [`FLAG_SKIPPED`]), `u32` count, then
-//!   `count` NUL-terminated paths relative to the directory.
+//! Wire format of one `_IOWR` ioctl of [`IOC_SIZE`] bytes (integers
+//! little-endian):
+//! - in: `u32` cursor length, then the cursor (empty at first, at most
+//!   [`MAX_CURSOR`] bytes);
+//! - out: `u32` flags ([`FLAG_DONE`], [`FLAG_SKIPPED`]), `u32` path count,
+//!   `u32` over-long count, `u32` cursor length, the cursor to send next;
+//!   then the paths, relative to the directory, each NUL-terminated; then
+//!   the over-long records, each `u32` length of the whole path, `u8`
+//!   1 for a directory (nothing under it listed) or 0, and the first
+//!   bytes of the path, NUL-terminated.
+//!
+//! Bounds, because the caller controls the tree and the cursor: a path
+//! longer than [`MAX_PATH`] (the kernel's `PATH_MAX`) is not listed but
+//! reported as over-long, and nothing deeper is walked; one page visits at
+//! most [`PAGE_STEPS`] entries, so the namespace's read lock is held for
+//! about a millisecond per page, however the tree is shaped.
 //!
 //! Directories the caller could not list (read and search permission,
 //! supplementary groups included) are skipped and reported, like `find`.
@@ -24,21 +35,43 @@ use std::path::Path;
 
 use crate::inode::Inode;
 use crate::ops::{Error, Namespace};
-use crate::trie::LeafPage;
+use crate::trie::{LeafPage, PageLimits, TOO_LONG_EXTRA};
 
 /// Bytes exchanged per ioctl: below `_IOC_SIZE`'s 14-bit limit.
 pub const IOC_SIZE: usize = 16 * 1024 - 8;
 
-/// The ioctl number: `_IOWR(0xF7, 0x4C, [u8; IOC_SIZE])`.
-pub const IOC_LS: u32 = (3 << 30) | ((IOC_SIZE as u32) << 16) | (0xF7 << 8) | 0x4C;
+/// The ioctl number: `_IOWR(0xF7, 0x4D, [u8; IOC_SIZE])`. (0x4C was the
+/// first wire format, without cursors or over-long records.)
+pub const IOC_LS: u32 = (3 << 30) | ((IOC_SIZE as u32) << 16) | (0xF7 << 8) | 0x4D;
 
 /// Out flag: the listing is complete.
 pub const FLAG_DONE: u32 = 1;
 /// Out flag: some directories were not listed for lack of permission.
 pub const FLAG_SKIPPED: u32 = 2;
 
-/// Bytes of the out header (flags, count).
-const HEADER: usize = 8;
+/// Longest path listed, relative to the listed directory: `PATH_MAX`.
+/// Longer ones are reported as over-long and nothing under them is walked.
+pub const MAX_PATH: usize = 4096;
+
+/// Longest cursor: a path of [`MAX_PATH`] bytes and one more name.
+pub const MAX_CURSOR: usize = MAX_PATH + 256;
+
+/// Entries visited per page at most: about a millisecond under the read
+/// lock, so writers wait no longer than that for one ls-prefix caller.
+pub const PAGE_STEPS: usize = 16 * 1024;
+
+/// Bytes of the out header (flags, count, over-long count, cursor length).
+const HEADER: usize = 16;
+
+/// Bytes of paths one page may hold: room is left for the longest cursor.
+pub const PAGE_BUDGET: usize = IOC_SIZE - HEADER - MAX_CURSOR;
+
+/// The limits of one page served to a client.
+pub const PAGE_LIMITS: PageLimits = PageLimits {
+    bytes: PAGE_BUDGET,
+    max_path: MAX_PATH,
+    steps: PAGE_STEPS,
+};
 
 /// Who asks: permission to list a directory is checked per directory.
 #[derive(Debug, Clone)]
@@ -87,7 +120,7 @@ impl Namespace {
         &self,
         ino: u64,
         after: Option<&[u8]>,
-        budget: usize,
+        limits: PageLimits,
         caller: &Caller,
     ) -> Result<LeafPage, Error> {
         let node = self.dir_node(ino)?;
@@ -97,15 +130,17 @@ impl Namespace {
                 .and_then(|&i| self.inodes.get(i))
                 .is_some_and(|i| caller.may_list(i))
         };
-        Ok(self.trie.leaves_page(node, after, budget, enter)?)
+        Ok(self.trie.leaves_page(node, after, limits, enter)?)
     }
 }
 
-/// The cursor of a request, `None` when empty; `EINVAL` when malformed.
+/// The cursor of a request, `None` when empty; `EINVAL` when malformed
+/// or longer than [`MAX_CURSOR`].
 pub fn decode_request(data: &[u8]) -> Result<Option<&[u8]>, Error> {
     let len = data
         .get(..4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .filter(|&len| len <= MAX_CURSOR)
         .ok_or(Error(libc::EINVAL))?;
     let cursor = len
         .checked_add(4)
@@ -114,7 +149,7 @@ pub fn decode_request(data: &[u8]) -> Result<Option<&[u8]>, Error> {
     Ok((!cursor.is_empty()).then_some(cursor))
 }
 
-/// The reply to a request: header and NUL-terminated paths.
+/// The reply to a request: header, cursor, paths, over-long records.
 pub fn encode_page(page: &LeafPage) -> Vec<u8> {
     let mut flags = 0;
     if page.done {
@@ -123,33 +158,104 @@ pub fn encode_page(page: &LeafPage) -> Vec<u8> {
     if page.skipped > 0 {
         flags |= FLAG_SKIPPED;
     }
-    let size: usize = page.paths.iter().map(|p| p.len() + 1).sum();
-    let mut out = Vec::with_capacity(HEADER + size);
-    out.extend_from_slice(&flags.to_le_bytes());
-    out.extend_from_slice(&(page.paths.len() as u32).to_le_bytes());
+    let size: usize = page.paths.iter().map(|p| p.len() + 1).sum::<usize>()
+        + page
+            .too_long
+            .iter()
+            .map(|t| t.head.len() + TOO_LONG_EXTRA)
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(HEADER + page.cursor.len() + size);
+    for word in [
+        flags,
+        page.paths.len() as u32,
+        page.too_long.len() as u32,
+        page.cursor.len() as u32,
+    ] {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+    out.extend_from_slice(&page.cursor);
     for p in &page.paths {
         out.extend_from_slice(p);
+        out.push(0);
+    }
+    for t in &page.too_long {
+        out.extend_from_slice(&u32::try_from(t.len).unwrap_or(u32::MAX).to_le_bytes());
+        out.push(u8::from(t.dir));
+        out.extend_from_slice(&t.head);
         out.push(0);
     }
     out
 }
 
-/// Bytes of paths one page may hold.
-pub const PAGE_BUDGET: usize = IOC_SIZE - HEADER;
+/// One item of a listing, as [`list`] hands it over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item<'a> {
+    /// A leaf path relative to the listed directory (empty for the
+    /// directory itself when it is empty).
+    Path(&'a OsStr),
+    /// A path longer than [`MAX_PATH`]: not listed.
+    TooLong {
+        /// Its first bytes.
+        head: &'a OsStr,
+        /// Its whole length in bytes.
+        len: u32,
+        /// It is a directory, and nothing under it is listed either.
+        dir: bool,
+    },
+}
 
 /// What a whole listing reported besides its paths.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Listed {
     /// Paths passed to the callback.
     pub paths: u64,
+    /// Over-long paths passed to the callback.
+    pub too_long: u64,
     /// Some directories were skipped for lack of permission.
     pub skipped: bool,
 }
 
+/// A malformed reply from the daemon.
+fn malformed(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("malformed ls-prefix reply: {what}"),
+    )
+}
+
+/// Reads a reply one field at a time, never past its end.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> io::Result<&'a [u8]> {
+        if n > self.0.len() {
+            return Err(malformed("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> io::Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn cstr(&mut self) -> io::Result<&'a [u8]> {
+        let end = self
+            .0
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| malformed("unterminated path"))?;
+        let s = self.take(end)?;
+        self.take(1)?;
+        Ok(s)
+    }
+}
+
 /// Lists every leaf path under `dir` (inside a triefs mount), calling
-/// `each` with each path relative to `dir` (empty for `dir` itself when
-/// it is an empty directory).
-pub fn list(dir: &Path, mut each: impl FnMut(&OsStr)) -> io::Result<Listed> {
+/// `each` with each path relative to `dir` and with each over-long one.
+pub fn list(dir: &Path, mut each: impl FnMut(Item<'_>)) -> io::Result<Listed> {
     let f = std::fs::File::open(dir)?;
     if !f.metadata()?.is_dir() {
         return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
@@ -160,36 +266,39 @@ pub fn list(dir: &Path, mut each: impl FnMut(&OsStr)) -> io::Result<Listed> {
     loop {
         buf[..4].copy_from_slice(&(cursor.len() as u32).to_le_bytes());
         buf[4..4 + cursor.len()].copy_from_slice(&cursor);
-        // SAFETY: buf is IOC_SIZE bytes, the size encoded in IOC_LS.
+        // SAFETY: buf is IOC_SIZE bytes, the size encoded in IOC_LS, so the
+        // kernel copies at most that many in and out.
         let rc = unsafe { libc::ioctl(f.as_raw_fd(), IOC_LS as _, buf.as_mut_ptr()) };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        let word = |at: usize| u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
-        let (flags, count) = (word(0), word(4) as usize);
+        let mut r = Reader(&buf);
+        let (flags, count, long_count) = (r.u32()?, r.u32()?, r.u32()?);
+        let cursor_len = r.u32()? as usize;
+        if cursor_len > MAX_CURSOR {
+            return Err(malformed("cursor too long"));
+        }
+        let next = r.take(cursor_len)?;
         listed.skipped |= flags & FLAG_SKIPPED != 0;
-        let mut rest = &buf[HEADER..];
-        let mut last: &[u8] = &[];
         for _ in 0..count {
-            let end = rest.iter().position(|&b| b == 0).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, "malformed ls-prefix reply")
-            })?;
-            last = &rest[..end];
-            each(OsStr::from_bytes(last));
+            each(Item::Path(OsStr::from_bytes(r.cstr()?)));
             listed.paths += 1;
-            rest = &rest[end + 1..];
+        }
+        for _ in 0..long_count {
+            let len = r.u32()?;
+            let dir = r.take(1)?[0] != 0;
+            let head = OsStr::from_bytes(r.cstr()?);
+            each(Item::TooLong { head, len, dir });
+            listed.too_long += 1;
         }
         if flags & FLAG_DONE != 0 {
             return Ok(listed);
         }
-        if count == 0 {
-            // The daemon made no progress without finishing: a loop.
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "ls-prefix reply without progress",
-            ));
+        if next.is_empty() || (next == cursor && count == 0 && long_count == 0) {
+            // Not done, yet nowhere further to go: stop rather than loop.
+            return Err(malformed("no progress"));
         }
-        cursor = last.to_vec();
+        cursor = next.to_vec();
     }
 }
 
@@ -207,14 +316,63 @@ mod tests {
         assert_eq!(decode_request(&[0, 0, 0, 0]), Ok(None));
         assert_eq!(decode_request(&[9, 0, 0, 0, 1]), Err(Error(libc::EINVAL)));
         assert_eq!(decode_request(&[1]), Err(Error(libc::EINVAL)));
+        let mut long = vec![0u8; 4 + MAX_CURSOR + 1];
+        long[..4].copy_from_slice(&(MAX_CURSOR as u32 + 1).to_le_bytes());
+        assert_eq!(
+            decode_request(&long),
+            Err(Error(libc::EINVAL)),
+            "a cursor no page can end with"
+        );
         let page = LeafPage {
             paths: vec![b"x".to_vec(), b"y/z".to_vec()],
-            done: true,
+            too_long: vec![crate::trie::TooLong {
+                head: b"d/d".to_vec(),
+                len: 5000,
+                dir: true,
+            }],
+            done: false,
             skipped: 2,
+            cursor: b"y/z".to_vec(),
         };
         let out = encode_page(&page);
-        assert_eq!(&out[..8], &[3, 0, 0, 0, 2, 0, 0, 0]);
-        assert_eq!(&out[8..], b"x\0y/z\0");
+        assert_eq!(
+            &out[..16],
+            &[2, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0]
+        );
+        assert_eq!(&out[16..], b"y/zx\0y/z\0\x88\x13\0\0\x01d/d\0");
+    }
+
+    /// The most a page can hold fits in one ioctl buffer.
+    #[test]
+    fn a_full_page_fits_the_ioctl() {
+        let mut t: crate::trie::Trie = crate::trie::Trie::new();
+        // Over-long records and paths of every length around the limits.
+        let name = "n".repeat(255);
+        let mut deep = String::new();
+        while deep.len() < MAX_PATH + 600 {
+            deep.push('/');
+            deep.push_str(&name);
+            t.add(&deep).unwrap();
+            for i in 0..40 {
+                t.add(format!("{deep}/{i:0>200}")).unwrap();
+            }
+        }
+        let mut after: Option<Vec<u8>> = None;
+        let mut pages = 0;
+        loop {
+            let page = t
+                .leaves_page(t.root(), after.as_deref(), PAGE_LIMITS, |_| true)
+                .unwrap();
+            let out = encode_page(&page);
+            assert!(out.len() <= IOC_SIZE, "page of {} bytes", out.len());
+            assert!(page.cursor.len() <= MAX_CURSOR);
+            pages += 1;
+            if page.done {
+                break;
+            }
+            after = Some(page.cursor);
+        }
+        assert!(pages > 1);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use log::{debug, error, info};
 use triefs::fs::TrieFs;
 use triefs::helper;
 use triefs::image;
+use triefs::lsprefix::Item;
 #[cfg(target_os = "linux")]
 use triefs::mount::mount_fuse;
 use triefs::mountinfo::is_mount_point;
@@ -452,7 +453,26 @@ fn ls_prefix_command(args: &[std::ffi::OsString]) -> ExitCode {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut all: Vec<Vec<u8>> = Vec::new();
     let mut write_err = None;
-    let listed = triefs::lsprefix::list(&dir, |rel| {
+    let listed = triefs::lsprefix::list(&dir, |item| {
+        let rel = match item {
+            Item::Path(rel) => rel,
+            Item::TooLong { head, len, dir } => {
+                let shown = full(head);
+                let shown = String::from_utf8_lossy(&shown[..shown.len() - 1]);
+                let max = triefs::lsprefix::MAX_PATH;
+                if dir {
+                    eprintln!(
+                        "triefs: ls-prefix: {shown}... is a directory whose path is {len} bytes long: \
+                         what lies under it is over the {max}-byte limit and not listed"
+                    );
+                } else {
+                    eprintln!(
+                        "triefs: ls-prefix: {shown}... is {len} bytes long, over the {max}-byte limit: not listed"
+                    );
+                }
+                return;
+            }
+        };
         if unsorted {
             if write_err.is_none()
                 && let Err(e) = out.write_all(&full(rel))
@@ -497,6 +517,8 @@ fn ls_prefix_command(args: &[std::ffi::OsString]) -> ExitCode {
             "triefs: ls-prefix {}: some directories were not listed (permission denied)",
             dir.display()
         );
+    }
+    if listed.skipped || listed.too_long > 0 {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS

@@ -31,7 +31,7 @@ use crate::dirmap::DirMap;
 
 #[path = "trie_page.rs"]
 mod page;
-pub use page::LeafPage;
+pub use page::{LeafPage, PageLimits, TOO_LONG_EXTRA, TOO_LONG_HEAD, TooLong};
 
 /// Longest allowed component name, in bytes (Linux `NAME_MAX`).
 pub const NAME_MAX: usize = 255;

@@ -1388,32 +1388,60 @@ proptest! {
 // Paged leaf listing
 // ---------------------------------------------------------------------------
 
+/// Page limits for tests: `bytes` of paths, no length limit that matters,
+/// no step limit.
+fn bytes(bytes: usize) -> PageLimits {
+    PageLimits {
+        bytes,
+        max_path: usize::MAX,
+        steps: usize::MAX,
+    }
+}
+
 /// Every page of the leaves under `id`, concatenated; between pages
-/// `between` may change the trie.
+/// `between` may change the trie (it is given the last path listed so far).
 fn all_pages(
     t: &mut Trie,
     id: NodeId,
     budget: usize,
-    mut between: impl FnMut(&mut Trie, &[u8]),
+    between: impl FnMut(&mut Trie, &[u8]),
 ) -> Vec<Vec<u8>> {
+    all_pages_with(t, id, bytes(budget), between).0
+}
+
+/// Like [`all_pages`] with any limits; also returns the over-long records
+/// and the number of pages.
+fn all_pages_with(
+    t: &mut Trie,
+    id: NodeId,
+    limits: PageLimits,
+    mut between: impl FnMut(&mut Trie, &[u8]),
+) -> (Vec<Vec<u8>>, Vec<TooLong>, usize) {
     let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut too_long = Vec::new();
+    let mut cursor: Option<Vec<u8>> = None;
+    let mut pages = 0;
     loop {
-        let after = out.last().cloned();
-        if let Some(a) = &after {
-            between(t, a);
+        if let Some(a) = out.last() {
+            let a = a.clone();
+            between(t, &a);
         }
         let page = t
-            .leaves_page(id, after.as_deref(), budget, |_| true)
+            .leaves_page(id, cursor.as_deref(), limits, |_| true)
             .unwrap();
-        assert!(
-            !page.paths.is_empty() || page.done,
-            "no progress after {after:?}"
-        );
-        let done = page.done;
+        pages += 1;
         out.extend(page.paths);
-        if done {
-            return out;
+        too_long.extend(page.too_long);
+        if page.done {
+            assert!(page.cursor.is_empty());
+            return (out, too_long, pages);
         }
+        assert!(
+            cursor.as_ref() != Some(&page.cursor),
+            "no progress at {cursor:?}"
+        );
+        assert!(page.cursor.len() <= limits.max_path.saturating_add(256));
+        cursor = Some(page.cursor);
     }
 }
 
@@ -1440,60 +1468,172 @@ fn leaves_page_lists_an_empty_start_once() {
 fn leaves_page_reports_a_path_longer_than_the_budget() {
     let mut t: Trie = Trie::new();
     t.add("/abcdef/ghijkl").unwrap();
-    let page = t.leaves_page(t.root(), None, 8, |_| true).unwrap();
-    assert!(page.paths.is_empty() && !page.done);
-    let page = t.leaves_page(t.root(), None, 14, |_| true).unwrap();
-    assert_eq!(page.paths, vec![b"abcdef/ghijkl".to_vec()]);
-    assert!(page.done);
+    t.add("/x").unwrap();
+    // 13 bytes do not fit in 12: reported as over-long (with as much of
+    // its head as a page of 12 bytes can hold), not a stuck page.
+    let (paths, long, _) = all_pages_with(&mut t, Trie::<()>::new().root(), bytes(12), |_, _| {});
+    assert_eq!(paths, vec![b"x".to_vec()]);
+    assert_eq!(
+        long,
+        vec![TooLong {
+            head: b"abcd".to_vec(),
+            len: 13,
+            dir: false
+        }]
+    );
+    let page = t.leaves_page(t.root(), None, bytes(16), |_| true).unwrap();
+    let mut got = page.paths.clone();
+    got.sort();
+    assert_eq!(got, vec![b"abcdef/ghijkl".to_vec(), b"x".to_vec()]);
+    assert!(page.done && page.too_long.is_empty());
 }
 
+/// A path deeper than `max_path` is reported once, with its length, and
+/// nothing under it is walked; everything else is listed.
 #[test]
-fn leaves_page_skips_refused_directories() {
+fn leaves_page_reports_over_long_paths_and_lists_the_rest() {
     let mut t: Trie = Trie::new();
-    for p in ["/open/a", "/open/b", "/closed/x/y", "/closed/z", "/empty"] {
-        t.add(p).unwrap();
+    let deep = "/a".repeat(9000);
+    t.add(&deep).unwrap();
+    t.add("/a/b/c").unwrap();
+    t.add("/z").unwrap();
+    let limits = PageLimits {
+        bytes: 1000,
+        max_path: 100,
+        steps: usize::MAX,
+    };
+    let (mut paths, long, _) = all_pages_with(&mut t, Trie::<()>::new().root(), limits, |_, _| {});
+    paths.sort();
+    assert_eq!(paths, vec![b"a/b/c".to_vec(), b"z".to_vec()]);
+    // The directory whose children would pass 100 bytes: "a/a/.../a" of
+    // 99 bytes (50 components).
+    assert_eq!(long.len(), 1, "{long:?}");
+    assert!(long[0].dir);
+    assert_eq!(long[0].len, 99);
+    assert_eq!(long[0].head, "a/".repeat(50).as_bytes()[..99].to_vec());
+    // A leaf just over the limit is reported as a leaf.
+    let mut t: Trie = Trie::new();
+    t.add(format!("/{}", "x".repeat(101))).unwrap();
+    let (paths, long, _) = all_pages_with(&mut t, Trie::<()>::new().root(), limits, |_, _| {});
+    assert!(paths.is_empty());
+    assert_eq!(long.len(), 1);
+    assert!(!long[0].dir);
+    assert_eq!(long[0].len, 101);
+    assert_eq!(long[0].head.len(), TOO_LONG_HEAD.min(101));
+}
+
+/// A page visits at most `steps` children, whatever it finds: a directory
+/// of many refused subdirectories cannot hold the lock for the whole walk.
+#[test]
+fn leaves_page_time_is_bounded_by_steps() {
+    let mut t: Trie = Trie::new();
+    let n = 5000;
+    for i in 0..n {
+        t.add(format!("/d/{i}/x")).unwrap();
     }
-    let closed = t.lookup("/closed").unwrap();
-    let page = t
-        .leaves_page(t.root(), None, 1 << 10, |n| n != closed)
-        .unwrap();
-    let got: BTreeSet<Vec<u8>> = page.paths.into_iter().collect();
-    let want: BTreeSet<Vec<u8>> = ["open/a", "open/b", "empty"]
-        .iter()
-        .map(|s| s.as_bytes().to_vec())
+    t.add("/d/last").unwrap();
+    let d = t.lookup("/d").unwrap();
+    let refused: BTreeSet<NodeId> = t
+        .children(d)
+        .map(|(_, c)| c)
+        .filter(|&c| t.child_count(c) > 0)
         .collect();
-    assert_eq!(got, want);
-    assert_eq!(page.skipped, 1);
-    assert!(page.done);
-    let page = t
-        .leaves_page(closed, None, 1 << 10, |n| n != closed)
-        .unwrap();
-    assert_eq!((page.paths.len(), page.skipped, page.done), (0, 1, true));
+    let limits = PageLimits {
+        bytes: 1 << 20,
+        max_path: 4096,
+        steps: 100,
+    };
+    let mut cursor: Option<Vec<u8>> = None;
+    let (mut pages, mut skipped, mut paths) = (0, 0, Vec::new());
+    loop {
+        let page = t
+            .leaves_page(t.root(), cursor.as_deref(), limits, |c| {
+                !refused.contains(&c)
+            })
+            .unwrap();
+        pages += 1;
+        assert!(
+            page.skipped <= 100,
+            "{} directories refused in one page",
+            page.skipped
+        );
+        skipped += page.skipped;
+        paths.extend(page.paths);
+        if page.done {
+            break;
+        }
+        cursor = Some(page.cursor);
+    }
+    assert_eq!(skipped, n);
+    assert_eq!(paths, vec![b"d/last".to_vec()]);
+    assert!(pages >= n / 100, "{pages} pages");
+    // Paths alone: 5000 leaves, 100 steps a page.
+    let (paths, _, pages) = all_pages_with(&mut t, d, limits, |_, _| {});
+    assert_eq!(paths.len(), n + 1);
+    assert!(pages > n / 100, "{pages} pages");
 }
 
+/// A page's cursor can end inside a directory before its first child
+/// (`dir/`), when the step budget runs out right after entering it.
 #[test]
-fn leaves_page_cursor_cannot_reach_into_refused_directories() {
+fn leaves_page_resumes_inside_a_directory() {
     let mut t: Trie = Trie::new();
-    for p in ["/open/a", "/closed/a", "/closed/b", "/closed/c"] {
+    for p in ["/a/b/c/d", "/a/b/e", "/f"] {
         t.add(p).unwrap();
     }
-    let closed = t.lookup("/closed").unwrap();
-    // A cursor made up by the caller, pointing inside the refused directory.
-    for cursor in [&b"closed/a"[..], b"closed", b"closed/zzz"] {
-        let page = t
-            .leaves_page(t.root(), Some(cursor), 1 << 10, |n| n != closed)
-            .unwrap();
-        assert!(
-            page.paths.iter().all(|p| !p.starts_with(b"closed/")),
-            "cursor {:?} listed {:?}",
-            os(cursor),
-            page.paths
+    for steps in 1..6 {
+        let limits = PageLimits {
+            bytes: 1 << 10,
+            max_path: 4096,
+            steps,
+        };
+        let (mut paths, _, _) = all_pages_with(&mut t, Trie::<()>::new().root(), limits, |_, _| {});
+        paths.sort();
+        assert_eq!(
+            paths,
+            vec![b"a/b/c/d".to_vec(), b"a/b/e".to_vec(), b"f".to_vec()]
         );
     }
+    // A cursor naming a directory with a trailing `/` resumes at its start;
+    // `f` follows if it comes after `a` in the root's listing order.
+    let f_after_a = t.cookie(b"f") > t.cookie(b"a");
+    let then_f = |mut v: Vec<Vec<u8>>| {
+        if f_after_a {
+            v.push(b"f".to_vec());
+        }
+        v
+    };
+    let limits = bytes(1 << 10);
     let page = t
-        .leaves_page(closed, Some(b"a"), 1 << 10, |n| n != closed)
+        .leaves_page(t.root(), Some(b"a/b/"), limits, |_| true)
         .unwrap();
-    assert!(page.paths.is_empty() && page.done);
+    let mut got = page.paths;
+    got.sort();
+    assert_eq!(got, then_f(vec![b"a/b/c/d".to_vec(), b"a/b/e".to_vec()]));
+    // Without it, after the directory's whole subtree.
+    let page = t
+        .leaves_page(t.root(), Some(b"a/b"), limits, |_| true)
+        .unwrap();
+    assert_eq!(page.paths, then_f(vec![]));
+}
+
+/// A 40,000-deep chain is walked with one path buffer (a copy of the
+/// prefix per level, as before, took 1.6 GB here; the daemon's memory
+/// during such a listing is measured in tests/lsprefix.rs).
+#[test]
+fn leaves_page_walks_a_deep_chain() {
+    let mut t: Trie = Trie::new();
+    let depth = 40_000;
+    t.add("/a".repeat(depth)).unwrap();
+    let limits = PageLimits {
+        bytes: 1 << 20,
+        max_path: usize::MAX,
+        steps: usize::MAX,
+    };
+    let page = t.leaves_page(t.root(), None, limits, |_| true).unwrap();
+    assert!(page.done);
+    assert_eq!(page.paths.len(), 1);
+    assert_eq!(page.paths[0].len(), 2 * depth - 1);
 }
 
 fn small_paths() -> impl Strategy<Value = Vec<Vec<u8>>> {
@@ -1524,13 +1664,16 @@ proptest! {
         mask in prop::sample::select(vec![0x1u64, 0x3, u64::MAX]),
         budget in 16usize..64,
         start in 0usize..40,
+        steps in prop::sample::select(vec![1usize, 2, 3, 7, usize::MAX]),
     ) {
         let mut t: Trie = Trie::new().with_cookie_mask(mask);
         for p in &paths {
             t.add(os(p)).unwrap();
         }
         let start = t.lookup(os(&paths[start % paths.len()][..2])).unwrap_or(t.root());
-        let got = all_pages(&mut t, start, budget, |_, _| {});
+        let limits = PageLimits { bytes: budget, max_path: usize::MAX, steps };
+        let (got, long, _) = all_pages_with(&mut t, start, limits, |_, _| {});
+        prop_assert!(long.is_empty());
         let set: BTreeSet<Vec<u8>> = got.iter().cloned().collect();
         prop_assert_eq!(set.len(), got.len(), "duplicates in {:?}", got);
         prop_assert_eq!(set, relative_leaves(&t, start));

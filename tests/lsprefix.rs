@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Tmpfs, TriefsMount, short_tempdir, triefs_bin};
+use common::{Tmpfs, TriefsMount, peak_rss_kib, reset_peak_rss, short_tempdir, triefs_bin};
 
 fn ls_prefix(args: &[&Path]) -> Output {
     Command::new(triefs_bin())
@@ -170,9 +170,11 @@ fn ls_prefix_skips_what_the_caller_may_not_list() {
     std::os::unix::fs::chown(root.join("groupdir"), Some(0), Some(4242)).expect("chown");
     fs::set_permissions(root.join("groupdir"), fs::Permissions::from_mode(0o750)).expect("chmod");
 
+    // The build may live where nobody cannot go (a clone in /root).
+    let (_bin_dir, bin) = common::public_triefs_bin();
     let as_nobody = |groups: &[u32]| {
         let groups = groups.to_vec();
-        let mut c = Command::new(triefs_bin());
+        let mut c = Command::new(&bin);
         c.arg("ls-prefix").arg(root);
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
@@ -207,4 +209,112 @@ fn ls_prefix_skips_what_the_caller_may_not_list() {
         lines(&out.stdout),
         ["/closed/secret/deep", "/groupdir/x", "/open/a"]
     );
+}
+
+/// A `--paths` list of `depth` one-byte components, and a few other paths.
+fn deep_chain_list(tmp: &Path, depth: usize) -> std::path::PathBuf {
+    let list = tmp.join("paths");
+    let mut text = "/a".repeat(depth);
+    text.push_str("\n/a/b/c\n/z/y\n");
+    fs::write(&list, text).expect("write paths");
+    list
+}
+
+/// The daemon's memory during an ls-prefix of a 40,000-deep chain stays
+/// within a few MB of its resting size. (Each level used to hold a copy
+/// of its whole prefix: 1.7 GB for this chain.)
+#[test]
+fn ls_prefix_of_a_deep_chain_keeps_the_daemon_small() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    let list = deep_chain_list(tmp.path(), 40_000);
+    let m = TriefsMount::new(&["--paths", list.to_str().expect("utf-8 path")]);
+    reset_peak_rss(m.pid());
+    let rest = peak_rss_kib(m.pid());
+    let out = ls_prefix(&[m.path()]);
+    let peak = peak_rss_kib(m.pid());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(lines(&out.stdout), ["/a/b/c", "/z/y"]);
+    assert!(
+        peak <= rest + 8 * 1024,
+        "daemon peak {peak} KiB during ls-prefix, {rest} KiB at rest"
+    );
+}
+
+/// The same attack by a user of a shared mount: 4,000 nested directories
+/// with 255-byte names (a 1 MB path) made through the mount used to take
+/// the daemon to 2 GB during one ls-prefix.
+#[test]
+fn ls_prefix_of_deep_long_names_keeps_the_daemon_small() {
+    if !common::can_mount() {
+        return;
+    }
+    let m = TriefsMount::new(&["-o", "allow_other"]);
+    let name = std::ffi::CString::new("d".repeat(255)).expect("name");
+    let root = fs::File::open(m.path()).expect("open root");
+    let mut dir = std::os::fd::OwnedFd::from(root);
+    for _ in 0..4000 {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: dir is an open directory and name a valid C string.
+        let fd = unsafe {
+            assert_eq!(libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o755), 0);
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+            )
+        };
+        assert!(fd >= 0, "openat: {}", std::io::Error::last_os_error());
+        // SAFETY: fd was just opened and is owned here.
+        dir = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    }
+    drop(dir);
+    fs::create_dir(m.path().join("other")).expect("mkdir");
+    reset_peak_rss(m.pid());
+    let rest = peak_rss_kib(m.pid());
+    let out = ls_prefix(&[m.path()]);
+    let peak = peak_rss_kib(m.pid());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(lines(&out.stdout), ["/other"]);
+    assert!(
+        peak <= rest + 8 * 1024,
+        "daemon peak {peak} KiB during ls-prefix, {rest} KiB at rest"
+    );
+}
+
+/// One path too long to return does not hide the rest of the tree: it is
+/// reported on stderr (its start and its length) and the exit code is 1.
+#[test]
+fn ls_prefix_reports_an_over_long_path_and_lists_the_rest() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    let list = deep_chain_list(tmp.path(), 9000);
+    let m = TriefsMount::new(&["--paths", list.to_str().expect("utf-8 path")]);
+    for prefix in [None, Some(Path::new("a"))] {
+        let out = match prefix {
+            None => ls_prefix(&[m.path()]),
+            Some(p) => ls_prefix(&[m.path(), p]),
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let want: &[&str] = match prefix {
+            None => &["/a/b/c", "/z/y"],
+            Some(_) => &["/a/b/c"],
+        };
+        assert_eq!(lines(&out.stdout), want);
+        let err_lines = lines(&out.stderr);
+        assert_eq!(err_lines.len(), 1, "{err}");
+        // The directory at which the listing stops: the first one, relative
+        // to the prefix, whose children would pass 4096 bytes ("a/a/...").
+        assert!(
+            err_lines[0].contains("is a directory whose path is 4095 bytes long"),
+            "{err}"
+        );
+        assert!(err_lines[0].contains("/a/a/a/a/"), "{err}");
+        assert!(err_lines[0].len() < 400, "{err}");
+    }
 }

@@ -13,6 +13,38 @@ pub fn triefs_bin() -> &'static str {
     env!("CARGO_BIN_EXE_triefs")
 }
 
+/// A copy of the triefs binary that every user can run, in a fresh
+/// world-readable temp dir (kept as long as the returned `TempDir`). Tests
+/// that run the binary as another user need it: the build lives inside the
+/// clone, which may sit in a directory other users cannot enter (a clone
+/// in root's 0700 home).
+pub fn public_triefs_bin() -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = short_tempdir();
+    let bin = dir.path().join("triefs");
+    std::fs::copy(triefs_bin(), &bin).expect("copy the triefs binary");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the binary's dir");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the binary");
+    (dir, bin)
+}
+
+/// Peak resident memory of process `pid` in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// Resets the peak resident memory of process `pid` to its current size.
+pub fn reset_peak_rss(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+}
+
 /// Returns false (after printing why) when mount tests cannot run here.
 /// Under `TRIEFS_REQUIRE_MOUNT=1` a missing prerequisite is a test failure.
 pub fn can_mount() -> bool {
