@@ -11,8 +11,9 @@
 #                                 next to the repository)
 #   BENCH_ENTRIES=1000000        entries for the memory/load measurement
 #   BENCH_WALK_ENTRIES=100000    directories in the tree-walk measurement
-#   BENCH_SKIP="fsbench floor readdir parallel walk memory"   parts to skip
+#   BENCH_SKIP="fsbench floor readdir parallel walk lsprefix memory"   parts to skip
 #   TRIEFS_ARGS="..."            extra triefs options (e.g. "--threads 1")
+#   TRIEFS_BIN=path/to/triefs    measure another build (default: target/release/triefs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
@@ -24,7 +25,7 @@ SKIP=" ${BENCH_SKIP:-} "
 skip() { [[ "$SKIP" == *" $1 "* ]]; }
 
 cargo build --release --quiet --bin triefs --examples
-bin=target/release/triefs
+bin=${TRIEFS_BIN:-target/release/triefs}
 work=$(mktemp -d /tmp/tbench.XXXXXX)
 pid=
 cleanup() {
@@ -244,6 +245,47 @@ for l in open(sys.argv[1]): os.makedirs(sys.argv[2] + l.strip(), exist_ok=True)"
   echo "| triefs \`find\` | $f1 | $f2 | $f3 |"
   echo "| ratio (tmpfs time / triefs time) | $(awk -v a="$t1" -v b="$f1" 'BEGIN { printf "%.2f", a/b }') | $(awk -v a="$t2" -v b="$f2" 'BEGIN { printf "%.2f", a/b }') | $(awk -v a="$t3" -v b="$f3" 'BEGIN { printf "%.2f", a/b }') |"
   echo "| triefs \`ls-prefix -U\` (leaves, from the trie) | $lp | | |"
+fi
+
+mkdir_latency() { # mkdir_latency DIR SECS: p50, p99 and max ms of mkdir+rmdir pairs
+  python3 - "$1" "$2" <<'PY'
+import os, sys, time
+d, secs = sys.argv[1], float(sys.argv[2])
+lat, end, i = [], time.monotonic() + secs, 0
+while time.monotonic() < end:
+    p = os.path.join(d, f"l{i}"); i += 1
+    t = time.perf_counter(); os.mkdir(p); os.rmdir(p)
+    lat.append((time.perf_counter() - t) * 1000)
+    time.sleep(0.001)
+lat.sort()
+print(f"{lat[len(lat)//2]:.2f} {lat[len(lat)*99//100]:.2f} {lat[-1]:.2f}")
+PY
+}
+
+if ! skip lsprefix; then
+  echo
+  echo "### ls-prefix under load: $ENTRIES paths plus a 40,000-deep chain; another process's mkdir+rmdir latency (ms) while ls-prefix runs in a loop, and the daemon's peak RSS"
+  echo
+  gen_paths "$work/lp.txt" "$ENTRIES"
+  python3 -c "import sys; sys.stdout.write('/a' * 40000 + '\\n')" >> "$work/lp.txt"
+  start_triefs "$work/f" --paths "$work/lp.txt" -o nr_inodes=0
+  mkdir "$work/f/lat"
+  read -r q50 q99 qmax <<< "$(mkdir_latency "$work/f/lat" 3)"
+  echo 5 > "/proc/$pid/clear_refs"
+  rest=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  ( end=$((SECONDS + 6)); n=0; while [ $SECONDS -lt $end ]; do "$bin" ls-prefix -U "$work/f" > /dev/null 2>&1 || true; n=$((n + 1)); done; echo "$n" > "$work/lp.n" ) &
+  lp_pid=$!
+  sleep 0.5
+  read -r b50 b99 bmax <<< "$(mkdir_latency "$work/f/lat" 5)"
+  wait "$lp_pid"
+  peak=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  stop_triefs "$work/f"
+  echo "| | p50 | p99 | max |"
+  echo "|---|---:|---:|---:|"
+  echo "| mkdir+rmdir alone | $q50 | $q99 | $qmax |"
+  echo "| mkdir+rmdir during ls-prefix | $b50 | $b99 | $bmax |"
+  echo
+  echo "ls-prefix listings in 6 s: $(cat "$work/lp.n"); daemon RSS at rest $((rest / 1024)) MiB, peak during the listings $((peak / 1024)) MiB"
 fi
 
 if ! skip memory; then

@@ -235,12 +235,12 @@ fn ls_prefix_of_a_deep_chain_keeps_the_daemon_small() {
     let rest = peak_rss_kib(m.pid());
     let out = ls_prefix(&[m.path()]);
     let peak = peak_rss_kib(m.pid());
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert_eq!(lines(&out.stdout), ["/a/b/c", "/z/y"]);
     assert!(
         peak <= rest + 8 * 1024,
         "daemon peak {peak} KiB during ls-prefix, {rest} KiB at rest"
     );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(lines(&out.stdout), ["/a/b/c", "/z/y"]);
 }
 
 /// The same attack by a user of a shared mount: 4,000 nested directories
@@ -276,12 +276,12 @@ fn ls_prefix_of_deep_long_names_keeps_the_daemon_small() {
     let rest = peak_rss_kib(m.pid());
     let out = ls_prefix(&[m.path()]);
     let peak = peak_rss_kib(m.pid());
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert_eq!(lines(&out.stdout), ["/other"]);
     assert!(
         peak <= rest + 8 * 1024,
         "daemon peak {peak} KiB during ls-prefix, {rest} KiB at rest"
     );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(lines(&out.stdout), ["/other"]);
 }
 
 /// One path too long to return does not hide the rest of the tree: it is
