@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::inode::{Content, Kind};
+use crate::inode::{Content, Kind, xattr_space};
 use crate::ops::Namespace;
 
 impl Namespace {
@@ -15,7 +15,9 @@ impl Namespace {
     /// - a non-directory's `nlink` equals the number of names it has;
     /// - a directory's `nlink` is 2 + its subdirectories;
     /// - every live inode has a name, or none and kernel references left;
-    /// - the stored-page count equals the pages held by live files.
+    /// - the stored-page count equals the pages held by live files, and the
+    ///   counts of extra file names and xattr bytes (the inode limit's
+    ///   space) equal what is held.
     pub fn check(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
         let mut names: HashMap<u64, u32> = HashMap::new();
@@ -43,8 +45,15 @@ impl Namespace {
             }
         }
         let mut pages = 0;
+        let (mut extra_names, mut xattr_bytes) = (0, 0);
         for (ino, inode) in self.inodes.iter() {
             let n = names.get(&ino).copied().unwrap_or(0);
+            if inode.kind != Kind::Directory {
+                extra_names += u64::from(n.saturating_sub(1));
+            }
+            if let Some(x) = self.inodes.xattrs(ino) {
+                xattr_bytes += x.iter().map(|(k, v)| xattr_space(k, v)).sum::<u64>();
+            }
             if let Content::File(d) = &inode.content {
                 pages += d.pages();
             }
@@ -66,6 +75,18 @@ impl Namespace {
             if n == 0 && inode.lookups() == 0 {
                 errors.push(format!("inode {ino} leaked: no name, no kernel reference"));
             }
+        }
+        if extra_names != self.extra_names {
+            errors.push(format!(
+                "hard link accounting: {} counted, {extra_names} held",
+                self.extra_names
+            ));
+        }
+        if xattr_bytes != self.inodes.xattr_bytes() {
+            errors.push(format!(
+                "xattr accounting: {} counted, {xattr_bytes} held",
+                self.inodes.xattr_bytes()
+            ));
         }
         if pages != self.pages_used {
             errors.push(format!(

@@ -425,6 +425,11 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
     }
     ns.drop_unlinked_loaded()
         .map_err(|e| ImageError::Corrupt(format!("inode {e} has no name")))?;
+    if ns.reserve_ispace(0).is_err() {
+        return corrupt(
+            "the image needs more inode space (inodes, hard links, xattrs) than nr_inodes allows",
+        );
+    }
     if let Err(errors) = ns.check() {
         return corrupt(errors.join("; "));
     }
@@ -611,7 +616,7 @@ impl Write for FailAfter {
 impl Namespace {
     /// Adds an inode read from an image, without a name yet.
     fn insert_loaded(&mut self, mut inode: Inode) -> Result<u64, ()> {
-        if self.inodes.live() >= self.limits.max_inodes {
+        if self.reserve_ispace(crate::limits::INODE_SPACE).is_err() {
             return Err(());
         }
         inode.nlink = 0;
@@ -644,6 +649,9 @@ impl Namespace {
                 p.nlink += 1;
             }
         } else {
+            if i.nlink > 0 {
+                self.extra_names += 1;
+            }
             i.nlink += 1;
         }
         Ok(())

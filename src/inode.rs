@@ -319,6 +319,15 @@ pub struct InodeTable {
     /// Extended attributes by inode number, kept out of [`Inode`]: few
     /// inodes have any, and every inode would pay 8 bytes for a pointer.
     xattrs: HashMap<u64, Xattrs>,
+    /// [`xattr_space`] of every stored attribute, for the inode limit.
+    xattr_bytes: u64,
+}
+
+/// What one extended attribute costs against the inode limit, as tmpfs
+/// counts it (`simple_xattr_space`): 40 bytes of bookkeeping, the full
+/// name and the value.
+pub fn xattr_space(name: &[u8], value: &[u8]) -> u64 {
+    40 + name.len() as u64 + value.len() as u64
 }
 
 impl InodeTable {
@@ -393,7 +402,10 @@ impl InodeTable {
             return None;
         }
         let inode = self.slots[(ino - 1) as usize].take()?;
-        self.xattrs.remove(&ino);
+        if let Some(x) = self.xattrs.remove(&ino) {
+            let freed: u64 = x.iter().map(|(k, v)| xattr_space(k, v)).sum();
+            self.xattr_bytes -= freed;
+        }
         self.free.push((ino, inode.generation));
         self.live -= 1;
         Some(inode)
@@ -407,11 +419,21 @@ impl InodeTable {
     /// Sets extended attribute `name` of live inode `ino`.
     pub fn set_xattr(&mut self, ino: u64, name: &[u8], value: &[u8]) {
         if self.get(ino).is_some() {
-            self.xattrs
+            self.xattr_bytes += xattr_space(name, value);
+            let old = self
+                .xattrs
                 .entry(ino)
                 .or_default()
                 .insert(name.into(), value.into());
+            if let Some(old) = old {
+                self.xattr_bytes -= xattr_space(name, &old);
+            }
         }
+    }
+
+    /// Bytes of extended attributes stored, as [`xattr_space`] counts them.
+    pub fn xattr_bytes(&self) -> u64 {
+        self.xattr_bytes
     }
 
     /// Removes extended attribute `name` of `ino`, returning its value.
@@ -420,6 +442,9 @@ impl InodeTable {
         let v = x.remove(name);
         if x.is_empty() {
             self.xattrs.remove(&ino);
+        }
+        if let Some(v) = &v {
+            self.xattr_bytes -= xattr_space(name, v);
         }
         v
     }

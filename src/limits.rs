@@ -2,7 +2,13 @@
 //! usage numbers `statfs` reports.
 
 use crate::data::PAGE;
-use crate::ops::Namespace;
+use crate::ops::{Namespace, Res, err};
+
+/// What one inode, or one extra name of a file, costs of the inode limit
+/// (tmpfs's `BOGO_INODE_SIZE`). tmpfs turns `nr_inodes` into a space of
+/// `nr_inodes` × 1 KiB shared by inodes, hard links and extended
+/// attributes, so that none of them can grow without bound.
+pub const INODE_SPACE: u64 = 1024;
 
 /// `max_pages` of an unlimited mount (`size=0`).
 pub const UNLIMITED_PAGES: u64 = u64::MAX / PAGE as u64;
@@ -82,17 +88,42 @@ impl Namespace {
             let b = self.limits.max_pages;
             (b, b.saturating_sub(self.pages_used))
         };
-        let (files, ffree) = if self.limits.max_inodes == u64::MAX {
-            (0, 0)
-        } else {
-            let f = self.limits.max_inodes;
-            (f, f.saturating_sub(self.inodes.live()))
+        let (files, ffree) = match self.ispace_max() {
+            None => (0, 0),
+            Some(max) => (
+                self.limits.max_inodes,
+                max.saturating_sub(self.ispace_used()) / INODE_SPACE,
+            ),
         };
         Usage {
             blocks,
             bfree,
             files,
             ffree,
+        }
+    }
+}
+
+impl Namespace {
+    /// The inode space of the mount, `None` when unlimited (`nr_inodes=0`).
+    pub(crate) fn ispace_max(&self) -> Option<u64> {
+        (self.limits.max_inodes != u64::MAX)
+            .then(|| self.limits.max_inodes.saturating_mul(INODE_SPACE))
+    }
+
+    /// Inode space in use: inodes, extra names of files, and extended
+    /// attributes, as tmpfs counts them.
+    pub(crate) fn ispace_used(&self) -> u64 {
+        (self.inodes.live() + self.extra_names)
+            .saturating_mul(INODE_SPACE)
+            .saturating_add(self.inodes.xattr_bytes())
+    }
+
+    /// `ENOSPC` unless `bytes` more of the inode space are free.
+    pub(crate) fn reserve_ispace(&self, bytes: u64) -> Res<()> {
+        match self.ispace_max() {
+            Some(max) if self.ispace_used().saturating_add(bytes) > max => err(libc::ENOSPC),
+            _ => Ok(()),
         }
     }
 }

@@ -127,6 +127,9 @@ pub struct Namespace {
     pub inodes: InodeTable,
     pub(crate) limits: Limits,
     pub(crate) pages_used: u64,
+    /// Names of non-directories beyond their first (hard links): each
+    /// costs an inode's worth of the inode limit, as on tmpfs.
+    pub(crate) extra_names: u64,
     /// Pages freed since the heap was last trimmed.
     freed_since_trim: u64,
 }
@@ -166,6 +169,7 @@ impl Namespace {
             inodes,
             limits,
             pages_used: 0,
+            extra_names: 0,
             freed_since_trim: 0,
         }
     }
@@ -280,10 +284,7 @@ impl Namespace {
     }
 
     fn check_inode_space(&self) -> Res<()> {
-        if self.inodes.live() >= self.limits.max_inodes {
-            return err(libc::ENOSPC);
-        }
-        Ok(())
+        self.reserve_ispace(crate::limits::INODE_SPACE)
     }
 
     /// Creates a directory, file, symlink or special file `name` in
@@ -394,7 +395,19 @@ impl Namespace {
             return err(libc::EPERM);
         }
         let dir = self.dir_node(newparent)?;
+        if self.trie.child(dir, newname).is_some() {
+            return err(libc::EEXIST);
+        }
+        // A second name costs an inode's worth of the limit, as on tmpfs:
+        // hard links must not grow the daemon past nr_inodes.
+        let extra = self.inode(ino)?.nlink > 0;
+        if extra {
+            self.check_inode_space()?;
+        }
         self.trie.insert(dir, newname, ino, false)?;
+        if extra {
+            self.extra_names += 1;
+        }
         let now = SystemTime::now();
         let i = self.inode_mut(ino)?;
         i.nlink += 1;
@@ -424,6 +437,9 @@ impl Namespace {
                 i.nlink = 0;
                 i.content = Content::Dir(None);
             } else {
+                if i.nlink > 1 {
+                    self.extra_names = self.extra_names.saturating_sub(1);
+                }
                 i.nlink = i.nlink.saturating_sub(1);
             }
             i.ctime = now.into();

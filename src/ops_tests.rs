@@ -1378,11 +1378,10 @@ fn inode_limit() {
         );
     }
     assert_eq!(ns.add_path(os("b/x"), 0, 0).unwrap_err(), e(libc::ENOSPC));
-    // Hard links need no inode.
-    ns.link(a, ROOT_INO, os("a2")).unwrap();
+    // A second name costs an inode's worth, as on tmpfs: none is left.
+    assert_eq!(ns.link(a, ROOT_INO, os("a2")).unwrap_err(), e(libc::ENOSPC));
     // An unlinked file still held by the kernel still counts.
     ns.unlink(ROOT_INO, os("a")).unwrap();
-    ns.unlink(ROOT_INO, os("a2")).unwrap();
     assert_eq!(
         ns.create_node(ROOT_INO, os("c"), spec(Kind::RegularFile))
             .unwrap_err(),
@@ -1399,6 +1398,72 @@ fn inode_limit() {
             .unwrap_err(),
         e(libc::EEXIST)
     );
+}
+
+/// tmpfs turns nr_inodes into nr_inodes KiB of space shared by inodes,
+/// extra names of files and extended attributes (40 bytes + name + value
+/// each), so that neither hard links nor xattrs grow without bound. The
+/// numbers below are what tmpfs gives for the same steps.
+#[test]
+fn hard_links_and_xattrs_share_the_inode_space() {
+    let mut ns = ns_with(16, 4);
+    let a = mkfile(&mut ns, ROOT_INO, "a");
+    assert_eq!(ns.usage().ffree, 2);
+    ns.link(a, ROOT_INO, os("a2")).unwrap();
+    ns.link(a, ROOT_INO, os("a3")).unwrap();
+    assert_eq!(ns.usage().ffree, 0);
+    assert_eq!(ns.link(a, ROOT_INO, os("a4")).unwrap_err(), e(libc::ENOSPC));
+    // EEXIST wins over ENOSPC.
+    assert_eq!(ns.link(a, ROOT_INO, os("a3")).unwrap_err(), e(libc::EEXIST));
+    // Removing one of several names frees its share.
+    ns.unlink(ROOT_INO, os("a3")).unwrap();
+    assert_eq!(ns.usage().ffree, 1);
+    ns.check().unwrap();
+
+    // One KiB free: an attribute of exactly 1024 bytes of space fits.
+    let v = vec![7u8; 1024 - 40 - "user.a".len()];
+    ns.setxattr(a, os("user.a"), &v, 0).unwrap();
+    assert_eq!(ns.usage().ffree, 0);
+    assert_eq!(
+        ns.setxattr(a, os("user.b"), b"", 0).unwrap_err(),
+        e(libc::ENOSPC)
+    );
+    // Replacing needs room for the new value before the old one goes.
+    assert_eq!(
+        ns.setxattr(a, os("user.a"), b"small", 0).unwrap_err(),
+        e(libc::ENOSPC)
+    );
+    ns.removexattr(a, os("user.a")).unwrap();
+    assert_eq!(ns.usage().ffree, 1);
+    let too_big = vec![7u8; v.len() + 1];
+    assert_eq!(
+        ns.setxattr(a, os("user.a"), &too_big, 0).unwrap_err(),
+        e(libc::ENOSPC)
+    );
+    ns.setxattr(a, os("user.a"), b"small", 0).unwrap();
+    ns.setxattr(a, os("user.a"), &v[..500], 0).unwrap();
+    ns.check().unwrap();
+    // Freeing the inode returns its attributes' space with it.
+    ns.unlink(ROOT_INO, os("a")).unwrap();
+    ns.unlink(ROOT_INO, os("a2")).unwrap();
+    forget_all(&mut ns, a);
+    assert_eq!(ns.usage().ffree, 3);
+    assert_eq!(ns.inodes.xattr_bytes(), 0);
+    ns.check().unwrap();
+}
+
+/// Without an inode limit (`nr_inodes=0`) nothing is counted against it.
+#[test]
+fn unlimited_inode_space() {
+    let mut ns = ns_with(16, u64::MAX);
+    let a = mkfile(&mut ns, ROOT_INO, "a");
+    for i in 0..100 {
+        ns.link(a, ROOT_INO, os(&format!("l{i}"))).unwrap();
+        ns.setxattr(a, os(&format!("user.{i}")), &[0; 4000], 0)
+            .unwrap();
+    }
+    assert_eq!((ns.usage().files, ns.usage().ffree), (0, 0));
+    ns.check().unwrap();
 }
 
 #[test]
@@ -2098,8 +2163,26 @@ fn check_invariants(ns: &Namespace, held: &BTreeMap<u64, u64>) {
     assert_eq!(ns.inodes.iter().count() as u64, ns.inodes.live());
     assert_eq!(ns.pages_used(), pages);
     assert!(ns.pages_used() <= P_MAX_PAGES);
-    assert!(ns.inodes.live() <= P_MAX_INODES);
-    assert_eq!(ns.usage().ffree, P_MAX_INODES - ns.inodes.live());
+    // Inodes, extra names of files and xattrs share the inode space.
+    let extra: u64 = refs
+        .iter()
+        .filter(|(ino, _)| {
+            ns.inodes
+                .get(**ino)
+                .is_some_and(|i| i.kind != Kind::Directory)
+        })
+        .map(|(_, &n)| u64::from(n) - 1)
+        .sum();
+    let xbytes: u64 = ns
+        .inodes
+        .iter()
+        .filter_map(|(ino, _)| ns.inodes.xattrs(ino))
+        .flat_map(|x| x.iter())
+        .map(|(k, v)| crate::inode::xattr_space(k, v))
+        .sum();
+    let used = (ns.inodes.live() + extra) * 1024 + xbytes;
+    assert!(used <= P_MAX_INODES * 1024);
+    assert_eq!(ns.usage().ffree, (P_MAX_INODES * 1024 - used) / 1024);
     for &ino in held.keys() {
         assert!(ns.inodes.get(ino).is_some(), "held inode {ino} freed");
     }

@@ -72,6 +72,9 @@ impl Namespace {
         if flags & libc::XATTR_REPLACE != 0 && !exists {
             return err(libc::ENODATA);
         }
+        // As on tmpfs, the new value must fit before the old one is
+        // released: attributes share the inode limit's space.
+        self.reserve_ispace(crate::inode::xattr_space(name, value))?;
         self.inodes.set_xattr(ino, name, value);
         self.inode_mut(ino)?.ctime = SystemTime::now().into();
         Ok(())
