@@ -522,7 +522,7 @@ pub fn save_to_path(ns: &Namespace, path: &Path) -> Result<Summary, io::Error> {
     tmp_name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(tmp_name);
     let result = (|| {
-        let f = File::create(&tmp)?;
+        let f = create_private(&tmp)?;
         let mut w = BufWriter::with_capacity(1 << 20, FailAfter::new(f));
         let sum = write_image(ns, &mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
@@ -535,6 +535,26 @@ pub fn save_to_path(ns: &Namespace, path: &Path) -> Result<Summary, io::Error> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates the temporary file of a save: mode 0600, because an image holds
+/// every file's contents whatever its mode in the mount (a world-readable
+/// image would show other users what the mount does not); and never through
+/// a symlink or over a file someone else made: the name is predictable and
+/// the directory may be shared. A leftover of our own PID is removed first
+/// (unlinking a planted symlink removes the link, never its target).
+fn create_private(tmp: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(tmp)
 }
 
 /// Removes temporary files left by saves of `path` that were killed

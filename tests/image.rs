@@ -325,3 +325,38 @@ fn failed_save_keeps_the_previous_image() {
     );
     assert_eq!(image_ls(&img), "/v1\n");
 }
+
+/// An image holds every file's contents, so it is written with mode 0600
+/// whatever the umask: a 0600 file in the mount must not become readable
+/// to others through the image. And the save's temporary file is never
+/// opened through a symlink planted under its predictable name.
+#[test]
+fn image_is_private_and_its_temp_file_never_follows_a_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let img = dir.path().join("img");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let m = mount_with_image(&img, &[]);
+    let secret = m.path().join("secret");
+    std::fs::write(&secret, "only for root").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The name the daemon will write to, planted as a symlink.
+    let planted = dir.path().join(format!(".img.tmp.{}", m.pid()));
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    // SAFETY: signal to the daemon this test started.
+    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    wait_for(|| img.exists(), "the SIGUSR1 save");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let mode = std::fs::metadata(&img).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "image mode {mode:o}");
+    assert!(
+        planted.symlink_metadata().is_err(),
+        "the planted name is gone"
+    );
+    drop(m);
+}
