@@ -173,22 +173,14 @@ fn ls_prefix_skips_what_the_caller_may_not_list() {
     // The build may live where nobody cannot go (a clone in /root).
     let (_bin_dir, bin) = common::public_triefs_bin();
     let as_nobody = |groups: &[u32]| {
-        let groups = groups.to_vec();
-        let mut c = Command::new(&bin);
-        c.arg("ls-prefix").arg(root);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            c.pre_exec(move || {
-                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                    || libc::setgid(65534) != 0
-                    || libc::setuid(65534) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        c.output().expect("run as nobody")
+        common::run_as(
+            Command::new(&bin).arg("ls-prefix").arg(root),
+            65534,
+            65534,
+            groups,
+        )
+        .output()
+        .expect("run as nobody")
     };
     let out = as_nobody(&[]);
     assert_eq!(
@@ -220,6 +212,21 @@ fn deep_chain_list(tmp: &Path, depth: usize) -> std::path::PathBuf {
     list
 }
 
+/// Runs `ls-prefix` on the whole mount of `m` (as `as_user`'s copy of the
+/// binary when given) and checks that the daemon's peak memory during it
+/// stays within 8 MiB of its resting size; returns the listing's output.
+fn ls_prefix_within_8_mib(m: &TriefsMount, run: impl FnOnce() -> Output) -> Output {
+    reset_peak_rss(m.pid());
+    let rest = peak_rss_kib(m.pid());
+    let out = run();
+    let peak = peak_rss_kib(m.pid());
+    assert!(
+        peak <= rest + 8 * 1024,
+        "daemon peak {peak} KiB during ls-prefix, {rest} KiB at rest"
+    );
+    out
+}
+
 /// The daemon's memory during an ls-prefix of a 40,000-deep chain stays
 /// within a few MB of its resting size. (Each level used to hold a copy
 /// of its whole prefix: 1.7 GB for this chain.)
@@ -231,55 +238,62 @@ fn ls_prefix_of_a_deep_chain_keeps_the_daemon_small() {
     let tmp = short_tempdir();
     let list = deep_chain_list(tmp.path(), 40_000);
     let m = TriefsMount::new(&["--paths", list.to_str().expect("utf-8 path")]);
-    reset_peak_rss(m.pid());
-    let rest = peak_rss_kib(m.pid());
-    let out = ls_prefix(&[m.path()]);
-    let peak = peak_rss_kib(m.pid());
-    assert!(
-        peak <= rest + 8 * 1024,
-        "daemon peak {peak} KiB during ls-prefix, {rest} KiB at rest"
-    );
+    let out = ls_prefix_within_8_mib(&m, || ls_prefix(&[m.path()]));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(lines(&out.stdout), ["/a/b/c", "/z/y"]);
 }
 
-/// The same attack by a user of a shared mount: 4,000 nested directories
-/// with 255-byte names (a 1 MB path) made through the mount used to take
-/// the daemon to 2 GB during one ls-prefix.
+/// The same attack by another user of a shared mount (`allow_other`,
+/// mode 1777): 4,000 nested directories with 255-byte names (a 1 MB path)
+/// made by `nobody` used to take the daemon to 2 GB during one ls-prefix
+/// by `nobody`.
 #[test]
-fn ls_prefix_of_deep_long_names_keeps_the_daemon_small() {
+fn ls_prefix_of_deep_long_names_by_another_user_keeps_the_daemon_small() {
     if !common::can_mount() {
         return;
     }
-    let m = TriefsMount::new(&["-o", "allow_other"]);
+    let m = TriefsMount::new(&["-o", "allow_other,mode=1777"]);
+    fs::set_permissions(
+        m.path().parent().expect("parent"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    let root = common::cpath(m.path());
     let name = std::ffi::CString::new("d".repeat(255)).expect("name");
-    let root = fs::File::open(m.path()).expect("open root");
-    let mut dir = std::os::fd::OwnedFd::from(root);
-    for _ in 0..4000 {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        // SAFETY: dir is an open directory and name a valid C string.
-        let fd = unsafe {
-            assert_eq!(libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o755), 0);
-            libc::openat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY,
-            )
-        };
-        assert!(fd >= 0, "openat: {}", std::io::Error::last_os_error());
-        // SAFETY: fd was just opened and is owned here.
-        dir = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let mut nest = Command::new("true");
+    // SAFETY: between fork and exec only async-signal-safe syscalls run,
+    // on memory allocated before the fork.
+    unsafe {
+        nest.pre_exec(move || {
+            common::become_user(65534, 65534, &[])?;
+            let mut dir = libc::open(root.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+            for _ in 0..4000 {
+                if dir < 0 || libc::mkdirat(dir, name.as_ptr(), 0o755) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let next = libc::openat(dir, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+                libc::close(dir);
+                dir = next;
+            }
+            libc::close(dir);
+            Ok(())
+        });
     }
-    drop(dir);
+    let st = nest.status().expect("nest directories as nobody");
+    assert!(st.success());
     fs::create_dir(m.path().join("other")).expect("mkdir");
-    reset_peak_rss(m.pid());
-    let rest = peak_rss_kib(m.pid());
-    let out = ls_prefix(&[m.path()]);
-    let peak = peak_rss_kib(m.pid());
-    assert!(
-        peak <= rest + 8 * 1024,
-        "daemon peak {peak} KiB during ls-prefix, {rest} KiB at rest"
-    );
+    // The build may live where nobody cannot go (a clone in /root).
+    let (_bin_dir, bin) = common::public_triefs_bin();
+    let out = ls_prefix_within_8_mib(&m, || {
+        common::run_as(
+            Command::new(&bin).arg("ls-prefix").arg(m.path()),
+            65534,
+            65534,
+            &[],
+        )
+        .output()
+        .expect("ls-prefix as nobody")
+    });
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(lines(&out.stdout), ["/other"]);
 }

@@ -30,6 +30,32 @@ pub fn public_triefs_bin() -> (tempfile::TempDir, PathBuf) {
     (dir, bin)
 }
 
+/// Switches the calling process to `uid`/`gid` with the supplementary
+/// `groups`. Meant for a forked child before exec (`pre_exec`): only
+/// async-signal-safe system calls.
+pub fn become_user(uid: u32, gid: u32, groups: &[u32]) -> std::io::Result<()> {
+    // SAFETY: plain system calls; `groups` is a valid slice.
+    let ok = unsafe {
+        libc::setgroups(groups.len(), groups.as_ptr()) == 0
+            && libc::setgid(gid) == 0
+            && libc::setuid(uid) == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Makes `cmd` run as `uid`/`gid` with the supplementary `groups`.
+pub fn run_as<'c>(cmd: &'c mut Command, uid: u32, gid: u32, groups: &[u32]) -> &'c mut Command {
+    use std::os::unix::process::CommandExt;
+    let groups = groups.to_vec();
+    // SAFETY: become_user makes only async-signal-safe calls, on memory
+    // allocated before the fork.
+    unsafe { cmd.pre_exec(move || become_user(uid, gid, &groups)) }
+}
+
 /// Peak resident memory of process `pid` in KiB (`VmHWM`).
 pub fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
