@@ -43,7 +43,8 @@ use triefs::options::MountOpts;
   nr_inodes=N[k|m|g]      limit on files and directories (default: as many
                           as the default size has pages; 0: none)
   default_permissions     accepted; permission checks are always on
-  auto_unmount            unmount when the daemon dies (uses fusermount3)
+  auto_unmount            unmount when the daemon dies (a watcher process,
+                          triefs-watch)
   dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync
                           passed to the kernel as for any filesystem
 
@@ -538,7 +539,8 @@ impl Unmount {
 
 /// Mounts and performs the FUSE handshake. As root on Linux we call
 /// mount(2) ourselves so the type reads `fuse.triefs`; otherwise fuser goes
-/// through fusermount3.
+/// through fusermount3. `auto_unmount` is never passed on: on Linux the
+/// watcher started by `run` does it, for any access.
 fn start_session(
     fs: TrieFs,
     mountpoint: &Path,
@@ -547,7 +549,7 @@ fn start_session(
 ) -> std::io::Result<(Session<TrieFs>, Unmount)> {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    if cfg!(target_os = "linux") && root && !opts.mount.contains(&MountOption::AutoUnmount) {
+    if cfg!(target_os = "linux") && root {
         #[cfg(target_os = "linux")]
         {
             let fd = mount_fuse(
@@ -565,7 +567,19 @@ fn start_session(
             };
         }
     }
-    let mut s = Session::new(fs, mountpoint, config)?;
+    let mut config = config.clone();
+    if cfg!(target_os = "linux") {
+        // fuser would hand it to fusermount3, and refuse it for a mount
+        // that admits only its owner.
+        config
+            .mount_options
+            .retain(|o| *o != MountOption::AutoUnmount);
+    } else if opts.auto_unmount() && config.acl != fuser::SessionACL::All {
+        return Err(std::io::Error::other(
+            "-o auto_unmount needs -o allow_other here (only Linux keeps such a mount private)",
+        ));
+    }
+    let mut s = Session::new(fs, mountpoint, &config)?;
     let u = s.unmount_callable();
     Ok((s, Unmount::Fuser(u)))
 }
@@ -617,6 +631,12 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     let opts = MountOpts::parse(&cli.options)?;
     let mountpoint = check_mountpoint(&cli.mountpoint)?;
     check_dev_fuse()?;
+    #[cfg(target_os = "linux")]
+    if opts.auto_unmount() {
+        // Now, while the process is small: the watcher is a fork of it.
+        triefs::mount::start_auto_unmount(&mountpoint)
+            .map_err(|e| format!("-o auto_unmount: cannot start its watcher: {e}"))?;
+    }
 
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };

@@ -113,6 +113,11 @@ impl MountOpts {
         Ok(o)
     }
 
+    /// Whether `auto_unmount` was asked for.
+    pub fn auto_unmount(&self) -> bool {
+        self.mount.contains(&MountOption::AutoUnmount)
+    }
+
     fn apply(&mut self, opt: &str) -> Result<(), String> {
         let (key, val) = match opt.split_once('=') {
             Some((k, v)) => (k, Some(v)),
