@@ -33,9 +33,14 @@ use triefs::options::MountOpts;
 #[command(name = "triefs", version, verbatim_doc_comment)]
 #[command(after_help = "MOUNT OPTIONS (-o):
   ro, rw                  read-only or read-write (default rw)
-  allow_other             let every user access the mount (non-root mounts
-                          need user_allow_other in /etc/fuse.conf)
-  allow_root              let the owner and root access the mount
+  allow_other             every user may use the mount (mode bits apply);
+                          the default for root's mounts; other users'
+                          mounts need user_allow_other in /etc/fuse.conf
+  owner_only              only the mounting user; the default for mounts by
+                          other users, and how root keeps a mount private
+  allow_root              the mounting user and root: for root the same as
+                          owner_only; refused for other users (the kernel
+                          cannot let root in without letting everyone in)
   fsname=NAME             source name shown by mount and df (default triefs)
   subtype=NAME            filesystem subtype (default triefs)
   mode=OCTAL, uid=N, gid=N  permissions and owner of the root directory
@@ -44,7 +49,8 @@ use triefs::options::MountOpts;
   nr_inodes=N[k|m|g]      limit on files and directories (default: as many
                           as the default size has pages; 0: none)
   default_permissions     accepted; permission checks are always on
-  auto_unmount            unmount when the daemon dies (uses fusermount3)
+  auto_unmount            unmount when the daemon dies (a watcher process,
+                          triefs-watch; does not change who may use it)
   dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync
                           passed to the kernel as for any filesystem
 
@@ -52,6 +58,7 @@ MOUNT(8) AND FSTAB:
   Installed as /sbin/mount.fuse.triefs (scripts/install.sh does it), the
   binary serves `mount -t fuse.triefs NAME DIR -o size=1g,mode=0755` and
   fstab lines such as `scratch /mnt/x fuse.triefs size=1g,noauto 0 0`.
+  Run as root, such mounts serve every user, like tmpfs (owner_only: not).
 
 OTHER COMMANDS:
   triefs ls-prefix [-U] MOUNTPOINT [PREFIX]  leaf paths under PREFIX, answered
@@ -558,9 +565,11 @@ impl Unmount {
     }
 }
 
-/// Mounts and performs the FUSE handshake. As root on Linux we call
-/// mount(2) ourselves so the type reads `fuse.triefs`; otherwise fuser goes
-/// through fusermount3.
+/// Mounts and performs the FUSE handshake, admitting `config.acl` (only
+/// `All` or `Owner`, which the kernel enforces itself). As root on Linux
+/// we call mount(2) ourselves so the type reads `fuse.triefs`; otherwise
+/// fuser goes through fusermount3. `auto_unmount` is never passed on: on
+/// Linux the watcher started by `run` does it, for any access.
 fn start_session(
     fs: TrieFs,
     mountpoint: &Path,
@@ -569,16 +578,16 @@ fn start_session(
 ) -> std::io::Result<(Session<TrieFs>, Unmount)> {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    if cfg!(target_os = "linux") && root && !opts.mount.contains(&MountOption::AutoUnmount) {
+    if cfg!(target_os = "linux") && root {
         #[cfg(target_os = "linux")]
         {
             let fd = mount_fuse(
                 mountpoint,
                 &opts.mount,
-                opts.acl,
+                config.acl,
                 opts.mode.unwrap_or(0o755),
             )?;
-            return match Session::from_fd(fs, fd, opts.acl, config.clone()) {
+            return match Session::from_fd(fs, fd, config.acl, config.clone()) {
                 Ok(s) => Ok((s, Unmount::Direct)),
                 Err(e) => {
                     Unmount::Direct.run(mountpoint);
@@ -587,7 +596,30 @@ fn start_session(
             };
         }
     }
-    let mut s = Session::new(fs, mountpoint, config)?;
+    let mut config = config.clone();
+    if cfg!(target_os = "linux") {
+        // fuser would hand it to fusermount3, and refuse it for a mount
+        // that admits only its owner.
+        config
+            .mount_options
+            .retain(|o| *o != MountOption::AutoUnmount);
+    } else if opts.auto_unmount() && config.acl != fuser::SessionACL::All {
+        return Err(std::io::Error::other(
+            "-o auto_unmount needs -o allow_other here (only Linux keeps such a mount private)",
+        ));
+    }
+    let mut s = Session::new(fs, mountpoint, &config).map_err(|e| {
+        // fusermount3's complaint is about the kernel option; say which
+        // -o option needs what, in one line.
+        let text = e.to_string();
+        if text.contains("user_allow_other") {
+            std::io::Error::other(
+                "-o allow_other by a non-root user needs user_allow_other in /etc/fuse.conf",
+            )
+        } else {
+            std::io::Error::new(e.kind(), text.trim().replace('\n', "; "))
+        }
+    })?;
     let u = s.unmount_callable();
     Ok((s, Unmount::Fuser(u)))
 }
@@ -637,8 +669,18 @@ fn tune_malloc() {}
 fn run(cli: Cli) -> Result<(), Fatal> {
     tune_malloc();
     let opts = MountOpts::parse(&cli.options)?;
+    // The kernel's user_id of the mount is the real uid (fusermount3 and
+    // mount_fuse alike), so that decides whether this is a root mount.
+    // SAFETY: getuid cannot fail.
+    let acl = opts.session_acl(unsafe { libc::getuid() } == 0)?;
     let mountpoint = check_mountpoint(&cli.mountpoint)?;
     check_dev_fuse()?;
+    #[cfg(target_os = "linux")]
+    if opts.auto_unmount() {
+        // Now, while the process is small: the watcher is a fork of it.
+        triefs::mount::start_auto_unmount(&mountpoint)
+            .map_err(|e| format!("-o auto_unmount: cannot start its watcher: {e}"))?;
+    }
 
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -720,7 +762,7 @@ fn run(cli: Cli) -> Result<(), Fatal> {
 
     let mut config = Config::default();
     config.mount_options = opts.mount.clone();
-    config.acl = opts.acl;
+    config.acl = acl;
     let threads = cli
         .threads
         .map(usize::from)

@@ -2,13 +2,48 @@
 
 use fuser::{MountOption, SessionACL};
 
+/// Who may use the mount, as asked for with `-o`.
+///
+/// FUSE lets the kernel decide this, for every request and for everything
+/// it caches: a mount without `allow_other` admits only processes whose
+/// user and group IDs (real, effective and saved) all equal the mounting
+/// user's. A check inside the daemon would be bypassed by cached entries,
+/// attributes, pages and by opens that never reach it, so every choice
+/// here maps onto the kernel's two modes (see [`MountOpts::session_acl`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Access {
+    /// Nothing asked: a root mount admits every user, like tmpfs (the mode
+    /// bits apply: `default_permissions` is always on); any other mount
+    /// only its owner, FUSE's default.
+    #[default]
+    Default,
+    /// `owner_only`: only the mounting user, also for root mounts.
+    OwnerOnly,
+    /// `allow_root`: the mounting user and root.
+    AllowRoot,
+    /// `allow_other`: every user.
+    AllowOther,
+}
+
+impl Access {
+    fn name(self) -> &'static str {
+        match self {
+            Access::Default => "(default)",
+            Access::OwnerOnly => "owner_only",
+            Access::AllowRoot => "allow_root",
+            Access::AllowOther => "allow_other",
+        }
+    }
+}
+
 /// Mount settings gathered from `-o` options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountOpts {
     /// Options passed to the kernel / fusermount.
     pub mount: Vec<MountOption>,
-    /// Who may use the mount (`allow_other`, `allow_root`).
-    pub acl: SessionACL,
+    /// Who may use the mount (`owner_only`, `allow_root`, `allow_other`);
+    /// [`MountOpts::session_acl`] turns it into what the kernel enforces.
+    pub access: Access,
     /// Root directory permission bits (`mode=`).
     pub mode: Option<u32>,
     /// Root directory owner (`uid=`).
@@ -33,7 +68,7 @@ impl Default for MountOpts {
                 MountOption::Subtype("triefs".into()),
                 MountOption::DefaultPermissions,
             ],
-            acl: SessionACL::Owner,
+            access: Access::Default,
             mode: None,
             uid: None,
             gid: None,
@@ -86,6 +121,12 @@ pub fn parse_size(key: &str, val: &str, pct: bool) -> Result<u64, String> {
     n.checked_mul(1 << shift).ok_or_else(bad)
 }
 
+/// Why `allow_root` is refused for a mount by a user other than root.
+pub const ALLOW_ROOT_UNPRIVILEGED: &str = "-o allow_root is not available to a non-root user: \
+the kernel can let root in only by letting every user in (allow_other), and its caches would \
+then serve them without asking triefs; share the mount with -o allow_other (needs \
+user_allow_other in /etc/fuse.conf), or mount as root";
+
 fn set_unique(v: &mut Vec<MountOption>, opt: MountOption) {
     let same = |o: &MountOption| std::mem::discriminant(o) == std::mem::discriminant(&opt);
     v.retain(|o| !same(o));
@@ -106,11 +147,42 @@ impl MountOpts {
                 o.apply(opt)?;
             }
         }
-        if o.mount.contains(&MountOption::AutoUnmount) && o.acl == SessionACL::Owner {
-            // fusermount3 needs allow_other or allow_root to watch the mount.
-            o.acl = SessionACL::RootAndOwner;
-        }
         Ok(o)
+    }
+
+    /// Records an access option; two different ones contradict each other
+    /// (libfuse refuses `allow_other` with `allow_root` for the same reason).
+    fn set_access(&mut self, a: Access) -> Result<(), String> {
+        if self.access != Access::Default && self.access != a {
+            return Err(format!(
+                "mount options {} and {} contradict each other; give one",
+                self.access.name(),
+                a.name()
+            ));
+        }
+        self.access = a;
+        Ok(())
+    }
+
+    /// What the kernel is told for a mount by root (`mounter_is_root`) or
+    /// by another user: `All` (the kernel's `allow_other`) or `Owner`.
+    /// Never `RootAndOwner`: that is `allow_other` in the kernel plus a
+    /// check in the daemon, and the kernel's caches answer other users
+    /// without asking the daemon. So `allow_root` is `Owner` for root,
+    /// whose mount's owner is root already, and refused for anyone else.
+    pub fn session_acl(&self, mounter_is_root: bool) -> Result<SessionACL, String> {
+        match (self.access, mounter_is_root) {
+            (Access::AllowOther, _) | (Access::Default, true) => Ok(SessionACL::All),
+            (Access::OwnerOnly, _) | (Access::AllowRoot, true) | (Access::Default, false) => {
+                Ok(SessionACL::Owner)
+            }
+            (Access::AllowRoot, false) => Err(ALLOW_ROOT_UNPRIVILEGED.to_string()),
+        }
+    }
+
+    /// Whether `auto_unmount` was asked for.
+    pub fn auto_unmount(&self) -> bool {
+        self.mount.contains(&MountOption::AutoUnmount)
     }
 
     fn apply(&mut self, opt: &str) -> Result<(), String> {
@@ -130,11 +202,15 @@ impl MountOpts {
             "rw" => set_unique(&mut self.mount, flag(MountOption::RW)?),
             "allow_other" => {
                 flag(MountOption::RW)?;
-                self.acl = SessionACL::All;
+                self.set_access(Access::AllowOther)?;
             }
             "allow_root" => {
                 flag(MountOption::RW)?;
-                self.acl = SessionACL::RootAndOwner;
+                self.set_access(Access::AllowRoot)?;
+            }
+            "owner_only" => {
+                flag(MountOption::RW)?;
+                self.set_access(Access::OwnerOnly)?;
             }
             "default_permissions" => {
                 flag(MountOption::DefaultPermissions)?;
@@ -186,14 +262,14 @@ mod tests {
         let o = MountOpts::parse::<&str>(&[]).unwrap();
         assert!(o.mount.contains(&MountOption::DefaultPermissions));
         assert!(o.mount.contains(&MountOption::FSName("triefs".into())));
-        assert_eq!(o.acl, SessionACL::Owner);
+        assert_eq!(o.access, Access::Default);
     }
 
     #[test]
     fn parses_lists_and_repeats() {
         let o = MountOpts::parse(&["ro,allow_other", "fsname=data,mode=1777,uid=5"]).unwrap();
         assert!(o.read_only());
-        assert_eq!(o.acl, SessionACL::All);
+        assert_eq!(o.access, Access::AllowOther);
         assert!(o.mount.contains(&MountOption::FSName("data".into())));
         assert!(!o.mount.contains(&MountOption::FSName("triefs".into())));
         assert_eq!(o.mode, Some(0o1777));
@@ -217,10 +293,50 @@ mod tests {
         assert_eq!(o.nr_inodes, Some(10240));
     }
 
+    /// What the kernel enforces for each access option, for root and for
+    /// other users. `RootAndOwner` never comes out: it would be the
+    /// kernel's `allow_other` with a check the kernel's caches bypass.
     #[test]
-    fn allow_root() {
-        let o = MountOpts::parse(&["allow_root"]).unwrap();
-        assert_eq!(o.acl, SessionACL::RootAndOwner);
+    fn access_maps_onto_what_the_kernel_enforces() {
+        use SessionACL::{All, Owner};
+        let acl = |o: &str, root: bool| MountOpts::parse(&[o]).unwrap().session_acl(root);
+        // Root mounts are shared like tmpfs unless asked otherwise.
+        assert_eq!(acl("", true), Ok(All));
+        assert_eq!(acl("owner_only", true), Ok(Owner));
+        assert_eq!(acl("allow_root", true), Ok(Owner));
+        assert_eq!(acl("allow_other", true), Ok(All));
+        // Other users' mounts stay private by default.
+        assert_eq!(acl("", false), Ok(Owner));
+        assert_eq!(acl("owner_only", false), Ok(Owner));
+        assert_eq!(acl("allow_other", false), Ok(All));
+        let err = acl("allow_root", false).unwrap_err();
+        assert!(err.contains("allow_root") && err.contains("user_allow_other"));
+        assert!(!err.contains('\n'));
+        // auto_unmount changes nothing about access.
+        for root in [true, false] {
+            for o in ["", "owner_only", "allow_other", "allow_root"] {
+                let with = MountOpts::parse(&[o, "auto_unmount"]).unwrap();
+                assert!(with.auto_unmount());
+                assert_eq!(with.session_acl(root), acl(o, root), "{o} root={root}");
+            }
+        }
+    }
+
+    #[test]
+    fn contradicting_access_options_are_errors() {
+        for (a, b) in [
+            ("owner_only", "allow_other"),
+            ("allow_root", "allow_other"),
+            ("owner_only", "allow_root"),
+        ] {
+            let err = MountOpts::parse(&[a, b]).unwrap_err();
+            assert!(err.contains(a) && err.contains(b), "{err}");
+            assert!(MountOpts::parse(&[&format!("{b},{a}")]).is_err());
+        }
+        // Repeating one is fine.
+        let o = MountOpts::parse(&["owner_only", "owner_only"]).unwrap();
+        assert_eq!(o.access, Access::OwnerOnly);
+        assert!(MountOpts::parse(&["owner_only=1"]).is_err());
     }
 
     #[test]
