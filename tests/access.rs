@@ -600,6 +600,12 @@ impl UserWorld {
         std::fs::create_dir(&mnt).unwrap();
         std::os::unix::fs::chown(&mnt, Some(NOBODY.0), Some(NOBODY.1)).unwrap();
         let has_fuse_conf = Path::new("/etc/fuse.conf").exists();
+        // fuse3 installs it; without it the user_allow_other cases cannot
+        // run, which the required suite must not take for a pass.
+        assert!(
+            has_fuse_conf || !std::env::var("TRIEFS_REQUIRE_MOUNT").is_ok_and(|v| v == "1"),
+            "TRIEFS_REQUIRE_MOUNT=1 but /etc/fuse.conf is missing (package fuse3 installs it)"
+        );
         let w = UserWorld {
             dir,
             bin,
