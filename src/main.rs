@@ -38,10 +38,14 @@ use triefs::options::MountOpts;
   fsname=NAME             source name shown by mount and df (default triefs)
   subtype=NAME            filesystem subtype (default triefs)
   mode=OCTAL, uid=N, gid=N  permissions and owner of the root directory
-  size=N[k|m|g|t|%]       limit on file data (default 50% of RAM; 0: none)
-  paths=FILE              same as --paths FILE (for fstab and mount -t)
-  nr_inodes=N[k|m|g]      limit on files and directories (default: as many
+  size=N[k|m|g|t|p|e|%]   limit on file data (default 50% of RAM; 0: none;
+                          any percentage of RAM, also above 100%)
+  nr_inodes=N[k|m|g|t|p]  limit on files and directories (default: as many
                           as the default size has pages; 0: none)
+                          Numbers are read as tmpfs reads them: 0x... hex,
+                          a leading 0 octal, else decimal.
+  paths=FILE              same as --paths FILE (for fstab and mount -t)
+  image=FILE              same as --image FILE (for fstab and mount -t)
   default_permissions     accepted; permission checks are always on
   auto_unmount            unmount when the daemon dies (uses fusermount3)
   dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync

@@ -949,3 +949,115 @@ fn daemon_logs_to_log_file() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Numeric -o values
+// ---------------------------------------------------------------------------
+
+/// What tmpfs makes of `-o KEY=VALUE`: `None` if it refuses it, else the
+/// root's owner (uid=, gid=) or the statfs block or inode count.
+fn tmpfs_reading(key: &str, value: &str) -> Option<u64> {
+    let t = short_tempdir();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("{key}={value}"), "tmpfs"])
+        .arg(t.path())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run mount");
+    if !st.success() {
+        return None;
+    }
+    let got = option_reading(key, t.path());
+    unmount(t.path());
+    Some(got)
+}
+
+fn option_reading(key: &str, mnt: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(mnt).expect("stat the mount");
+    let c = common::cpath(mnt);
+    // SAFETY: statvfs is plain data, filled by the call.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid path and out-pointer.
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
+    match key {
+        "uid" => u64::from(m.uid()),
+        "gid" => u64::from(m.gid()),
+        "size" => s.f_blocks,
+        _ => s.f_files,
+    }
+}
+
+/// `size=`, `nr_inodes=`, `uid=` and `gid=` take exactly what tmpfs takes
+/// and mean the same (percentages above 100, binary suffixes up to `e`,
+/// hex and octal numbers), and refuse what tmpfs refuses ((uid_t)-1).
+#[test]
+fn numeric_options_read_as_tmpfs_reads_them() {
+    if !common::can_mount() {
+        return;
+    }
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "size",
+            &[
+                "4096", "10k", "3M", "1g", "1t", "1p", "1e", "0x100000", "0X10k", "010", "200%",
+                "1k%", "50%", "09", "1kb", "+5", "-1", "", "0x", "1.5g", "5 ",
+            ],
+        ),
+        (
+            "nr_inodes",
+            &[
+                "1k",
+                "0x10",
+                "18014398509481983",
+                "18014398509481984",
+                "1e",
+                "1p",
+                "7%",
+            ],
+        ),
+        (
+            "uid",
+            &[
+                "4294967294",
+                "4294967295",
+                "4294967296",
+                "0x10",
+                "010",
+                "+5",
+                "-1",
+                "",
+                "08",
+            ],
+        ),
+        ("gid", &["4294967295", "65534", "0x1f"]),
+    ];
+    let tmp = short_tempdir();
+    let mnt = tmp.path().join("m");
+    fs::create_dir(&mnt).unwrap();
+    let _g = UnmountGuard(mnt.clone());
+    for (key, values) in cases {
+        for value in *values {
+            let want = tmpfs_reading(key, value);
+            let mut cmd = triefs_cmd();
+            cmd.arg("-o").arg(format!("{key}={value}")).arg(&mnt);
+            let run = run_with_timeout(cmd, Duration::from_secs(20));
+            let what = format!("-o {key}={value:?} (tmpfs: {want:?})");
+            match want {
+                None => assert_one_line_error(&run, &what, &[key]),
+                Some(want) => {
+                    assert_eq!(
+                        run.status.and_then(|s| s.code()),
+                        Some(0),
+                        "{what}: {:?}",
+                        run.stderr
+                    );
+                    let got = option_reading(key, &mnt);
+                    unmount(&mnt);
+                    assert_eq!(got, want, "{what}");
+                }
+            }
+            assert!(!is_mounted(&mnt), "{what}: still mounted");
+        }
+    }
+}
