@@ -68,8 +68,9 @@ EXAMPLES:
   find / -type d | triefs --paths - /mnt/x # materialize a list of directories
   umount /mnt/scratch                      # unmount; the daemon exits 0
 
-Logging: -v (info), -vv (debug), -vvv (trace); -q silences warnings.
-RUST_LOG (e.g. RUST_LOG=triefs=debug) overrides -v/-q.")]
+Logging: -v (info), -vv (debug: every failed request), -vvv (trace: also the
+expected answers to xattr probes); -q silences warnings. RUST_LOG (e.g.
+RUST_LOG=triefs=debug) overrides -v/-q.")]
 struct Cli {
     /// Directory to mount on (must exist and not already be a mount point).
     mountpoint: PathBuf,

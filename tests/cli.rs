@@ -1061,3 +1061,87 @@ fn numeric_options_read_as_tmpfs_reads_them() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Logging
+// ---------------------------------------------------------------------------
+
+/// The kernel asks for `security.capability` before every write, and `ls`
+/// or `cp -a` for `security.selinux` and the POSIX ACLs; "no such
+/// attribute" is the expected answer, not a failure, and is not logged as
+/// one: nothing at the default level, and not among the failures that
+/// debug logging (-vv) shows.
+#[test]
+fn expected_xattr_probes_are_not_logged_as_failures() {
+    if !common::can_mount() {
+        return;
+    }
+    for verbosity in [None, Some("-vv")] {
+        let args: Vec<&OsStr> = verbosity.iter().map(OsStr::new).collect();
+        let (mut m, _stdin) = spawn_mount(&args, &[]);
+        wait_mounted(&mut m);
+        let f = m.path().join("f");
+        fs::write(&f, b"one").unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&f)
+            .unwrap()
+            .write_all(b"two")
+            .unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"onetwo");
+        fs::create_dir(m.path().join("d")).unwrap();
+        let ls = Command::new("ls")
+            .arg("-la")
+            .arg(m.path())
+            .output()
+            .unwrap();
+        assert!(ls.status.success());
+        let cp = Command::new("cp")
+            .arg("-a")
+            .arg(&f)
+            .arg(m.path().join("d/g"))
+            .status()
+            .unwrap();
+        assert!(cp.success());
+        for target in [&f, &m.path().join("d")] {
+            for name in [
+                "security.capability",
+                "security.selinux",
+                "system.posix_acl_access",
+                "system.posix_acl_default",
+            ] {
+                let (c, n) = (common::cpath(target), std::ffi::CString::new(name).unwrap());
+                let mut buf = [0u8; 256];
+                // SAFETY: valid C strings and buffer.
+                let rc = unsafe {
+                    libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                };
+                assert_eq!((rc, common::errno()), (-1, libc::ENODATA), "{name}");
+            }
+        }
+        let st = m.unmount_and_wait().expect("daemon exits");
+        assert_eq!(st.code(), Some(0));
+        let log = daemon_stderr(&m);
+        let noisy: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains(" ERROR ")
+                    || l.contains(" WARN ")
+                    || l.contains("No data available")
+                    || l.contains("Operation not supported")
+            })
+            .collect();
+        assert!(
+            noisy.is_empty(),
+            "{verbosity:?}: probes logged as failures: {noisy:#?}"
+        );
+        if verbosity.is_none() {
+            assert_eq!(log.trim(), "", "default level logs nothing");
+        } else {
+            assert!(
+                log.contains("GETXATTR"),
+                "-vv shows the requests themselves"
+            );
+        }
+    }
+}
