@@ -1,6 +1,6 @@
 //! The `triefs` command: mount an in-memory trie filesystem.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, Subcommand};
 use fuser::{Config, MountOption, Session, SessionUnmounter};
 use log::{debug, error, info};
 
@@ -56,11 +56,13 @@ MOUNT(8) AND FSTAB:
   binary serves `mount -t fuse.triefs NAME DIR -o size=1g,mode=0755` and
   fstab lines such as `scratch /mnt/x fuse.triefs size=1g,noauto 0 0`.
 
-OTHER COMMANDS:
+OTHER COMMANDS (each has its own --help):
   triefs ls-prefix [-U] MOUNTPOINT [PREFIX]  leaf paths under PREFIX, answered
                           by the daemon from the trie (sorted unless -U)
   triefs image info|check FILE, triefs image ls FILE [PREFIX]
                           inspect a snapshot image without mounting it
+  A mount point named like a command is mounted with `triefs ./image` or
+  `triefs -- image`.
 
 EXAMPLES:
   triefs /mnt/scratch                      # mount in the background
@@ -92,11 +94,12 @@ struct Cli {
 
     /// Start empty even if the image cannot be read, and overwrite it at
     /// the next save.
-    #[arg(long, requires = "image")]
+    // Not `requires = "image"`: `-o image=FILE` names the image too.
+    #[arg(long)]
     force_new_image: bool,
 
     /// Also save the image every SECS seconds in the background.
-    #[arg(long, value_name = "SECS", requires = "image")]
+    #[arg(long, value_name = "SECS")]
     save_interval: Option<u64>,
 
     /// Append log messages to FILE (they go to stderr otherwise, which a
@@ -366,38 +369,68 @@ fn save_image(ns: &Namespace, path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Inspect a snapshot image without mounting it.
+#[derive(Parser, Debug)]
+#[command(name = "triefs image", bin_name = "triefs image", verbatim_doc_comment)]
+#[command(subcommand_required = true)]
+struct ImageCli {
+    #[command(subcommand)]
+    cmd: ImageCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCmd {
+    /// Format version and counts.
+    Info {
+        /// The image file.
+        file: PathBuf,
+    },
+    /// The leaf paths under PREFIX (default: all), sorted.
+    Ls {
+        /// The image file.
+        file: PathBuf,
+        /// Only paths under this one (absolute inside the image).
+        prefix: Option<OsString>,
+    },
+    /// Verify the whole image: checksums, references, the tree's
+    /// invariants.
+    Check {
+        /// The image file.
+        file: PathBuf,
+    },
+}
+
 /// `triefs image info|ls|check FILE [PREFIX]`.
-fn image_command(args: &[std::ffi::OsString]) -> ExitCode {
-    let usage = "usage: triefs image info FILE | ls FILE [PREFIX] | check FILE";
-    let (Some(cmd), Some(file)) = (args.first().and_then(|a| a.to_str()), args.get(1)) else {
-        eprintln!("triefs: {usage}");
-        return ExitCode::from(2);
+fn image_command(cli: ImageCli) -> ExitCode {
+    let path = match &cli.cmd {
+        ImageCmd::Info { file } | ImageCmd::Ls { file, .. } | ImageCmd::Check { file } => {
+            file.clone()
+        }
     };
-    let path = Path::new(file);
+    let path = path.as_path();
     let unlimited = Limits::from_options(Some(0), Some(0));
-    let loaded = image::load_from_path(path, unlimited);
-    let (ns, sum) = match loaded {
+    let (ns, sum) = match image::load_from_path(path, unlimited) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("triefs: image {}: {e}", path.display());
             return ExitCode::from(2);
         }
     };
-    match (cmd, args.get(2)) {
-        ("info", None) => {
+    match cli.cmd {
+        ImageCmd::Info { .. } => {
             println!("format version: {}", image::VERSION);
             println!("inodes: {}", sum.inodes);
             println!("entries: {}", sum.entries);
             println!("data bytes: {}", sum.data_bytes);
         }
-        ("check", None) => println!("{}: ok", path.display()),
-        ("ls", prefix) => {
-            let node = match prefix {
+        ImageCmd::Check { .. } => println!("{}: ok", path.display()),
+        ImageCmd::Ls { prefix, .. } => {
+            let node = match &prefix {
                 None => Some(ns.trie.root()),
                 Some(p) => ns.trie.lookup(p),
             };
             let Some(node) = node else {
-                let shown = prefix.map_or("/".into(), |p| p.to_string_lossy());
+                let shown = prefix.map_or("/".into(), |p| p.to_string_lossy().into_owned());
                 eprintln!("triefs: {shown}: no such path in the image");
                 return ExitCode::from(2);
             };
@@ -407,31 +440,85 @@ fn image_command(args: &[std::ffi::OsString]) -> ExitCode {
                 let _ = out.write_all(b"\n");
             }
         }
-        _ => {
-            eprintln!("triefs: {usage}");
-            return ExitCode::from(2);
-        }
     }
     ExitCode::SUCCESS
 }
 
+/// List the leaf paths (files, symlinks, empty directories) under PREFIX
+/// of a mounted triefs, answered by the daemon from the trie, as absolute
+/// paths inside the mount.
+///
+/// Exit codes: 0 fine; 1 some directories were left out (permission
+/// denied), like find; 2 errors (not a triefs mount, no such prefix).
+#[derive(Parser, Debug)]
+#[command(
+    name = "triefs ls-prefix",
+    bin_name = "triefs ls-prefix",
+    verbatim_doc_comment
+)]
+struct LsPrefixCli {
+    /// Print paths as they come, unsorted.
+    #[arg(short = 'U', long)]
+    unsorted: bool,
+
+    /// A directory of a mounted triefs, usually its mount point.
+    mountpoint: PathBuf,
+
+    /// Only paths under this one, relative to MOUNTPOINT (default: all).
+    prefix: Option<OsString>,
+}
+
+/// Parses a command line with clap, reporting as every triefs command
+/// does: `--help` and `--version` on stdout with exit 0, a mistake as one
+/// line on stderr with exit 2 (not clap's usage block and tips). `bare`
+/// is a hint for when the command word was given alone.
+fn parse_args<P: Parser>(args: Vec<OsString>, bare: Option<&str>) -> Result<P, ExitCode> {
+    let alone = args.len() <= 1;
+    P::try_parse_from(args).map_err(|e| {
+        use clap::error::ErrorKind;
+        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        let cmd = P::command();
+        let line = if matches!(
+            e.kind(),
+            ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            // clap would print the whole help on stderr here.
+            let subs: Vec<&str> = cmd
+                .get_subcommands()
+                .map(|c| c.get_name())
+                .filter(|n| *n != "help")
+                .collect();
+            format!("a subcommand is needed: {}", subs.join(", "))
+        } else {
+            // The error proper is the first paragraph; the rest is usage.
+            let text = e.to_string();
+            let first = text.split("\n\n").next().unwrap_or_default();
+            let line = first
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            line.strip_prefix("error: ").unwrap_or(&line).to_string()
+        };
+        let name = cmd.get_name().to_string();
+        match bare.filter(|_| alone) {
+            Some(hint) => eprintln!("triefs: {line}; {hint}"),
+            None => eprintln!("triefs: {line} (see `{name} --help`)"),
+        }
+        ExitCode::from(2)
+    })
+}
+
 /// `triefs ls-prefix [-U] MOUNTPOINT [PREFIX]`: the leaf paths under
 /// PREFIX, as absolute paths inside the mount, sorted unless `-U`.
-fn ls_prefix_command(args: &[std::ffi::OsString]) -> ExitCode {
-    let usage = "usage: triefs ls-prefix [-U|--unsorted] MOUNTPOINT [PREFIX]";
-    let unsorted = args.iter().any(|a| a == "-U" || a == "--unsorted");
-    let rest: Vec<&std::ffi::OsString> = args
-        .iter()
-        .filter(|a| *a != "-U" && *a != "--unsorted")
-        .collect();
-    let (mnt, prefix) = match rest.as_slice() {
-        [m] => (Path::new(m.as_os_str()), &b""[..]),
-        [m, p] if !p.as_bytes().starts_with(b"-") => (Path::new(m.as_os_str()), p.as_bytes()),
-        _ => {
-            eprintln!("triefs: {usage}");
-            return ExitCode::from(2);
-        }
-    };
+fn ls_prefix_command(cli: LsPrefixCli) -> ExitCode {
+    let unsorted = cli.unsorted;
+    let mnt = cli.mountpoint.as_path();
+    let prefix = cli.prefix.as_ref().map_or(&b""[..], |p| p.as_bytes());
     let prefix = prefix
         .split(|&b| b == b'/')
         .filter(|c| !c.is_empty())
@@ -627,6 +714,12 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let limits = Limits::from_options(opts.size, opts.nr_inodes);
     let image_path = cli.image.clone().or(opts.image.clone());
+    if image_path.is_none() && (cli.force_new_image || cli.save_interval.is_some()) {
+        return Err(
+            "--force-new-image and --save-interval need an image (--image FILE or -o image=FILE)"
+                .into(),
+        );
+    }
     let empty = || {
         Namespace::new(
             opts.uid.unwrap_or(uid),
@@ -823,24 +916,49 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// The hint for a command word given alone, which may have been meant as
+/// a mount point.
+fn bare_hint(word: &str) -> String {
+    format!("to mount on a directory named {word}, write `triefs ./{word}`")
+}
+
 fn main() -> ExitCode {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if argv.get(1).is_some_and(|a| a == "image") {
-        return image_command(&argv[2..]);
-    }
-    if argv.get(1).is_some_and(|a| a == "ls-prefix") {
-        return ls_prefix_command(&argv[2..]);
-    }
-    let cli = match argv.first() {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    // The mount helper first: its first argument is the mount's source,
+    // which may well be called `image`.
+    let args = match argv.first() {
         Some(argv0) if helper::is_mount_helper(argv0) => match helper::translate(&argv[1..]) {
-            Ok(helper::HelperCall::Run(args)) => Cli::parse_from(args),
+            Ok(helper::HelperCall::Run(args)) => args,
             Ok(helper::HelperCall::Fake) => return ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("triefs: {msg}");
                 return ExitCode::from(2);
             }
         },
-        _ => Cli::parse_from(argv),
+        _ => {
+            // Subcommands by their first word; `triefs ./image` or
+            // `triefs -- image` mounts on a directory of that name.
+            let sub = |word: &str| argv.get(1).is_some_and(|a| a == word);
+            if sub("image") {
+                let hint = bare_hint("image");
+                return match parse_args::<ImageCli>(argv[1..].to_vec(), Some(&hint)) {
+                    Ok(cli) => image_command(cli),
+                    Err(code) => code,
+                };
+            }
+            if sub("ls-prefix") {
+                let hint = bare_hint("ls-prefix");
+                return match parse_args::<LsPrefixCli>(argv[1..].to_vec(), Some(&hint)) {
+                    Ok(cli) => ls_prefix_command(cli),
+                    Err(code) => code,
+                };
+            }
+            argv
+        }
+    };
+    let cli = match parse_args::<Cli>(args, None) {
+        Ok(cli) => cli,
+        Err(code) => return code,
     };
     if let Err(Fatal(code, msg)) = init_logging(&cli) {
         eprintln!("triefs: {msg}");

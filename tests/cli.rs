@@ -1145,3 +1145,163 @@ fn expected_xattr_probes_are_not_logged_as_failures() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Subcommands and argument errors
+// ---------------------------------------------------------------------------
+
+/// `--help` of every command (and `--version`) goes to stdout with exit
+/// 0; `ls-prefix --help` used to be taken for a mount point.
+#[test]
+fn every_command_has_help_on_stdout() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--help"], "Usage: triefs [OPTIONS] <MOUNTPOINT>"),
+        (&["-h"], "Usage: triefs"),
+        (&["--version"], "triefs "),
+        (&["ls-prefix", "--help"], "Usage: triefs ls-prefix"),
+        (&["ls-prefix", "-h"], "--unsorted"),
+        (&["image", "--help"], "Usage: triefs image"),
+        (&["image", "info", "--help"], "Usage: triefs image info"),
+        (&["image", "ls", "-h"], "Usage: triefs image ls"),
+        (&["image", "check", "--help"], "Usage: triefs image check"),
+        (&["image", "help", "check"], "Usage: triefs image check"),
+    ];
+    for (args, want) in cases {
+        let mut cmd = triefs_cmd();
+        cmd.args(*args);
+        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        let st = run.status.expect("did not exit");
+        assert_eq!(
+            st.code(),
+            Some(0),
+            "{args:?}: {st}; stderr {:?}",
+            run.stderr
+        );
+        assert!(
+            run.stdout.contains(want),
+            "{args:?}: stdout {:?}",
+            run.stdout
+        );
+        assert_eq!(run.stderr, "", "{args:?}");
+    }
+    // The main help lists the image= option and the commands.
+    let mut cmd = triefs_cmd();
+    cmd.arg("--help");
+    let help = run_with_timeout(cmd, ERROR_TIMEOUT).stdout;
+    for want in ["image=FILE", "triefs ls-prefix", "triefs image", "./image"] {
+        assert!(help.contains(want), "--help lacks {want:?}");
+    }
+}
+
+/// Every mistake on the command line, the argument parser's included, is
+/// one line on stderr and exit 2; an unknown flag is an error, not a path.
+#[test]
+fn argument_errors_are_one_line() {
+    let tmp = short_tempdir();
+    let mnt = tmp.path().join("m");
+    fs::create_dir(&mnt).unwrap();
+    let _g = UnmountGuard(mnt.clone());
+    let m = mnt.to_str().unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--bogus", m], &["unexpected argument '--bogus'"]),
+        (&[], &["MOUNTPOINT"]),
+        (&["--threads", "x", m], &["--threads"]),
+        (&["--threads", "0", m], &["--threads"]),
+        (&["-f", m, "extra"], &["extra"]),
+        (&["--force-new-image", m], &["--force-new-image", "image"]),
+        (&["--save-interval", "5", m], &["--save-interval", "image"]),
+        (
+            &["ls-prefix", "--bogus", m],
+            &["unexpected argument '--bogus'"],
+        ),
+        (&["ls-prefix", "-x", m], &["unexpected argument '-x'"]),
+        (&["ls-prefix", m, "a", "b"], &["'b'"]),
+        (&["ls-prefix"], &["MOUNTPOINT", "./ls-prefix"]),
+        (&["image"], &["info, ls, check", "./image"]),
+        (&["image", "frob", "x"], &["frob"]),
+        (&["image", "info"], &["FILE"]),
+        (
+            &["image", "info", "--bogus", "x"],
+            &["unexpected argument '--bogus'"],
+        ),
+        (&["image", "check", "a", "b"], &["'b'"]),
+        (&["image", "--bogus"], &["--bogus"]),
+    ];
+    for (args, mentions) in cases {
+        let mut cmd = triefs_cmd();
+        cmd.args(*args);
+        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        assert_one_line_error(&run, &format!("{args:?}"), mentions);
+        assert!(!is_mounted(&mnt), "{args:?} mounted");
+    }
+}
+
+/// A mount point named like a command is mounted by writing it as a path
+/// (`./image`) or after `--`; the command word alone says so.
+#[test]
+fn mount_point_named_like_a_command() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    for name in ["image", "ls-prefix"] {
+        let mnt = tmp.path().join(name);
+        fs::create_dir(&mnt).unwrap();
+        let _g = UnmountGuard(mnt.clone());
+        for args in [
+            vec![format!("./{name}")],
+            vec!["--".to_string(), name.to_string()],
+        ] {
+            let mut cmd = triefs_cmd();
+            cmd.args(&args).current_dir(tmp.path());
+            let run = run_with_timeout(cmd, Duration::from_secs(20));
+            assert_eq!(
+                run.status.and_then(|s| s.code()),
+                Some(0),
+                "triefs {args:?}: {:?}",
+                run.stderr
+            );
+            assert!(is_mounted(&mnt), "triefs {args:?} did not mount {name}");
+            fs::write(mnt.join("f"), b"x").unwrap();
+            unmount(&mnt);
+            let start = Instant::now();
+            while !pids_serving(&mnt).is_empty() && start.elapsed() < EXIT_TIMEOUT {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(!is_mounted(&mnt));
+        }
+        let mut cmd = triefs_cmd();
+        cmd.arg(name).current_dir(tmp.path());
+        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        assert_one_line_error(&run, name, &[&format!("triefs ./{name}")]);
+    }
+}
+
+/// The mount(8) helper's first argument is the source, which may be
+/// called `image` or `ls-prefix` like a command.
+#[test]
+fn mount_helper_source_named_like_a_command() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    let helper = tmp.path().join("mount.fuse.triefs");
+    std::os::unix::fs::symlink(triefs_bin(), &helper).unwrap();
+    for source in ["image", "ls-prefix"] {
+        let mnt = tmp.path().join(format!("m-{source}"));
+        fs::create_dir(&mnt).unwrap();
+        let _g = UnmountGuard(mnt.clone());
+        let mut cmd = Command::new(&helper);
+        cmd.arg(source).arg(&mnt).args(["-o", "rw,noauto,size=1m"]);
+        let run = run_with_timeout(cmd, Duration::from_secs(20));
+        assert_eq!(
+            run.status.and_then(|s| s.code()),
+            Some(0),
+            "helper with source {source}: {:?}",
+            run.stderr
+        );
+        let info = mountinfo(&mnt).expect("mounted through the helper");
+        assert_eq!(info.source, source, "{info:?}");
+        unmount(&mnt);
+    }
+}
