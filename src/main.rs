@@ -172,14 +172,53 @@ fn init_logging(cli: &Cli) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// `path` quoted for a shell command line when it needs quoting.
+fn shell_quote(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// Checks the mount point and returns its canonical path.
 fn check_mountpoint(mp: &Path) -> Result<PathBuf, Fatal> {
     let shown = mp.display();
     match std::fs::metadata(mp) {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            // Give the one command that works for this user: a process
+            // still inside the dead mount (a shell's cwd) makes a plain
+            // unmount answer "busy", so the lazy one. Users unmount through
+            // the setuid fusermount3; umount(8) is for root.
+            // SAFETY: geteuid cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            let listed = mp
+                .parent()
+                .map(|d| {
+                    if d.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        d
+                    }
+                })
+                .and_then(|d| d.canonicalize().ok())
+                .zip(mp.file_name())
+                .map(|(d, name)| d.join(name));
+            let owner = listed.as_deref().and_then(triefs::mountinfo::fuse_owner);
+            let quoted = shell_quote(mp);
+            let how = match owner {
+                _ if euid == 0 => format!("clear it with `umount -l {quoted}`"),
+                Some(uid) if uid != euid => format!(
+                    "it was mounted by uid {uid}: they can clear it with `fusermount3 -uz \
+                     {quoted}`, root with `umount -l {quoted}`"
+                ),
+                _ => format!("clear it with `fusermount3 -uz {quoted}`"),
+            };
             return Err(format!(
-                "mount point {shown} is a stale FUSE mount (transport endpoint is not connected); \
-                 clear it with `fusermount3 -u {shown}` or `umount -l {shown}`"
+                "mount point {shown} is a stale FUSE mount: its daemon died (transport endpoint \
+                 is not connected); {how}, then mount again"
             )
             .into());
         }

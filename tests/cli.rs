@@ -12,6 +12,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -1303,5 +1304,163 @@ fn mount_helper_source_named_like_a_command() {
         let info = mountinfo(&mnt).expect("mounted through the helper");
         assert_eq!(info.source, source, "{info:?}");
         unmount(&mnt);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A dead daemon's mount, still busy
+// ---------------------------------------------------------------------------
+
+/// Kills a child by PID and reaps it on drop.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The commands quoted in backticks in `line`.
+fn backticked(line: &str) -> Vec<&str> {
+    line.split('`').skip(1).step_by(2).collect()
+}
+
+/// After a SIGKILL with a shell still inside the mount, plain `umount`
+/// answers "busy"; the stale-mount error gives root the one command that
+/// works, and it does.
+#[test]
+fn stale_busy_mount_error_gives_roots_command() {
+    if !common::can_mount() {
+        return;
+    }
+    let mut m = TriefsMount::new(&[]);
+    let mnt = m.mnt.clone();
+    let _g = UnmountGuard(mnt.clone());
+    let inside = KillOnDrop(
+        Command::new("sleep")
+            .arg("600")
+            .current_dir(&mnt)
+            .spawn()
+            .expect("a process inside the mount"),
+    );
+    // SAFETY: kill(2) of the daemon this test started, by PID.
+    assert_eq!(unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) }, 0);
+    let _ = m.wait_exit(EXIT_TIMEOUT);
+
+    let mut cmd = triefs_cmd();
+    cmd.arg("-f").arg(&mnt);
+    let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+    assert_one_line_error(&run, "triefs on a stale mount", &["stale"]);
+    let advice = backticked(&run.stderr);
+    let want = format!("umount -l {}", mnt.display());
+    assert_eq!(advice, [want.as_str()], "{:?}", run.stderr);
+    let busy = Command::new("umount")
+        .arg(&mnt)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        !busy.success(),
+        "plain umount of the busy stale mount worked"
+    );
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(advice[0])
+        .status()
+        .unwrap();
+    assert!(st.success(), "`{}` failed", advice[0]);
+    assert!(!is_mounted(&mnt));
+    drop(inside);
+    // And the mount point works again.
+    let mut cmd = triefs_cmd();
+    cmd.arg(&mnt);
+    let run = run_with_timeout(cmd, Duration::from_secs(20));
+    assert_eq!(
+        run.status.and_then(|s| s.code()),
+        Some(0),
+        "{:?}",
+        run.stderr
+    );
+    assert!(is_mounted(&mnt));
+    unmount(&mnt);
+}
+
+/// A user's dead mount, still busy: the error names `fusermount3 -uz`
+/// (users cannot use umount, and `fusermount3 -u` answers "busy"), and it
+/// works for them. A dead mount of someone else names who can clear it.
+/// The dead mounts are made directly with mount(2) for uid nobody, whose
+/// connection is then closed: what a killed daemon leaves behind.
+#[test]
+fn stale_busy_mount_error_gives_a_users_command() {
+    if !common::can_mount() {
+        return;
+    }
+    let bin = common::shared_binary();
+    let Some(_) = common::as_nobody(&bin.path) else {
+        return;
+    };
+    let tmp = short_tempdir();
+    common::chmod(tmp.path(), 0o755);
+    for (owner, allow_other) in [(common::NOBODY, false), (0, true)] {
+        let mnt = tmp.path().join(format!("m{owner}"));
+        fs::create_dir(&mnt).unwrap();
+        let _g = UnmountGuard(mnt.clone());
+        let (c_mnt, fuse) = (common::cpath(&mnt), common::cpath(Path::new("/dev/fuse")));
+        // SAFETY: plain open(2) of /dev/fuse.
+        let fd = unsafe { libc::open(fuse.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        assert!(fd >= 0, "open /dev/fuse");
+        let mut data = format!("fd={fd},rootmode=40000,user_id={owner},group_id={owner}");
+        if allow_other {
+            data.push_str(",allow_other");
+        }
+        let data = std::ffi::CString::new(data).unwrap();
+        // SAFETY: valid C strings; a FUSE mount of our own device fd.
+        let rc = unsafe {
+            libc::mount(
+                c"dead".as_ptr(),
+                c_mnt.as_ptr(),
+                c"fuse.triefs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                data.as_ptr().cast(),
+            )
+        };
+        assert_eq!(rc, 0, "mount: {}", std::io::Error::last_os_error());
+        // What keeps it busy (a shell's cwd would do the same).
+        let held = fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(&mnt)
+            .expect("O_PATH open of the mount");
+        // SAFETY: closing our own descriptor: the connection dies.
+        unsafe { libc::close(fd) };
+
+        let mut cmd = common::as_nobody(&bin.path).unwrap();
+        cmd.arg("-f").arg(&mnt);
+        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        assert_one_line_error(&run, "a user's triefs on a stale mount", &["stale"]);
+        let advice = backticked(&run.stderr);
+        let m = mnt.display();
+        if owner == common::NOBODY {
+            let want = format!("fusermount3 -uz {m}");
+            assert_eq!(advice, [want.as_str()], "{:?}", run.stderr);
+            let mut plain = common::as_nobody(Path::new("fusermount3")).unwrap();
+            let plain = plain
+                .arg("-u")
+                .arg(&mnt)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(!plain.success(), "fusermount3 -u of a busy mount worked");
+            let mut lazy = common::as_nobody(Path::new("fusermount3")).unwrap();
+            let lazy = lazy.arg("-uz").arg(&mnt).status().unwrap();
+            assert!(lazy.success(), "`{}` failed", advice[0]);
+            assert!(!is_mounted(&mnt));
+        } else {
+            assert!(run.stderr.contains("mounted by uid 0"), "{:?}", run.stderr);
+            let want = format!("umount -l {m}");
+            assert!(advice.contains(&want.as_str()), "{:?}", run.stderr);
+        }
+        drop(held);
     }
 }

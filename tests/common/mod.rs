@@ -277,3 +277,54 @@ pub fn sh(cwd: &Path, script: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The uid and gid tests use for "another user" (nobody).
+pub const NOBODY: u32 = 65534;
+
+/// A copy of the triefs binary that any user can run: the build directory
+/// may sit in a directory only root may enter (such as /root).
+pub struct SharedBinary {
+    /// The 0755 temp dir holding the copy.
+    pub dir: tempfile::TempDir,
+    /// The copy.
+    pub path: PathBuf,
+}
+
+/// Copies the triefs binary into a fresh 0755 temp dir.
+pub fn shared_binary() -> SharedBinary {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = short_tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod temp dir");
+    let path = dir.path().join("triefs");
+    std::fs::copy(triefs_bin(), &path).expect("copy triefs binary");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod triefs copy");
+    SharedBinary { dir, path }
+}
+
+/// A command running `program` as uid/gid [`NOBODY`] with no supplementary
+/// groups, through setpriv(1); `None` (after saying why) without setpriv.
+pub fn as_nobody(program: &Path) -> Option<Command> {
+    let found = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    if !found {
+        eprintln!("skipping the part run as another user: setpriv is missing");
+        return None;
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .arg("--clear-groups")
+        .arg(program)
+        .env_remove("RUST_LOG");
+    Some(cmd)
+}
+
+/// Sets the permission bits of `p`.
+pub fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", p.display()));
+}
