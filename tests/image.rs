@@ -325,3 +325,75 @@ fn failed_save_keeps_the_previous_image() {
     );
     assert_eq!(image_ls(&img), "/v1\n");
 }
+
+/// How long an invocation that must fail gets before it is killed (a
+/// foreground mount that wrongly succeeds would never return).
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Clears, on drop, whatever may have been mounted on these paths.
+struct Unmounts(Vec<PathBuf>);
+
+impl Drop for Unmounts {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            for _ in 0..3 {
+                common::unmount(p);
+            }
+        }
+    }
+}
+
+/// `triefs [-f] ARGS MNT` as a command.
+fn triefs_mount_cmd(bin: &Path, foreground: bool, args: &[&OsStr], mnt: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    if foreground {
+        cmd.arg("-f");
+    }
+    cmd.args(args).arg(mnt).env_remove("RUST_LOG");
+    cmd
+}
+
+/// `triefs image SUB FILE` run to completion.
+fn image_cmd(sub: &str, img: &Path) -> common::Output {
+    let mut cmd = Command::new(common::triefs_bin());
+    cmd.args(["image", sub]).arg(img).env_remove("RUST_LOG");
+    common::run_timed(cmd, REFUSAL_TIMEOUT)
+}
+
+/// A small image made by a real mount, copied to `dir/good`.
+fn good_image(dir: &Path) -> PathBuf {
+    let img = dir.join("good");
+    if !img.exists() {
+        let mut m = mount_with_image(&img, &[]);
+        std::fs::write(m.path().join("f"), b"data").unwrap();
+        assert!(m.unmount_and_wait().unwrap().success());
+    }
+    img
+}
+
+/// A file holding the magic but cut inside the header is a truncated
+/// image, not a foreign file.
+#[test]
+fn image_cut_inside_its_header_is_truncated() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let bytes = std::fs::read(good_image(dir.path())).unwrap();
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let _u = Unmounts(vec![mnt.clone()]);
+    for cut in [8, 12] {
+        let img = dir.path().join(format!("cut{cut}"));
+        std::fs::write(&img, &bytes[..cut]).unwrap();
+        let what = format!("image of its first {cut} bytes");
+        let line =
+            common::assert_one_line_exit(&image_cmd("check", &img), 2, &what, &["truncated"]);
+        assert!(!line.contains("magic"), "{what}: {line}");
+        let args = [OsStr::new("--image"), img.as_os_str()];
+        let cmd = triefs_mount_cmd(Path::new(common::triefs_bin()), true, &args, &mnt);
+        let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+        let line = common::assert_one_line_exit(&out, 2, &what, &["truncated"]);
+        assert!(!line.contains("magic"), "{what}: {line}");
+    }
+}
