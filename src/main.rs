@@ -752,7 +752,14 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let limits = Limits::from_options(opts.size, opts.nr_inodes);
-    let image_path = cli.image.clone().or(opts.image.clone());
+    // Absolute: a detached daemon works from `/`, where a relative path
+    // would name another file (or none) at the first save.
+    let image_path = match cli.image.clone().or(opts.image.clone()) {
+        Some(p) => {
+            Some(std::path::absolute(&p).map_err(|e| format!("image {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
     if image_path.is_none() && (cli.force_new_image || cli.save_interval.is_some()) {
         return Err(
             "--force-new-image and --save-interval need an image (--image FILE or -o image=FILE)"

@@ -397,3 +397,33 @@ fn image_cut_inside_its_header_is_truncated() {
         assert!(!line.contains("magic"), "{what}: {line}");
     }
 }
+
+/// A detached daemon works from `/`; a relative --image must still name
+/// the file it named when the command was given.
+#[test]
+fn relative_image_path_of_a_detached_daemon() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let _u = Unmounts(vec![mnt.clone()]);
+    let mut cmd = Command::new(common::triefs_bin());
+    cmd.args(["--image", "rel.img", "m"])
+        .current_dir(dir.path());
+    let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(0),
+        "{:?}",
+        out.stderr
+    );
+    std::fs::write(mnt.join("kept"), b"k").unwrap();
+    common::unmount(&mnt);
+    let img = dir.path().join("rel.img");
+    wait_for(
+        || image_ls(&img) == "/kept\n",
+        "the save of the detached daemon",
+    );
+}
