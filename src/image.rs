@@ -532,15 +532,13 @@ pub fn save_to_path(ns: &Namespace, path: &Path) -> Result<Summary, io::Error> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other("image path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let tmp = temp_path(path)?;
+    // A leftover of an earlier process with our pid is ours to replace;
+    // creating with O_EXCL then never follows a planted symlink (the
+    // directory may be a shared one such as /tmp).
+    let _ = std::fs::remove_file(&tmp);
     let result = (|| {
-        let f = File::create(&tmp)?;
+        let f = File::options().write(true).create_new(true).open(&tmp)?;
         let mut w = BufWriter::with_capacity(1 << 20, FailAfter::new(f));
         let sum = write_image(ns, &mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
@@ -553,6 +551,18 @@ pub fn save_to_path(ns: &Namespace, path: &Path) -> Result<Summary, io::Error> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The temporary file a save of `path` writes before renaming it over
+/// `path`: `.NAME.tmp.PID` in the same directory.
+pub fn temp_path(path: &Path) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("image path has no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    Ok(path.with_file_name(tmp_name))
 }
 
 /// Removes temporary files left by saves of `path` that were killed

@@ -4,6 +4,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use log::{debug, error, info};
 
 use triefs::fs::TrieFs;
 use triefs::helper;
-use triefs::image;
+use triefs::image::{self, ImageError};
 #[cfg(target_os = "linux")]
 use triefs::mount::mount_fuse;
 use triefs::mountinfo::is_mount_point;
@@ -88,7 +89,8 @@ struct Cli {
     paths: Option<PathBuf>,
 
     /// Snapshot image: loaded at mount if it exists (a missing file starts
-    /// empty), written at unmount, on SIGTERM/SIGINT and on SIGUSR1.
+    /// empty), written at unmount, on SIGTERM/SIGINT and on SIGUSR1. Its
+    /// directory must be writable.
     #[arg(long, value_name = "FILE")]
     image: Option<PathBuf>,
 
@@ -408,6 +410,124 @@ fn save_image(ns: &Namespace, path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Refuses, at mount, an image the daemon could not load or could not save
+/// at unmount: a directory or another non-file, a file it may not read
+/// (unless `--force-new-image`), a directory where it cannot create the
+/// save's temporary file, or a file of another user in a sticky directory
+/// (such as /tmp), which the save's rename could not replace. Found now it
+/// is an exit 2; found at unmount, everything since the mount would be
+/// lost. Runs before anything needs /dev/fuse, like the other checks of
+/// the command line.
+fn check_image_target(p: &Path, force_new: bool) -> Result<(), Fatal> {
+    let shown = p.display();
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => {
+            return Err(format!(
+                "image {shown} is a directory; give the path of a file (the image is written \
+                 there at unmount)"
+            )
+            .into());
+        }
+        Ok(m) if !m.is_file() => {
+            return Err(format!("image {shown} is not a regular file").into());
+        }
+        // A regular file (opening anything else could block, a FIFO).
+        Ok(_) if force_new => {}
+        Ok(_) => {
+            if let Err(e) = std::fs::File::open(p) {
+                return Err(image_load_error(p, &ImageError::Io(e), true).into());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("image {shown}: {e}").into()),
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dir_meta = match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => m,
+        _ => return Err(format!("image {shown}: its directory does not exist").into()),
+    };
+    // Do what the save does first: create `.NAME.tmp.PID` there. Trying
+    // answers for this uid, its groups, ACLs, read-only mounts and quotas
+    // alike, where reading mode bits would only guess.
+    let probe = image::temp_path(p).map_err(|e| format!("image {shown}: {e}"))?;
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&probe)
+    };
+    let mut made = create();
+    if made
+        .as_ref()
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists)
+    {
+        // Left by an earlier process with our pid: ours to remove.
+        let _ = std::fs::remove_file(&probe);
+        made = create();
+    }
+    match made {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => {
+            return Err(format!(
+                "image {shown}: cannot write in its directory {}: {e} (the image is saved \
+                 there at unmount)",
+                dir.display()
+            )
+            .into());
+        }
+    }
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    // S_ISVTX, spelled out: its libc type differs between platforms.
+    if dir_meta.mode() & 0o1000 != 0
+        && euid != 0
+        && dir_meta.uid() != euid
+        && let Ok(m) = std::fs::symlink_metadata(p)
+        && m.uid() != euid
+    {
+        return Err(format!(
+            "image {shown} belongs to uid {} in the sticky directory {}, so triefs (uid {euid}) \
+             could not replace it at unmount",
+            m.uid(),
+            dir.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// One line on why an image cannot be loaded, with a hint that fits: for
+/// a file that cannot be read, what to check (starting over would only
+/// overwrite a file this user may not even read); `--force-new-image` only
+/// for a file that was read and found damaged, and only when mounting.
+fn image_load_error(path: &Path, e: &ImageError, mounting: bool) -> String {
+    let shown = path.display();
+    match e {
+        ImageError::Io(io) => {
+            let hint = match io.raw_os_error() {
+                Some(libc::EACCES) | Some(libc::EPERM) => {
+                    // SAFETY: geteuid cannot fail.
+                    let euid = unsafe { libc::geteuid() };
+                    format!("; check its permissions (triefs runs as uid {euid})")
+                }
+                _ => String::new(),
+            };
+            format!("image {shown}: cannot read it: {io}{hint}")
+        }
+        _ if mounting => format!(
+            "image {shown}: {e} (the file is left untouched; --force-new-image starts empty and \
+             overwrites it)"
+        ),
+        _ => format!("image {shown}: {e}"),
+    }
+}
+
 /// Inspect a snapshot image without mounting it.
 #[derive(Parser, Debug)]
 #[command(name = "triefs image", bin_name = "triefs image", verbatim_doc_comment)]
@@ -451,7 +571,7 @@ fn image_command(cli: ImageCli) -> ExitCode {
     let (ns, sum) = match image::load_from_path(path, unlimited) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("triefs: image {}: {e}", path.display());
+            eprintln!("triefs: {}", image_load_error(path, &e, false));
             return ExitCode::from(2);
         }
     };
@@ -747,11 +867,6 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     tune_malloc();
     let opts = MountOpts::parse(&cli.options)?;
     let mountpoint = check_mountpoint(&cli.mountpoint)?;
-    check_dev_fuse()?;
-
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let limits = Limits::from_options(opts.size, opts.nr_inodes);
     // Absolute: a detached daemon works from `/`, where a relative path
     // would name another file (or none) at the first save.
     let image_path = match cli.image.clone().or(opts.image.clone()) {
@@ -766,6 +881,14 @@ fn run(cli: Cli) -> Result<(), Fatal> {
                 .into(),
         );
     }
+    if let Some(p) = &image_path {
+        check_image_target(p, cli.force_new_image)?;
+    }
+    check_dev_fuse()?;
+
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let limits = Limits::from_options(opts.size, opts.nr_inodes);
     let empty = || {
         Namespace::new(
             opts.uid.unwrap_or(uid),
@@ -805,23 +928,10 @@ fn run(cli: Cli) -> Result<(), Fatal> {
                     );
                     empty()
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "image {}: {e} (the file is left untouched; --force-new-image starts empty and overwrites it)",
-                        p.display()
-                    )
-                    .into());
-                }
+                Err(e) => return Err(image_load_error(p, &e, true).into()),
             }
         }
-        Some(p) => {
-            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
-            if dir.is_some_and(|d| !d.is_dir()) {
-                return Err(format!("image {}: its directory does not exist", p.display()).into());
-            }
-            empty()
-        }
-        None => empty(),
+        _ => empty(),
     };
     if let Some(p) = cli.paths.as_ref().or(opts.paths.as_ref()) {
         load_paths(&mut ns, p, uid, gid)?;

@@ -427,3 +427,159 @@ fn relative_image_path_of_a_detached_daemon() {
         "the save of the detached daemon",
     );
 }
+
+/// An image path that is a directory can never be saved: refused at
+/// mount, also with --force-new-image (which used to mount and lose
+/// everything at unmount).
+#[test]
+fn image_path_that_is_a_directory_is_refused_at_mount() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let img = dir.path().join("imgdir");
+    std::fs::create_dir(&img).unwrap();
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let _u = Unmounts(vec![mnt.clone()]);
+    for force in [false, true] {
+        for foreground in [true, false] {
+            let mut args = vec![OsStr::new("--image"), img.as_os_str()];
+            if force {
+                args.push(OsStr::new("--force-new-image"));
+            }
+            let cmd = triefs_mount_cmd(Path::new(common::triefs_bin()), foreground, &args, &mnt);
+            let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+            let what = format!("--image DIR (force={force}, foreground={foreground})");
+            let line = common::assert_one_line_exit(&out, 2, &what, &["imgdir", "directory"]);
+            assert!(!line.contains("--force-new-image"), "{what}: {line}");
+            assert!(!common::is_mounted(&mnt), "{what}: mounted anyway");
+        }
+    }
+    assert!(img.is_dir());
+}
+
+/// A user whose image directory is read-only (0555) is refused at mount,
+/// not told at unmount that everything is lost; so is a user whose image
+/// sits in a sticky directory (like /tmp) but belongs to someone else
+/// (the save's rename could not replace it).
+#[test]
+fn image_the_user_could_not_save_is_refused_at_mount() {
+    if !common::can_mount() {
+        return;
+    }
+    let bin = common::shared_binary();
+    let Some(_) = common::as_nobody(&bin.path) else {
+        return;
+    };
+    let dir = common::short_tempdir();
+    common::chmod(dir.path(), 0o755);
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    common::chmod(&mnt, 0o777);
+    let _u = Unmounts(vec![mnt.clone()]);
+
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    common::chmod(&ro, 0o555);
+    let sticky = dir.path().join("sticky");
+    std::fs::create_dir(&sticky).unwrap();
+    common::chmod(&sticky, 0o1777);
+    let theirs = sticky.join("img");
+    std::fs::copy(good_image(dir.path()), &theirs).unwrap();
+    common::chmod(&theirs, 0o644);
+
+    let cases: [(&str, PathBuf, &[&str]); 3] = [
+        (
+            "new image in a 0555 directory",
+            ro.join("img"),
+            &["cannot write in its directory", "Permission denied"],
+        ),
+        (
+            "--force-new-image in a 0555 directory",
+            ro.join("img"),
+            &["cannot write in its directory"],
+        ),
+        (
+            "another user's image in a sticky directory",
+            theirs.clone(),
+            &["sticky", "uid 0"],
+        ),
+    ];
+    for (what, img, mentions) in cases {
+        let mut cmd = common::as_nobody(&bin.path).unwrap();
+        cmd.arg("-f").arg("--image").arg(&img);
+        if what.starts_with("--force") {
+            cmd.arg("--force-new-image");
+        }
+        cmd.arg(&mnt);
+        let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+        let mut mentions = mentions.to_vec();
+        let shown = img.display().to_string();
+        mentions.push(&shown);
+        common::assert_one_line_exit(&out, 2, what, &mentions);
+        assert!(!common::is_mounted(&mnt), "{what}: mounted anyway");
+    }
+    assert_eq!(
+        std::fs::read_dir(&ro).unwrap().count(),
+        0,
+        "left files in the 0555 dir"
+    );
+    // The same user may use an image of their own in the sticky directory.
+    let mine = sticky.join("mine");
+    let mut cmd = common::as_nobody(&bin.path).unwrap();
+    cmd.arg("--image").arg(&mine).arg(&mnt);
+    let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+    assert!(
+        !out.stderr.contains("mine") && !out.stderr.contains("sticky"),
+        "an image of one's own in a sticky directory: {:?}",
+        out.stderr
+    );
+}
+
+/// An image the user cannot read: the error says to check its
+/// permissions and does not suggest --force-new-image, which would only
+/// overwrite a file the user may not even read.
+#[test]
+fn unreadable_image_hint_fits_the_user() {
+    if !common::can_mount() {
+        return;
+    }
+    let bin = common::shared_binary();
+    let Some(_) = common::as_nobody(&bin.path) else {
+        return;
+    };
+    let dir = common::short_tempdir();
+    common::chmod(dir.path(), 0o777);
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    common::chmod(&mnt, 0o777);
+    let _u = Unmounts(vec![mnt.clone()]);
+    let img = good_image(dir.path());
+    common::chmod(&img, 0o600);
+    let before = hash_file(&img);
+
+    let mut cmd = common::as_nobody(&bin.path).unwrap();
+    cmd.arg("-f").arg("--image").arg(&img).arg(&mnt);
+    let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+    let line = common::assert_one_line_exit(
+        &out,
+        2,
+        "mount with an unreadable image",
+        &["good", "Permission denied", "check its permissions"],
+    );
+    assert!(!line.contains("--force-new-image"), "{line}");
+    assert!(!common::is_mounted(&mnt));
+
+    let mut cmd = common::as_nobody(&bin.path).unwrap();
+    cmd.args(["image", "info"]).arg(&img);
+    let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+    let line = common::assert_one_line_exit(
+        &out,
+        2,
+        "image info of an unreadable image",
+        &["Permission denied", "check its permissions"],
+    );
+    assert!(!line.contains("--force-new-image"), "{line}");
+    assert_eq!(hash_file(&img), before);
+}
