@@ -1,18 +1,18 @@
 //! The `triefs` command: mount an in-memory trie filesystem.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use clap::{ArgAction, Parser, Subcommand};
 use fuser::{Config, MountOption, Session, SessionUnmounter};
-use log::{debug, error, info};
+use log::{debug, error, info, warn};
 
 use triefs::fs::TrieFs;
 use triefs::helper;
@@ -22,6 +22,7 @@ use triefs::mount::mount_fuse;
 use triefs::mountinfo::is_mount_point;
 use triefs::ops::{Limits, Namespace};
 use triefs::options::MountOpts;
+use triefs::save_status::{self, OpenError, Report, StatusFile};
 
 /// Mount an in-memory filesystem whose directory tree is a trie of path
 /// components.
@@ -61,7 +62,8 @@ OTHER COMMANDS (each has its own --help):
   triefs ls-prefix [-U] MOUNTPOINT [PREFIX]  leaf paths under PREFIX, answered
                           by the daemon from the trie (sorted unless -U)
   triefs image info|check FILE, triefs image ls FILE [PREFIX]
-                          inspect a snapshot image without mounting it
+                          inspect a snapshot image without mounting it, and
+                          whether its last save failed
   A mount point named like a command is mounted with `triefs ./image` or
   `triefs -- image`.
 
@@ -73,7 +75,8 @@ EXAMPLES:
 
 Logging: -v (info), -vv (debug: every failed request), -vvv (trace: also the
 expected answers to xattr probes); -q silences warnings. RUST_LOG (e.g.
-RUST_LOG=triefs=debug) overrides -v/-q.")]
+RUST_LOG=triefs=debug) overrides -v/-q. A detached daemon also sends its
+errors (a failed save) to syslog.")]
 struct Cli {
     /// Directory to mount on (must exist and not already be a mount point).
     mountpoint: PathBuf,
@@ -90,7 +93,8 @@ struct Cli {
 
     /// Snapshot image: loaded at mount if it exists (a missing file starts
     /// empty), written at unmount, on SIGTERM/SIGINT and on SIGUSR1. Its
-    /// directory must be writable.
+    /// directory must be writable. A failed save is logged (to syslog when
+    /// detached) and shown by `triefs image info FILE`.
     #[arg(long, value_name = "FILE")]
     image: Option<PathBuf>,
 
@@ -127,17 +131,82 @@ struct Cli {
 }
 
 /// A one-line error for the user and the exit code (2 unless said).
-struct Fatal(u8, String);
+struct Fatal {
+    code: u8,
+    msg: String,
+    /// Already reported at error level through the log (which a detached
+    /// daemon also sends to syslog): not sent there a second time.
+    logged: bool,
+}
 
 impl Fatal {
-    fn code(code: u8, msg: String) -> Fatal {
-        Fatal(code, msg)
+    /// An exit after the serving ended whose cause is already in the log.
+    fn after_log(code: u8, msg: String) -> Fatal {
+        Fatal {
+            code,
+            msg,
+            logged: true,
+        }
     }
 }
 
 impl<T: Into<String>> From<T> for Fatal {
     fn from(s: T) -> Self {
-        Fatal(2, s.into())
+        Fatal {
+            code: 2,
+            msg: s.into(),
+            logged: false,
+        }
+    }
+}
+
+/// Set once the daemon has detached from the terminal: its stderr is
+/// /dev/null from then on, and errors go to syslog as well.
+static DETACHED: AtomicBool = AtomicBool::new(false);
+
+/// Sends one error line to syslog (facility daemon, ident `triefs`), where
+/// the journal or the system log keeps it.
+fn syslog_error(msg: &str) {
+    let Ok(c) = CString::new(msg.replace('\0', " ")) else {
+        return;
+    };
+    // SAFETY: the ident is a static C string (openlog keeps the pointer);
+    // syslog gets a constant "%s" format and one valid C string for it.
+    unsafe {
+        libc::openlog(c"triefs".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON);
+        libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), c.as_ptr());
+    }
+}
+
+/// The daemon's logger: env_logger (stderr or `--log-file`) as configured,
+/// and, once detached, triefs's own errors to syslog too. A detached daemon
+/// has no stderr and the log file is optional, so without this a failed
+/// save would be reported to nobody.
+struct DaemonLog(env_logger::Logger);
+
+impl DaemonLog {
+    fn to_syslog(m: &log::Metadata) -> bool {
+        m.level() == log::Level::Error
+            && m.target().starts_with("triefs")
+            && DETACHED.load(Ordering::Relaxed)
+    }
+}
+
+impl log::Log for DaemonLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        self.0.enabled(m) || Self::to_syslog(m)
+    }
+
+    fn log(&self, r: &log::Record) {
+        // env_logger applies its own filters here.
+        self.0.log(r);
+        if Self::to_syslog(r.metadata()) {
+            syslog_error(&r.args().to_string());
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
     }
 }
 
@@ -170,7 +239,12 @@ fn init_logging(cli: &Cli) -> Result<(), Fatal> {
             .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
         b.target(env_logger::Target::Pipe(Box::new(f)));
     }
-    b.init();
+    let logger = b.build();
+    // Errors pass the global filter even with -qq: syslog wants them.
+    let max = logger.filter().max(log::LevelFilter::Error);
+    if log::set_logger(Box::leak(Box::new(DaemonLog(logger)))).is_ok() {
+        log::set_max_level(max);
+    }
     Ok(())
 }
 
@@ -385,27 +459,70 @@ fn daemonize() -> Result<OwnedFd, Fatal> {
     }
 }
 
-/// Saves the namespace to `path` (atomically), logging the outcome.
-fn save_image(ns: &Namespace, path: &Path) -> std::io::Result<()> {
-    let t = std::time::Instant::now();
-    match image::save_to_path(ns, path) {
-        Ok(sum) => {
-            info!(
-                "saved image {}: {} inodes, {} entries, {} bytes in {:?}",
-                path.display(),
-                sum.inodes,
-                sum.entries,
-                sum.data_bytes,
-                t.elapsed()
-            );
-            Ok(())
+/// Where the mount's image goes: its path, and the status file that
+/// records how each save went (see `triefs::save_status`). The lock also
+/// keeps saves from overlapping: a SIGUSR1 save and an interval save
+/// would otherwise write the same temporary file at once.
+struct SaveTarget {
+    path: PathBuf,
+    status: Mutex<Option<StatusFile>>,
+}
+
+impl SaveTarget {
+    /// Saves the namespace (atomically), logging the outcome and recording
+    /// it in the status file.
+    fn save(&self, ns: &Namespace) -> std::io::Result<()> {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let t = std::time::Instant::now();
+        let path = &self.path;
+        match image::save_to_path(ns, path) {
+            Ok(sum) => {
+                info!(
+                    "saved image {}: {} inodes, {} entries, {} bytes in {:?}",
+                    path.display(),
+                    sum.inodes,
+                    sum.entries,
+                    sum.data_bytes,
+                    t.elapsed()
+                );
+                if let Some(Err(e)) = status.as_mut().map(StatusFile::saved) {
+                    warn!(
+                        "image {}: cannot update its status file: {e}",
+                        path.display()
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                error!(
+                    "saving image {} failed: {e} (the previous image is intact)",
+                    path.display()
+                );
+                if let Some(Err(e2)) = status.as_mut().map(|s| s.failed(&e.to_string())) {
+                    error!(
+                        "image {}: cannot record the failed save in its status file either: {e2}",
+                        path.display()
+                    );
+                }
+                Err(e)
+            }
         }
-        Err(e) => {
-            error!(
-                "saving image {} failed: {e} (the previous image is intact)",
-                path.display()
+    }
+
+    /// The mount failed: the status file goes back to how it was found.
+    fn abandon(&self) {
+        drop(self.status.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+
+    /// The daemon is exiting: the status file goes away after a good last
+    /// save, and stays (marked exited) after a failed one.
+    fn finish(&self) {
+        let taken = self.status.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(Err(e)) = taken.map(StatusFile::finish) {
+            warn!(
+                "image {}: cannot update its status file: {e}",
+                self.path.display()
             );
-            Err(e)
         }
     }
 }
@@ -502,6 +619,55 @@ fn check_image_target(p: &Path, force_new: bool) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// Takes the image's status file for this daemon, with what the previous
+/// daemon left there.
+fn take_status(p: &Path) -> Result<(StatusFile, Option<save_status::Status>), Fatal> {
+    let shown = p.display();
+    match StatusFile::open(p) {
+        Ok(x) => Ok(x),
+        Err(OpenError::InUse(pid)) => {
+            let who = pid.map_or(String::new(), |p| format!(" (pid {p})"));
+            Err(format!(
+                "image {shown} is in use by another triefs daemon{who}; two daemons saving one \
+                 image would overwrite each other's changes"
+            )
+            .into())
+        }
+        Err(OpenError::Io(e)) => Err(format!(
+            "image {shown}: cannot write its status file {}: {e}",
+            save_status::status_path(p).display()
+        )
+        .into()),
+    }
+}
+
+/// Warns about what the previous daemon of the image left in its status
+/// file: a failed last save, or a death without the final save.
+fn warn_previous_status(p: &Path, prev: &save_status::Status) {
+    let shown = p.display();
+    if let Some((t, why)) = &prev.failed {
+        let next = if p.exists() {
+            "loaded the older image"
+        } else {
+            "no save ever succeeded, started empty"
+        };
+        warn!(
+            "image {shown}: the last save, at {}, failed: {why}; {next}",
+            save_status::format_utc(*t)
+        );
+    } else if !prev.exited {
+        let since = prev.saved.map_or_else(
+            || format!("its mount at {}", save_status::format_utc(prev.started)),
+            |t| format!("its last save at {}", save_status::format_utc(t)),
+        );
+        warn!(
+            "image {shown}: the daemon that served it (pid {}) ended without its final save; \
+             changes after {since} were lost",
+            prev.pid
+        );
+    }
+}
+
 /// One line on why an image cannot be loaded, with a hint that fits: for
 /// a file that cannot be read, what to check (starting over would only
 /// overwrite a file this user may not even read); `--force-new-image` only
@@ -529,6 +695,10 @@ fn image_load_error(path: &Path, e: &ImageError, mounting: bool) -> String {
 }
 
 /// Inspect a snapshot image without mounting it.
+///
+/// Exit codes: 0 fine; 1 the image is readable but its last save failed
+/// or its daemon died without its final save (`info` and `check`); 2 the
+/// image cannot be read.
 #[derive(Parser, Debug)]
 #[command(name = "triefs image", bin_name = "triefs image", verbatim_doc_comment)]
 #[command(subcommand_required = true)]
@@ -539,7 +709,7 @@ struct ImageCli {
 
 #[derive(Subcommand, Debug)]
 enum ImageCmd {
-    /// Format version and counts.
+    /// Format version, counts, and how the last save went.
     Info {
         /// The image file.
         file: PathBuf,
@@ -552,7 +722,7 @@ enum ImageCmd {
         prefix: Option<OsString>,
     },
     /// Verify the whole image: checksums, references, the tree's
-    /// invariants.
+    /// invariants, and that its last save did not fail.
     Check {
         /// The image file.
         file: PathBuf,
@@ -567,11 +737,25 @@ fn image_command(cli: ImageCli) -> ExitCode {
         }
     };
     let path = path.as_path();
+    let shown = path.display();
+    // What the status file says about the last save (see save_status); one
+    // that cannot be read is a problem to report, not a reason to refuse
+    // the image itself.
+    let (problem, lines) = match save_status::read(path) {
+        Ok(report) => describe_report(report.as_ref()),
+        Err(e) => {
+            let p = format!("cannot read its save status: {e}");
+            (Some(p.clone()), vec![format!("last save: {p}")])
+        }
+    };
     let unlimited = Limits::from_options(Some(0), Some(0));
     let (ns, sum) = match image::load_from_path(path, unlimited) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("triefs: {}", image_load_error(path, &e, false));
+            let also = problem
+                .or_else(|| lines.first().cloned())
+                .map_or(String::new(), |p| format!(" ({p})"));
+            eprintln!("triefs: {}{also}", image_load_error(path, &e, false));
             return ExitCode::from(2);
         }
     };
@@ -581,8 +765,12 @@ fn image_command(cli: ImageCli) -> ExitCode {
             println!("inodes: {}", sum.inodes);
             println!("entries: {}", sum.entries);
             println!("data bytes: {}", sum.data_bytes);
+            for l in lines {
+                println!("{l}");
+            }
         }
-        ImageCmd::Check { .. } => println!("{}: ok", path.display()),
+        ImageCmd::Check { .. } if problem.is_none() => println!("{shown}: ok"),
+        ImageCmd::Check { .. } => {}
         ImageCmd::Ls { prefix, .. } => {
             let node = match &prefix {
                 None => Some(ns.trie.root()),
@@ -598,9 +786,72 @@ fn image_command(cli: ImageCli) -> ExitCode {
                 let _ = out.write_all(leaf.as_bytes());
                 let _ = out.write_all(b"\n");
             }
+            // The listing is what was asked for; a stale image is only
+            // worth a warning here.
+            if let Some(p) = problem {
+                eprintln!("triefs: warning: image {shown}: {p}");
+            }
+            return ExitCode::SUCCESS;
         }
     }
-    ExitCode::SUCCESS
+    match problem {
+        Some(p) => {
+            eprintln!("triefs: image {shown}: {p}");
+            ExitCode::from(1)
+        }
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// Turns a save status into the problem to report (if any) and the lines
+/// `triefs image info` prints.
+fn describe_report(report: Option<&Report>) -> (Option<String>, Vec<String>) {
+    let when = save_status::format_utc;
+    let holds = |st: &save_status::Status| match st.saved {
+        Some(t) => format!("the file holds the save of {}", when(t)),
+        None => "the file holds what was there before that mount".to_string(),
+    };
+    match report {
+        None => (None, Vec::new()),
+        Some(Report::Serving(st)) => {
+            let served = format!(
+                "served by: triefs pid {} since {}",
+                st.pid,
+                when(st.started)
+            );
+            let (problem, last) = match (&st.failed, st.saved) {
+                (Some((t, why)), _) => {
+                    let p = format!(
+                        "the last save, at {}, FAILED: {why}; {} (the daemon retries at the \
+                         next save)",
+                        when(*t),
+                        holds(st)
+                    );
+                    (Some(p.clone()), format!("last save: {p}"))
+                }
+                (None, Some(t)) => (None, format!("last save: {}", when(t))),
+                (None, None) => (None, "last save: none yet".to_string()),
+            };
+            (problem, vec![served, last])
+        }
+        Some(Report::SaveFailed(st)) => {
+            let (t, why) = st.failed.clone().unwrap_or_default();
+            let p = format!(
+                "the last save, at {}, FAILED: {why}; {}",
+                when(t),
+                holds(st)
+            );
+            (Some(p.clone()), vec![format!("last save: {p}")])
+        }
+        Some(Report::Died(st)) => {
+            let p = format!(
+                "the daemon that served it (pid {}) ended without its final save; {}",
+                st.pid,
+                holds(st)
+            );
+            (Some(p.clone()), vec![format!("last save: {p}")])
+        }
+    }
 }
 
 /// List the leaf paths (files, symlinks, empty directories) under PREFIX
@@ -897,6 +1148,7 @@ fn run(cli: Cli) -> Result<(), Fatal> {
             limits,
         )
     };
+    let mut status: Option<(StatusFile, Option<save_status::Status>)> = None;
     if let Some(p) = &image_path {
         let n = image::remove_stale_temps(p);
         if n > 0 {
@@ -905,6 +1157,9 @@ fn run(cli: Cli) -> Result<(), Fatal> {
                 p.display()
             );
         }
+        // Taken before loading: a second daemon on the same image stops
+        // here, before it could serve and later overwrite the first's saves.
+        status = Some(take_status(p)?);
     }
     let mut ns = match &image_path {
         Some(p) if p.exists() => {
@@ -937,11 +1192,39 @@ fn run(cli: Cli) -> Result<(), Fatal> {
         load_paths(&mut ns, p, uid, gid)?;
     }
 
+    // Loaded: now the previous daemon's record can be reported, and ours
+    // written (a full disk stops the mount here, not the save at unmount).
+    let mut status = match (status, &image_path) {
+        (Some((mut sf, prev)), Some(p)) => {
+            if let Some(prev) = &prev {
+                warn_previous_status(p, prev);
+            }
+            if let Err(e) = sf.start() {
+                return Err(format!(
+                    "image {}: cannot write its status file {}: {e}",
+                    p.display(),
+                    save_status::status_path(p).display()
+                )
+                .into());
+            }
+            Some(sf)
+        }
+        _ => None,
+    };
     let ready = if cli.foreground {
         None
     } else {
         Some(daemonize()?)
     };
+    if let Some(Err(e)) = status.as_mut().map(|s| s.set_pid(std::process::id())) {
+        warn!("cannot update the image's status file: {e}");
+    }
+    let target = image_path.map(|path| {
+        Arc::new(SaveTarget {
+            path,
+            status: Mutex::new(status),
+        })
+    });
 
     // Block the signals in every thread; one thread waits for them.
     let set = signal_set();
@@ -974,6 +1257,11 @@ fn run(cli: Cli) -> Result<(), Fatal> {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("cannot mount on {}: {e}", mountpoint.display());
+            // Never served: the image's status file goes back as it was
+            // (exit() below skips destructors).
+            if let Some(t) = &target {
+                t.abandon();
+            }
             if let Some(fd) = ready {
                 let _ = std::fs::File::from(fd).write_all(msg.as_bytes());
                 std::process::exit(2);
@@ -989,13 +1277,14 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     if let Some(fd) = ready {
         let _ = std::fs::File::from(fd).write_all(b"OK");
         detach_stdio();
+        DETACHED.store(true, Ordering::Relaxed);
         let _ = std::env::set_current_dir("/");
     }
 
     let mp = mountpoint.clone();
     let session_done = Arc::new(AtomicBool::new(false));
     let done = session_done.clone();
-    let (sig_ns, sig_image) = (shared.clone(), image_path.clone());
+    let (sig_ns, sig_image) = (shared.clone(), target.clone());
     std::thread::spawn(move || {
         let sig = loop {
             let mut sig = 0;
@@ -1006,8 +1295,8 @@ fn run(cli: Cli) -> Result<(), Fatal> {
             if sig != libc::SIGUSR1 {
                 break sig;
             }
-            if let Some(p) = &sig_image {
-                let _ = save_image(&sig_ns.read(), p);
+            if let Some(t) = &sig_image {
+                let _ = t.save(&sig_ns.read());
             }
         };
         info!("signal {sig}: unmounting {}", mp.display());
@@ -1018,19 +1307,23 @@ fn run(cli: Cli) -> Result<(), Fatal> {
         if !done.swap(true, Ordering::SeqCst) {
             info!("exiting while the detached mount still had open files");
             let code = match &sig_image {
-                Some(p) if save_image(&sig_ns.read(), p).is_err() => 1,
-                _ => 0,
+                Some(t) => {
+                    let failed = t.save(&sig_ns.read()).is_err();
+                    t.finish();
+                    i32::from(failed)
+                }
+                None => 0,
             };
             std::process::exit(code);
         }
     });
-    if let (Some(secs), Some(p)) = (cli.save_interval, image_path.clone()) {
+    if let (Some(secs), Some(t)) = (cli.save_interval, target.clone()) {
         let (ns, done) = (shared.clone(), session_done.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::SeqCst) {
                 std::thread::sleep(std::time::Duration::from_secs(secs.max(1)));
                 if !done.load(Ordering::SeqCst) {
-                    let _ = save_image(&ns.read(), &p);
+                    let _ = t.save(&ns.read());
                 }
             }
         });
@@ -1043,10 +1336,15 @@ fn run(cli: Cli) -> Result<(), Fatal> {
             std::thread::park();
         }
     }
-    if let Some(p) = &image_path
-        && let Err(e) = save_image(&shared.read(), p)
-    {
-        return Err(Fatal::code(1, format!("saving image {}: {e}", p.display())));
+    if let Some(t) = &target {
+        let saved = t.save(&shared.read());
+        t.finish();
+        if let Err(e) = saved {
+            return Err(Fatal::after_log(
+                1,
+                format!("saving image {}: {e}", t.path.display()),
+            ));
+        }
     }
     match result {
         // A read racing with the connection's teardown at unmount gets
@@ -1064,7 +1362,7 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     }
     info!("unmounted {}", mountpoint.display());
     if check_failed.load(Ordering::SeqCst) {
-        return Err(Fatal::code(
+        return Err(Fatal::after_log(
             3,
             "consistency check failed at unmount (see the log)".to_string(),
         ));
@@ -1116,15 +1414,22 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    if let Err(Fatal(code, msg)) = init_logging(&cli) {
-        eprintln!("triefs: {msg}");
-        return ExitCode::from(code);
+    if let Err(f) = init_logging(&cli) {
+        eprintln!("triefs: {}", f.msg);
+        return ExitCode::from(f.code);
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Fatal(code, msg)) => {
-            eprintln!("triefs: {msg}");
-            ExitCode::from(code)
+        Err(f) => {
+            if DETACHED.load(Ordering::Relaxed) {
+                // Nobody reads a detached daemon's stderr.
+                if !f.logged {
+                    syslog_error(&f.msg);
+                }
+            } else {
+                eprintln!("triefs: {}", f.msg);
+            }
+            ExitCode::from(f.code)
         }
     }
 }

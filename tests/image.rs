@@ -583,3 +583,237 @@ fn unreadable_image_hint_fits_the_user() {
     assert!(!line.contains("--force-new-image"), "{line}");
     assert_eq!(hash_file(&img), before);
 }
+
+/// A save that fails after the mount (its directory is a tiny tmpfs that
+/// fills up) is recorded beside the image: `triefs image info` and `check`
+/// report it (exit 1) until a later save succeeds.
+#[test]
+fn failed_save_is_reported_by_triefs_image() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let _u = Unmounts(vec![small.clone()]);
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount a small tmpfs");
+    let img = small.join("img");
+
+    let mut m = mount_with_image(&img, &[]);
+    std::fs::write(m.path().join("v1"), b"one").unwrap();
+    // SAFETY: a signal to the daemon this test started.
+    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    wait_for(|| image_ls(&img) == "/v1\n", "the first save");
+    let out = image_cmd("info", &img);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(0),
+        "{:?}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("served by: triefs pid") && out.stdout.contains("last save: 20"),
+        "info while serving: {}",
+        out.stdout
+    );
+    common::sh(m.path(), "head -c 300000 /dev/urandom > big");
+    let st = m.unmount_and_wait().expect("daemon exits");
+    assert_eq!(
+        st.code(),
+        Some(1),
+        "a failed save is reported by the exit code"
+    );
+
+    let out = image_cmd("info", &img);
+    let line = common::assert_one_line_exit(
+        &out,
+        1,
+        "image info after a failed save",
+        &["FAILED", "No space left on device"],
+    );
+    assert!(line.contains("holds the save of"), "{line}");
+    assert!(out.stdout.contains("entries: 1"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("last save: ") && out.stdout.contains("No space left on device"),
+        "{}",
+        out.stdout
+    );
+    common::assert_one_line_exit(
+        &image_cmd("check", &img),
+        1,
+        "image check after a failed save",
+        &["FAILED"],
+    );
+    let out = image_cmd("ls", &img);
+    assert_eq!(out.status.and_then(|s| s.code()), Some(0));
+    assert_eq!(out.stdout, "/v1\n");
+    assert!(
+        out.stderr.contains("warning") && out.stderr.contains("FAILED"),
+        "{:?}",
+        out.stderr
+    );
+
+    // Room again: the next daemon warns, and its good save clears the record.
+    let st = Command::new("mount")
+        .args(["-o", "remount,size=4m"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success(), "remount the tmpfs larger");
+    let mut m = mount_with_image(&img, &[]);
+    std::fs::write(m.path().join("v2"), b"two").unwrap();
+    assert!(m.unmount_and_wait().unwrap().success());
+    let out = image_cmd("info", &img);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(0),
+        "{:?}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("last save"), "{}", out.stdout);
+    assert_eq!(out.stderr, "");
+    assert_eq!(image_ls(&img), "/v1\n/v2\n");
+    let left: Vec<_> = std::fs::read_dir(&small)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [OsStr::new("img")], "only the image is left");
+}
+
+/// A daemon killed before its final save leaves word of it: `triefs image
+/// info` says the changes since its last save are gone.
+#[test]
+fn daemon_killed_before_its_final_save_is_reported() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let img = dir.path().join("img");
+    let mut m = mount_with_image(&img, &[]);
+    std::fs::write(m.path().join("v1"), b"one").unwrap();
+    // SAFETY: signals to the daemon this test started.
+    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    wait_for(|| image_ls(&img) == "/v1\n", "the save");
+    std::fs::write(m.path().join("lost"), b"x").unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) };
+    let _ = m.wait_exit(Duration::from_secs(10));
+    common::unmount(m.path());
+    common::assert_one_line_exit(
+        &image_cmd("info", &img),
+        1,
+        "image info after kill -9",
+        &["ended without its final save", "holds the save of"],
+    );
+}
+
+/// Two daemons on one image would overwrite each other's saves: the
+/// second is refused while the first serves.
+#[test]
+fn second_daemon_on_the_same_image_is_refused() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let img = dir.path().join("img");
+    let mut first = mount_with_image(&img, &[]);
+    let mnt = dir.path().join("second");
+    std::fs::create_dir(&mnt).unwrap();
+    let _u = Unmounts(vec![mnt.clone()]);
+    let args = [OsStr::new("--image"), img.as_os_str()];
+    let cmd = triefs_mount_cmd(Path::new(common::triefs_bin()), true, &args, &mnt);
+    let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+    let pid = first.pid().to_string();
+    common::assert_one_line_exit(&out, 2, "second daemon", &["in use", &pid]);
+    assert!(!common::is_mounted(&mnt));
+    assert!(first.unmount_and_wait().unwrap().success());
+    // Free again once the first is gone.
+    let mut again = TriefsMount::with_args([OsStr::new("--image"), img.as_os_str()]);
+    assert!(again.unmount_and_wait().unwrap().success());
+}
+
+/// A detached daemon has no stderr: a save that fails after the mount
+/// goes to syslog. The daemon runs in a private mount namespace whose
+/// /dev/log is a socket of this test (the machine's logger, if any, is
+/// left alone); its image directory is a tiny tmpfs that fills up.
+#[test]
+fn detached_daemon_reports_a_failed_save_to_syslog() {
+    if !common::can_mount() {
+        return;
+    }
+    if !Path::new("/usr/bin/unshare").exists() && !Path::new("/bin/unshare").exists() {
+        eprintln!("skipping: unshare(1) is missing");
+        return;
+    }
+    let dir = common::short_tempdir();
+    let t = dir.path();
+    for d in ["m", "imgs", "realdev"] {
+        std::fs::create_dir(t.join(d)).unwrap();
+    }
+    let _u = Unmounts(vec![t.join("imgs"), t.join("m")]);
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(t.join("imgs"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount a small tmpfs");
+    let log = std::os::unix::net::UnixDatagram::bind(t.join("log.sock")).unwrap();
+    log.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // In the namespace: a tmpfs over /dev with the devices the daemon
+    // needs bound in, and /dev/log pointing at our socket.
+    let script = r#"
+        set -e
+        mount --bind /dev "$T/realdev"
+        mount -t tmpfs -o mode=0755 devtmp /dev
+        for n in null zero urandom fuse; do
+            touch "/dev/$n" && mount --bind "$T/realdev/$n" "/dev/$n"
+        done
+        ln -s "$T/log.sock" /dev/log
+        "$BIN" --image "$T/imgs/img" "$T/m"
+        head -c 300000 /dev/zero > "$T/m/big"
+        pid=$(tr '\0' '\n' < "$T/imgs/.img.status" | sed -n 's/^pid //p')
+        umount "$T/m"
+        i=0
+        while kill -0 "$pid" 2>/dev/null; do
+            i=$((i + 1))
+            if [ $i -gt 200 ]; then kill -9 "$pid"; echo "daemon hung" >&2; exit 1; fi
+            sleep 0.05
+        done
+    "#;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("T", t)
+        .env("BIN", common::triefs_bin())
+        .env_remove("RUST_LOG");
+    let out = common::run_timed(cmd, Duration::from_secs(30));
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(0),
+        "namespace script: {}",
+        out.stderr
+    );
+    let mut buf = vec![0u8; 4096];
+    let n = log
+        .recv(&mut buf)
+        .expect("no syslog message from the detached daemon");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // <27> is facility daemon (3), severity error (3).
+    assert!(msg.starts_with("<27>"), "{msg}");
+    assert!(
+        msg.contains("triefs[")
+            && msg.contains("saving image")
+            && msg.contains("No space left on device"),
+        "{msg}"
+    );
+    common::assert_one_line_exit(
+        &image_cmd("info", &t.join("imgs/img")),
+        2,
+        "image info after the failed first save",
+        &["FAILED", "No space left on device"],
+    );
+}
