@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::time::{Duration, SystemTime};
 
 use fuser::{Errno, FileAttr, FileType, INodeNo, TimeOrNow};
-use log::{debug, error};
+use log::{Level, error, log};
 
 use crate::data::PAGE;
 use crate::ops::Error;
@@ -82,11 +82,31 @@ pub(crate) fn errno(e: Error) -> Errno {
 }
 
 /// Logs a failed request with its context at debug level (failures such as
-/// ENOENT are routine) and converts the error for the reply.
+/// ENOENT are routine) and converts the error for the reply. Answers to
+/// probes are not failures at all and go to trace level only: the kernel
+/// asks for `security.capability` before every write, `ls` and `cp -a` for
+/// `security.selinux` and the POSIX ACLs (`ENODATA`: not set), and tools
+/// try to set ACLs (`EOPNOTSUPP`); at debug level they would bury the
+/// failures worth reading.
 pub(crate) fn fail(op: &str, ino: u64, name: Option<&OsStr>, e: Error) -> Errno {
+    let level = if is_probe_answer(op, name, e) {
+        Level::Trace
+    } else {
+        Level::Debug
+    };
     match name {
-        Some(n) => debug!("{op}(ino={ino}, name={n:?}): {e}"),
-        None => debug!("{op}(ino={ino}): {e}"),
+        Some(n) => log!(level, "{op}(ino={ino}, name={n:?}): {e}"),
+        None => log!(level, "{op}(ino={ino}): {e}"),
     }
     errno(e)
+}
+
+/// Is this error the expected answer to a probe (see [`fail`])?
+fn is_probe_answer(op: &str, name: Option<&OsStr>, e: Error) -> bool {
+    let system = name.is_some_and(|n| n.as_encoded_bytes().starts_with(b"system."));
+    match (op, e.0) {
+        ("getxattr", libc::ENODATA) => true,
+        ("getxattr" | "setxattr" | "removexattr", libc::EOPNOTSUPP) => system,
+        _ => false,
+    }
 }

@@ -96,7 +96,9 @@ impl fmt::Display for ImageError {
                     "unsupported image version {v} (this triefs reads {VERSION})"
                 )
             }
-            ImageError::Truncated => f.write_str("truncated image (no END record)"),
+            ImageError::Truncated => {
+                f.write_str("truncated image (the file ends before its END record)")
+            }
             ImageError::Checksum(at) => write!(f, "checksum mismatch in the record at byte {at}"),
             ImageError::Corrupt(why) => write!(f, "corrupt image: {why}"),
         }
@@ -330,9 +332,16 @@ impl<'a> Payload<'a> {
 pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary), ImageError> {
     let mut r = BufReader::with_capacity(1 << 20, r);
     let mut head = [0u8; 16];
-    read_exact_or(&mut r, &mut head, ImageError::NotAnImage)?;
-    if &head[..8] != MAGIC {
+    let got = read_up_to(&mut r, &mut head).map_err(ImageError::Io)?;
+    // Judge the magic by what is there: a file that starts like an image
+    // but ends inside the header (a copy or save cut short) is truncated,
+    // not foreign.
+    let n = got.min(MAGIC.len());
+    if n == 0 || head[..n] != MAGIC[..n] {
         return Err(ImageError::NotAnImage);
+    }
+    if got < head.len() {
+        return Err(ImageError::Truncated);
     }
     let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
     if version != VERSION {
@@ -436,6 +445,20 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
     Ok((ns, sum))
 }
 
+/// Reads until `buf` is full or the input ends; returns how many bytes.
+fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], short: ImageError) -> Result<(), ImageError> {
     match r.read_exact(buf) {
         Ok(()) => Ok(()),
@@ -514,13 +537,7 @@ pub fn save_to_path(ns: &Namespace, path: &Path) -> Result<Summary, io::Error> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other("image path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let tmp = temp_path(path)?;
     let result = (|| {
         let f = create_private(&tmp)?;
         let mut w = BufWriter::with_capacity(1 << 20, FailAfter::new(f));
@@ -555,6 +572,18 @@ fn create_private(tmp: &Path) -> io::Result<File> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(tmp)
+}
+
+/// The temporary file a save of `path` writes before renaming it over
+/// `path`: `.NAME.tmp.PID` in the same directory.
+pub fn temp_path(path: &Path) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("image path has no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    Ok(path.with_file_name(tmp_name))
 }
 
 /// Removes temporary files left by saves of `path` that were killed
@@ -804,13 +833,22 @@ mod tests {
             read_image(&b"not an image at all"[..], limits()),
             Err(ImageError::NotAnImage)
         ));
+        assert!(matches!(
+            read_image(&b""[..], limits()),
+            Err(ImageError::NotAnImage)
+        ));
+        assert!(matches!(
+            read_image(&b"TRIEFSIX"[..], limits()),
+            Err(ImageError::NotAnImage)
+        ));
         let mut v2 = img.clone();
         v2[8] = 2;
         assert!(matches!(
             read_image(&v2[..], limits()),
             Err(ImageError::Version(2))
         ));
-        for cut in [16, 20, img.len() / 2, img.len() - 1] {
+        // Cut anywhere, also inside the magic or the header: truncated.
+        for cut in [3, 8, 12, 15, 16, 20, img.len() / 2, img.len() - 1] {
             assert!(
                 matches!(
                     read_image(&img[..cut], limits()),

@@ -22,5 +22,6 @@ pub mod mount;
 pub mod mountinfo;
 pub mod ops;
 pub mod options;
+pub mod save_status;
 pub mod trie;
 pub mod xattr;

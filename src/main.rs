@@ -1,27 +1,29 @@
 //! The `triefs` command: mount an in-memory trie filesystem.
 
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr, OsString};
 use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, Subcommand};
 use fuser::{Config, MountOption, Session, SessionUnmounter};
-use log::{debug, error, info};
+use log::{debug, error, info, warn};
 
 use triefs::fs::TrieFs;
 use triefs::helper;
-use triefs::image;
+use triefs::image::{self, ImageError};
 use triefs::lsprefix::Item;
 #[cfg(target_os = "linux")]
 use triefs::mount::mount_fuse;
 use triefs::mountinfo::is_mount_point;
 use triefs::ops::{Limits, Namespace};
 use triefs::options::MountOpts;
+use triefs::save_status::{self, OpenError, Report, StatusFile};
 
 /// Mount an in-memory filesystem whose directory tree is a trie of path
 /// components.
@@ -44,10 +46,14 @@ use triefs::options::MountOpts;
   fsname=NAME             source name shown by mount and df (default triefs)
   subtype=NAME            filesystem subtype (default triefs)
   mode=OCTAL, uid=N, gid=N  permissions and owner of the root directory
-  size=N[k|m|g|t|%]       limit on file data (default 50% of RAM; 0: none)
-  paths=FILE              same as --paths FILE (for fstab and mount -t)
-  nr_inodes=N[k|m|g]      limit on files and directories (default: as many
+  size=N[k|m|g|t|p|e|%]   limit on file data (default 50% of RAM; 0: none;
+                          any percentage of RAM, also above 100%)
+  nr_inodes=N[k|m|g|t|p]  limit on files and directories (default: as many
                           as the default size has pages; 0: none)
+                          Numbers are read as tmpfs reads them: 0x... hex,
+                          a leading 0 octal, else decimal.
+  paths=FILE              same as --paths FILE (for fstab and mount -t)
+  image=FILE              same as --image FILE (for fstab and mount -t)
   default_permissions     accepted; permission checks are always on
   auto_unmount            unmount when the daemon dies (a watcher process,
                           triefs-watch; does not change who may use it)
@@ -60,11 +66,14 @@ MOUNT(8) AND FSTAB:
   fstab lines such as `scratch /mnt/x fuse.triefs size=1g,noauto 0 0`.
   Run as root, such mounts serve every user, like tmpfs (owner_only: not).
 
-OTHER COMMANDS:
+OTHER COMMANDS (each has its own --help):
   triefs ls-prefix [-U] MOUNTPOINT [PREFIX]  leaf paths under PREFIX, answered
                           by the daemon from the trie (sorted unless -U)
   triefs image info|check FILE, triefs image ls FILE [PREFIX]
-                          inspect a snapshot image without mounting it
+                          inspect a snapshot image without mounting it, and
+                          whether its last save failed
+  A mount point named like a command is mounted with `triefs ./image` or
+  `triefs -- image`.
 
 EXAMPLES:
   triefs /mnt/scratch                      # mount in the background
@@ -72,8 +81,10 @@ EXAMPLES:
   find / -type d | triefs --paths - /mnt/x # materialize a list of directories
   umount /mnt/scratch                      # unmount; the daemon exits 0
 
-Logging: -v (info), -vv (debug), -vvv (trace); -q silences warnings.
-RUST_LOG (e.g. RUST_LOG=triefs=debug) overrides -v/-q.")]
+Logging: -v (info), -vv (debug: every failed request), -vvv (trace: also the
+expected answers to xattr probes); -q silences warnings. RUST_LOG (e.g.
+RUST_LOG=triefs=debug) overrides -v/-q. A detached daemon also sends its
+errors (a failed save) to syslog.")]
 struct Cli {
     /// Directory to mount on (must exist and not already be a mount point).
     mountpoint: PathBuf,
@@ -89,17 +100,20 @@ struct Cli {
     paths: Option<PathBuf>,
 
     /// Snapshot image: loaded at mount if it exists (a missing file starts
-    /// empty), written at unmount, on SIGTERM/SIGINT and on SIGUSR1.
+    /// empty), written at unmount, on SIGTERM/SIGINT and on SIGUSR1. Its
+    /// directory must be writable. A failed save is logged (to syslog when
+    /// detached) and shown by `triefs image info FILE`.
     #[arg(long, value_name = "FILE")]
     image: Option<PathBuf>,
 
     /// Start empty even if the image cannot be read, and overwrite it at
     /// the next save.
-    #[arg(long, requires = "image")]
+    // Not `requires = "image"`: `-o image=FILE` names the image too.
+    #[arg(long)]
     force_new_image: bool,
 
     /// Also save the image every SECS seconds in the background.
-    #[arg(long, value_name = "SECS", requires = "image")]
+    #[arg(long, value_name = "SECS")]
     save_interval: Option<u64>,
 
     /// Append log messages to FILE (they go to stderr otherwise, which a
@@ -125,17 +139,82 @@ struct Cli {
 }
 
 /// A one-line error for the user and the exit code (2 unless said).
-struct Fatal(u8, String);
+struct Fatal {
+    code: u8,
+    msg: String,
+    /// Already reported at error level through the log (which a detached
+    /// daemon also sends to syslog): not sent there a second time.
+    logged: bool,
+}
 
 impl Fatal {
-    fn code(code: u8, msg: String) -> Fatal {
-        Fatal(code, msg)
+    /// An exit after the serving ended whose cause is already in the log.
+    fn after_log(code: u8, msg: String) -> Fatal {
+        Fatal {
+            code,
+            msg,
+            logged: true,
+        }
     }
 }
 
 impl<T: Into<String>> From<T> for Fatal {
     fn from(s: T) -> Self {
-        Fatal(2, s.into())
+        Fatal {
+            code: 2,
+            msg: s.into(),
+            logged: false,
+        }
+    }
+}
+
+/// Set once the daemon has detached from the terminal: its stderr is
+/// /dev/null from then on, and errors go to syslog as well.
+static DETACHED: AtomicBool = AtomicBool::new(false);
+
+/// Sends one error line to syslog (facility daemon, ident `triefs`), where
+/// the journal or the system log keeps it.
+fn syslog_error(msg: &str) {
+    let Ok(c) = CString::new(msg.replace('\0', " ")) else {
+        return;
+    };
+    // SAFETY: the ident is a static C string (openlog keeps the pointer);
+    // syslog gets a constant "%s" format and one valid C string for it.
+    unsafe {
+        libc::openlog(c"triefs".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON);
+        libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), c.as_ptr());
+    }
+}
+
+/// The daemon's logger: env_logger (stderr or `--log-file`) as configured,
+/// and, once detached, triefs's own errors to syslog too. A detached daemon
+/// has no stderr and the log file is optional, so without this a failed
+/// save would be reported to nobody.
+struct DaemonLog(env_logger::Logger);
+
+impl DaemonLog {
+    fn to_syslog(m: &log::Metadata) -> bool {
+        m.level() == log::Level::Error
+            && m.target().starts_with("triefs")
+            && DETACHED.load(Ordering::Relaxed)
+    }
+}
+
+impl log::Log for DaemonLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        self.0.enabled(m) || Self::to_syslog(m)
+    }
+
+    fn log(&self, r: &log::Record) {
+        // env_logger applies its own filters here.
+        self.0.log(r);
+        if Self::to_syslog(r.metadata()) {
+            syslog_error(&r.args().to_string());
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
     }
 }
 
@@ -168,8 +247,24 @@ fn init_logging(cli: &Cli) -> Result<(), Fatal> {
             .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
         b.target(env_logger::Target::Pipe(Box::new(f)));
     }
-    b.init();
+    let logger = b.build();
+    // Errors pass the global filter even with -qq: syslog wants them.
+    let max = logger.filter().max(log::LevelFilter::Error);
+    if log::set_logger(Box::leak(Box::new(DaemonLog(logger)))).is_ok() {
+        log::set_max_level(max);
+    }
     Ok(())
+}
+
+/// `path` quoted for a shell command line when it needs quoting.
+fn shell_quote(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// Checks the mount point and returns its canonical path.
@@ -177,9 +272,37 @@ fn check_mountpoint(mp: &Path) -> Result<PathBuf, Fatal> {
     let shown = mp.display();
     match std::fs::metadata(mp) {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            // Give the one command that works for this user: a process
+            // still inside the dead mount (a shell's cwd) makes a plain
+            // unmount answer "busy", so the lazy one. Users unmount through
+            // the setuid fusermount3; umount(8) is for root.
+            // SAFETY: geteuid cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            let listed = mp
+                .parent()
+                .map(|d| {
+                    if d.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        d
+                    }
+                })
+                .and_then(|d| d.canonicalize().ok())
+                .zip(mp.file_name())
+                .map(|(d, name)| d.join(name));
+            let owner = listed.as_deref().and_then(triefs::mountinfo::fuse_owner);
+            let quoted = shell_quote(mp);
+            let how = match owner {
+                _ if euid == 0 => format!("clear it with `umount -l {quoted}`"),
+                Some(uid) if uid != euid => format!(
+                    "it was mounted by uid {uid}: they can clear it with `fusermount3 -uz \
+                     {quoted}`, root with `umount -l {quoted}`"
+                ),
+                _ => format!("clear it with `fusermount3 -uz {quoted}`"),
+            };
             return Err(format!(
-                "mount point {shown} is a stale FUSE mount (transport endpoint is not connected); \
-                 clear it with `fusermount3 -u {shown}` or `umount -l {shown}`"
+                "mount point {shown} is a stale FUSE mount: its daemon died (transport endpoint \
+                 is not connected); {how}, then mount again"
             )
             .into());
         }
@@ -344,63 +467,325 @@ fn daemonize() -> Result<OwnedFd, Fatal> {
     }
 }
 
-/// Saves the namespace to `path` (atomically), logging the outcome.
-fn save_image(ns: &Namespace, path: &Path) -> std::io::Result<()> {
-    let t = std::time::Instant::now();
-    match image::save_to_path(ns, path) {
-        Ok(sum) => {
-            info!(
-                "saved image {}: {} inodes, {} entries, {} bytes in {:?}",
-                path.display(),
-                sum.inodes,
-                sum.entries,
-                sum.data_bytes,
-                t.elapsed()
-            );
-            Ok(())
+/// Where the mount's image goes: its path, and the status file that
+/// records how each save went (see `triefs::save_status`). The lock also
+/// keeps saves from overlapping: a SIGUSR1 save and an interval save
+/// would otherwise write the same temporary file at once.
+struct SaveTarget {
+    path: PathBuf,
+    status: Mutex<Option<StatusFile>>,
+}
+
+impl SaveTarget {
+    /// Saves the namespace (atomically), logging the outcome and recording
+    /// it in the status file.
+    fn save(&self, ns: &Namespace) -> std::io::Result<()> {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let t = std::time::Instant::now();
+        let path = &self.path;
+        match image::save_to_path(ns, path) {
+            Ok(sum) => {
+                info!(
+                    "saved image {}: {} inodes, {} entries, {} bytes in {:?}",
+                    path.display(),
+                    sum.inodes,
+                    sum.entries,
+                    sum.data_bytes,
+                    t.elapsed()
+                );
+                if let Some(Err(e)) = status.as_mut().map(StatusFile::saved) {
+                    warn!(
+                        "image {}: cannot update its status file: {e}",
+                        path.display()
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                error!(
+                    "saving image {} failed: {e} (the previous image is intact)",
+                    path.display()
+                );
+                if let Some(Err(e2)) = status.as_mut().map(|s| s.failed(&e.to_string())) {
+                    error!(
+                        "image {}: cannot record the failed save in its status file either: {e2}",
+                        path.display()
+                    );
+                }
+                Err(e)
+            }
         }
-        Err(e) => {
-            error!(
-                "saving image {} failed: {e} (the previous image is intact)",
-                path.display()
+    }
+
+    /// The mount failed: the status file goes back to how it was found.
+    fn abandon(&self) {
+        drop(self.status.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+
+    /// The daemon is exiting: the status file goes away after a good last
+    /// save, and stays (marked exited) after a failed one.
+    fn finish(&self) {
+        let taken = self.status.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(Err(e)) = taken.map(StatusFile::finish) {
+            warn!(
+                "image {}: cannot update its status file: {e}",
+                self.path.display()
             );
-            Err(e)
         }
     }
 }
 
-/// `triefs image info|ls|check FILE [PREFIX]`.
-fn image_command(args: &[std::ffi::OsString]) -> ExitCode {
-    let usage = "usage: triefs image info FILE | ls FILE [PREFIX] | check FILE";
-    let (Some(cmd), Some(file)) = (args.first().and_then(|a| a.to_str()), args.get(1)) else {
-        eprintln!("triefs: {usage}");
-        return ExitCode::from(2);
+/// Refuses, at mount, an image the daemon could not load or could not save
+/// at unmount: a directory or another non-file, a file it may not read
+/// (unless `--force-new-image`), a directory where it cannot create the
+/// save's temporary file, or a file of another user in a sticky directory
+/// (such as /tmp), which the save's rename could not replace. Found now it
+/// is an exit 2; found at unmount, everything since the mount would be
+/// lost. Runs before anything needs /dev/fuse, like the other checks of
+/// the command line.
+fn check_image_target(p: &Path, force_new: bool) -> Result<(), Fatal> {
+    let shown = p.display();
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => {
+            return Err(format!(
+                "image {shown} is a directory; give the path of a file (the image is written \
+                 there at unmount)"
+            )
+            .into());
+        }
+        Ok(m) if !m.is_file() => {
+            return Err(format!("image {shown} is not a regular file").into());
+        }
+        // A regular file (opening anything else could block, a FIFO).
+        Ok(_) if force_new => {}
+        Ok(_) => {
+            if let Err(e) = std::fs::File::open(p) {
+                return Err(image_load_error(p, &ImageError::Io(e), true).into());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("image {shown}: {e}").into()),
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     };
-    let path = Path::new(file);
+    let dir_meta = match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => m,
+        _ => return Err(format!("image {shown}: its directory does not exist").into()),
+    };
+    // Do what the save does first: create `.NAME.tmp.PID` there. Trying
+    // answers for this uid, its groups, ACLs, read-only mounts and quotas
+    // alike, where reading mode bits would only guess.
+    let probe = image::temp_path(p).map_err(|e| format!("image {shown}: {e}"))?;
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&probe)
+    };
+    let mut made = create();
+    if made
+        .as_ref()
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists)
+    {
+        // Left by an earlier process with our pid: ours to remove.
+        let _ = std::fs::remove_file(&probe);
+        made = create();
+    }
+    match made {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => {
+            return Err(format!(
+                "image {shown}: cannot write in its directory {}: {e} (the image is saved \
+                 there at unmount)",
+                dir.display()
+            )
+            .into());
+        }
+    }
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    // S_ISVTX, spelled out: its libc type differs between platforms.
+    if dir_meta.mode() & 0o1000 != 0
+        && euid != 0
+        && dir_meta.uid() != euid
+        && let Ok(m) = std::fs::symlink_metadata(p)
+        && m.uid() != euid
+    {
+        return Err(format!(
+            "image {shown} belongs to uid {} in the sticky directory {}, so triefs (uid {euid}) \
+             could not replace it at unmount",
+            m.uid(),
+            dir.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Takes the image's status file for this daemon, with what the previous
+/// daemon left there.
+fn take_status(p: &Path) -> Result<(StatusFile, Option<save_status::Status>), Fatal> {
+    let shown = p.display();
+    match StatusFile::open(p) {
+        Ok(x) => Ok(x),
+        Err(OpenError::InUse(pid)) => {
+            let who = pid.map_or(String::new(), |p| format!(" (pid {p})"));
+            Err(format!(
+                "image {shown} is in use by another triefs daemon{who}; two daemons saving one \
+                 image would overwrite each other's changes"
+            )
+            .into())
+        }
+        Err(OpenError::Io(e)) => Err(format!(
+            "image {shown}: cannot write its status file {}: {e}",
+            save_status::status_path(p).display()
+        )
+        .into()),
+    }
+}
+
+/// Warns about what the previous daemon of the image left in its status
+/// file: a failed last save, or a death without the final save.
+fn warn_previous_status(p: &Path, prev: &save_status::Status) {
+    let shown = p.display();
+    if let Some((t, why)) = &prev.failed {
+        let next = if p.exists() {
+            "loaded the older image"
+        } else {
+            "no save ever succeeded, started empty"
+        };
+        warn!(
+            "image {shown}: the last save, at {}, failed: {why}; {next}",
+            save_status::format_utc(*t)
+        );
+    } else if !prev.exited {
+        let since = prev.saved.map_or_else(
+            || format!("its mount at {}", save_status::format_utc(prev.started)),
+            |t| format!("its last save at {}", save_status::format_utc(t)),
+        );
+        warn!(
+            "image {shown}: the daemon that served it (pid {}) ended without its final save; \
+             changes after {since} were lost",
+            prev.pid
+        );
+    }
+}
+
+/// One line on why an image cannot be loaded, with a hint that fits: for
+/// a file that cannot be read, what to check (starting over would only
+/// overwrite a file this user may not even read); `--force-new-image` only
+/// for a file that was read and found damaged, and only when mounting.
+fn image_load_error(path: &Path, e: &ImageError, mounting: bool) -> String {
+    let shown = path.display();
+    match e {
+        ImageError::Io(io) => {
+            let hint = match io.raw_os_error() {
+                Some(libc::EACCES) | Some(libc::EPERM) => {
+                    // SAFETY: geteuid cannot fail.
+                    let euid = unsafe { libc::geteuid() };
+                    format!("; check its permissions (triefs runs as uid {euid})")
+                }
+                _ => String::new(),
+            };
+            format!("image {shown}: cannot read it: {io}{hint}")
+        }
+        _ if mounting => format!(
+            "image {shown}: {e} (the file is left untouched; --force-new-image starts empty and \
+             overwrites it)"
+        ),
+        _ => format!("image {shown}: {e}"),
+    }
+}
+
+/// Inspect a snapshot image without mounting it.
+///
+/// Exit codes: 0 fine; 1 the image is readable but its last save failed
+/// or its daemon died without its final save (`info` and `check`); 2 the
+/// image cannot be read.
+#[derive(Parser, Debug)]
+#[command(name = "triefs image", bin_name = "triefs image", verbatim_doc_comment)]
+#[command(subcommand_required = true)]
+struct ImageCli {
+    #[command(subcommand)]
+    cmd: ImageCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCmd {
+    /// Format version, counts, and how the last save went.
+    Info {
+        /// The image file.
+        file: PathBuf,
+    },
+    /// The leaf paths under PREFIX (default: all), sorted.
+    Ls {
+        /// The image file.
+        file: PathBuf,
+        /// Only paths under this one (absolute inside the image).
+        prefix: Option<OsString>,
+    },
+    /// Verify the whole image: checksums, references, the tree's
+    /// invariants, and that its last save did not fail.
+    Check {
+        /// The image file.
+        file: PathBuf,
+    },
+}
+
+/// `triefs image info|ls|check FILE [PREFIX]`.
+fn image_command(cli: ImageCli) -> ExitCode {
+    let path = match &cli.cmd {
+        ImageCmd::Info { file } | ImageCmd::Ls { file, .. } | ImageCmd::Check { file } => {
+            file.clone()
+        }
+    };
+    let path = path.as_path();
+    let shown = path.display();
+    // What the status file says about the last save (see save_status); one
+    // that cannot be read is a problem to report, not a reason to refuse
+    // the image itself.
+    let (problem, lines) = match save_status::read(path) {
+        Ok(report) => describe_report(report.as_ref()),
+        Err(e) => {
+            let p = format!("cannot read its save status: {e}");
+            (Some(p.clone()), vec![format!("last save: {p}")])
+        }
+    };
     let unlimited = Limits::from_options(Some(0), Some(0));
-    let loaded = image::load_from_path(path, unlimited);
-    let (ns, sum) = match loaded {
+    let (ns, sum) = match image::load_from_path(path, unlimited) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("triefs: image {}: {e}", path.display());
+            let also = problem
+                .or_else(|| lines.first().cloned())
+                .map_or(String::new(), |p| format!(" ({p})"));
+            eprintln!("triefs: {}{also}", image_load_error(path, &e, false));
             return ExitCode::from(2);
         }
     };
-    match (cmd, args.get(2)) {
-        ("info", None) => {
+    match cli.cmd {
+        ImageCmd::Info { .. } => {
             println!("format version: {}", image::VERSION);
             println!("inodes: {}", sum.inodes);
             println!("entries: {}", sum.entries);
             println!("data bytes: {}", sum.data_bytes);
+            for l in lines {
+                println!("{l}");
+            }
         }
-        ("check", None) => println!("{}: ok", path.display()),
-        ("ls", prefix) => {
-            let node = match prefix {
+        ImageCmd::Check { .. } if problem.is_none() => println!("{shown}: ok"),
+        ImageCmd::Check { .. } => {}
+        ImageCmd::Ls { prefix, .. } => {
+            let node = match &prefix {
                 None => Some(ns.trie.root()),
                 Some(p) => ns.trie.lookup(p),
             };
             let Some(node) = node else {
-                let shown = prefix.map_or("/".into(), |p| p.to_string_lossy());
+                let shown = prefix.map_or("/".into(), |p| p.to_string_lossy().into_owned());
                 eprintln!("triefs: {shown}: no such path in the image");
                 return ExitCode::from(2);
             };
@@ -409,32 +794,149 @@ fn image_command(args: &[std::ffi::OsString]) -> ExitCode {
                 let _ = out.write_all(leaf.as_bytes());
                 let _ = out.write_all(b"\n");
             }
-        }
-        _ => {
-            eprintln!("triefs: {usage}");
-            return ExitCode::from(2);
+            // The listing is what was asked for; a stale image is only
+            // worth a warning here.
+            if let Some(p) = problem {
+                eprintln!("triefs: warning: image {shown}: {p}");
+            }
+            return ExitCode::SUCCESS;
         }
     }
-    ExitCode::SUCCESS
+    match problem {
+        Some(p) => {
+            eprintln!("triefs: image {shown}: {p}");
+            ExitCode::from(1)
+        }
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// Turns a save status into the problem to report (if any) and the lines
+/// `triefs image info` prints.
+fn describe_report(report: Option<&Report>) -> (Option<String>, Vec<String>) {
+    let when = save_status::format_utc;
+    let holds = |st: &save_status::Status| match st.saved {
+        Some(t) => format!("the file holds the save of {}", when(t)),
+        None => "the file holds what was there before that mount".to_string(),
+    };
+    match report {
+        None => (None, Vec::new()),
+        Some(Report::Serving(st)) => {
+            let served = format!(
+                "served by: triefs pid {} since {}",
+                st.pid,
+                when(st.started)
+            );
+            let (problem, last) = match (&st.failed, st.saved) {
+                (Some((t, why)), _) => {
+                    let p = format!(
+                        "the last save, at {}, FAILED: {why}; {} (the daemon retries at the \
+                         next save)",
+                        when(*t),
+                        holds(st)
+                    );
+                    (Some(p.clone()), format!("last save: {p}"))
+                }
+                (None, Some(t)) => (None, format!("last save: {}", when(t))),
+                (None, None) => (None, "last save: none yet".to_string()),
+            };
+            (problem, vec![served, last])
+        }
+        Some(Report::SaveFailed(st)) => {
+            let (t, why) = st.failed.clone().unwrap_or_default();
+            let p = format!(
+                "the last save, at {}, FAILED: {why}; {}",
+                when(t),
+                holds(st)
+            );
+            (Some(p.clone()), vec![format!("last save: {p}")])
+        }
+        Some(Report::Died(st)) => {
+            let p = format!(
+                "the daemon that served it (pid {}) ended without its final save; {}",
+                st.pid,
+                holds(st)
+            );
+            (Some(p.clone()), vec![format!("last save: {p}")])
+        }
+    }
+}
+
+/// List the leaf paths (files, symlinks, empty directories) under PREFIX
+/// of a mounted triefs, answered by the daemon from the trie, as absolute
+/// paths inside the mount.
+///
+/// Exit codes: 0 fine; 1 some directories were left out (permission
+/// denied), like find; 2 errors (not a triefs mount, no such prefix).
+#[derive(Parser, Debug)]
+#[command(
+    name = "triefs ls-prefix",
+    bin_name = "triefs ls-prefix",
+    verbatim_doc_comment
+)]
+struct LsPrefixCli {
+    /// Print paths as they come, unsorted.
+    #[arg(short = 'U', long)]
+    unsorted: bool,
+
+    /// A directory of a mounted triefs, usually its mount point.
+    mountpoint: PathBuf,
+
+    /// Only paths under this one, relative to MOUNTPOINT (default: all).
+    prefix: Option<OsString>,
+}
+
+/// Parses a command line with clap, reporting as every triefs command
+/// does: `--help` and `--version` on stdout with exit 0, a mistake as one
+/// line on stderr with exit 2 (not clap's usage block and tips). `bare`
+/// is a hint for when the command word was given alone.
+fn parse_args<P: Parser>(args: Vec<OsString>, bare: Option<&str>) -> Result<P, ExitCode> {
+    let alone = args.len() <= 1;
+    P::try_parse_from(args).map_err(|e| {
+        use clap::error::ErrorKind;
+        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        let cmd = P::command();
+        let line = if matches!(
+            e.kind(),
+            ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            // clap would print the whole help on stderr here.
+            let subs: Vec<&str> = cmd
+                .get_subcommands()
+                .map(|c| c.get_name())
+                .filter(|n| *n != "help")
+                .collect();
+            format!("a subcommand is needed: {}", subs.join(", "))
+        } else {
+            // The error proper is the first paragraph; the rest is usage.
+            let text = e.to_string();
+            let first = text.split("\n\n").next().unwrap_or_default();
+            let line = first
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            line.strip_prefix("error: ").unwrap_or(&line).to_string()
+        };
+        let name = cmd.get_name().to_string();
+        match bare.filter(|_| alone) {
+            Some(hint) => eprintln!("triefs: {line}; {hint}"),
+            None => eprintln!("triefs: {line} (see `{name} --help`)"),
+        }
+        ExitCode::from(2)
+    })
 }
 
 /// `triefs ls-prefix [-U] MOUNTPOINT [PREFIX]`: the leaf paths under
 /// PREFIX, as absolute paths inside the mount, sorted unless `-U`.
-fn ls_prefix_command(args: &[std::ffi::OsString]) -> ExitCode {
-    let usage = "usage: triefs ls-prefix [-U|--unsorted] MOUNTPOINT [PREFIX]";
-    let unsorted = args.iter().any(|a| a == "-U" || a == "--unsorted");
-    let rest: Vec<&std::ffi::OsString> = args
-        .iter()
-        .filter(|a| *a != "-U" && *a != "--unsorted")
-        .collect();
-    let (mnt, prefix) = match rest.as_slice() {
-        [m] => (Path::new(m.as_os_str()), &b""[..]),
-        [m, p] if !p.as_bytes().starts_with(b"-") => (Path::new(m.as_os_str()), p.as_bytes()),
-        _ => {
-            eprintln!("triefs: {usage}");
-            return ExitCode::from(2);
-        }
-    };
+fn ls_prefix_command(cli: LsPrefixCli) -> ExitCode {
+    let unsorted = cli.unsorted;
+    let mnt = cli.mountpoint.as_path();
+    let prefix = cli.prefix.as_ref().map_or(&b""[..], |p| p.as_bytes());
     let prefix = prefix
         .split(|&b| b == b'/')
         .filter(|c| !c.is_empty())
@@ -674,6 +1176,23 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     // SAFETY: getuid cannot fail.
     let acl = opts.session_acl(unsafe { libc::getuid() } == 0)?;
     let mountpoint = check_mountpoint(&cli.mountpoint)?;
+    // Absolute: a detached daemon works from `/`, where a relative path
+    // would name another file (or none) at the first save.
+    let image_path = match cli.image.clone().or(opts.image.clone()) {
+        Some(p) => {
+            Some(std::path::absolute(&p).map_err(|e| format!("image {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    if image_path.is_none() && (cli.force_new_image || cli.save_interval.is_some()) {
+        return Err(
+            "--force-new-image and --save-interval need an image (--image FILE or -o image=FILE)"
+                .into(),
+        );
+    }
+    if let Some(p) = &image_path {
+        check_image_target(p, cli.force_new_image)?;
+    }
     check_dev_fuse()?;
     #[cfg(target_os = "linux")]
     if opts.auto_unmount() {
@@ -685,7 +1204,6 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let limits = Limits::from_options(opts.size, opts.nr_inodes);
-    let image_path = cli.image.clone().or(opts.image.clone());
     let empty = || {
         Namespace::new(
             opts.uid.unwrap_or(uid),
@@ -694,6 +1212,7 @@ fn run(cli: Cli) -> Result<(), Fatal> {
             limits,
         )
     };
+    let mut status: Option<(StatusFile, Option<save_status::Status>)> = None;
     if let Some(p) = &image_path {
         let n = image::remove_stale_temps(p);
         if n > 0 {
@@ -702,6 +1221,9 @@ fn run(cli: Cli) -> Result<(), Fatal> {
                 p.display()
             );
         }
+        // Taken before loading: a second daemon on the same image stops
+        // here, before it could serve and later overwrite the first's saves.
+        status = Some(take_status(p)?);
     }
     let mut ns = match &image_path {
         Some(p) if p.exists() => {
@@ -725,33 +1247,48 @@ fn run(cli: Cli) -> Result<(), Fatal> {
                     );
                     empty()
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "image {}: {e} (the file is left untouched; --force-new-image starts empty and overwrites it)",
-                        p.display()
-                    )
-                    .into());
-                }
+                Err(e) => return Err(image_load_error(p, &e, true).into()),
             }
         }
-        Some(p) => {
-            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
-            if dir.is_some_and(|d| !d.is_dir()) {
-                return Err(format!("image {}: its directory does not exist", p.display()).into());
-            }
-            empty()
-        }
-        None => empty(),
+        _ => empty(),
     };
     if let Some(p) = cli.paths.as_ref().or(opts.paths.as_ref()) {
         load_paths(&mut ns, p, uid, gid)?;
     }
 
+    // Loaded: now the previous daemon's record can be reported, and ours
+    // written (a full disk stops the mount here, not the save at unmount).
+    let mut status = match (status, &image_path) {
+        (Some((mut sf, prev)), Some(p)) => {
+            if let Some(prev) = &prev {
+                warn_previous_status(p, prev);
+            }
+            if let Err(e) = sf.start() {
+                return Err(format!(
+                    "image {}: cannot write its status file {}: {e}",
+                    p.display(),
+                    save_status::status_path(p).display()
+                )
+                .into());
+            }
+            Some(sf)
+        }
+        _ => None,
+    };
     let ready = if cli.foreground {
         None
     } else {
         Some(daemonize()?)
     };
+    if let Some(Err(e)) = status.as_mut().map(|s| s.set_pid(std::process::id())) {
+        warn!("cannot update the image's status file: {e}");
+    }
+    let target = image_path.map(|path| {
+        Arc::new(SaveTarget {
+            path,
+            status: Mutex::new(status),
+        })
+    });
 
     // Block the signals in every thread; one thread waits for them.
     let set = signal_set();
@@ -784,6 +1321,11 @@ fn run(cli: Cli) -> Result<(), Fatal> {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("cannot mount on {}: {e}", mountpoint.display());
+            // Never served: the image's status file goes back as it was
+            // (exit() below skips destructors).
+            if let Some(t) = &target {
+                t.abandon();
+            }
             if let Some(fd) = ready {
                 let _ = std::fs::File::from(fd).write_all(msg.as_bytes());
                 std::process::exit(2);
@@ -799,13 +1341,14 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     if let Some(fd) = ready {
         let _ = std::fs::File::from(fd).write_all(b"OK");
         detach_stdio();
+        DETACHED.store(true, Ordering::Relaxed);
         let _ = std::env::set_current_dir("/");
     }
 
     let mp = mountpoint.clone();
     let session_done = Arc::new(AtomicBool::new(false));
     let done = session_done.clone();
-    let (sig_ns, sig_image) = (shared.clone(), image_path.clone());
+    let (sig_ns, sig_image) = (shared.clone(), target.clone());
     std::thread::spawn(move || {
         let sig = loop {
             let mut sig = 0;
@@ -816,8 +1359,8 @@ fn run(cli: Cli) -> Result<(), Fatal> {
             if sig != libc::SIGUSR1 {
                 break sig;
             }
-            if let Some(p) = &sig_image {
-                let _ = save_image(&sig_ns.read(), p);
+            if let Some(t) = &sig_image {
+                let _ = t.save(&sig_ns.read());
             }
         };
         info!("signal {sig}: unmounting {}", mp.display());
@@ -828,19 +1371,23 @@ fn run(cli: Cli) -> Result<(), Fatal> {
         if !done.swap(true, Ordering::SeqCst) {
             info!("exiting while the detached mount still had open files");
             let code = match &sig_image {
-                Some(p) if save_image(&sig_ns.read(), p).is_err() => 1,
-                _ => 0,
+                Some(t) => {
+                    let failed = t.save(&sig_ns.read()).is_err();
+                    t.finish();
+                    i32::from(failed)
+                }
+                None => 0,
             };
             std::process::exit(code);
         }
     });
-    if let (Some(secs), Some(p)) = (cli.save_interval, image_path.clone()) {
+    if let (Some(secs), Some(t)) = (cli.save_interval, target.clone()) {
         let (ns, done) = (shared.clone(), session_done.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::SeqCst) {
                 std::thread::sleep(std::time::Duration::from_secs(secs.max(1)));
                 if !done.load(Ordering::SeqCst) {
-                    let _ = save_image(&ns.read(), &p);
+                    let _ = t.save(&ns.read());
                 }
             }
         });
@@ -853,10 +1400,15 @@ fn run(cli: Cli) -> Result<(), Fatal> {
             std::thread::park();
         }
     }
-    if let Some(p) = &image_path
-        && let Err(e) = save_image(&shared.read(), p)
-    {
-        return Err(Fatal::code(1, format!("saving image {}: {e}", p.display())));
+    if let Some(t) = &target {
+        let saved = t.save(&shared.read());
+        t.finish();
+        if let Err(e) = saved {
+            return Err(Fatal::after_log(
+                1,
+                format!("saving image {}: {e}", t.path.display()),
+            ));
+        }
     }
     match result {
         // A read racing with the connection's teardown at unmount gets
@@ -874,7 +1426,7 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     }
     info!("unmounted {}", mountpoint.display());
     if check_failed.load(Ordering::SeqCst) {
-        return Err(Fatal::code(
+        return Err(Fatal::after_log(
             3,
             "consistency check failed at unmount (see the log)".to_string(),
         ));
@@ -882,34 +1434,66 @@ fn run(cli: Cli) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// The hint for a command word given alone, which may have been meant as
+/// a mount point.
+fn bare_hint(word: &str) -> String {
+    format!("to mount on a directory named {word}, write `triefs ./{word}`")
+}
+
 fn main() -> ExitCode {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if argv.get(1).is_some_and(|a| a == "image") {
-        return image_command(&argv[2..]);
-    }
-    if argv.get(1).is_some_and(|a| a == "ls-prefix") {
-        return ls_prefix_command(&argv[2..]);
-    }
-    let cli = match argv.first() {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    // The mount helper first: its first argument is the mount's source,
+    // which may well be called `image`.
+    let args = match argv.first() {
         Some(argv0) if helper::is_mount_helper(argv0) => match helper::translate(&argv[1..]) {
-            Ok(helper::HelperCall::Run(args)) => Cli::parse_from(args),
+            Ok(helper::HelperCall::Run(args)) => args,
             Ok(helper::HelperCall::Fake) => return ExitCode::SUCCESS,
             Err(msg) => {
                 eprintln!("triefs: {msg}");
                 return ExitCode::from(2);
             }
         },
-        _ => Cli::parse_from(argv),
+        _ => {
+            // Subcommands by their first word; `triefs ./image` or
+            // `triefs -- image` mounts on a directory of that name.
+            let sub = |word: &str| argv.get(1).is_some_and(|a| a == word);
+            if sub("image") {
+                let hint = bare_hint("image");
+                return match parse_args::<ImageCli>(argv[1..].to_vec(), Some(&hint)) {
+                    Ok(cli) => image_command(cli),
+                    Err(code) => code,
+                };
+            }
+            if sub("ls-prefix") {
+                let hint = bare_hint("ls-prefix");
+                return match parse_args::<LsPrefixCli>(argv[1..].to_vec(), Some(&hint)) {
+                    Ok(cli) => ls_prefix_command(cli),
+                    Err(code) => code,
+                };
+            }
+            argv
+        }
     };
-    if let Err(Fatal(code, msg)) = init_logging(&cli) {
-        eprintln!("triefs: {msg}");
-        return ExitCode::from(code);
+    let cli = match parse_args::<Cli>(args, None) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    if let Err(f) = init_logging(&cli) {
+        eprintln!("triefs: {}", f.msg);
+        return ExitCode::from(f.code);
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Fatal(code, msg)) => {
-            eprintln!("triefs: {msg}");
-            ExitCode::from(code)
+        Err(f) => {
+            if DETACHED.load(Ordering::Relaxed) {
+                // Nobody reads a detached daemon's stderr.
+                if !f.logged {
+                    syslog_error(&f.msg);
+                }
+            } else {
+                eprintln!("triefs: {}", f.msg);
+            }
+            ExitCode::from(f.code)
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Reading /proc/self/mountinfo: is a path a mount point?
+//! Reading /proc/self/mountinfo: is a path a mount point, and who
+//! mounted a FUSE mount?
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -14,6 +15,33 @@ pub fn is_mount_point(path: &Path) -> bool {
             .nth(4)
             .is_some_and(|mp| unescape_octal(mp) == want)
     })
+}
+
+/// Who mounted the FUSE mount listed at `path` (absolute, as listed):
+/// the `user_id=` of the topmost such mount. Used to tell a user how to
+/// clear a dead mount: fusermount3 lets only that user (or root) unmount.
+pub fn fuse_owner(path: &Path) -> Option<u32> {
+    let info = std::fs::read("/proc/self/mountinfo").ok()?;
+    let want = path.as_os_str().as_bytes();
+    // The last matching line is the topmost mount there.
+    info.rsplit(|&b| b == b'\n').find_map(|line| {
+        let (head, tail) = split_once(line, b" - ")?;
+        let mp = head.split(|&b| b == b' ').nth(4)?;
+        let mut t = tail.split(|&b| b == b' ');
+        let fstype = t.next()?;
+        let super_opts = t.nth(1)?;
+        (unescape_octal(mp) == want && fstype.starts_with(b"fuse")).then(|| {
+            super_opts
+                .split(|&b| b == b',')
+                .find_map(|o| o.strip_prefix(b"user_id="))
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+        })?
+    })
+}
+
+fn split_once<'a>(s: &'a [u8], sep: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let i = s.windows(sep.len()).position(|w| w == sep)?;
+    Some((&s[..i], &s[i + sep.len()..]))
 }
 
 fn unescape_octal(field: &[u8]) -> Vec<u8> {

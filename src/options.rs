@@ -95,30 +95,70 @@ fn phys_ram() -> u64 {
     }
 }
 
-/// Parses `N[k|m|g|t]` (binary multiples), or `N%` of RAM when `pct` is
-/// allowed, as tmpfs does for `size=` and `nr_inodes=`.
+/// Parses an unsigned number the way the kernel's `simple_strtoull` does
+/// with base 0: `0x` (or `0X`) followed by a hex digit starts hex, a
+/// leading `0` octal, anything else decimal; digits stop at the first
+/// character that is not one of the base. Returns the value (`None` on
+/// overflow) and the rest of the string.
+fn strtoull_base0(s: &str) -> (Option<u64>, &str) {
+    let b = s.as_bytes();
+    let (radix, start) = match b {
+        [b'0', b'x' | b'X', c, ..] if c.is_ascii_hexdigit() => (16, 2),
+        [b'0', ..] => (8, 0),
+        _ => (10, 0),
+    };
+    let digits = b[start..]
+        .iter()
+        .take_while(|c| char::from(**c).is_digit(radix))
+        .count();
+    let end = start + digits;
+    // The digits are ASCII, so `end` is a char boundary.
+    let value = u64::from_str_radix(&s[start..end], radix).ok();
+    (value, &s[end..])
+}
+
+/// Parses `size=` and `nr_inodes=` exactly as tmpfs does (the kernel's
+/// `memparse`): a number in any base `0x`/`0`/decimal, an optional binary
+/// suffix `k`, `m`, `g`, `t`, `p` or `e` (either case), and for `size=`
+/// (`pct`) an optional `%` of RAM, which may be above 100 (tmpfs does not
+/// reserve the memory). Where the kernel would silently wrap around, this
+/// is an error instead.
 pub fn parse_size(key: &str, val: &str, pct: bool) -> Result<u64, String> {
     let bad = || format!("invalid value '{val}' for mount option {key}");
-    let (num, mult) = match val.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() || c == '%' => (&val[..i], Some(c)),
-        _ => (val, None),
+    let (n, rest) = strtoull_base0(val);
+    // An empty string has no digits at all; "0x" alone parses as octal 0
+    // followed by garbage, as in the kernel.
+    if rest.len() == val.len() {
+        return Err(bad());
+    }
+    let n = n.ok_or_else(|| format!("value '{val}' for mount option {key} is too large"))?;
+    let (shift, rest) = match rest.as_bytes().first().map(u8::to_ascii_lowercase) {
+        Some(b'k') => (10, &rest[1..]),
+        Some(b'm') => (20, &rest[1..]),
+        Some(b'g') => (30, &rest[1..]),
+        Some(b't') => (40, &rest[1..]),
+        Some(b'p') => (50, &rest[1..]),
+        Some(b'e') => (60, &rest[1..]),
+        _ => (0, rest),
     };
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let shift = match mult.map(|c| c.to_ascii_lowercase()) {
-        None => 0,
-        Some('k') => 10,
-        Some('m') => 20,
-        Some('g') => 30,
-        Some('t') => 40,
-        Some('%') if pct => {
-            if n > 100 {
-                return Err(bad());
-            }
-            return Ok(phys_ram() / 100 * n);
+    let too_large = || format!("value '{val}' for mount option {key} is too large");
+    let n = n.checked_mul(1u64 << shift).ok_or_else(too_large)?;
+    let n = match rest {
+        "" => n,
+        "%" if pct => {
+            // A percentage of RAM: computed in 128 bits, so 200% (or
+            // 1k%) of a large memory cannot overflow before the bound.
+            let bytes = u128::from(phys_ram()) * u128::from(n) / 100;
+            u64::try_from(bytes).map_err(|_| too_large())?
         }
         _ => return Err(bad()),
     };
-    n.checked_mul(1 << shift).ok_or_else(bad)
+    // tmpfs refuses inode counts whose bookkeeping would overflow
+    // (ULONG_MAX / BOGO_INODE_SIZE).
+    if !pct && n > u64::MAX / 1024 {
+        return Err(too_large());
+    }
+    Ok(n)
 }
 
 /// Why `allow_root` is refused for a mount by a user other than root.
@@ -133,9 +173,30 @@ fn set_unique(v: &mut Vec<MountOption>, opt: MountOption) {
     v.push(opt);
 }
 
+/// Parses a number of mount option `key`. Decimal options (`uid=`,
+/// `gid=`) are read as tmpfs reads them (`kstrtouint` with base 0: an
+/// optional `+`, then `0x` hex, `0` octal or decimal); `mode=` is octal.
+/// An id of 4294967295 is `(uid_t)-1`, "no id" to chown(2), and tmpfs
+/// refuses it, so it is refused here too.
 fn number(key: &str, val: &str, radix: u32) -> Result<u32, String> {
-    u32::from_str_radix(val, radix)
-        .map_err(|_| format!("invalid value '{val}' for mount option {key}"))
+    let bad = || format!("invalid value '{val}' for mount option {key}");
+    let n = if radix == 10 {
+        let digits = val.strip_prefix('+').unwrap_or(val);
+        let (n, rest) = strtoull_base0(digits);
+        if digits.is_empty() || !rest.is_empty() {
+            return Err(bad());
+        }
+        n.and_then(|n| u32::try_from(n).ok()).ok_or_else(bad)?
+    } else {
+        // from_str_radix takes one leading '+', as kstrtouint does.
+        u32::from_str_radix(val, radix).map_err(|_| bad())?
+    };
+    if matches!(key, "uid" | "gid") && n == u32::MAX {
+        return Err(format!(
+            "invalid value '{val}' for mount option {key}: 4294967295 is (uid_t)-1, not an id"
+        ));
+    }
+    Ok(n)
 }
 
 impl MountOpts {
@@ -282,15 +343,71 @@ mod tests {
         assert_eq!(parse_size("size", "2k", true), Ok(2048));
         assert_eq!(parse_size("size", "3M", true), Ok(3 << 20));
         assert_eq!(parse_size("size", "1g", true), Ok(1 << 30));
+        assert_eq!(parse_size("size", "1p", true), Ok(1 << 50));
+        assert_eq!(parse_size("size", "1E", true), Ok(1 << 60));
         assert!(parse_size("size", "50%", true).unwrap() > 0);
         assert!(parse_size("nr_inodes", "50%", false).is_err());
-        assert!(parse_size("size", "101%", true).is_err());
         assert!(parse_size("size", "1x", true).is_err());
+        assert!(parse_size("size", "1kb", true).is_err());
         assert!(parse_size("size", "", true).is_err());
+        assert!(parse_size("size", "+5", true).is_err());
+        assert!(parse_size("size", "-5", true).is_err());
         assert!(parse_size("size", "99999999999t", true).is_err());
+        assert!(parse_size("size", "99999999999999999999", true).is_err());
         let o = MountOpts::parse(&["size=1m,nr_inodes=10k"]).unwrap();
         assert_eq!(o.size, Some(1 << 20));
         assert_eq!(o.nr_inodes, Some(10240));
+    }
+
+    /// tmpfs reads numbers with the kernel's base detection.
+    #[test]
+    fn sizes_in_any_base_as_tmpfs() {
+        assert_eq!(parse_size("size", "0x100000", true), Ok(1 << 20));
+        assert_eq!(parse_size("size", "0X10k", true), Ok(16 << 10));
+        assert_eq!(parse_size("size", "010", true), Ok(8));
+        assert_eq!(parse_size("size", "0", true), Ok(0));
+        assert!(parse_size("size", "09", true).is_err());
+        assert!(parse_size("size", "0x", true).is_err());
+    }
+
+    /// tmpfs takes any percentage of RAM, also above 100.
+    #[test]
+    fn percentages_above_100() {
+        let ram = u128::from(phys_ram());
+        let p200 = parse_size("size", "200%", true).unwrap();
+        assert_eq!(u128::from(p200), ram * 2);
+        assert_eq!(
+            u128::from(parse_size("size", "1k%", true).unwrap()),
+            ram * 1024 / 100
+        );
+        assert_eq!(parse_size("size", "0%", true), Ok(0));
+        // Past u64 is an error, not a wrapped-around limit.
+        assert!(parse_size("size", "1e%", true).is_err());
+    }
+
+    #[test]
+    fn inode_counts_bounded_as_tmpfs() {
+        assert_eq!(
+            parse_size("nr_inodes", "18014398509481983", false),
+            Ok(u64::MAX / 1024)
+        );
+        assert!(parse_size("nr_inodes", "18014398509481984", false).is_err());
+        assert!(parse_size("nr_inodes", "1e", false).is_err());
+        assert_eq!(parse_size("nr_inodes", "1p", false), Ok(1 << 50));
+    }
+
+    #[test]
+    fn ids_as_tmpfs() {
+        let id = |v: &str| MountOpts::parse(&[format!("uid={v}")]).map(|o| o.uid);
+        assert_eq!(id("4294967294"), Ok(Some(4294967294)));
+        assert_eq!(id("0x10"), Ok(Some(16)));
+        assert_eq!(id("010"), Ok(Some(8)));
+        assert_eq!(id("+5"), Ok(Some(5)));
+        for bad in ["4294967295", "4294967296", "-1", "", "+", "5x"] {
+            assert!(id(bad).is_err(), "uid={bad} accepted");
+        }
+        let e = MountOpts::parse(&["gid=4294967295"]).unwrap_err();
+        assert!(e.contains("gid") && e.contains("4294967295"), "{e}");
     }
 
     /// What the kernel enforces for each access option, for root and for

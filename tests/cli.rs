@@ -12,6 +12,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -947,5 +948,519 @@ fn daemon_logs_to_log_file() {
             "log: {text}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Numeric -o values
+// ---------------------------------------------------------------------------
+
+/// What tmpfs makes of `-o KEY=VALUE`: `None` if it refuses it, else the
+/// root's owner (uid=, gid=) or the statfs block or inode count.
+fn tmpfs_reading(key: &str, value: &str) -> Option<u64> {
+    let t = short_tempdir();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("{key}={value}"), "tmpfs"])
+        .arg(t.path())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run mount");
+    if !st.success() {
+        return None;
+    }
+    let got = option_reading(key, t.path());
+    unmount(t.path());
+    Some(got)
+}
+
+fn option_reading(key: &str, mnt: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(mnt).expect("stat the mount");
+    let c = common::cpath(mnt);
+    // SAFETY: statvfs is plain data, filled by the call.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid path and out-pointer.
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
+    match key {
+        "uid" => u64::from(m.uid()),
+        "gid" => u64::from(m.gid()),
+        "size" => s.f_blocks,
+        _ => s.f_files,
+    }
+}
+
+/// `size=`, `nr_inodes=`, `uid=` and `gid=` take exactly what tmpfs takes
+/// and mean the same (percentages above 100, binary suffixes up to `e`,
+/// hex and octal numbers), and refuse what tmpfs refuses ((uid_t)-1).
+#[test]
+fn numeric_options_read_as_tmpfs_reads_them() {
+    if !common::can_mount() {
+        return;
+    }
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "size",
+            &[
+                "4096", "10k", "3M", "1g", "1t", "1p", "1e", "0x100000", "0X10k", "010", "200%",
+                "1k%", "50%", "09", "1kb", "+5", "-1", "", "0x", "1.5g", "5 ",
+            ],
+        ),
+        (
+            "nr_inodes",
+            &[
+                "1k",
+                "0x10",
+                "18014398509481983",
+                "18014398509481984",
+                "1e",
+                "1p",
+                "7%",
+            ],
+        ),
+        (
+            "uid",
+            &[
+                "4294967294",
+                "4294967295",
+                "4294967296",
+                "0x10",
+                "010",
+                "+5",
+                "-1",
+                "",
+                "08",
+            ],
+        ),
+        ("gid", &["4294967295", "65534", "0x1f"]),
+    ];
+    let tmp = short_tempdir();
+    let mnt = tmp.path().join("m");
+    fs::create_dir(&mnt).unwrap();
+    let _g = UnmountGuard(mnt.clone());
+    for (key, values) in cases {
+        for value in *values {
+            let want = tmpfs_reading(key, value);
+            let mut cmd = triefs_cmd();
+            cmd.arg("-o").arg(format!("{key}={value}")).arg(&mnt);
+            let run = run_with_timeout(cmd, Duration::from_secs(20));
+            let what = format!("-o {key}={value:?} (tmpfs: {want:?})");
+            match want {
+                None => assert_one_line_error(&run, &what, &[key]),
+                Some(want) => {
+                    assert_eq!(
+                        run.status.and_then(|s| s.code()),
+                        Some(0),
+                        "{what}: {:?}",
+                        run.stderr
+                    );
+                    let got = option_reading(key, &mnt);
+                    unmount(&mnt);
+                    assert_eq!(got, want, "{what}");
+                }
+            }
+            assert!(!is_mounted(&mnt), "{what}: still mounted");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Logging
+// ---------------------------------------------------------------------------
+
+/// The kernel asks for `security.capability` before every write, and `ls`
+/// or `cp -a` for `security.selinux` and the POSIX ACLs; "no such
+/// attribute" is the expected answer, not a failure, and is not logged as
+/// one: nothing at the default level, and not among the failures that
+/// debug logging (-vv) shows.
+#[test]
+fn expected_xattr_probes_are_not_logged_as_failures() {
+    if !common::can_mount() {
+        return;
+    }
+    for verbosity in [None, Some("-vv")] {
+        let args: Vec<&OsStr> = verbosity.iter().map(OsStr::new).collect();
+        let (mut m, _stdin) = spawn_mount(&args, &[]);
+        wait_mounted(&mut m);
+        let f = m.path().join("f");
+        fs::write(&f, b"one").unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&f)
+            .unwrap()
+            .write_all(b"two")
+            .unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"onetwo");
+        fs::create_dir(m.path().join("d")).unwrap();
+        let ls = Command::new("ls")
+            .arg("-la")
+            .arg(m.path())
+            .output()
+            .unwrap();
+        assert!(ls.status.success());
+        let cp = Command::new("cp")
+            .arg("-a")
+            .arg(&f)
+            .arg(m.path().join("d/g"))
+            .status()
+            .unwrap();
+        assert!(cp.success());
+        for target in [&f, &m.path().join("d")] {
+            for name in [
+                "security.capability",
+                "security.selinux",
+                "system.posix_acl_access",
+                "system.posix_acl_default",
+            ] {
+                let (c, n) = (common::cpath(target), std::ffi::CString::new(name).unwrap());
+                let mut buf = [0u8; 256];
+                // SAFETY: valid C strings and buffer.
+                let rc = unsafe {
+                    libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                };
+                assert_eq!((rc, common::errno()), (-1, libc::ENODATA), "{name}");
+            }
+        }
+        let st = m.unmount_and_wait().expect("daemon exits");
+        assert_eq!(st.code(), Some(0));
+        let log = daemon_stderr(&m);
+        let noisy: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains(" ERROR ")
+                    || l.contains(" WARN ")
+                    || l.contains("No data available")
+                    || l.contains("Operation not supported")
+            })
+            .collect();
+        assert!(
+            noisy.is_empty(),
+            "{verbosity:?}: probes logged as failures: {noisy:#?}"
+        );
+        if verbosity.is_none() {
+            assert_eq!(log.trim(), "", "default level logs nothing");
+        } else {
+            assert!(
+                log.contains("GETXATTR"),
+                "-vv shows the requests themselves"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Subcommands and argument errors
+// ---------------------------------------------------------------------------
+
+/// `--help` of every command (and `--version`) goes to stdout with exit
+/// 0; `ls-prefix --help` used to be taken for a mount point.
+#[test]
+fn every_command_has_help_on_stdout() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--help"], "Usage: triefs [OPTIONS] <MOUNTPOINT>"),
+        (&["-h"], "Usage: triefs"),
+        (&["--version"], "triefs "),
+        (&["ls-prefix", "--help"], "Usage: triefs ls-prefix"),
+        (&["ls-prefix", "-h"], "--unsorted"),
+        (&["image", "--help"], "Usage: triefs image"),
+        (&["image", "info", "--help"], "Usage: triefs image info"),
+        (&["image", "ls", "-h"], "Usage: triefs image ls"),
+        (&["image", "check", "--help"], "Usage: triefs image check"),
+        (&["image", "help", "check"], "Usage: triefs image check"),
+    ];
+    for (args, want) in cases {
+        let mut cmd = triefs_cmd();
+        cmd.args(*args);
+        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        let st = run.status.expect("did not exit");
+        assert_eq!(
+            st.code(),
+            Some(0),
+            "{args:?}: {st}; stderr {:?}",
+            run.stderr
+        );
+        assert!(
+            run.stdout.contains(want),
+            "{args:?}: stdout {:?}",
+            run.stdout
+        );
+        assert_eq!(run.stderr, "", "{args:?}");
+    }
+    // The main help lists the image= option and the commands.
+    let mut cmd = triefs_cmd();
+    cmd.arg("--help");
+    let help = run_with_timeout(cmd, ERROR_TIMEOUT).stdout;
+    for want in ["image=FILE", "triefs ls-prefix", "triefs image", "./image"] {
+        assert!(help.contains(want), "--help lacks {want:?}");
+    }
+}
+
+/// Every mistake on the command line, the argument parser's included, is
+/// one line on stderr and exit 2; an unknown flag is an error, not a path.
+#[test]
+fn argument_errors_are_one_line() {
+    let tmp = short_tempdir();
+    let mnt = tmp.path().join("m");
+    fs::create_dir(&mnt).unwrap();
+    let _g = UnmountGuard(mnt.clone());
+    let m = mnt.to_str().unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--bogus", m], &["unexpected argument '--bogus'"]),
+        (&[], &["MOUNTPOINT"]),
+        (&["--threads", "x", m], &["--threads"]),
+        (&["--threads", "0", m], &["--threads"]),
+        (&["-f", m, "extra"], &["extra"]),
+        (&["--force-new-image", m], &["--force-new-image", "image"]),
+        (&["--save-interval", "5", m], &["--save-interval", "image"]),
+        (
+            &["ls-prefix", "--bogus", m],
+            &["unexpected argument '--bogus'"],
+        ),
+        (&["ls-prefix", "-x", m], &["unexpected argument '-x'"]),
+        (&["ls-prefix", m, "a", "b"], &["'b'"]),
+        (&["ls-prefix"], &["MOUNTPOINT", "./ls-prefix"]),
+        (&["image"], &["info, ls, check", "./image"]),
+        (&["image", "frob", "x"], &["frob"]),
+        (&["image", "info"], &["FILE"]),
+        (
+            &["image", "info", "--bogus", "x"],
+            &["unexpected argument '--bogus'"],
+        ),
+        (&["image", "check", "a", "b"], &["'b'"]),
+        (&["image", "--bogus"], &["--bogus"]),
+    ];
+    for (args, mentions) in cases {
+        let mut cmd = triefs_cmd();
+        cmd.args(*args);
+        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        assert_one_line_error(&run, &format!("{args:?}"), mentions);
+        assert!(!is_mounted(&mnt), "{args:?} mounted");
+    }
+}
+
+/// A mount point named like a command is mounted by writing it as a path
+/// (`./image`) or after `--`; the command word alone says so.
+#[test]
+fn mount_point_named_like_a_command() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    for name in ["image", "ls-prefix"] {
+        let mnt = tmp.path().join(name);
+        fs::create_dir(&mnt).unwrap();
+        let _g = UnmountGuard(mnt.clone());
+        for args in [
+            vec![format!("./{name}")],
+            vec!["--".to_string(), name.to_string()],
+        ] {
+            let mut cmd = triefs_cmd();
+            cmd.args(&args).current_dir(tmp.path());
+            let run = run_with_timeout(cmd, Duration::from_secs(20));
+            assert_eq!(
+                run.status.and_then(|s| s.code()),
+                Some(0),
+                "triefs {args:?}: {:?}",
+                run.stderr
+            );
+            assert!(is_mounted(&mnt), "triefs {args:?} did not mount {name}");
+            fs::write(mnt.join("f"), b"x").unwrap();
+            unmount(&mnt);
+            let start = Instant::now();
+            while !pids_serving(&mnt).is_empty() && start.elapsed() < EXIT_TIMEOUT {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(!is_mounted(&mnt));
+        }
+        let mut cmd = triefs_cmd();
+        cmd.arg(name).current_dir(tmp.path());
+        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        assert_one_line_error(&run, name, &[&format!("triefs ./{name}")]);
+    }
+}
+
+/// The mount(8) helper's first argument is the source, which may be
+/// called `image` or `ls-prefix` like a command.
+#[test]
+fn mount_helper_source_named_like_a_command() {
+    if !common::can_mount() {
+        return;
+    }
+    let tmp = short_tempdir();
+    let helper = tmp.path().join("mount.fuse.triefs");
+    std::os::unix::fs::symlink(triefs_bin(), &helper).unwrap();
+    for source in ["image", "ls-prefix"] {
+        let mnt = tmp.path().join(format!("m-{source}"));
+        fs::create_dir(&mnt).unwrap();
+        let _g = UnmountGuard(mnt.clone());
+        let mut cmd = Command::new(&helper);
+        cmd.arg(source).arg(&mnt).args(["-o", "rw,noauto,size=1m"]);
+        let run = run_with_timeout(cmd, Duration::from_secs(20));
+        assert_eq!(
+            run.status.and_then(|s| s.code()),
+            Some(0),
+            "helper with source {source}: {:?}",
+            run.stderr
+        );
+        let info = mountinfo(&mnt).expect("mounted through the helper");
+        assert_eq!(info.source, source, "{info:?}");
+        unmount(&mnt);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A dead daemon's mount, still busy
+// ---------------------------------------------------------------------------
+
+/// Kills a child by PID and reaps it on drop.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The commands quoted in backticks in `line`.
+fn backticked(line: &str) -> Vec<&str> {
+    line.split('`').skip(1).step_by(2).collect()
+}
+
+/// After a SIGKILL with a shell still inside the mount, plain `umount`
+/// answers "busy"; the stale-mount error gives root the one command that
+/// works, and it does.
+#[test]
+fn stale_busy_mount_error_gives_roots_command() {
+    if !common::can_mount() {
+        return;
+    }
+    let mut m = TriefsMount::new(&[]);
+    let mnt = m.mnt.clone();
+    let _g = UnmountGuard(mnt.clone());
+    let inside = KillOnDrop(
+        Command::new("sleep")
+            .arg("600")
+            .current_dir(&mnt)
+            .spawn()
+            .expect("a process inside the mount"),
+    );
+    // SAFETY: kill(2) of the daemon this test started, by PID.
+    assert_eq!(unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) }, 0);
+    let _ = m.wait_exit(EXIT_TIMEOUT);
+
+    let mut cmd = triefs_cmd();
+    cmd.arg("-f").arg(&mnt);
+    let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+    assert_one_line_error(&run, "triefs on a stale mount", &["stale"]);
+    let advice = backticked(&run.stderr);
+    let want = format!("umount -l {}", mnt.display());
+    assert_eq!(advice, [want.as_str()], "{:?}", run.stderr);
+    let busy = Command::new("umount")
+        .arg(&mnt)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        !busy.success(),
+        "plain umount of the busy stale mount worked"
+    );
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(advice[0])
+        .status()
+        .unwrap();
+    assert!(st.success(), "`{}` failed", advice[0]);
+    assert!(!is_mounted(&mnt));
+    drop(inside);
+    // And the mount point works again.
+    let mut cmd = triefs_cmd();
+    cmd.arg(&mnt);
+    let run = run_with_timeout(cmd, Duration::from_secs(20));
+    assert_eq!(
+        run.status.and_then(|s| s.code()),
+        Some(0),
+        "{:?}",
+        run.stderr
+    );
+    assert!(is_mounted(&mnt));
+    unmount(&mnt);
+}
+
+/// A user's dead mount, still busy: the error names `fusermount3 -uz`
+/// (users cannot use umount, and `fusermount3 -u` answers "busy"), and it
+/// works for them. A dead mount of someone else names who can clear it.
+/// The dead mounts are made directly with mount(2) for uid nobody, whose
+/// connection is then closed: what a killed daemon leaves behind.
+#[test]
+fn stale_busy_mount_error_gives_a_users_command() {
+    if !common::can_mount() {
+        return;
+    }
+    let bin = common::shared_binary();
+    let Some(_) = common::as_nobody(&bin.path) else {
+        return;
+    };
+    let tmp = short_tempdir();
+    common::chmod(tmp.path(), 0o755);
+    for (owner, allow_other) in [(common::NOBODY, false), (0, true)] {
+        let mnt = tmp.path().join(format!("m{owner}"));
+        fs::create_dir(&mnt).unwrap();
+        let _g = UnmountGuard(mnt.clone());
+        let (c_mnt, fuse) = (common::cpath(&mnt), common::cpath(Path::new("/dev/fuse")));
+        // SAFETY: plain open(2) of /dev/fuse.
+        let fd = unsafe { libc::open(fuse.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        assert!(fd >= 0, "open /dev/fuse");
+        let mut data = format!("fd={fd},rootmode=40000,user_id={owner},group_id={owner}");
+        if allow_other {
+            data.push_str(",allow_other");
+        }
+        let data = std::ffi::CString::new(data).unwrap();
+        // SAFETY: valid C strings; a FUSE mount of our own device fd.
+        let rc = unsafe {
+            libc::mount(
+                c"dead".as_ptr(),
+                c_mnt.as_ptr(),
+                c"fuse.triefs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                data.as_ptr().cast(),
+            )
+        };
+        assert_eq!(rc, 0, "mount: {}", std::io::Error::last_os_error());
+        // What keeps it busy (a shell's cwd would do the same).
+        let held = fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(&mnt)
+            .expect("O_PATH open of the mount");
+        // SAFETY: closing our own descriptor: the connection dies.
+        unsafe { libc::close(fd) };
+
+        let mut cmd = common::as_nobody(&bin.path).unwrap();
+        cmd.arg("-f").arg(&mnt);
+        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        assert_one_line_error(&run, "a user's triefs on a stale mount", &["stale"]);
+        let advice = backticked(&run.stderr);
+        let m = mnt.display();
+        if owner == common::NOBODY {
+            let want = format!("fusermount3 -uz {m}");
+            assert_eq!(advice, [want.as_str()], "{:?}", run.stderr);
+            let mut plain = common::as_nobody(Path::new("fusermount3")).unwrap();
+            let plain = plain
+                .arg("-u")
+                .arg(&mnt)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(!plain.success(), "fusermount3 -u of a busy mount worked");
+            let mut lazy = common::as_nobody(Path::new("fusermount3")).unwrap();
+            let lazy = lazy.arg("-uz").arg(&mnt).status().unwrap();
+            assert!(lazy.success(), "`{}` failed", advice[0]);
+            assert!(!is_mounted(&mnt));
+        } else {
+            assert!(run.stderr.contains("mounted by uid 0"), "{:?}", run.stderr);
+            let want = format!("umount -l {m}");
+            assert!(advice.contains(&want.as_str()), "{:?}", run.stderr);
+        }
+        drop(held);
     }
 }

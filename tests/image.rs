@@ -326,6 +326,498 @@ fn failed_save_keeps_the_previous_image() {
     assert_eq!(image_ls(&img), "/v1\n");
 }
 
+/// How long an invocation that must fail gets before it is killed (a
+/// foreground mount that wrongly succeeds would never return).
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Clears, on drop, whatever may have been mounted on these paths.
+struct Unmounts(Vec<PathBuf>);
+
+impl Drop for Unmounts {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            for _ in 0..3 {
+                common::unmount(p);
+            }
+        }
+    }
+}
+
+/// `triefs [-f] ARGS MNT` as a command.
+fn triefs_mount_cmd(bin: &Path, foreground: bool, args: &[&OsStr], mnt: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    if foreground {
+        cmd.arg("-f");
+    }
+    cmd.args(args).arg(mnt).env_remove("RUST_LOG");
+    cmd
+}
+
+/// `triefs image SUB FILE` run to completion.
+fn image_cmd(sub: &str, img: &Path) -> common::Output {
+    let mut cmd = Command::new(common::triefs_bin());
+    cmd.args(["image", sub]).arg(img).env_remove("RUST_LOG");
+    common::run_timed(cmd, REFUSAL_TIMEOUT)
+}
+
+/// A small image made by a real mount, copied to `dir/good`.
+fn good_image(dir: &Path) -> PathBuf {
+    let img = dir.join("good");
+    if !img.exists() {
+        let mut m = mount_with_image(&img, &[]);
+        std::fs::write(m.path().join("f"), b"data").unwrap();
+        assert!(m.unmount_and_wait().unwrap().success());
+    }
+    img
+}
+
+/// A file holding the magic but cut inside the header is a truncated
+/// image, not a foreign file.
+#[test]
+fn image_cut_inside_its_header_is_truncated() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let bytes = std::fs::read(good_image(dir.path())).unwrap();
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let _u = Unmounts(vec![mnt.clone()]);
+    for cut in [8, 12] {
+        let img = dir.path().join(format!("cut{cut}"));
+        std::fs::write(&img, &bytes[..cut]).unwrap();
+        let what = format!("image of its first {cut} bytes");
+        let line =
+            common::assert_one_line_exit(&image_cmd("check", &img), 2, &what, &["truncated"]);
+        assert!(!line.contains("magic"), "{what}: {line}");
+        let args = [OsStr::new("--image"), img.as_os_str()];
+        let cmd = triefs_mount_cmd(Path::new(common::triefs_bin()), true, &args, &mnt);
+        let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+        let line = common::assert_one_line_exit(&out, 2, &what, &["truncated"]);
+        assert!(!line.contains("magic"), "{what}: {line}");
+    }
+}
+
+/// A detached daemon works from `/`; a relative --image must still name
+/// the file it named when the command was given.
+#[test]
+fn relative_image_path_of_a_detached_daemon() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let _u = Unmounts(vec![mnt.clone()]);
+    let mut cmd = Command::new(common::triefs_bin());
+    cmd.args(["--image", "rel.img", "m"])
+        .current_dir(dir.path());
+    let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(0),
+        "{:?}",
+        out.stderr
+    );
+    std::fs::write(mnt.join("kept"), b"k").unwrap();
+    common::unmount(&mnt);
+    let img = dir.path().join("rel.img");
+    wait_for(
+        || image_ls(&img) == "/kept\n",
+        "the save of the detached daemon",
+    );
+}
+
+/// An image path that is a directory can never be saved: refused at
+/// mount, also with --force-new-image (which used to mount and lose
+/// everything at unmount).
+#[test]
+fn image_path_that_is_a_directory_is_refused_at_mount() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let img = dir.path().join("imgdir");
+    std::fs::create_dir(&img).unwrap();
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let _u = Unmounts(vec![mnt.clone()]);
+    for force in [false, true] {
+        for foreground in [true, false] {
+            let mut args = vec![OsStr::new("--image"), img.as_os_str()];
+            if force {
+                args.push(OsStr::new("--force-new-image"));
+            }
+            let cmd = triefs_mount_cmd(Path::new(common::triefs_bin()), foreground, &args, &mnt);
+            let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+            let what = format!("--image DIR (force={force}, foreground={foreground})");
+            let line = common::assert_one_line_exit(&out, 2, &what, &["imgdir", "directory"]);
+            assert!(!line.contains("--force-new-image"), "{what}: {line}");
+            assert!(!common::is_mounted(&mnt), "{what}: mounted anyway");
+        }
+    }
+    assert!(img.is_dir());
+}
+
+/// A user whose image directory is read-only (0555) is refused at mount,
+/// not told at unmount that everything is lost; so is a user whose image
+/// sits in a sticky directory (like /tmp) but belongs to someone else
+/// (the save's rename could not replace it).
+#[test]
+fn image_the_user_could_not_save_is_refused_at_mount() {
+    if !common::can_mount() {
+        return;
+    }
+    let bin = common::shared_binary();
+    let Some(_) = common::as_nobody(&bin.path) else {
+        return;
+    };
+    let dir = common::short_tempdir();
+    common::chmod(dir.path(), 0o755);
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    common::chmod(&mnt, 0o777);
+    let _u = Unmounts(vec![mnt.clone()]);
+
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    common::chmod(&ro, 0o555);
+    let sticky = dir.path().join("sticky");
+    std::fs::create_dir(&sticky).unwrap();
+    common::chmod(&sticky, 0o1777);
+    let theirs = sticky.join("img");
+    std::fs::copy(good_image(dir.path()), &theirs).unwrap();
+    common::chmod(&theirs, 0o644);
+
+    let cases: [(&str, PathBuf, &[&str]); 3] = [
+        (
+            "new image in a 0555 directory",
+            ro.join("img"),
+            &["cannot write in its directory", "Permission denied"],
+        ),
+        (
+            "--force-new-image in a 0555 directory",
+            ro.join("img"),
+            &["cannot write in its directory"],
+        ),
+        (
+            "another user's image in a sticky directory",
+            theirs.clone(),
+            &["sticky", "uid 0"],
+        ),
+    ];
+    for (what, img, mentions) in cases {
+        let mut cmd = common::as_nobody(&bin.path).unwrap();
+        cmd.arg("-f").arg("--image").arg(&img);
+        if what.starts_with("--force") {
+            cmd.arg("--force-new-image");
+        }
+        cmd.arg(&mnt);
+        let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+        let mut mentions = mentions.to_vec();
+        let shown = img.display().to_string();
+        mentions.push(&shown);
+        common::assert_one_line_exit(&out, 2, what, &mentions);
+        assert!(!common::is_mounted(&mnt), "{what}: mounted anyway");
+    }
+    assert_eq!(
+        std::fs::read_dir(&ro).unwrap().count(),
+        0,
+        "left files in the 0555 dir"
+    );
+    // The same user may use an image of their own in the sticky directory.
+    let mine = sticky.join("mine");
+    let mut cmd = common::as_nobody(&bin.path).unwrap();
+    cmd.arg("--image").arg(&mine).arg(&mnt);
+    let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+    assert!(
+        !out.stderr.contains("mine") && !out.stderr.contains("sticky"),
+        "an image of one's own in a sticky directory: {:?}",
+        out.stderr
+    );
+}
+
+/// An image the user cannot read: the error says to check its
+/// permissions and does not suggest --force-new-image, which would only
+/// overwrite a file the user may not even read.
+#[test]
+fn unreadable_image_hint_fits_the_user() {
+    if !common::can_mount() {
+        return;
+    }
+    let bin = common::shared_binary();
+    let Some(_) = common::as_nobody(&bin.path) else {
+        return;
+    };
+    let dir = common::short_tempdir();
+    common::chmod(dir.path(), 0o777);
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    common::chmod(&mnt, 0o777);
+    let _u = Unmounts(vec![mnt.clone()]);
+    let img = good_image(dir.path());
+    common::chmod(&img, 0o600);
+    let before = hash_file(&img);
+
+    let mut cmd = common::as_nobody(&bin.path).unwrap();
+    cmd.arg("-f").arg("--image").arg(&img).arg(&mnt);
+    let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+    let line = common::assert_one_line_exit(
+        &out,
+        2,
+        "mount with an unreadable image",
+        &["good", "Permission denied", "check its permissions"],
+    );
+    assert!(!line.contains("--force-new-image"), "{line}");
+    assert!(!common::is_mounted(&mnt));
+
+    let mut cmd = common::as_nobody(&bin.path).unwrap();
+    cmd.args(["image", "info"]).arg(&img);
+    let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+    let line = common::assert_one_line_exit(
+        &out,
+        2,
+        "image info of an unreadable image",
+        &["Permission denied", "check its permissions"],
+    );
+    assert!(!line.contains("--force-new-image"), "{line}");
+    assert_eq!(hash_file(&img), before);
+}
+
+/// A save that fails after the mount (its directory is a tiny tmpfs that
+/// fills up) is recorded beside the image: `triefs image info` and `check`
+/// report it (exit 1) until a later save succeeds.
+#[test]
+fn failed_save_is_reported_by_triefs_image() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let _u = Unmounts(vec![small.clone()]);
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount a small tmpfs");
+    let img = small.join("img");
+
+    let mut m = mount_with_image(&img, &[]);
+    std::fs::write(m.path().join("v1"), b"one").unwrap();
+    // SAFETY: a signal to the daemon this test started.
+    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    wait_for(|| image_ls(&img) == "/v1\n", "the first save");
+    let out = image_cmd("info", &img);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(0),
+        "{:?}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("served by: triefs pid") && out.stdout.contains("last save: 20"),
+        "info while serving: {}",
+        out.stdout
+    );
+    common::sh(m.path(), "head -c 300000 /dev/urandom > big");
+    let st = m.unmount_and_wait().expect("daemon exits");
+    assert_eq!(
+        st.code(),
+        Some(1),
+        "a failed save is reported by the exit code"
+    );
+
+    let out = image_cmd("info", &img);
+    let line = common::assert_one_line_exit(
+        &out,
+        1,
+        "image info after a failed save",
+        &["FAILED", "No space left on device"],
+    );
+    assert!(line.contains("holds the save of"), "{line}");
+    assert!(out.stdout.contains("entries: 1"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("last save: ") && out.stdout.contains("No space left on device"),
+        "{}",
+        out.stdout
+    );
+    common::assert_one_line_exit(
+        &image_cmd("check", &img),
+        1,
+        "image check after a failed save",
+        &["FAILED"],
+    );
+    let out = image_cmd("ls", &img);
+    assert_eq!(out.status.and_then(|s| s.code()), Some(0));
+    assert_eq!(out.stdout, "/v1\n");
+    assert!(
+        out.stderr.contains("warning") && out.stderr.contains("FAILED"),
+        "{:?}",
+        out.stderr
+    );
+
+    // Room again: the next daemon warns, and its good save clears the record.
+    let st = Command::new("mount")
+        .args(["-o", "remount,size=4m"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success(), "remount the tmpfs larger");
+    let mut m = mount_with_image(&img, &[]);
+    std::fs::write(m.path().join("v2"), b"two").unwrap();
+    assert!(m.unmount_and_wait().unwrap().success());
+    let out = image_cmd("info", &img);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(0),
+        "{:?}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("last save"), "{}", out.stdout);
+    assert_eq!(out.stderr, "");
+    assert_eq!(image_ls(&img), "/v1\n/v2\n");
+    let left: Vec<_> = std::fs::read_dir(&small)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [OsStr::new("img")], "only the image is left");
+}
+
+/// A daemon killed before its final save leaves word of it: `triefs image
+/// info` says the changes since its last save are gone.
+#[test]
+fn daemon_killed_before_its_final_save_is_reported() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let img = dir.path().join("img");
+    let mut m = mount_with_image(&img, &[]);
+    std::fs::write(m.path().join("v1"), b"one").unwrap();
+    // SAFETY: signals to the daemon this test started.
+    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    wait_for(|| image_ls(&img) == "/v1\n", "the save");
+    std::fs::write(m.path().join("lost"), b"x").unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) };
+    let _ = m.wait_exit(Duration::from_secs(10));
+    common::unmount(m.path());
+    common::assert_one_line_exit(
+        &image_cmd("info", &img),
+        1,
+        "image info after kill -9",
+        &["ended without its final save", "holds the save of"],
+    );
+}
+
+/// Two daemons on one image would overwrite each other's saves: the
+/// second is refused while the first serves.
+#[test]
+fn second_daemon_on_the_same_image_is_refused() {
+    if !common::can_mount() {
+        return;
+    }
+    let dir = common::short_tempdir();
+    let img = dir.path().join("img");
+    let mut first = mount_with_image(&img, &[]);
+    let mnt = dir.path().join("second");
+    std::fs::create_dir(&mnt).unwrap();
+    let _u = Unmounts(vec![mnt.clone()]);
+    let args = [OsStr::new("--image"), img.as_os_str()];
+    let cmd = triefs_mount_cmd(Path::new(common::triefs_bin()), true, &args, &mnt);
+    let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+    let pid = first.pid().to_string();
+    common::assert_one_line_exit(&out, 2, "second daemon", &["in use", &pid]);
+    assert!(!common::is_mounted(&mnt));
+    assert!(first.unmount_and_wait().unwrap().success());
+    // Free again once the first is gone.
+    let mut again = TriefsMount::with_args([OsStr::new("--image"), img.as_os_str()]);
+    assert!(again.unmount_and_wait().unwrap().success());
+}
+
+/// A detached daemon has no stderr: a save that fails after the mount
+/// goes to syslog. The daemon runs in a private mount namespace whose
+/// /dev/log is a socket of this test (the machine's logger, if any, is
+/// left alone); its image directory is a tiny tmpfs that fills up.
+#[test]
+fn detached_daemon_reports_a_failed_save_to_syslog() {
+    if !common::can_mount() {
+        return;
+    }
+    if !Path::new("/usr/bin/unshare").exists() && !Path::new("/bin/unshare").exists() {
+        eprintln!("skipping: unshare(1) is missing");
+        return;
+    }
+    let dir = common::short_tempdir();
+    let t = dir.path();
+    for d in ["m", "imgs", "realdev"] {
+        std::fs::create_dir(t.join(d)).unwrap();
+    }
+    let _u = Unmounts(vec![t.join("imgs"), t.join("m")]);
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(t.join("imgs"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount a small tmpfs");
+    let log = std::os::unix::net::UnixDatagram::bind(t.join("log.sock")).unwrap();
+    log.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // In the namespace: a tmpfs over /dev with the devices the daemon
+    // needs bound in, and /dev/log pointing at our socket.
+    let script = r#"
+        set -e
+        mount --bind /dev "$T/realdev"
+        mount -t tmpfs -o mode=0755 devtmp /dev
+        for n in null zero urandom fuse; do
+            touch "/dev/$n" && mount --bind "$T/realdev/$n" "/dev/$n"
+        done
+        ln -s "$T/log.sock" /dev/log
+        "$BIN" --image "$T/imgs/img" "$T/m"
+        head -c 300000 /dev/zero > "$T/m/big"
+        pid=$(tr '\0' '\n' < "$T/imgs/.img.status" | sed -n 's/^pid //p')
+        umount "$T/m"
+        i=0
+        while kill -0 "$pid" 2>/dev/null; do
+            i=$((i + 1))
+            if [ $i -gt 200 ]; then kill -9 "$pid"; echo "daemon hung" >&2; exit 1; fi
+            sleep 0.05
+        done
+    "#;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("T", t)
+        .env("BIN", common::triefs_bin())
+        .env_remove("RUST_LOG");
+    let out = common::run_timed(cmd, Duration::from_secs(30));
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(0),
+        "namespace script: {}",
+        out.stderr
+    );
+    let mut buf = vec![0u8; 4096];
+    let n = log
+        .recv(&mut buf)
+        .expect("no syslog message from the detached daemon");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // <27> is facility daemon (3), severity error (3).
+    assert!(msg.starts_with("<27>"), "{msg}");
+    assert!(
+        msg.contains("triefs[")
+            && msg.contains("saving image")
+            && msg.contains("No space left on device"),
+        "{msg}"
+    );
+    common::assert_one_line_exit(
+        &image_cmd("info", &t.join("imgs/img")),
+        2,
+        "image info after the failed first save",
+        &["FAILED", "No space left on device"],
+    );
+}
+
 /// An image holds every file's contents, so it is written with mode 0600
 /// whatever the umask: a 0600 file in the mount must not become readable
 /// to others through the image. And the save's temporary file is never

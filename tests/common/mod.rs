@@ -335,3 +335,131 @@ pub fn sh(cwd: &Path, script: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The uid and gid tests use for "another user" (nobody).
+pub const NOBODY: u32 = 65534;
+
+/// A copy of the triefs binary that any user can run: the build directory
+/// may sit in a directory only root may enter (such as /root).
+pub struct SharedBinary {
+    /// The 0755 temp dir holding the copy.
+    pub dir: tempfile::TempDir,
+    /// The copy.
+    pub path: PathBuf,
+}
+
+/// Copies the triefs binary into a fresh 0755 temp dir.
+pub fn shared_binary() -> SharedBinary {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = short_tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod temp dir");
+    let path = dir.path().join("triefs");
+    std::fs::copy(triefs_bin(), &path).expect("copy triefs binary");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod triefs copy");
+    SharedBinary { dir, path }
+}
+
+/// A command running `program` as uid/gid [`NOBODY`] with no supplementary
+/// groups, through setpriv(1); `None` (after saying why) without setpriv.
+pub fn as_nobody(program: &Path) -> Option<Command> {
+    let found = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    if !found {
+        eprintln!("skipping the part run as another user: setpriv is missing");
+        return None;
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .arg("--clear-groups")
+        .arg(program)
+        .env_remove("RUST_LOG");
+    Some(cmd)
+}
+
+/// Sets the permission bits of `p`.
+pub fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", p.display()));
+}
+
+/// What a finished (or killed) command printed.
+pub struct Output {
+    /// `None` when it had to be killed after the timeout.
+    pub status: Option<ExitStatus>,
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+}
+
+/// Runs `cmd` with stdin from /dev/null and its output in files (a
+/// daemonized grandchild holding them cannot block us), killing it by PID
+/// after `timeout`.
+pub fn run_timed(mut cmd: Command, timeout: Duration) -> Output {
+    let dir = short_tempdir();
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    cmd.stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"));
+    let mut child = cmd.spawn().expect("spawn");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break Some(st);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let read =
+        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    Output {
+        status,
+        stdout: read(&out_path),
+        stderr: read(&err_path),
+    }
+}
+
+/// Asserts `out` is an exit with `code` and exactly one non-empty line on
+/// stderr, no panic, containing each of `mentions`; returns that line.
+pub fn assert_one_line_exit(out: &Output, code: i32, what: &str, mentions: &[&str]) -> String {
+    let st = out
+        .status
+        .unwrap_or_else(|| panic!("{what}: did not exit in time; stderr {:?}", out.stderr));
+    assert_eq!(
+        st.code(),
+        Some(code),
+        "{what}: exit {st}\nstdout: {:?}\nstderr: {:?}",
+        out.stdout,
+        out.stderr
+    );
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: one stderr line expected: {:?}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{what}: {:?}", out.stderr);
+    for m in mentions {
+        assert!(
+            lines[0].contains(m),
+            "{what}: stderr should mention {m:?}: {:?}",
+            lines[0]
+        );
+    }
+    lines[0].to_string()
+}
