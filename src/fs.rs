@@ -172,6 +172,7 @@ impl Filesystem for TrieFs {
         if let Err(missing) = config.add_capabilities(wanted & caps) {
             debug!("kernel lacks capabilities {missing:?}");
         }
+        debug!("FUSE session initialised; kernel capabilities {caps:?}");
         self.no_open = caps.contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
         self.no_opendir = caps.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         if let Err(max) = config.set_max_write(MAX_WRITE) {
