@@ -14,7 +14,7 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{TriefsMount, is_mounted, short_tempdir, triefs_bin, unmount};
@@ -39,45 +39,6 @@ impl Drop for UnmountGuard {
     }
 }
 
-/// Output of a finished (or killed) invocation.
-struct Run {
-    /// `None` when the process had to be killed after the timeout.
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd` with stdin from /dev/null and stdout/stderr captured in files
-/// (so a daemonized grandchild holding them open cannot block us), killing
-/// it by PID after `timeout`.
-fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Run {
-    let dir = short_tempdir();
-    let out_path = dir.path().join("stdout");
-    let err_path = dir.path().join("stderr");
-    cmd.stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).expect("stdout file"))
-        .stderr(fs::File::create(&err_path).expect("stderr file"));
-    let mut child = cmd.spawn().expect("spawn");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break Some(st);
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
-    Run {
-        status,
-        stdout: read(&out_path),
-        stderr: read(&err_path),
-    }
-}
-
 /// A `triefs` command with RUST_LOG cleared, so log output cannot add lines.
 fn triefs_cmd() -> Command {
     let mut cmd = Command::new(triefs_bin());
@@ -87,7 +48,7 @@ fn triefs_cmd() -> Command {
 
 /// Asserts the invocation failed with exit code 2 and exactly one non-empty
 /// stderr line, no panic, mentioning each of `mentions`.
-fn assert_one_line_error(run: &Run, what: &str, mentions: &[&str]) {
+fn assert_one_line_error(run: &common::Output, what: &str, mentions: &[&str]) {
     let st = run.status.unwrap_or_else(|| {
         panic!(
             "{what}: triefs did not exit within {ERROR_TIMEOUT:?}\nstderr: {:?}",
@@ -485,7 +446,7 @@ fn paths_file_missing_is_a_one_line_error() {
             cmd.arg("-f");
         }
         cmd.arg("--paths").arg(&missing).arg(&mnt);
-        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        let run = common::run_timed(cmd, ERROR_TIMEOUT);
         assert_one_line_error(
             &run,
             &format!("--paths with missing file (foreground={foreground})"),
@@ -607,7 +568,7 @@ fn daemon_mode_returns_zero_once_mount_is_live() {
 
     let mut cmd = triefs_cmd();
     cmd.arg("--paths").arg(&pf).arg(&mnt);
-    let run = run_with_timeout(cmd, Duration::from_secs(20));
+    let run = common::run_timed(cmd, Duration::from_secs(20));
     let st = run
         .status
         .unwrap_or_else(|| panic!("`triefs MNT` did not return within 20 s: {:?}", run.stderr));
@@ -678,7 +639,7 @@ fn missing_mount_point_is_a_one_line_error() {
             cmd.arg("-f");
         }
         cmd.arg(&mnt);
-        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        let run = common::run_timed(cmd, ERROR_TIMEOUT);
         assert_one_line_error(
             &run,
             &format!("missing mount point (foreground={foreground})"),
@@ -703,7 +664,7 @@ fn regular_file_mount_point_is_a_one_line_error() {
             cmd.arg("-f");
         }
         cmd.arg(&mnt);
-        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        let run = common::run_timed(cmd, ERROR_TIMEOUT);
         assert_one_line_error(
             &run,
             &format!("regular file as mount point (foreground={foreground})"),
@@ -730,7 +691,7 @@ fn already_mounted_mount_point_is_a_one_line_error() {
             cmd.arg("-f");
         }
         cmd.arg(t.path());
-        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        let run = common::run_timed(cmd, ERROR_TIMEOUT);
         let info = mountinfo(t.path());
         assert_one_line_error(
             &run,
@@ -898,7 +859,7 @@ fn unknown_option_is_a_one_line_error() {
     ] {
         let mut cmd = triefs_cmd();
         cmd.args(opts).arg(&mnt);
-        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        let run = common::run_timed(cmd, ERROR_TIMEOUT);
         assert_one_line_error(&run, &format!("{opts:?}"), &["bogus"]);
         assert!(!is_mounted(&mnt), "{opts:?} mounted anyway");
     }
@@ -908,7 +869,7 @@ fn unknown_option_is_a_one_line_error() {
 fn help_exits_zero_and_mentions_paths() {
     let mut cmd = triefs_cmd();
     cmd.arg("--help");
-    let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+    let run = common::run_timed(cmd, ERROR_TIMEOUT);
     let st = run.status.expect("--help did not exit");
     assert_eq!(st.code(), Some(0), "--help: {st}; stderr {:?}", run.stderr);
     assert!(run.stdout.contains("--paths"), "help: {}", run.stdout);
@@ -1042,7 +1003,7 @@ fn numeric_options_read_as_tmpfs_reads_them() {
             let want = tmpfs_reading(key, value);
             let mut cmd = triefs_cmd();
             cmd.arg("-o").arg(format!("{key}={value}")).arg(&mnt);
-            let run = run_with_timeout(cmd, Duration::from_secs(20));
+            let run = common::run_timed(cmd, Duration::from_secs(20));
             let what = format!("-o {key}={value:?} (tmpfs: {want:?})");
             match want {
                 None => assert_one_line_error(&run, &what, &[key]),
@@ -1170,7 +1131,7 @@ fn every_command_has_help_on_stdout() {
     for (args, want) in cases {
         let mut cmd = triefs_cmd();
         cmd.args(*args);
-        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        let run = common::run_timed(cmd, ERROR_TIMEOUT);
         let st = run.status.expect("did not exit");
         assert_eq!(
             st.code(),
@@ -1188,7 +1149,7 @@ fn every_command_has_help_on_stdout() {
     // The main help lists the image= option and the commands.
     let mut cmd = triefs_cmd();
     cmd.arg("--help");
-    let help = run_with_timeout(cmd, ERROR_TIMEOUT).stdout;
+    let help = common::run_timed(cmd, ERROR_TIMEOUT).stdout;
     for want in ["image=FILE", "triefs ls-prefix", "triefs image", "./image"] {
         assert!(help.contains(want), "--help lacks {want:?}");
     }
@@ -1231,7 +1192,7 @@ fn argument_errors_are_one_line() {
     for (args, mentions) in cases {
         let mut cmd = triefs_cmd();
         cmd.args(*args);
-        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        let run = common::run_timed(cmd, ERROR_TIMEOUT);
         assert_one_line_error(&run, &format!("{args:?}"), mentions);
         assert!(!is_mounted(&mnt), "{args:?} mounted");
     }
@@ -1255,7 +1216,7 @@ fn mount_point_named_like_a_command() {
         ] {
             let mut cmd = triefs_cmd();
             cmd.args(&args).current_dir(tmp.path());
-            let run = run_with_timeout(cmd, Duration::from_secs(20));
+            let run = common::run_timed(cmd, Duration::from_secs(20));
             assert_eq!(
                 run.status.and_then(|s| s.code()),
                 Some(0),
@@ -1273,7 +1234,7 @@ fn mount_point_named_like_a_command() {
         }
         let mut cmd = triefs_cmd();
         cmd.arg(name).current_dir(tmp.path());
-        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        let run = common::run_timed(cmd, ERROR_TIMEOUT);
         assert_one_line_error(&run, name, &[&format!("triefs ./{name}")]);
     }
 }
@@ -1294,7 +1255,7 @@ fn mount_helper_source_named_like_a_command() {
         let _g = UnmountGuard(mnt.clone());
         let mut cmd = Command::new(&helper);
         cmd.arg(source).arg(&mnt).args(["-o", "rw,noauto,size=1m"]);
-        let run = run_with_timeout(cmd, Duration::from_secs(20));
+        let run = common::run_timed(cmd, Duration::from_secs(20));
         assert_eq!(
             run.status.and_then(|s| s.code()),
             Some(0),
@@ -1350,7 +1311,7 @@ fn stale_busy_mount_error_gives_roots_command() {
 
     let mut cmd = triefs_cmd();
     cmd.arg("-f").arg(&mnt);
-    let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+    let run = common::run_timed(cmd, ERROR_TIMEOUT);
     assert_one_line_error(&run, "triefs on a stale mount", &["stale"]);
     let advice = backticked(&run.stderr);
     let want = format!("umount -l {}", mnt.display());
@@ -1375,7 +1336,7 @@ fn stale_busy_mount_error_gives_roots_command() {
     // And the mount point works again.
     let mut cmd = triefs_cmd();
     cmd.arg(&mnt);
-    let run = run_with_timeout(cmd, Duration::from_secs(20));
+    let run = common::run_timed(cmd, Duration::from_secs(20));
     assert_eq!(
         run.status.and_then(|s| s.code()),
         Some(0),
@@ -1397,9 +1358,6 @@ fn stale_busy_mount_error_gives_a_users_command() {
         return;
     }
     let bin = common::shared_binary();
-    let Some(_) = common::as_nobody(&bin.path) else {
-        return;
-    };
     let tmp = short_tempdir();
     common::chmod(tmp.path(), 0o755);
     for (owner, allow_other) in [(common::NOBODY, false), (0, true)] {
@@ -1435,16 +1393,16 @@ fn stale_busy_mount_error_gives_a_users_command() {
         // SAFETY: closing our own descriptor: the connection dies.
         unsafe { libc::close(fd) };
 
-        let mut cmd = common::as_nobody(&bin.path).unwrap();
+        let mut cmd = common::as_nobody(&bin.path);
         cmd.arg("-f").arg(&mnt);
-        let run = run_with_timeout(cmd, ERROR_TIMEOUT);
+        let run = common::run_timed(cmd, ERROR_TIMEOUT);
         assert_one_line_error(&run, "a user's triefs on a stale mount", &["stale"]);
         let advice = backticked(&run.stderr);
         let m = mnt.display();
         if owner == common::NOBODY {
             let want = format!("fusermount3 -uz {m}");
             assert_eq!(advice, [want.as_str()], "{:?}", run.stderr);
-            let mut plain = common::as_nobody(Path::new("fusermount3")).unwrap();
+            let mut plain = common::as_nobody(Path::new("fusermount3"));
             let plain = plain
                 .arg("-u")
                 .arg(&mnt)
@@ -1452,7 +1410,7 @@ fn stale_busy_mount_error_gives_a_users_command() {
                 .status()
                 .unwrap();
             assert!(!plain.success(), "fusermount3 -u of a busy mount worked");
-            let mut lazy = common::as_nobody(Path::new("fusermount3")).unwrap();
+            let mut lazy = common::as_nobody(Path::new("fusermount3"));
             let lazy = lazy.arg("-uz").arg(&mnt).status().unwrap();
             assert!(lazy.success(), "`{}` failed", advice[0]);
             assert!(!is_mounted(&mnt));

@@ -171,10 +171,10 @@ fn ls_prefix_skips_what_the_caller_may_not_list() {
     fs::set_permissions(root.join("groupdir"), fs::Permissions::from_mode(0o750)).expect("chmod");
 
     // The build may live where nobody cannot go (a clone in /root).
-    let (_bin_dir, bin) = common::public_triefs_bin();
+    let bin = common::shared_binary();
     let as_nobody = |groups: &[u32]| {
         common::run_as(
-            Command::new(&bin).arg("ls-prefix").arg(root),
+            Command::new(&bin.path).arg("ls-prefix").arg(root),
             65534,
             65534,
             groups,
@@ -283,10 +283,10 @@ fn ls_prefix_of_deep_long_names_by_another_user_keeps_the_daemon_small() {
     assert!(st.success());
     fs::create_dir(m.path().join("other")).expect("mkdir");
     // The build may live where nobody cannot go (a clone in /root).
-    let (_bin_dir, bin) = common::public_triefs_bin();
+    let bin = common::shared_binary();
     let out = ls_prefix_within_8_mib(&m, || {
         common::run_as(
-            Command::new(&bin).arg("ls-prefix").arg(m.path()),
+            Command::new(&bin.path).arg("ls-prefix").arg(m.path()),
             65534,
             65534,
             &[],

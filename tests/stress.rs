@@ -257,42 +257,6 @@ fn strerror(e: i32) -> String {
     io::Error::from_raw_os_error(e).to_string()
 }
 
-/// Output of [`run_timed`]: the status (`None` if it had to be killed).
-struct Run {
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd` (stdin null, stdout/stderr to files), killing it by PID after
-/// `timeout`.
-fn run_timed(mut cmd: Command, timeout: Duration) -> Run {
-    let dir = common::short_tempdir();
-    let out_path = dir.path().join("stdout");
-    let err_path = dir.path().join("stderr");
-    cmd.stdin(Stdio::null())
-        .stdout(File::create(&out_path).expect("stdout file"))
-        .stderr(File::create(&err_path).expect("stderr file"));
-    let mut child = cmd.spawn().expect("spawn");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break Some(st);
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        status,
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
-    }
-}
-
 /// What walking a tree found about names and link counts.
 #[derive(Default)]
 struct TreeTruth {
@@ -379,11 +343,11 @@ fn rm_rf_contents(mnt: &Path) {
     if entries.is_empty() {
         return;
     }
-    let Run {
+    let common::Output {
         status: st,
         stderr: err,
         ..
-    } = run_timed(
+    } = common::run_timed(
         {
             let mut cmd = Command::new("rm");
             cmd.arg("-rf").arg("--").args(&entries);
@@ -1530,7 +1494,7 @@ fn size_limit_enospc_and_recovery() {
     );
     let mut cmd = Command::new("df");
     cmd.arg("-P").arg(&mnt);
-    let run = run_timed(cmd, Duration::from_secs(10));
+    let run = common::run_timed(cmd, Duration::from_secs(10));
     assert!(
         run.status.is_some_and(|s| s.success()),
         "df: {}",
@@ -1782,11 +1746,11 @@ fn memory_stays_bounded_when_full() {
     let pid = d.pid();
     let rss0 = proc_kib(pid, "VmRSS");
     let t = Instant::now();
-    let Run {
+    let common::Output {
         status: st,
         stderr: err,
         ..
-    } = run_timed(
+    } = common::run_timed(
         {
             let mut cmd = Command::new("dd");
             cmd.arg("if=/dev/zero")
@@ -1932,11 +1896,11 @@ fn sigkill_with_active_writer_then_stale_mount_recovery() {
     assert!(is_mounted(&mnt), "stale mount should still be listed");
 
     // Mounting on it fails with a one-line diagnosis.
-    let Run {
+    let common::Output {
         status: st,
         stderr: err,
         ..
-    } = run_timed(
+    } = common::run_timed(
         {
             let mut cmd = Command::new(triefs_bin());
             cmd.arg("-f").arg(&mnt);

@@ -13,23 +13,6 @@ pub fn triefs_bin() -> &'static str {
     env!("CARGO_BIN_EXE_triefs")
 }
 
-/// A copy of the triefs binary that every user can run, in a fresh
-/// world-readable temp dir (kept as long as the returned `TempDir`). Tests
-/// that run the binary as another user need it: the build lives inside the
-/// clone, which may sit in a directory other users cannot enter (a clone
-/// in root's 0700 home).
-pub fn public_triefs_bin() -> (tempfile::TempDir, PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = short_tempdir();
-    let bin = dir.path().join("triefs");
-    std::fs::copy(triefs_bin(), &bin).expect("copy the triefs binary");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod the binary's dir");
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
-        .expect("chmod the binary");
-    (dir, bin)
-}
-
 /// Switches the calling process to `uid`/`gid` with the supplementary
 /// `groups`. Meant for a forked child before exec (`pre_exec`): only
 /// async-signal-safe system calls.
@@ -362,22 +345,11 @@ pub fn shared_binary() -> SharedBinary {
 }
 
 /// A command running `program` as uid/gid [`NOBODY`] with no supplementary
-/// groups, through setpriv(1); `None` (after saying why) without setpriv.
-pub fn as_nobody(program: &Path) -> Option<Command> {
-    let found = ["/usr/bin/setpriv", "/bin/setpriv"]
-        .iter()
-        .any(|p| Path::new(p).exists());
-    if !found {
-        eprintln!("skipping the part run as another user: setpriv is missing");
-        return None;
-    }
-    let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--reuid={NOBODY}"))
-        .arg(format!("--regid={NOBODY}"))
-        .arg("--clear-groups")
-        .arg(program)
-        .env_remove("RUST_LOG");
-    Some(cmd)
+/// groups (switched in the child before exec: no outside tool needed).
+pub fn as_nobody(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    run_as(&mut cmd, NOBODY, NOBODY, &[]).env_remove("RUST_LOG");
+    cmd
 }
 
 /// Sets the permission bits of `p`.
