@@ -1,27 +1,67 @@
 //! triefs: an in-memory filesystem whose namespace is a trie of path
 //! components, served to the kernel through FUSE.
 //!
-//! The [`trie`] module is a plain library type usable without FUSE; the
-//! other modules build the mounted filesystem on top of it.
+//! # The data path
+//!
+//! A request travels down one way, and every module depends only on the
+//! ones below it:
+//!
+//! ```text
+//! bin/triefs   the command: CLI, daemon, signals, subcommands
+//!    |
+//! fuse         one thin callback per kernel request: arguments in, errno out
+//!    |         (lsprefix: the ls-prefix ioctl's wire format, beside it)
+//! namespace    every filesystem rule, with tmpfs semantics, no FUSE
+//!    |
+//! trie         names: one node per path component      namespace::inode,
+//!                                                      namespace::data: inodes, file pages
+//! ```
+//!
+//! `image` saves and loads a namespace, `mount` gets it mounted; both are
+//! used by the command only.
+//!
+//! # Module map
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`trie`] | the path trie: nodes, children keyed by name cookie ([`trie`]`::dirmap`), resumable bounded pages of leaf paths ([`trie::PageLimits`]) |
+//! | [`namespace`] | [`namespace::Namespace`]: directories and names (`namespace/dirs.rs`), file contents (`files.rs`), extended attributes (`xattr.rs`), limits (`limits.rs`), the invariant checker (`check.rs`), the inode table (`inode.rs`), sparse file pages (`data.rs`) |
+//! | [`error`] | [`Errno`], the one error type of filesystem operations, and [`Result`] |
+//! | [`fuse`] | the `fuser::Filesystem` adapter (`fuse/mod.rs`), errno and reply helpers (`reply.rs`), directory listings (`readdir.rs`) |
+//! | [`lsprefix`] | `triefs ls-prefix`: the ioctl's wire format and the daemon's side (`mod.rs`), the client (`client.rs`) |
+//! | [`image`] | snapshot images: format and loader (`mod.rs`), atomic private saves (`file.rs`), the save status file (`status.rs`) |
+//! | [`mount`] | `-o` options (`options.rs`), the mount(8) helper convention (`helper.rs`), the mount table (`mountinfo.rs`), mount(2) as root (`direct.rs`), the `auto_unmount` watcher (`watch.rs`) |
+//! | `src/bin/triefs/` | the command: dispatch (`main.rs`), the CLI (`cli.rs`), the daemon (`daemon.rs`), the subcommands (`commands/`) |
+//!
+//! # Example
+//!
+//! The namespace is a plain library type: what the FUSE adapter does for a
+//! `mkdir` and a `write`, without mounting anything.
+//!
+//! ```
+//! use std::ffi::OsStr;
+//! use triefs::namespace::inode::{Kind, ROOT_INO};
+//! use triefs::namespace::{Limits, Namespace, NewNode};
+//!
+//! let mut ns = Namespace::new(0, 0, 0o755, Limits::from_options(Some(1 << 20), Some(100)));
+//! let dir = NewNode { kind: Kind::Directory, perm: 0o755, uid: 0, gid: 0, rdev: 0, target: None };
+//! let d = ns.create_node(ROOT_INO, OsStr::new("docs"), dir.clone()).unwrap();
+//! let file = NewNode { kind: Kind::RegularFile, perm: 0o644, ..dir.clone() };
+//! let f = ns.create_node(d.attr.ino.0, OsStr::new("a.txt"), file).unwrap();
+//! ns.write(f.attr.ino.0, 0, b"hello").unwrap();
+//! assert_eq!(ns.read(f.attr.ino.0, 0, 100).unwrap(), b"hello");
+//! // A name that exists is EEXIST, as on tmpfs.
+//! let again = ns.create_node(ROOT_INO, OsStr::new("docs"), dir).unwrap_err();
+//! assert_eq!(again.code(), libc::EEXIST);
+//! ```
 #![deny(missing_docs)]
 
-mod boundary;
-pub mod check;
-pub mod data;
-mod dirmap;
-pub mod fileops;
-pub mod fs;
-pub mod helper;
+pub mod error;
+pub mod fuse;
 pub mod image;
-pub mod inode;
-pub mod limits;
-mod listing;
 pub mod lsprefix;
-#[cfg(target_os = "linux")]
 pub mod mount;
-pub mod mountinfo;
-pub mod ops;
-pub mod options;
-pub mod save_status;
+pub mod namespace;
 pub mod trie;
-pub mod xattr;
+
+pub use error::{Errno, Result};

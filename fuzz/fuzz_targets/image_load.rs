@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use triefs::image::{read_image, write_image};
-use triefs::limits::Limits;
+use triefs::namespace::limits::Limits;
 
 /// Recomputes every record's checksum, so that mutations reach the record
 /// parsing behind the checksum test.

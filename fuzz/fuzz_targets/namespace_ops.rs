@@ -1,4 +1,4 @@
-//! Fuzzes `triefs::ops::Namespace` with arbitrary operation sequences under
+//! Fuzzes `triefs::namespace::Namespace` with arbitrary operation sequences under
 //! small page/inode limits.
 //!
 //! After every operation:
@@ -26,10 +26,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arbitrary::{Arbitrary, Result as AResult, Unstructured};
 use fuser::TimeOrNow;
 use libfuzzer_sys::fuzz_target;
-use triefs::data::PAGE;
-use triefs::inode::{Kind, ROOT_INO};
+use triefs::namespace::data::PAGE;
+use triefs::namespace::inode::{Kind, ROOT_INO};
 use triefs::trie::{FIRST_COOKIE, Trie};
-use triefs::ops::{Error, Limits, Namespace, NewNode, SetAttr, XattrReply};
+use triefs::error::Errno as Error;
+use triefs::namespace::{Limits, Namespace, NewNode, SetAttr, XattrReply};
 use triefs_fuzz::{Name, Path, fmt_bytes};
 
 const PG: u64 = PAGE as u64;
@@ -582,7 +583,7 @@ struct Fuzz {
 }
 
 fn e(code: i32) -> Error {
-    Error(code)
+    Error::new(code)
 }
 
 fn xattr_name_check(name: &[u8], reading: bool) -> Result<(), Error> {
@@ -1268,7 +1269,7 @@ impl Fuzz {
             }
         } else if a.size.is_some_and(|s| s > i64::MAX as u64) {
             // Sizes past i64::MAX are refused, as write and fallocate do.
-            assert_eq!(r.as_ref().err().map(|e| e.0), Some(libc::EFBIG), "{what}");
+            assert_eq!(r.as_ref().err().map(|e| e.code()), Some(libc::EFBIG), "{what}");
         } else if kind.is_some() && (a.size.is_none() || kind == Some(Kind::RegularFile)) {
             panic!("{what} failed on a {kind:?}: {r:?}");
         }

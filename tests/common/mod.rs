@@ -77,7 +77,7 @@ pub fn can_mount() -> bool {
 
 /// Is `path` currently a mount point (per /proc/self/mountinfo)?
 pub fn is_mounted(path: &Path) -> bool {
-    triefs::mountinfo::is_mount_point(path)
+    triefs::mount::mountinfo::is_mount_point(path)
 }
 
 /// Unmounts `path` by path: `umount`, then a lazy `umount -l` if busy.

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use crate::inode::{Content, Kind, xattr_space};
-use crate::ops::Namespace;
+use crate::namespace::Namespace;
+use crate::namespace::inode::{Content, Kind, xattr_space};
 
 impl Namespace {
     /// Verifies every invariant; returns a description of each violation.

@@ -14,16 +14,16 @@ use clap::{ArgAction, Parser, Subcommand};
 use fuser::{Config, MountOption, Session, SessionUnmounter};
 use log::{debug, error, info, warn};
 
-use triefs::fs::TrieFs;
-use triefs::helper;
+use triefs::fuse::TrieFs;
+use triefs::image::status::{self, OpenError, Report, StatusFile};
 use triefs::image::{self, ImageError};
 use triefs::lsprefix::Item;
+use triefs::mount::helper;
 #[cfg(target_os = "linux")]
 use triefs::mount::mount_fuse;
-use triefs::mountinfo::is_mount_point;
-use triefs::ops::{Limits, Namespace};
-use triefs::options::MountOpts;
-use triefs::save_status::{self, OpenError, Report, StatusFile};
+use triefs::mount::mountinfo::is_mount_point;
+use triefs::mount::options::MountOpts;
+use triefs::namespace::{Limits, Namespace};
 
 /// Mount an in-memory filesystem whose directory tree is a trie of path
 /// components.
@@ -290,7 +290,9 @@ fn check_mountpoint(mp: &Path) -> Result<PathBuf, Fatal> {
                 .and_then(|d| d.canonicalize().ok())
                 .zip(mp.file_name())
                 .map(|(d, name)| d.join(name));
-            let owner = listed.as_deref().and_then(triefs::mountinfo::fuse_owner);
+            let owner = listed
+                .as_deref()
+                .and_then(triefs::mount::mountinfo::fuse_owner);
             let quoted = shell_quote(mp);
             let how = match owner {
                 _ if euid == 0 => format!("clear it with `umount -l {quoted}`"),
@@ -385,7 +387,7 @@ fn load_paths(ns: &mut Namespace, source: &Path, uid: u32, gid: u32) -> Result<(
         }
         ns.add_path_logged(OsStr::from_bytes(path), uid, gid, level)
             .map_err(|e| {
-                let why = match e.0 {
+                let why = match e.code() {
                     libc::EINVAL => "'..' and NUL are not allowed in paths".to_string(),
                     libc::ENAMETOOLONG => "a component is longer than 255 bytes".to_string(),
                     libc::ENOSPC => {
@@ -468,7 +470,7 @@ fn daemonize() -> Result<OwnedFd, Fatal> {
 }
 
 /// Where the mount's image goes: its path, and the status file that
-/// records how each save went (see `triefs::save_status`). The lock also
+/// records how each save went (see `triefs::image::status`). The lock also
 /// keeps saves from overlapping: a SIGUSR1 save and an interval save
 /// would otherwise write the same temporary file at once.
 struct SaveTarget {
@@ -629,7 +631,7 @@ fn check_image_target(p: &Path, force_new: bool) -> Result<(), Fatal> {
 
 /// Takes the image's status file for this daemon, with what the previous
 /// daemon left there.
-fn take_status(p: &Path) -> Result<(StatusFile, Option<save_status::Status>), Fatal> {
+fn take_status(p: &Path) -> Result<(StatusFile, Option<status::Status>), Fatal> {
     let shown = p.display();
     match StatusFile::open(p) {
         Ok(x) => Ok(x),
@@ -643,7 +645,7 @@ fn take_status(p: &Path) -> Result<(StatusFile, Option<save_status::Status>), Fa
         }
         Err(OpenError::Io(e)) => Err(format!(
             "image {shown}: cannot write its status file {}: {e}",
-            save_status::status_path(p).display()
+            status::status_path(p).display()
         )
         .into()),
     }
@@ -651,7 +653,7 @@ fn take_status(p: &Path) -> Result<(StatusFile, Option<save_status::Status>), Fa
 
 /// Warns about what the previous daemon of the image left in its status
 /// file: a failed last save, or a death without the final save.
-fn warn_previous_status(p: &Path, prev: &save_status::Status) {
+fn warn_previous_status(p: &Path, prev: &status::Status) {
     let shown = p.display();
     if let Some((t, why)) = &prev.failed {
         let next = if p.exists() {
@@ -661,12 +663,12 @@ fn warn_previous_status(p: &Path, prev: &save_status::Status) {
         };
         warn!(
             "image {shown}: the last save, at {}, failed: {why}; {next}",
-            save_status::format_utc(*t)
+            status::format_utc(*t)
         );
     } else if !prev.exited {
         let since = prev.saved.map_or_else(
-            || format!("its mount at {}", save_status::format_utc(prev.started)),
-            |t| format!("its last save at {}", save_status::format_utc(t)),
+            || format!("its mount at {}", status::format_utc(prev.started)),
+            |t| format!("its last save at {}", status::format_utc(t)),
         );
         warn!(
             "image {shown}: the daemon that served it (pid {}) ended without its final save; \
@@ -749,7 +751,7 @@ fn image_command(cli: ImageCli) -> ExitCode {
     // What the status file says about the last save (see save_status); one
     // that cannot be read is a problem to report, not a reason to refuse
     // the image itself.
-    let (problem, lines) = match save_status::read(path) {
+    let (problem, lines) = match status::read(path) {
         Ok(report) => describe_report(report.as_ref()),
         Err(e) => {
             let p = format!("cannot read its save status: {e}");
@@ -814,8 +816,8 @@ fn image_command(cli: ImageCli) -> ExitCode {
 /// Turns a save status into the problem to report (if any) and the lines
 /// `triefs image info` prints.
 fn describe_report(report: Option<&Report>) -> (Option<String>, Vec<String>) {
-    let when = save_status::format_utc;
-    let holds = |st: &save_status::Status| match st.saved {
+    let when = status::format_utc;
+    let holds = |st: &status::Status| match st.saved {
         Some(t) => format!("the file holds the save of {}", when(t)),
         None => "the file holds what was there before that mount".to_string(),
     };
@@ -1212,7 +1214,7 @@ fn run(cli: Cli) -> Result<(), Fatal> {
             limits,
         )
     };
-    let mut status: Option<(StatusFile, Option<save_status::Status>)> = None;
+    let mut status: Option<(StatusFile, Option<status::Status>)> = None;
     if let Some(p) = &image_path {
         let n = image::remove_stale_temps(p);
         if n > 0 {
@@ -1267,7 +1269,7 @@ fn run(cli: Cli) -> Result<(), Fatal> {
                 return Err(format!(
                     "image {}: cannot write its status file {}: {e}",
                     p.display(),
-                    save_status::status_path(p).display()
+                    status::status_path(p).display()
                 )
                 .into());
             }

@@ -33,8 +33,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::inode::Inode;
-use crate::ops::{Error, Namespace};
+use crate::error::{Errno, Result};
+use crate::namespace::Namespace;
+use crate::namespace::inode::Inode;
 use crate::trie::{LeafPage, PageLimits, TOO_LONG_EXTRA};
 
 /// Bytes exchanged per ioctl: below `_IOC_SIZE`'s 14-bit limit.
@@ -122,7 +123,7 @@ impl Namespace {
         after: Option<&[u8]>,
         limits: PageLimits,
         caller: &Caller,
-    ) -> Result<LeafPage, Error> {
+    ) -> Result<LeafPage> {
         let node = self.dir_node(ino)?;
         let enter = |n| {
             self.trie
@@ -136,16 +137,16 @@ impl Namespace {
 
 /// The cursor of a request, `None` when empty; `EINVAL` when malformed
 /// or longer than [`MAX_CURSOR`].
-pub fn decode_request(data: &[u8]) -> Result<Option<&[u8]>, Error> {
+pub fn decode_request(data: &[u8]) -> Result<Option<&[u8]>> {
     let len = data
         .get(..4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .filter(|&len| len <= MAX_CURSOR)
-        .ok_or(Error(libc::EINVAL))?;
+        .ok_or(Errno::new(libc::EINVAL))?;
     let cursor = len
         .checked_add(4)
         .and_then(|end| data.get(4..end))
-        .ok_or(Error(libc::EINVAL))?;
+        .ok_or(Errno::new(libc::EINVAL))?;
     Ok((!cursor.is_empty()).then_some(cursor))
 }
 
@@ -305,7 +306,7 @@ pub fn list(dir: &Path, mut each: impl FnMut(Item<'_>)) -> io::Result<Listed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inode::{Content, Kind};
+    use crate::namespace::inode::{Content, Kind};
 
     #[test]
     fn request_and_reply_round_trip() {
@@ -314,13 +315,16 @@ mod tests {
         req[4..7].copy_from_slice(b"a/b");
         assert_eq!(decode_request(&req), Ok(Some(&b"a/b"[..])));
         assert_eq!(decode_request(&[0, 0, 0, 0]), Ok(None));
-        assert_eq!(decode_request(&[9, 0, 0, 0, 1]), Err(Error(libc::EINVAL)));
-        assert_eq!(decode_request(&[1]), Err(Error(libc::EINVAL)));
+        assert_eq!(
+            decode_request(&[9, 0, 0, 0, 1]),
+            Err(Errno::new(libc::EINVAL))
+        );
+        assert_eq!(decode_request(&[1]), Err(Errno::new(libc::EINVAL)));
         let mut long = vec![0u8; 4 + MAX_CURSOR + 1];
         long[..4].copy_from_slice(&(MAX_CURSOR as u32 + 1).to_le_bytes());
         assert_eq!(
             decode_request(&long),
-            Err(Error(libc::EINVAL)),
+            Err(Errno::new(libc::EINVAL)),
             "a cursor no page can end with"
         );
         let page = LeafPage {

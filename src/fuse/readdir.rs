@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use fuser::{FileType, Generation, INodeNo, ReplyDirectory, ReplyDirectoryPlus};
 
-use crate::boundary::next_offset;
-use crate::ops::{Error, Namespace};
+use crate::error::Result;
+use crate::fuse::reply::next_offset;
+use crate::namespace::Namespace;
 use crate::trie::FIRST_COOKIE;
 
 /// Fills a READDIR reply from `offset` until the buffer is full.
@@ -17,7 +18,7 @@ pub(crate) fn fill(
     ino: u64,
     offset: u64,
     reply: &mut ReplyDirectory,
-) -> Result<(), Error> {
+) -> Result<()> {
     let mut off = offset;
     if off == 0 {
         if reply.add(INodeNo(ino), 1, FileType::Directory, ".") {
@@ -50,7 +51,7 @@ pub(crate) fn fill_plus(
     offset: u64,
     reply: &mut ReplyDirectoryPlus,
     ttl: &Duration,
-) -> Result<(), Error> {
+) -> Result<()> {
     let mut off = offset;
     if off == 0 {
         let a = ns.attr(ino)?;

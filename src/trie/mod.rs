@@ -27,11 +27,11 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use log::info;
 
-use crate::dirmap::DirMap;
+mod dirmap;
+mod leaves;
 
-#[path = "trie_page.rs"]
-mod page;
-pub use page::{LeafPage, PageLimits, TOO_LONG_EXTRA, TOO_LONG_HEAD, TooLong};
+use dirmap::DirMap;
+pub use leaves::{LeafPage, PageLimits, TOO_LONG_EXTRA, TOO_LONG_HEAD, TooLong};
 
 /// Longest allowed component name, in bytes (Linux `NAME_MAX`).
 pub const NAME_MAX: usize = 255;
@@ -623,5 +623,4 @@ impl<V> Trie<V> {
 }
 
 #[cfg(test)]
-#[path = "trie_tests.rs"]
 mod tests;

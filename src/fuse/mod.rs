@@ -23,13 +23,16 @@ use fuser::{
 use log::{debug, error, info};
 use parking_lot::RwLock;
 
-use crate::boundary::{fail, fix_pre_epoch, fix_time, guarded, negative_attr};
-use crate::data::PAGE;
-use crate::inode::Kind;
-use crate::listing;
+mod readdir;
+mod reply;
+
+use crate::error::Errno as FsErrno;
 use crate::lsprefix::{self, Caller};
-use crate::ops::{Entry, Error, Namespace, NewNode, SetAttr, XattrReply};
+use crate::namespace::data::PAGE;
+use crate::namespace::inode::Kind;
+use crate::namespace::{Entry, Namespace, NewNode, SetAttr, XattrReply};
 use crate::trie::NAME_MAX;
+use reply::{fail, fix_pre_epoch, fix_time, guarded, negative_attr};
 
 /// How long the kernel may cache entries (also negative ones) and
 /// attributes. triefs is the only writer and every change goes through the
@@ -141,7 +144,7 @@ impl TrieFs {
     fn reply_entry(
         &self,
         reply: ReplyEntry,
-        r: Result<Entry, Error>,
+        r: Result<Entry, FsErrno>,
         op: &str,
         parent: u64,
         name: &OsStr,
@@ -190,7 +193,9 @@ impl Filesystem for TrieFs {
                 Ok(e) => reply.entry(&TTL, &e.attr, Generation(e.generation)),
                 // A negative entry the kernel may cache: the next lookup of a
                 // missing name costs no round trip.
-                Err(Error(libc::ENOENT)) => reply.entry(&TTL, &negative_attr(), Generation(0)),
+                Err(e) if e.code() == libc::ENOENT => {
+                    reply.entry(&TTL, &negative_attr(), Generation(0))
+                }
                 Err(e) => reply.error(fail("lookup", parent.0, Some(name), e)),
             }
         });
@@ -262,7 +267,7 @@ impl Filesystem for TrieFs {
         reply: ReplyEntry,
     ) {
         guarded("mknod", parent.0, || {
-            let kind = match mode & crate::inode::mode::S_IFMT {
+            let kind = match mode & crate::namespace::inode::mode::S_IFMT {
                 0 => Some(Kind::RegularFile),
                 _ => Kind::from_mode(mode).filter(|k| *k != Kind::Directory && *k != Kind::Symlink),
             };
@@ -499,7 +504,7 @@ impl Filesystem for TrieFs {
         mut reply: ReplyDirectory,
     ) {
         guarded("readdir", ino.0, || {
-            match listing::fill(&self.ns.read(), ino.0, offset, &mut reply) {
+            match readdir::fill(&self.ns.read(), ino.0, offset, &mut reply) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fail("readdir", ino.0, None, e)),
             }
@@ -515,7 +520,7 @@ impl Filesystem for TrieFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         guarded("readdirplus", ino.0, || {
-            match listing::fill_plus(&self.ns.read(), ino.0, offset, &mut reply, &TTL) {
+            match readdir::fill_plus(&self.ns.read(), ino.0, offset, &mut reply, &TTL) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fail("readdirplus", ino.0, None, e)),
             }

@@ -1,6 +1,6 @@
 //! Unit tests for namespace operations (no FUSE).
 use super::*;
-use crate::fileops::{FALLOC_KEEP_SIZE, FALLOC_PUNCH_HOLE};
+use crate::namespace::files::{FALLOC_KEEP_SIZE, FALLOC_PUNCH_HOLE};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -81,8 +81,8 @@ fn lookups(ns: &Namespace, ino: u64) -> u64 {
     ns.inodes.get(ino).unwrap().lookups()
 }
 
-fn e(code: i32) -> Error {
-    Error(code)
+fn e(code: i32) -> Errno {
+    Errno::new(code)
 }
 
 fn names(ns: &Namespace, dir: u64, after: Option<&[u8]>) -> Vec<String> {
@@ -980,7 +980,7 @@ fn setattr_times() {
         .setattr(
             f,
             SetAttr {
-                mode: Some(crate::inode::mode::S_IFREG | 0o4711),
+                mode: Some(crate::namespace::inode::mode::S_IFREG | 0o4711),
                 ..Default::default()
             },
         )
@@ -1586,7 +1586,7 @@ fn write_at_huge_offset_is_efbig_not_overflow() {
         ns.write(f, u64::MAX - 1, b"abcd")
     }));
     assert!(
-        matches!(r, Ok(Err(Error(libc::EFBIG)))),
+        matches!(r, Ok(Err(e)) if e.code() == libc::EFBIG),
         "write(f, u64::MAX - 1, 4 bytes) should be EFBIG, got {}",
         match &r {
             Ok(v) => format!("{v:?}"),
@@ -1870,11 +1870,11 @@ fn entries_after_order_and_resume() {
     // Errors.
     assert!(matches!(
         ns.entries_after(c, None),
-        Err(Error(libc::ENOTDIR))
+        Err(e) if e.code() == libc::ENOTDIR
     ));
     assert!(matches!(
         ns.entries_after(999, None),
-        Err(Error(libc::ENOENT))
+        Err(e) if e.code() == libc::ENOENT
     ));
     assert_eq!(names(&ns, a, None), Vec::<String>::new());
 }
@@ -2157,7 +2157,9 @@ fn check_invariants(ns: &Namespace, held: &BTreeMap<u64, u64>) {
                 assert_eq!(ns.parent_of(ino), ino);
             }
         }
-        pages += inode.file().map_or(0, crate::data::FileData::pages);
+        pages += inode
+            .file()
+            .map_or(0, crate::namespace::data::FileData::pages);
     }
     assert_eq!(ns.inodes.live(), refs.len() as u64 + orphans);
     assert_eq!(ns.inodes.iter().count() as u64, ns.inodes.live());
@@ -2178,7 +2180,7 @@ fn check_invariants(ns: &Namespace, held: &BTreeMap<u64, u64>) {
         .iter()
         .filter_map(|(ino, _)| ns.inodes.xattrs(ino))
         .flat_map(|x| x.iter())
-        .map(|(k, v)| crate::inode::xattr_space(k, v))
+        .map(|(k, v)| crate::namespace::inode::xattr_space(k, v))
         .sum();
     let used = (ns.inodes.live() + extra) * 1024 + xbytes;
     assert!(used <= P_MAX_INODES * 1024);
@@ -2191,7 +2193,7 @@ fn check_invariants(ns: &Namespace, held: &BTreeMap<u64, u64>) {
 fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
     let dirs = reachable_dirs(ns);
     let name = |i: usize| os(NAMES[i]);
-    let mut hold = |r: Res<Entry>| {
+    let mut hold = |r: Result<Entry>| {
         if let Ok(ent) = r {
             *held.entry(ent.attr.ino.0).or_default() += 1;
         }

@@ -1,8 +1,9 @@
 //! Size and inode limits, as tmpfs's `size=` and `nr_inodes=`, and the
 //! usage numbers `statfs` reports.
 
-use crate::data::PAGE;
-use crate::ops::{Namespace, Res, err};
+use crate::error::{Result, err};
+use crate::namespace::Namespace;
+use crate::namespace::data::PAGE;
 
 /// What one inode, or one extra name of a file, costs of the inode limit
 /// (tmpfs's `BOGO_INODE_SIZE`). tmpfs turns `nr_inodes` into a space of
@@ -120,7 +121,7 @@ impl Namespace {
     }
 
     /// `ENOSPC` unless `bytes` more of the inode space are free.
-    pub(crate) fn reserve_ispace(&self, bytes: u64) -> Res<()> {
+    pub(crate) fn reserve_ispace(&self, bytes: u64) -> Result<()> {
         match self.ispace_max() {
             Some(max) if self.ispace_used().saturating_add(bytes) > max => err(libc::ENOSPC),
             _ => Ok(()),

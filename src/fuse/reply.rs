@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use fuser::{Errno, FileAttr, FileType, INodeNo, TimeOrNow};
 use log::{Level, error, log};
 
-use crate::data::PAGE;
-use crate::ops::Error;
+use crate::error::Errno as FsErrno;
+use crate::namespace::data::PAGE;
 
 /// The offset to hand out with an entry of cookie `c`: where the next
 /// listing resumes. Cookie-mates (colliding names, practically never) share
@@ -77,8 +77,8 @@ pub(crate) fn fix_time(t: TimeOrNow) -> TimeOrNow {
     }
 }
 
-pub(crate) fn errno(e: Error) -> Errno {
-    Errno::from_i32(e.0)
+pub(crate) fn errno(e: FsErrno) -> Errno {
+    Errno::from_i32(e.code())
 }
 
 /// Logs a failed request with its context at debug level (failures such as
@@ -88,7 +88,7 @@ pub(crate) fn errno(e: Error) -> Errno {
 /// `security.selinux` and the POSIX ACLs (`ENODATA`: not set), and tools
 /// try to set ACLs (`EOPNOTSUPP`); at debug level they would bury the
 /// failures worth reading.
-pub(crate) fn fail(op: &str, ino: u64, name: Option<&OsStr>, e: Error) -> Errno {
+pub(crate) fn fail(op: &str, ino: u64, name: Option<&OsStr>, e: FsErrno) -> Errno {
     let level = if is_probe_answer(op, name, e) {
         Level::Trace
     } else {
@@ -102,9 +102,9 @@ pub(crate) fn fail(op: &str, ino: u64, name: Option<&OsStr>, e: Error) -> Errno 
 }
 
 /// Is this error the expected answer to a probe (see [`fail`])?
-fn is_probe_answer(op: &str, name: Option<&OsStr>, e: Error) -> bool {
+fn is_probe_answer(op: &str, name: Option<&OsStr>, e: FsErrno) -> bool {
     let system = name.is_some_and(|n| n.as_encoded_bytes().starts_with(b"system."));
-    match (op, e.0) {
+    match (op, e.code()) {
         ("getxattr", libc::ENODATA) => true,
         ("getxattr" | "setxattr" | "removexattr", libc::EOPNOTSUPP) => system,
         _ => false,

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use crate::data::FileData;
+use crate::namespace::data::FileData;
 use crate::trie::NodeId;
 
 /// Inode number of the root directory (FUSE's `FUSE_ROOT_ID`).
@@ -273,7 +273,7 @@ impl Inode {
         match &self.content {
             Content::File(d) => d.blocks(),
             // tmpfs keeps targets of 128 bytes or more in a page of their own.
-            Content::Symlink(t) if t.len() >= 128 => (crate::data::PAGE / 512) as u64,
+            Content::Symlink(t) if t.len() >= 128 => (crate::namespace::data::PAGE / 512) as u64,
             _ => 0,
         }
     }

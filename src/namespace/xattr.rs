@@ -4,7 +4,8 @@
 use std::ffi::OsStr;
 use std::time::SystemTime;
 
-use crate::ops::{Error, Namespace, Res, err};
+use crate::error::{Errno, Result, err};
+use crate::namespace::Namespace;
 
 /// Reply of `getxattr`/`listxattr`: the needed size or the bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,7 +30,7 @@ impl AsBytesChecked for OsStr {
 /// Checks an xattr name: `user.`, `trusted.` and `security.` names are
 /// stored; POSIX ACL names read as absent (`ENODATA`) and cannot be set;
 /// other namespaces are `EOPNOTSUPP`; a bare prefix is `EINVAL`, as on tmpfs.
-fn xattr_name_check(name: &[u8], reading: bool) -> Res<()> {
+fn xattr_name_check(name: &[u8], reading: bool) -> Result<()> {
     for p in [&b"user."[..], b"trusted.", b"security."] {
         if name.starts_with(p) {
             return if name.len() > p.len() {
@@ -45,7 +46,7 @@ fn xattr_name_check(name: &[u8], reading: bool) -> Res<()> {
     err(libc::EOPNOTSUPP)
 }
 
-fn sized_reply(v: Vec<u8>, size: u32) -> Res<XattrReply> {
+fn sized_reply(v: Vec<u8>, size: u32) -> Result<XattrReply> {
     if size == 0 {
         return Ok(XattrReply::Size(v.len() as u32));
     }
@@ -58,7 +59,7 @@ fn sized_reply(v: Vec<u8>, size: u32) -> Res<XattrReply> {
 impl Namespace {
     /// Sets extended attribute `name` (`XATTR_CREATE`/`XATTR_REPLACE` in
     /// `flags`).
-    pub fn setxattr(&mut self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Res<()> {
+    pub fn setxattr(&mut self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
         let name = name.as_bytes_checked();
         xattr_name_check(name, false)?;
         self.inode(ino)?;
@@ -74,14 +75,14 @@ impl Namespace {
         }
         // As on tmpfs, the new value must fit before the old one is
         // released: attributes share the inode limit's space.
-        self.reserve_ispace(crate::inode::xattr_space(name, value))?;
+        self.reserve_ispace(crate::namespace::inode::xattr_space(name, value))?;
         self.inodes.set_xattr(ino, name, value);
         self.inode_mut(ino)?.ctime = SystemTime::now().into();
         Ok(())
     }
 
     /// Gets extended attribute `name`; `size` 0 asks for the length only.
-    pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Res<XattrReply> {
+    pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Result<XattrReply> {
         let name = name.as_bytes_checked();
         xattr_name_check(name, true)?;
         self.inode(ino)?;
@@ -89,12 +90,12 @@ impl Namespace {
             .inodes
             .xattrs(ino)
             .and_then(|x| x.get(name))
-            .ok_or(Error(libc::ENODATA))?;
+            .ok_or(Errno::new(libc::ENODATA))?;
         sized_reply(v.to_vec(), size)
     }
 
     /// Lists extended attribute names, NUL-terminated.
-    pub fn listxattr(&self, ino: u64, size: u32) -> Res<XattrReply> {
+    pub fn listxattr(&self, ino: u64, size: u32) -> Result<XattrReply> {
         self.inode(ino)?;
         let mut out = Vec::new();
         for k in self.inodes.xattrs(ino).iter().flat_map(|x| x.keys()) {
@@ -105,13 +106,13 @@ impl Namespace {
     }
 
     /// Removes extended attribute `name`.
-    pub fn removexattr(&mut self, ino: u64, name: &OsStr) -> Res<()> {
+    pub fn removexattr(&mut self, ino: u64, name: &OsStr) -> Result<()> {
         let name = name.as_bytes_checked();
         xattr_name_check(name, false)?;
         self.inode(ino)?;
         self.inodes
             .remove_xattr(ino, name)
-            .ok_or(Error(libc::ENODATA))?;
+            .ok_or(Errno::new(libc::ENODATA))?;
         self.inode_mut(ino)?.ctime = SystemTime::now().into();
         Ok(())
     }

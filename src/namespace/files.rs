@@ -5,9 +5,10 @@ use std::time::SystemTime;
 
 use fuser::{FileAttr, TimeOrNow};
 
-use crate::data::FileData;
-use crate::inode::{Content, Kind};
-use crate::ops::{Error, Namespace, Res, SetAttr, err};
+use crate::error::{Errno, Result, err};
+use crate::namespace::data::FileData;
+use crate::namespace::inode::{Content, Kind};
+use crate::namespace::{Namespace, SetAttr};
 
 fn resolve(t: TimeOrNow, now: SystemTime) -> SystemTime {
     match t {
@@ -24,7 +25,7 @@ pub const FALLOC_PUNCH_HOLE: i32 = 0x02;
 
 impl Namespace {
     /// Applies `setattr` changes and returns the new attributes.
-    pub fn setattr(&mut self, ino: u64, a: SetAttr) -> Res<FileAttr> {
+    pub fn setattr(&mut self, ino: u64, a: SetAttr) -> Result<FileAttr> {
         let now = SystemTime::now();
         if let Some(size) = a.size {
             if size > i64::MAX as u64 {
@@ -37,7 +38,7 @@ impl Namespace {
                 _ => return err(libc::EINVAL),
             }
             // Growing stores no pages: the new range is a hole.
-            let i = self.inodes.get_mut(ino).ok_or(Error(libc::ENOENT))?;
+            let i = self.inodes.get_mut(ino).ok_or(Errno::new(libc::ENOENT))?;
             let freed = i.file_mut().map_or(0, |d| d.truncate(size));
             if a.mtime.is_none() {
                 i.mtime = now.into();
@@ -65,34 +66,34 @@ impl Namespace {
     }
 
     /// The target of symlink `ino` (EINVAL for other files).
-    pub fn readlink(&self, ino: u64) -> Res<&[u8]> {
+    pub fn readlink(&self, ino: u64) -> Result<&[u8]> {
         match &self.inode(ino)?.content {
             Content::Symlink(t) => Ok(t),
             _ => err(libc::EINVAL),
         }
     }
 
-    fn file(&self, ino: u64) -> Res<&FileData> {
+    fn file(&self, ino: u64) -> Result<&FileData> {
         let i = self.inode(ino)?;
         match i.kind {
-            Kind::RegularFile => i.file().ok_or(Error(libc::EIO)),
+            Kind::RegularFile => i.file().ok_or(Errno::new(libc::EIO)),
             Kind::Directory => err(libc::EISDIR),
             _ => err(libc::EINVAL),
         }
     }
 
     /// Reads up to `len` bytes at `offset` of regular file `ino`.
-    pub fn read(&self, ino: u64, offset: u64, len: u32) -> Res<Vec<u8>> {
+    pub fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Vec<u8>> {
         Ok(self.file(ino)?.read(offset, len))
     }
 
     /// Current size of `ino`.
-    pub fn size(&self, ino: u64) -> Res<u64> {
+    pub fn size(&self, ino: u64) -> Result<u64> {
         Ok(self.inode(ino)?.size())
     }
 
     /// Writes `data` at `offset` of regular file `ino`.
-    pub fn write(&mut self, ino: u64, offset: u64, data: &[u8]) -> Res<u32> {
+    pub fn write(&mut self, ino: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let f = self.file(ino)?;
         let len = data.len() as u64;
         if offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
@@ -128,7 +129,7 @@ impl Namespace {
         dst: u64,
         dst_off: u64,
         len: u64,
-    ) -> Res<u32> {
+    ) -> Result<u32> {
         const MAX_CHUNK: u64 = 16 << 20;
         let data = self.read(src, src_off, len.min(MAX_CHUNK) as u32)?;
         if data.is_empty() {
@@ -138,7 +139,7 @@ impl Namespace {
     }
 
     /// `fallocate`: mode 0, `FALLOC_FL_KEEP_SIZE`, and `FALLOC_FL_PUNCH_HOLE`.
-    pub fn fallocate(&mut self, ino: u64, offset: u64, len: u64, mode: i32) -> Res<()> {
+    pub fn fallocate(&mut self, ino: u64, offset: u64, len: u64, mode: i32) -> Result<()> {
         if len == 0 {
             return err(libc::EINVAL);
         }
@@ -174,7 +175,7 @@ impl Namespace {
     }
 
     /// `lseek` with `SEEK_DATA` or `SEEK_HOLE` (the kernel answers the others).
-    pub fn lseek(&self, ino: u64, offset: i64, whence: i32) -> Res<i64> {
+    pub fn lseek(&self, ino: u64, offset: i64, whence: i32) -> Result<i64> {
         let f = self.file(ino)?;
         let size = f.size() as i64;
         match whence {
@@ -183,7 +184,7 @@ impl Namespace {
                 return size
                     .checked_add(offset)
                     .filter(|o| *o >= 0)
-                    .ok_or(Error(libc::EINVAL));
+                    .ok_or(Errno::new(libc::EINVAL));
             }
             libc::SEEK_DATA | libc::SEEK_HOLE => {}
             _ => return err(libc::EINVAL),
@@ -196,6 +197,6 @@ impl Namespace {
         } else {
             f.seek_hole(off)
         };
-        r.map(|o| o as i64).ok_or(Error(libc::ENXIO))
+        r.map(|o| o as i64).ok_or(Errno::new(libc::ENXIO))
     }
 }

@@ -5,51 +5,26 @@
 //! Errors are raw `errno` values wrapped in [`Error`].
 
 use std::ffi::OsStr;
-use std::fmt;
 use std::time::SystemTime;
 
 use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
 use log::debug;
 
-use crate::data::PAGE;
-use crate::inode::{Content, Inode, InodeTable, Kind, ROOT_INO, mode};
-pub use crate::limits::{Limits, UNLIMITED_PAGES, Usage};
-use crate::trie::{NodeId, Trie, TrieError};
-pub(crate) use crate::xattr::AsBytesChecked;
-pub use crate::xattr::XattrReply;
+pub mod check;
+pub mod data;
+pub mod files;
+pub mod inode;
+pub mod limits;
+pub mod xattr;
 
-/// An `errno` value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Error(pub i32);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", std::io::Error::from_raw_os_error(self.0))
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<TrieError> for Error {
-    fn from(e: TrieError) -> Self {
-        Error(match e {
-            TrieError::NotFound => libc::ENOENT,
-            TrieError::NotADirectory => libc::ENOTDIR,
-            TrieError::Exists => libc::EEXIST,
-            TrieError::NameTooLong => libc::ENAMETOOLONG,
-            TrieError::InvalidName => libc::EINVAL,
-            TrieError::NotEmpty => libc::ENOTEMPTY,
-            TrieError::InvalidMove => libc::EINVAL,
-        })
-    }
-}
-
-/// Result of a namespace operation.
-pub type Res<T> = Result<T, Error>;
-
-pub(crate) fn err<T>(e: i32) -> Res<T> {
-    Err(Error(e))
-}
+pub(crate) use crate::error::err;
+pub use crate::error::{Errno, Result};
+use crate::trie::{NodeId, Trie};
+use data::PAGE;
+use inode::{Content, Inode, InodeTable, Kind, ROOT_INO, mode};
+pub use limits::{Limits, UNLIMITED_PAGES, Usage};
+pub(crate) use xattr::AsBytesChecked;
+pub use xattr::XattrReply;
 
 /// A directory entry handed to the kernel: attributes plus generation.
 #[derive(Clone, Copy, Debug)]
@@ -174,26 +149,26 @@ impl Namespace {
         }
     }
 
-    pub(crate) fn inode(&self, ino: u64) -> Res<&Inode> {
-        self.inodes.get(ino).ok_or(Error(libc::ENOENT))
+    pub(crate) fn inode(&self, ino: u64) -> Result<&Inode> {
+        self.inodes.get(ino).ok_or(Errno::new(libc::ENOENT))
     }
 
-    pub(crate) fn inode_mut(&mut self, ino: u64) -> Res<&mut Inode> {
-        self.inodes.get_mut(ino).ok_or(Error(libc::ENOENT))
+    pub(crate) fn inode_mut(&mut self, ino: u64) -> Result<&mut Inode> {
+        self.inodes.get_mut(ino).ok_or(Errno::new(libc::ENOENT))
     }
 
     /// The trie node of directory `ino` (ENOTDIR for other files, ENOENT for
     /// a removed directory).
-    pub(crate) fn dir_node(&self, ino: u64) -> Res<NodeId> {
+    pub(crate) fn dir_node(&self, ino: u64) -> Result<NodeId> {
         let i = self.inode(ino)?;
         if i.kind != Kind::Directory {
             return err(libc::ENOTDIR);
         }
-        i.dir_node().ok_or(Error(libc::ENOENT))
+        i.dir_node().ok_or(Errno::new(libc::ENOENT))
     }
 
     /// Attributes of `ino`.
-    pub fn attr(&self, ino: u64) -> Res<FileAttr> {
+    pub fn attr(&self, ino: u64) -> Result<FileAttr> {
         let i = self.inode(ino)?;
         let size = match i.content {
             Content::Dir(Some(n)) => BOGO_DIRENT * (2 + self.trie.child_count(n) as u64),
@@ -220,7 +195,7 @@ impl Namespace {
     }
 
     /// Attributes plus generation, counting one more kernel reference.
-    fn entry(&self, ino: u64) -> Res<Entry> {
+    fn entry(&self, ino: u64) -> Result<Entry> {
         let attr = self.attr(ino)?;
         self.inodes.add_lookup(ino);
         Ok(Entry {
@@ -231,17 +206,20 @@ impl Namespace {
 
     /// Looks up `name` in directory `parent`; counts a kernel reference.
     /// Needs only shared access.
-    pub fn lookup(&self, parent: u64, name: &OsStr) -> Res<Entry> {
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry> {
         let ino = self.child_ino(parent, name)?;
         self.entry(ino)
     }
 
     /// The inode number behind `name` in `parent`, without side effects.
-    pub fn child_ino(&self, parent: u64, name: &OsStr) -> Res<u64> {
+    pub fn child_ino(&self, parent: u64, name: &OsStr) -> Result<u64> {
         let dir = self.dir_node(parent)?;
         Trie::<u64>::check_name(name.as_bytes_checked())?;
-        let node = self.trie.child(dir, name).ok_or(Error(libc::ENOENT))?;
-        self.trie.value(node).copied().ok_or(Error(libc::ENOENT))
+        let node = self.trie.child(dir, name).ok_or(Errno::new(libc::ENOENT))?;
+        self.trie
+            .value(node)
+            .copied()
+            .ok_or(Errno::new(libc::ENOENT))
     }
 
     /// Drops `n` kernel references to `ino`.
@@ -283,18 +261,23 @@ impl Namespace {
         }
     }
 
-    fn check_inode_space(&self) -> Res<()> {
-        self.reserve_ispace(crate::limits::INODE_SPACE)
+    fn check_inode_space(&self) -> Result<()> {
+        self.reserve_ispace(crate::namespace::limits::INODE_SPACE)
     }
 
     /// Creates a directory, file, symlink or special file `name` in
     /// `parent` and counts a kernel reference to it.
-    pub fn create_node(&mut self, parent: u64, name: &OsStr, spec: NewNode<'_>) -> Res<Entry> {
+    pub fn create_node(&mut self, parent: u64, name: &OsStr, spec: NewNode<'_>) -> Result<Entry> {
         let ino = self.create_node_untracked(parent, name, spec)?;
         self.entry(ino)
     }
 
-    fn create_node_untracked(&mut self, parent: u64, name: &OsStr, spec: NewNode<'_>) -> Res<u64> {
+    fn create_node_untracked(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        spec: NewNode<'_>,
+    ) -> Result<u64> {
         let dir = self.dir_node(parent)?;
         Trie::<u64>::check_name(name.as_bytes_checked())?;
         if self.trie.child(dir, name).is_some() {
@@ -350,7 +333,7 @@ impl Namespace {
 
     /// Adds `path` (relative to the root) as a directory, creating missing
     /// intermediate directories owned by `uid:gid` with mode `0755`.
-    pub fn add_path(&mut self, path: &OsStr, uid: u32, gid: u32) -> Res<u64> {
+    pub fn add_path(&mut self, path: &OsStr, uid: u32, gid: u32) -> Result<u64> {
         self.add_path_logged(path, uid, gid, log::Level::Info)
     }
 
@@ -362,13 +345,13 @@ impl Namespace {
         uid: u32,
         gid: u32,
         level: log::Level,
-    ) -> Res<u64> {
+    ) -> Result<u64> {
         log::log!(level, "Adding directory {}", path.to_string_lossy());
         let mut cur = ROOT_INO;
         for comp in Trie::<u64>::components(path)? {
             let dir = self.dir_node(cur)?;
             cur = match self.trie.child(dir, comp) {
-                Some(n) => *self.trie.value(n).ok_or(Error(libc::ENOENT))?,
+                Some(n) => *self.trie.value(n).ok_or(Errno::new(libc::ENOENT))?,
                 None => self.create_node_untracked(
                     cur,
                     comp,
@@ -390,7 +373,7 @@ impl Namespace {
     }
 
     /// Adds a hard link `newname` in `newparent` to `ino`.
-    pub fn link(&mut self, ino: u64, newparent: u64, newname: &OsStr) -> Res<Entry> {
+    pub fn link(&mut self, ino: u64, newparent: u64, newname: &OsStr) -> Result<Entry> {
         if self.inode(ino)?.kind == Kind::Directory {
             return err(libc::EPERM);
         }
@@ -417,7 +400,7 @@ impl Namespace {
     }
 
     /// Removes the non-directory `name` from `parent`.
-    pub fn unlink(&mut self, parent: u64, name: &OsStr) -> Res<()> {
+    pub fn unlink(&mut self, parent: u64, name: &OsStr) -> Result<()> {
         let ino = self.child_ino(parent, name)?;
         if self.inode(ino)?.kind == Kind::Directory {
             return err(libc::EISDIR);
@@ -448,7 +431,7 @@ impl Namespace {
     }
 
     /// Removes the empty directory `name` from `parent`.
-    pub fn rmdir(&mut self, parent: u64, name: &OsStr) -> Res<()> {
+    pub fn rmdir(&mut self, parent: u64, name: &OsStr) -> Result<()> {
         let ino = self.child_ino(parent, name)?;
         let node = self.dir_node(ino)?;
         if self.trie.child_count(node) > 0 {
@@ -473,7 +456,7 @@ impl Namespace {
         newparent: u64,
         newname: &OsStr,
         flags: u32,
-    ) -> Res<()> {
+    ) -> Result<()> {
         if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
             || flags == RENAME_NOREPLACE | RENAME_EXCHANGE
         {
@@ -482,15 +465,18 @@ impl Namespace {
         let pdir = self.dir_node(parent)?;
         let npdir = self.dir_node(newparent)?;
         Trie::<u64>::check_name(newname.as_bytes_checked())?;
-        let src_node = self.trie.child(pdir, name).ok_or(Error(libc::ENOENT))?;
-        let src = *self.trie.value(src_node).ok_or(Error(libc::ENOENT))?;
+        let src_node = self
+            .trie
+            .child(pdir, name)
+            .ok_or(Errno::new(libc::ENOENT))?;
+        let src = *self.trie.value(src_node).ok_or(Errno::new(libc::ENOENT))?;
         let src_dir = self.trie.is_dir(src_node);
         let dst_node = self.trie.child(npdir, newname);
         let now = SystemTime::now();
 
         if flags & RENAME_EXCHANGE != 0 {
-            let dst_node = dst_node.ok_or(Error(libc::ENOENT))?;
-            let dst = *self.trie.value(dst_node).ok_or(Error(libc::ENOENT))?;
+            let dst_node = dst_node.ok_or(Errno::new(libc::ENOENT))?;
+            let dst = *self.trie.value(dst_node).ok_or(Errno::new(libc::ENOENT))?;
             let dst_dir = self.trie.is_dir(dst_node);
             self.trie.exchange(pdir, name, npdir, newname)?;
             if parent != newparent && src_dir != dst_dir {
@@ -520,7 +506,7 @@ impl Namespace {
             return err(libc::EINVAL);
         }
         if let Some(dst_node) = dst_node {
-            let dst = *self.trie.value(dst_node).ok_or(Error(libc::ENOENT))?;
+            let dst = *self.trie.value(dst_node).ok_or(Errno::new(libc::ENOENT))?;
             if flags & RENAME_NOREPLACE != 0 {
                 return err(libc::EEXIST);
             }
@@ -562,7 +548,7 @@ impl Namespace {
 
     /// Permission check for `access(2)` (the kernel normally does this
     /// itself under `default_permissions`).
-    pub fn access(&self, ino: u64, mask: i32, uid: u32, gid: u32) -> Res<()> {
+    pub fn access(&self, ino: u64, mask: i32, uid: u32, gid: u32) -> Result<()> {
         let i = self.inode(ino)?;
         if mask == libc::F_OK {
             return Ok(());
@@ -596,7 +582,7 @@ impl Namespace {
         &'a self,
         ino: u64,
         after: Option<&'a [u8]>,
-    ) -> Res<impl Iterator<Item = (&'a OsStr, u64, FileType)> + 'a> {
+    ) -> Result<impl Iterator<Item = (&'a OsStr, u64, FileType)> + 'a> {
         let i = self.inode(ino)?;
         if i.kind != Kind::Directory {
             return err(libc::ENOTDIR);
@@ -621,7 +607,7 @@ impl Namespace {
         &self,
         ino: u64,
         from: u64,
-    ) -> Res<impl Iterator<Item = (u64, &OsStr, u64, FileType)> + '_> {
+    ) -> Result<impl Iterator<Item = (u64, &OsStr, u64, FileType)> + '_> {
         let i = self.inode(ino)?;
         if i.kind != Kind::Directory {
             return err(libc::ENOTDIR);
@@ -648,5 +634,4 @@ impl Namespace {
 }
 
 #[cfg(test)]
-#[path = "ops_tests.rs"]
 mod tests;

@@ -28,8 +28,8 @@
 //! ```
 //! use std::ffi::OsStr;
 //! use triefs::image::{read_image, write_image};
-//! use triefs::limits::Limits;
-//! use triefs::ops::Namespace;
+//! use triefs::namespace::limits::Limits;
+//! use triefs::namespace::Namespace;
 //!
 //! let limits = Limits::from_options(Some(0), Some(0)); // no limits
 //! let mut ns = Namespace::new(0, 0, 0o755, limits);
@@ -53,10 +53,12 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::data::PAGE;
-use crate::inode::{Content, Inode, Kind, ROOT_INO, Time, Xattrs};
-use crate::limits::Limits;
-use crate::ops::Namespace;
+pub mod status;
+
+use crate::namespace::Namespace;
+use crate::namespace::data::PAGE;
+use crate::namespace::inode::{Content, Inode, Kind, ROOT_INO, Time, Xattrs};
+use crate::namespace::limits::Limits;
 
 const MAGIC: &[u8; 8] = b"TRIEFSIM";
 /// The image format version this build reads and writes.
@@ -665,7 +667,10 @@ impl Write for FailAfter {
 impl Namespace {
     /// Adds an inode read from an image, without a name yet.
     fn insert_loaded(&mut self, mut inode: Inode) -> Result<u64, ()> {
-        if self.reserve_ispace(crate::limits::INODE_SPACE).is_err() {
+        if self
+            .reserve_ispace(crate::namespace::limits::INODE_SPACE)
+            .is_err()
+        {
             return Err(());
         }
         inode.nlink = 0;
@@ -722,7 +727,7 @@ impl Namespace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::NewNode;
+    use crate::namespace::NewNode;
 
     fn limits() -> Limits {
         Limits {

@@ -1,0 +1,15 @@
+//! Mounting: the `-o` options, the mount(8) helper convention, reading
+//! the mount table, mount(2) as root, and the `auto_unmount` watcher.
+
+#[cfg(target_os = "linux")]
+mod direct;
+pub mod helper;
+pub mod mountinfo;
+pub mod options;
+#[cfg(target_os = "linux")]
+mod watch;
+
+#[cfg(target_os = "linux")]
+pub use direct::mount_fuse;
+#[cfg(target_os = "linux")]
+pub use watch::start_auto_unmount;
