@@ -39,7 +39,7 @@ fn load(data: &[u8]) {
         let sum1 = write_image(&ns, &mut img1).expect("write back");
         let (ns2, sum_read) = read_image(&img1[..], limits).expect("own image loads");
         assert_eq!(sum1, sum_read);
-        assert_eq!(ns.trie.leaves(), ns2.trie.leaves());
+        assert_eq!(ns.trie().leaves(), ns2.trie().leaves());
         let mut img2 = Vec::new();
         let sum2 = write_image(&ns2, &mut img2).expect("write back again");
         assert_eq!(sum1, sum2);

@@ -28,7 +28,7 @@ use fuser::TimeOrNow;
 use libfuzzer_sys::fuzz_target;
 use triefs::namespace::data::PAGE;
 use triefs::namespace::inode::{Kind, ROOT_INO};
-use triefs::trie::{FIRST_COOKIE, Trie};
+use triefs::trie::FIRST_COOKIE;
 use triefs::error::Errno as Error;
 use triefs::namespace::{Limits, Namespace, NewNode, SetAttr, XattrReply};
 use triefs_fuzz::{Name, Path, fmt_bytes};
@@ -582,6 +582,36 @@ struct Fuzz {
     budget: u64,
 }
 
+/// What one xattr costs of the inode space, as tmpfs counts it.
+fn xattr_space(name: &[u8], value: &[u8]) -> u64 {
+    40 + name.len() as u64 + value.len() as u64
+}
+
+impl Fuzz {
+    /// Inode space in use, as tmpfs counts it, from the model's inodes and
+    /// xattrs and the names in the trie: 1 KiB per inode and per extra name
+    /// of a file, plus each xattr's space.
+    fn ispace_used(&self) -> u64 {
+        let mut names: HashMap<u64, u64> = HashMap::new();
+        for (_, _, &ino, _) in self.ns.trie().nodes() {
+            *names.entry(ino).or_default() += 1;
+        }
+        let extra: u64 = self
+            .model
+            .iter()
+            .filter(|(_, m)| m.kind != Kind::Directory)
+            .map(|(ino, _)| names.get(ino).copied().unwrap_or(0).saturating_sub(1))
+            .sum();
+        let xattrs: u64 = self
+            .model
+            .values()
+            .flat_map(|m| m.xattrs.iter())
+            .map(|(k, v)| xattr_space(k, v))
+            .sum();
+        (self.model.len() as u64 + extra) * 1024 + xattrs
+    }
+}
+
 fn e(code: i32) -> Error {
     Error::new(code)
 }
@@ -646,7 +676,7 @@ impl Fuzz {
     /// be brand new (empty, no xattrs, no lookups).
     fn sync_new(&mut self, fresh: Option<u64>) {
         let mut new = Vec::new();
-        for (ino, inode) in self.ns.inodes.iter() {
+        for (ino, inode) in self.ns.inodes().iter() {
             if self.model.contains_key(&ino) {
                 continue;
             }
@@ -655,7 +685,7 @@ impl Fuzz {
                 assert!(generation > old, "inode {ino} reused with generation {generation} <= {old}");
             }
             self.generations.insert(ino, generation);
-            assert!(self.ns.inodes.xattrs(ino).is_none(), "new inode {ino} has xattrs");
+            assert!(self.ns.inodes().xattrs(ino).is_none(), "new inode {ino} has xattrs");
             let lookups = u64::from(fresh == Some(ino));
             assert_eq!(inode.lookups(), lookups, "new inode {ino} has lookups");
             let file = (inode.kind == Kind::RegularFile).then(|| {
@@ -684,9 +714,9 @@ impl Fuzz {
             self.max_pages
         );
         assert!(
-            self.ns.inodes.live() <= self.max_inodes.max(1),
-            "after {what:?}: {} inodes live, limit {}",
-            self.ns.inodes.live(),
+            self.ispace_used() <= self.max_inodes.max(1) * 1024,
+            "after {what:?}: {} bytes of inode space used, limit {} inodes",
+            self.ispace_used(),
             self.max_inodes
         );
         if let Some(rd) = &mut self.readdir {
@@ -698,7 +728,7 @@ impl Fuzz {
             .model
             .keys()
             .copied()
-            .filter(|&i| self.ns.inodes.get(i).is_none())
+            .filter(|&i| self.ns.inodes().get(i).is_none())
             .collect();
         for ino in gone {
             let m = self.model.remove(&ino).unwrap();
@@ -706,19 +736,19 @@ impl Fuzz {
         }
         self.sync_new(None);
         for (&ino, m) in &self.model {
-            let inode = self.ns.inodes.get(ino).unwrap();
+            let inode = self.ns.inodes().get(ino).unwrap();
             assert_eq!(inode.kind, m.kind, "kind of {ino}");
             assert_eq!(inode.lookups(), m.lookups, "after {what:?}: lookups of inode {ino}");
             let xa: BTreeMap<Vec<u8>, Vec<u8>> = self
                 .ns
-                .inodes
+                .inodes()
                 .xattrs(ino)
                 .iter()
                 .flat_map(|x| x.iter())
                 .map(|(k, v)| (k.to_vec(), v.to_vec()))
                 .collect();
             assert_eq!(xa, m.xattrs, "after {what:?}: xattrs of {ino}");
-            assert!(self.ns.inodes.xattrs(ino).is_none_or(|x| !x.is_empty()), "empty xattr map kept");
+            assert!(self.ns.inodes().xattrs(ino).is_none_or(|x| !x.is_empty()), "empty xattr map kept");
             if let Some(t) = &m.target {
                 assert_eq!(self.ns.readlink(ino).ok(), Some(&t[..]), "symlink target of {ino}");
             }
@@ -804,7 +834,7 @@ impl Fuzz {
                 if r.is_ok() {
                     let d = before.expect("rmdir of a missing name succeeded");
                     assert_eq!(self.child(p, name), None, "rmdir({p}, {name:?}) left the name");
-                    if let Some(i) = self.ns.inodes.get(d) {
+                    if let Some(i) = self.ns.inodes().get(d) {
                         assert_eq!(i.nlink, 0, "removed directory keeps links");
                         assert!(self.ns.entries_after(d, None).unwrap().next().is_none(), "removed dir lists entries");
                     }
@@ -983,6 +1013,8 @@ impl Fuzz {
                 let ino = self.ino(*ino);
                 let flags = flags.0 as i32;
                 let r = self.ns.setxattr(ino, name.os(), &value.0, flags);
+                let used = self.ispace_used();
+                let max = self.max_inodes * 1024;
                 let want = xattr_name_check(&name.0, false).and_then(|()| {
                     let m = self.model.get_mut(&ino).ok_or(e(libc::ENOENT))?;
                     let exists = m.xattrs.contains_key(&name.0);
@@ -991,6 +1023,10 @@ impl Fuzz {
                     }
                     if flags & libc::XATTR_REPLACE != 0 && !exists {
                         return Err(e(libc::ENODATA));
+                    }
+                    // As tmpfs: the new value must fit before the old goes.
+                    if used + xattr_space(&name.0, &value.0) > max {
+                        return Err(e(libc::ENOSPC));
                     }
                     m.xattrs.insert(name.0.clone(), value.0.clone());
                     Ok(())
@@ -1068,7 +1104,7 @@ impl Fuzz {
                     }
                     cursor = Some(batch.last().unwrap().0.clone());
                     all.extend(batch);
-                    assert!(all.len() <= self.ns.trie.len(), "entries_after does not end");
+                    assert!(all.len() <= self.ns.trie().len(), "entries_after does not end");
                 }
                 for w in all.windows(2) {
                     assert!(w[0].0 < w[1].0, "entries out of order");
@@ -1108,10 +1144,10 @@ impl Fuzz {
             Op::Attr(ino) => {
                 let ino = self.ino(*ino);
                 let r = self.ns.attr(ino);
-                assert_eq!(r.is_ok(), self.ns.inodes.get(ino).is_some(), "attr({ino})");
+                assert_eq!(r.is_ok(), self.ns.inodes().get(ino).is_some(), "attr({ino})");
                 if let Ok(a) = r {
                     assert_eq!(a.ino.0, ino);
-                    assert_eq!(a.nlink, self.ns.inodes.get(ino).unwrap().nlink);
+                    assert_eq!(a.nlink, self.ns.inodes().get(ino).unwrap().nlink);
                 }
             }
             Op::Readlink(ino) => {
@@ -1139,7 +1175,7 @@ impl Fuzz {
                 assert_eq!(u.blocks, self.max_pages);
                 assert_eq!(u.bfree, self.max_pages.saturating_sub(self.ns.pages_used()));
                 assert_eq!(u.files, self.max_inodes);
-                assert_eq!(u.ffree, self.max_inodes.saturating_sub(self.ns.inodes.live()));
+                assert_eq!(u.ffree, (self.max_inodes * 1024).saturating_sub(self.ispace_used()) / 1024);
             }
         }
     }
@@ -1204,7 +1240,7 @@ impl Fuzz {
         let target = spec.target.map(<[u8]>::to_vec);
         let what = format!("create_node({parent}, {name:?}, {kind:?})");
         let existed = self.child(parent, name).is_some();
-        let live = self.ns.inodes.live();
+        let used = self.ispace_used();
         match self.ns.create_node(parent, name.os(), spec) {
             Ok(entry) => {
                 let ino = entry.attr.ino.0;
@@ -1220,7 +1256,11 @@ impl Fuzz {
             }
             Err(err) => {
                 if err == e(libc::ENOSPC) {
-                    assert!(live >= self.max_inodes, "{what}: ENOSPC with {live} of {} inodes", self.max_inodes);
+                    assert!(
+                        used + 1024 > self.max_inodes * 1024,
+                        "{what}: ENOSPC with {used} of {} bytes of inode space used",
+                        self.max_inodes * 1024
+                    );
                 }
             }
         }
@@ -1233,7 +1273,7 @@ impl Fuzz {
             return;
         }
         let what = format!("setattr({ino}, {a:?})");
-        let kind = self.ns.inodes.get(ino).map(|i| i.kind);
+        let kind = self.ns.inodes().get(ino).map(|i| i.kind);
         let r = self.ns.setattr(ino, a);
         if let Some(size) = a.size.filter(|&s| s > i64::MAX as u64) {
             assert!(r.is_err(), "{what}: size {size} is past the largest file size (i64::MAX) but was accepted");
@@ -1361,8 +1401,7 @@ fuzz_target!(|input: Input| {
     let max_inodes = u64::from(input.max_inodes % 41);
     let mut ns = Namespace::new(0, 0, 0o755, Limits { max_pages, max_inodes });
     if let Some(m) = input.cookie_mask {
-        // Same shape as the trie Namespace::new makes, with colliding cookies.
-        ns.trie = Trie::with_root(ROOT_INO).with_cookie_mask([0, 1, 3, 7][m as usize % 4]);
+        ns = ns.with_cookie_mask([0, 1, 3, 7][m as usize % 4]);
     }
     let mut f = Fuzz {
         ns,
@@ -1390,8 +1429,8 @@ fuzz_target!(|input: Input| {
     if let Err(errs) = f.ns.check() {
         panic!("check() failed after teardown:\n  {}", errs.join("\n  "));
     }
-    assert_eq!(f.ns.inodes.live(), 1, "inodes left after teardown");
+    assert_eq!(f.ns.inodes().live(), 1, "inodes left after teardown");
     assert_eq!(f.ns.pages_used(), 0, "pages left after teardown");
-    assert_eq!(f.ns.trie.len(), 1, "trie nodes left after teardown");
+    assert_eq!(f.ns.trie().len(), 1, "trie nodes left after teardown");
     assert_eq!(f.ns.attr(ROOT_INO).unwrap().nlink, 2, "root nlink after teardown");
 });

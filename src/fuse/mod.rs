@@ -756,12 +756,12 @@ impl Filesystem for TrieFs {
         let ns = self.ns.read();
         debug!(
             "destroy: {} inodes, {} data pages",
-            ns.inodes.live(),
+            ns.inodes().live(),
             ns.pages_used()
         );
         if let Some(failed) = &self.check {
             match ns.check() {
-                Ok(()) => info!("consistency check passed ({} inodes)", ns.inodes.live()),
+                Ok(()) => info!("consistency check passed ({} inodes)", ns.inodes().live()),
                 Err(errors) => {
                     for e in &errors {
                         error!("consistency check: {e}");

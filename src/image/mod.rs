@@ -55,10 +55,9 @@ use std::path::{Path, PathBuf};
 
 pub mod status;
 
-use crate::namespace::Namespace;
-use crate::namespace::data::PAGE;
 use crate::namespace::inode::{Content, Inode, Kind, ROOT_INO, Time, Xattrs};
 use crate::namespace::limits::Limits;
+use crate::namespace::{Namespace, StoredAttrs};
 
 const MAGIC: &[u8; 8] = b"TRIEFSIM";
 /// The image format version this build reads and writes.
@@ -160,7 +159,7 @@ pub fn write_image<W: Write>(ns: &Namespace, w: W) -> Result<Summary, io::Error>
     out.w.write_all(&VERSION.to_le_bytes())?;
     out.w.write_all(&0u32.to_le_bytes())?;
     let mut sum = Summary::default();
-    for (ino, i) in ns.inodes.iter() {
+    for (ino, i) in ns.inodes().iter() {
         if i.nlink == 0 && ino != ROOT_INO {
             continue;
         }
@@ -176,7 +175,7 @@ pub fn write_image<W: Write>(ns: &Namespace, w: W) -> Result<Summary, io::Error>
         }
         b.extend_from_slice(&i.file().map_or(0, |d| d.size()).to_le_bytes());
         let xattrs: Vec<_> = ns
-            .inodes
+            .inodes()
             .xattrs(ino)
             .iter()
             .flat_map(|x| x.iter())
@@ -220,13 +219,13 @@ pub fn write_image<W: Write>(ns: &Namespace, w: W) -> Result<Summary, io::Error>
         }
     }
     // Entries, parents before children.
-    let mut queue = vec![ns.trie.root()];
+    let mut queue = vec![ns.trie().root()];
     while let Some(dir) = queue.pop() {
-        let Some(&pino) = ns.trie.value(dir) else {
+        let Some(&pino) = ns.trie().value(dir) else {
             continue;
         };
-        for (_, name, node) in ns.trie.entries_from(dir, 0) {
-            let Some(&cino) = ns.trie.value(node) else {
+        for (_, name, node) in ns.trie().entries_from(dir, 0) {
+            let Some(&cino) = ns.trie().value(node) else {
                 continue;
             };
             let b = &mut out.buf;
@@ -235,7 +234,7 @@ pub fn write_image<W: Write>(ns: &Namespace, w: W) -> Result<Summary, io::Error>
             b.extend_from_slice(name.as_bytes());
             out.record(TAG_ENTRY)?;
             sum.entries += 1;
-            if ns.trie.is_dir(node) {
+            if ns.trie().is_dir(node) {
                 queue.push(node);
             }
         }
@@ -386,21 +385,8 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
                 let ino = *map
                     .get(&old)
                     .ok_or(ImageError::Corrupt(format!("data for unknown inode {old}")))?;
-                let need = bytes.len().div_ceil(PAGE) as u64 + 1;
-                if ns.pages_used() + need > ns.limits.max_pages {
-                    return corrupt("the image holds more data than the size limit allows");
-                }
-                let Some(d) = ns.inodes.get_mut(ino).and_then(Inode::file_mut) else {
-                    return corrupt(format!("data for inode {old}, which is not a regular file"));
-                };
-                if off
-                    .checked_add(bytes.len() as u64)
-                    .is_none_or(|e| e > d.size())
-                {
-                    return corrupt(format!("data past the end of inode {old}"));
-                }
-                let added = d.write(off, bytes);
-                ns.pages_used += added;
+                ns.load_data(ino, off, bytes)
+                    .map_err(|e| ImageError::Corrupt(format!("inode {old}: {e}")))?;
                 sum.data_bytes += bytes.len() as u64;
             }
             TAG_ENTRY => {
@@ -411,7 +397,7 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
                 let (Some(&np), Some(&nc)) = (map.get(&parent), map.get(&child)) else {
                     return corrupt(format!("entry {name:?} names an unknown inode"));
                 };
-                ns.link_loaded(np, name, nc)
+                ns.name_loaded(np, name, nc)
                     .map_err(|e| ImageError::Corrupt(format!("entry {name:?}: {e}")))?;
                 sum.entries += 1;
             }
@@ -434,8 +420,9 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
         }
         pos += 9 + u64::from(len);
     }
-    ns.drop_unlinked_loaded()
-        .map_err(|e| ImageError::Corrupt(format!("inode {e} has no name")))?;
+    if let Some(ino) = ns.unnamed_inode() {
+        return corrupt(format!("inode {ino} has no name"));
+    }
     if ns.reserve_ispace(0).is_err() {
         return corrupt(
             "the image needs more inode space (inodes, hard links, xattrs) than nr_inodes allows",
@@ -508,25 +495,20 @@ fn load_inode(
             Kind::CharDevice | Kind::BlockDevice => Content::Special(rdev),
             Kind::Fifo | Kind::Socket => Content::Special(0),
         };
-        ns.insert_loaded(Inode::new(kind, perm, uid, gid, content))
-            .map_err(|_| {
+        ns.insert_unnamed(Inode::new(kind, perm, uid, gid, content))
+            .ok_or_else(|| {
                 ImageError::Corrupt("the image holds more inodes than nr_inodes allows".into())
             })?
     };
-    let Some(i) = ns.inodes.get_mut(ino) else {
-        return corrupt("inode vanished");
+    let attrs = StoredAttrs {
+        perm,
+        uid,
+        gid,
+        times: [atime, mtime, ctime],
+        size,
     };
-    i.perm = perm & 0o7777;
-    i.uid = uid;
-    i.gid = gid;
-    i.atime = atime;
-    i.mtime = mtime;
-    i.ctime = ctime;
-    if let Some(d) = i.file_mut() {
-        d.truncate(size);
-    }
-    for (k, v) in &xattrs {
-        ns.inodes.set_xattr(ino, k, v);
+    if !ns.set_loaded_attrs(ino, &attrs, &xattrs) {
+        return corrupt("inode vanished");
     }
     map.insert(old, ino);
     Ok(())
@@ -661,66 +643,6 @@ impl Write for FailAfter {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-impl Namespace {
-    /// Adds an inode read from an image, without a name yet.
-    fn insert_loaded(&mut self, mut inode: Inode) -> Result<u64, ()> {
-        if self
-            .reserve_ispace(crate::namespace::limits::INODE_SPACE)
-            .is_err()
-        {
-            return Err(());
-        }
-        inode.nlink = 0;
-        Ok(self.inodes.insert(inode).0)
-    }
-
-    /// Gives a loaded inode one more name.
-    fn link_loaded(&mut self, parent: u64, name: &OsStr, child: u64) -> Result<(), String> {
-        let dir = self
-            .inodes
-            .get(parent)
-            .and_then(Inode::dir_node)
-            .ok_or("parent is not a linked directory")?;
-        let kind = self.inodes.get(child).ok_or("unknown inode")?.kind;
-        let is_dir = kind == Kind::Directory;
-        if child == ROOT_INO || (is_dir && self.inodes.get(child).is_some_and(|i| i.nlink > 0)) {
-            return Err("a directory with two names".into());
-        }
-        let node = self
-            .trie
-            .insert(dir, name, child, is_dir)
-            .map_err(|e| e.to_string())?;
-        let Some(i) = self.inodes.get_mut(child) else {
-            return Err("unknown inode".into());
-        };
-        if is_dir {
-            i.content = Content::Dir(Some(node));
-            i.nlink = 2;
-            if let Some(p) = self.inodes.get_mut(parent) {
-                p.nlink += 1;
-            }
-        } else {
-            if i.nlink > 0 {
-                self.extra_names += 1;
-            }
-            i.nlink += 1;
-        }
-        Ok(())
-    }
-
-    /// After loading: every inode but the root must have a name.
-    fn drop_unlinked_loaded(&self) -> Result<(), u64> {
-        match self
-            .inodes
-            .iter()
-            .find(|(ino, i)| *ino != ROOT_INO && i.nlink == 0)
-        {
-            Some((ino, _)) => Err(ino),
-            None => Ok(()),
-        }
     }
 }
 

@@ -126,12 +126,12 @@ impl Namespace {
     ) -> Result<LeafPage> {
         let node = self.dir_node(ino)?;
         let enter = |n| {
-            self.trie
+            self.trie()
                 .value(n)
-                .and_then(|&i| self.inodes.get(i))
+                .and_then(|&i| self.inodes().get(i))
                 .is_some_and(|i| caller.may_list(i))
         };
-        Ok(self.trie.leaves_page(node, after, limits, enter)?)
+        Ok(self.trie().leaves_page(node, after, limits, enter)?)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Unit tests for namespace operations (no FUSE).
 use super::*;
 use crate::namespace::files::{FALLOC_KEEP_SIZE, FALLOC_PUNCH_HOLE};
+use std::ffi::OsStr;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};

@@ -404,11 +404,11 @@ fn load_paths(ns: &mut Namespace, source: &Path, uid: u32, gid: u32) -> Result<(
                 Some(size) => info!(
                     "{shown}: {added} paths added ({}% of the file), {} entries",
                     bytes * 100 / size,
-                    ns.trie.len()
+                    ns.trie().len()
                 ),
                 None => info!(
                     "{shown}: {added} paths added so far, {} entries",
-                    ns.trie.len()
+                    ns.trie().len()
                 ),
             }
         }
@@ -416,7 +416,7 @@ fn load_paths(ns: &mut Namespace, source: &Path, uid: u32, gid: u32) -> Result<(
     info!(
         "added {added} paths from {shown} in {:.2} s ({} entries)",
         started.elapsed().as_secs_f64(),
-        ns.trie.len()
+        ns.trie().len()
     );
     Ok(())
 }
@@ -783,8 +783,8 @@ fn image_command(cli: ImageCli) -> ExitCode {
         ImageCmd::Check { .. } => {}
         ImageCmd::Ls { prefix, .. } => {
             let node = match &prefix {
-                None => Some(ns.trie.root()),
-                Some(p) => ns.trie.lookup(p),
+                None => Some(ns.trie().root()),
+                Some(p) => ns.trie().lookup(p),
             };
             let Some(node) = node else {
                 let shown = prefix.map_or("/".into(), |p| p.to_string_lossy().into_owned());
@@ -792,7 +792,7 @@ fn image_command(cli: ImageCli) -> ExitCode {
                 return ExitCode::from(2);
             };
             let mut out = std::io::stdout().lock();
-            for leaf in ns.trie.leaves_under(node) {
+            for leaf in ns.trie().leaves_under(node) {
                 let _ = out.write_all(leaf.as_bytes());
                 let _ = out.write_all(b"\n");
             }

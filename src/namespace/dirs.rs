@@ -1,0 +1,394 @@
+//! Directories and names: lookup, create, link, unlink, rmdir, rename and
+//! listing, with tmpfs's rules (which errno wins, link counts, the setgid
+//! bit of new entries, the inode limit's share of every name).
+
+use std::ffi::OsStr;
+use std::time::SystemTime;
+
+use fuser::FileType;
+
+use super::inode::{Content, Inode, Kind, ROOT_INO, mode};
+use super::{
+    AsBytesChecked, Entry, Errno, Namespace, NewNode, RENAME_EXCHANGE, RENAME_NOREPLACE, Result,
+    err, file_type,
+};
+use crate::trie::{NodeId, Trie};
+
+impl Namespace {
+    /// Looks up `name` in directory `parent`; counts a kernel reference.
+    /// Needs only shared access.
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry> {
+        let ino = self.child_ino(parent, name)?;
+        self.entry(ino)
+    }
+
+    /// The inode number behind `name` in `parent`, without side effects.
+    pub fn child_ino(&self, parent: u64, name: &OsStr) -> Result<u64> {
+        let dir = self.dir_node(parent)?;
+        Trie::<u64>::check_name(name.as_bytes_checked())?;
+        let node = self.trie.child(dir, name).ok_or(Errno::new(libc::ENOENT))?;
+        self.trie
+            .value(node)
+            .copied()
+            .ok_or(Errno::new(libc::ENOENT))
+    }
+
+    fn touch_dir(&mut self, ino: u64, now: SystemTime) {
+        if let Some(i) = self.inodes.get_mut(ino) {
+            i.touch_modified(now);
+        }
+    }
+
+    fn check_inode_space(&self) -> Result<()> {
+        self.reserve_ispace(crate::namespace::limits::INODE_SPACE)
+    }
+
+    /// Creates a directory, file, symlink or special file `name` in
+    /// `parent` and counts a kernel reference to it.
+    pub fn create_node(&mut self, parent: u64, name: &OsStr, spec: NewNode<'_>) -> Result<Entry> {
+        let ino = self.create_node_untracked(parent, name, spec)?;
+        self.entry(ino)
+    }
+
+    fn create_node_untracked(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        spec: NewNode<'_>,
+    ) -> Result<u64> {
+        let dir = self.dir_node(parent)?;
+        Trie::<u64>::check_name(name.as_bytes_checked())?;
+        if self.trie.child(dir, name).is_some() {
+            return err(libc::EEXIST);
+        }
+        self.check_inode_space()?;
+        let (pperm, pgid) = {
+            let p = self.inode(parent)?;
+            (u32::from(p.perm), p.gid)
+        };
+        let mut perm = spec.perm & 0o7777;
+        let mut gid = spec.gid;
+        if pperm & mode::S_ISGID != 0 {
+            // BSD group semantics under a setgid directory, as tmpfs does.
+            gid = pgid;
+            if spec.kind == Kind::Directory {
+                perm |= mode::S_ISGID;
+            }
+        }
+        let content = match spec.kind {
+            Kind::Directory => Content::Dir(None),
+            Kind::RegularFile => Content::File(Box::default()),
+            Kind::Symlink => Content::Symlink(Box::new(spec.target.unwrap_or_default().into())),
+            // Like tmpfs, only device nodes keep a device number.
+            Kind::CharDevice | Kind::BlockDevice => Content::Special(spec.rdev),
+            Kind::Fifo | Kind::Socket => Content::Special(0),
+        };
+        let mut inode = Inode::new(spec.kind, perm as u16, spec.uid, gid, content);
+        inode.nlink = 0;
+        let (ino, _) = self.inodes.insert(inode);
+        if let Err(e) = self.attach(parent, dir, name, ino) {
+            self.free_if_unused(ino);
+            return Err(e);
+        }
+        self.touch_dir(parent, SystemTime::now());
+        Ok(ino)
+    }
+
+    /// Gives inode `ino` the name `name` in directory `parent` (trie node
+    /// `dir`): the trie edge and the link counts, the one place both are
+    /// kept together. A directory gets its node, `nlink` 2 and one more
+    /// link in its parent; anything else one more `nlink`, and a second
+    /// name of a file is counted against the inode limit, as on tmpfs.
+    /// Checks of names, space and kinds are the callers'.
+    pub(super) fn attach(
+        &mut self,
+        parent: u64,
+        dir: NodeId,
+        name: &OsStr,
+        ino: u64,
+    ) -> Result<()> {
+        let is_dir = self.inode(ino)?.kind == Kind::Directory;
+        let node = self.trie.insert(dir, name, ino, is_dir)?;
+        let i = self.inode_mut(ino)?;
+        if is_dir {
+            i.content = Content::Dir(Some(node));
+            i.nlink = 2;
+            if let Some(p) = self.inodes.get_mut(parent) {
+                p.nlink += 1;
+            }
+        } else {
+            let extra = i.nlink > 0;
+            i.nlink += 1;
+            if extra {
+                self.extra_names += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `path` (relative to the root) as a directory, creating missing
+    /// intermediate directories owned by `uid:gid` with mode `0755`.
+    pub fn add_path(&mut self, path: &OsStr, uid: u32, gid: u32) -> Result<u64> {
+        self.add_path_logged(path, uid, gid, log::Level::Info)
+    }
+
+    /// [`Namespace::add_path`], logging `Adding directory {path}` at `level`
+    /// (long `--paths` lists log each path only at debug level).
+    pub fn add_path_logged(
+        &mut self,
+        path: &OsStr,
+        uid: u32,
+        gid: u32,
+        level: log::Level,
+    ) -> Result<u64> {
+        log::log!(level, "Adding directory {}", path.to_string_lossy());
+        let mut cur = ROOT_INO;
+        for comp in Trie::<u64>::components(path)? {
+            let dir = self.dir_node(cur)?;
+            cur = match self.trie.child(dir, comp) {
+                Some(n) => *self.trie.value(n).ok_or(Errno::new(libc::ENOENT))?,
+                None => self.create_node_untracked(
+                    cur,
+                    comp,
+                    NewNode {
+                        kind: Kind::Directory,
+                        perm: 0o755,
+                        uid,
+                        gid,
+                        rdev: 0,
+                        target: None,
+                    },
+                )?,
+            };
+            if self.inode(cur)?.kind != Kind::Directory {
+                return err(libc::ENOTDIR);
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Adds a hard link `newname` in `newparent` to `ino`.
+    pub fn link(&mut self, ino: u64, newparent: u64, newname: &OsStr) -> Result<Entry> {
+        if self.inode(ino)?.kind == Kind::Directory {
+            return err(libc::EPERM);
+        }
+        let dir = self.dir_node(newparent)?;
+        if self.trie.child(dir, newname).is_some() {
+            return err(libc::EEXIST);
+        }
+        // A second name costs an inode's worth of the limit, as on tmpfs:
+        // hard links must not grow the daemon past nr_inodes.
+        if self.inode(ino)?.nlink > 0 {
+            self.check_inode_space()?;
+        }
+        self.attach(newparent, dir, newname, ino)?;
+        let now = SystemTime::now();
+        self.inode_mut(ino)?.ctime = now.into();
+        self.touch_dir(newparent, now);
+        self.entry(ino)
+    }
+
+    /// Removes the non-directory `name` from `parent`.
+    pub fn unlink(&mut self, parent: u64, name: &OsStr) -> Result<()> {
+        let ino = self.child_ino(parent, name)?;
+        if self.inode(ino)?.kind == Kind::Directory {
+            return err(libc::EISDIR);
+        }
+        let dir = self.dir_node(parent)?;
+        self.trie.unlink(dir, name)?;
+        let now = SystemTime::now();
+        self.drop_link(ino, now);
+        self.touch_dir(parent, now);
+        Ok(())
+    }
+
+    /// One name of `ino` is gone (unlink, or replaced by rename).
+    fn drop_link(&mut self, ino: u64, now: SystemTime) {
+        if let Some(i) = self.inodes.get_mut(ino) {
+            if i.kind == Kind::Directory {
+                i.nlink = 0;
+                i.content = Content::Dir(None);
+            } else {
+                if i.nlink > 1 {
+                    self.extra_names = self.extra_names.saturating_sub(1);
+                }
+                i.nlink = i.nlink.saturating_sub(1);
+            }
+            i.ctime = now.into();
+        }
+        self.free_if_unused(ino);
+    }
+
+    /// Removes the empty directory `name` from `parent`.
+    pub fn rmdir(&mut self, parent: u64, name: &OsStr) -> Result<()> {
+        let ino = self.child_ino(parent, name)?;
+        let node = self.dir_node(ino)?;
+        if self.trie.child_count(node) > 0 {
+            return err(libc::ENOTEMPTY);
+        }
+        let dir = self.dir_node(parent)?;
+        self.trie.unlink(dir, name)?;
+        let now = SystemTime::now();
+        self.drop_link(ino, now);
+        if let Some(p) = self.inodes.get_mut(parent) {
+            p.nlink = p.nlink.saturating_sub(1);
+        }
+        self.touch_dir(parent, now);
+        Ok(())
+    }
+
+    /// `renameat2` with POSIX rules and `RENAME_NOREPLACE`/`RENAME_EXCHANGE`.
+    pub fn rename(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> Result<()> {
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
+            || flags == RENAME_NOREPLACE | RENAME_EXCHANGE
+        {
+            return err(libc::EINVAL);
+        }
+        let pdir = self.dir_node(parent)?;
+        let npdir = self.dir_node(newparent)?;
+        Trie::<u64>::check_name(newname.as_bytes_checked())?;
+        let src_node = self
+            .trie
+            .child(pdir, name)
+            .ok_or(Errno::new(libc::ENOENT))?;
+        let src = *self.trie.value(src_node).ok_or(Errno::new(libc::ENOENT))?;
+        let src_dir = self.trie.is_dir(src_node);
+        let dst_node = self.trie.child(npdir, newname);
+        let now = SystemTime::now();
+
+        if flags & RENAME_EXCHANGE != 0 {
+            let dst_node = dst_node.ok_or(Errno::new(libc::ENOENT))?;
+            let dst = *self.trie.value(dst_node).ok_or(Errno::new(libc::ENOENT))?;
+            let dst_dir = self.trie.is_dir(dst_node);
+            self.trie.exchange(pdir, name, npdir, newname)?;
+            if parent != newparent && src_dir != dst_dir {
+                let (gains, loses) = if src_dir {
+                    (newparent, parent)
+                } else {
+                    (parent, newparent)
+                };
+                if let Some(i) = self.inodes.get_mut(gains) {
+                    i.nlink += 1;
+                }
+                if let Some(i) = self.inodes.get_mut(loses) {
+                    i.nlink = i.nlink.saturating_sub(1);
+                }
+            }
+            for ino in [src, dst] {
+                if let Some(i) = self.inodes.get_mut(ino) {
+                    i.ctime = now.into();
+                }
+            }
+            self.touch_dir(parent, now);
+            self.touch_dir(newparent, now);
+            return Ok(());
+        }
+
+        if src_dir && self.trie.is_ancestor(src_node, npdir) {
+            return err(libc::EINVAL);
+        }
+        if let Some(dst_node) = dst_node {
+            let dst = *self.trie.value(dst_node).ok_or(Errno::new(libc::ENOENT))?;
+            if flags & RENAME_NOREPLACE != 0 {
+                return err(libc::EEXIST);
+            }
+            if dst == src {
+                // Two names of one file (or the same name): POSIX says do nothing.
+                return Ok(());
+            }
+            let dst_dir = self.trie.is_dir(dst_node);
+            match (src_dir, dst_dir) {
+                (true, false) => return err(libc::ENOTDIR),
+                (false, true) => return err(libc::EISDIR),
+                _ => {}
+            }
+            if dst_dir && self.trie.child_count(dst_node) > 0 {
+                return err(libc::ENOTEMPTY);
+            }
+            self.trie.unlink(npdir, newname)?;
+            if dst_dir && let Some(p) = self.inodes.get_mut(newparent) {
+                p.nlink = p.nlink.saturating_sub(1);
+            }
+            self.drop_link(dst, now);
+        }
+        self.trie.move_entry(pdir, name, npdir, newname)?;
+        if src_dir && parent != newparent {
+            if let Some(i) = self.inodes.get_mut(parent) {
+                i.nlink = i.nlink.saturating_sub(1);
+            }
+            if let Some(i) = self.inodes.get_mut(newparent) {
+                i.nlink += 1;
+            }
+        }
+        if let Some(i) = self.inodes.get_mut(src) {
+            i.ctime = now.into();
+        }
+        self.touch_dir(parent, now);
+        self.touch_dir(newparent, now);
+        Ok(())
+    }
+
+    /// The parent directory's inode of directory `ino` (itself for the root
+    /// or a removed directory), for `..` entries.
+    pub fn parent_of(&self, ino: u64) -> u64 {
+        self.inode(ino)
+            .ok()
+            .and_then(Inode::dir_node)
+            .and_then(|n| self.trie.parent(n))
+            .and_then(|p| self.trie.value(p).copied())
+            .unwrap_or(ino)
+    }
+
+    /// Entries of directory `ino` after the name `after`, in name order:
+    /// `(name, ino, kind)`. A removed directory lists nothing.
+    pub fn entries_after<'a>(
+        &'a self,
+        ino: u64,
+        after: Option<&'a [u8]>,
+    ) -> Result<impl Iterator<Item = (&'a OsStr, u64, FileType)> + 'a> {
+        let i = self.inode(ino)?;
+        if i.kind != Kind::Directory {
+            return err(libc::ENOTDIR);
+        }
+        let node = i.dir_node();
+        Ok(node
+            .into_iter()
+            .flat_map(move |n| self.trie.children_after(n, after))
+            .filter_map(move |(name, node)| {
+                let ino = *self.trie.value(node)?;
+                let kind = self.inodes.get(ino)?.kind;
+                Some((name, ino, file_type(kind)))
+            }))
+    }
+
+    /// Entries of directory `ino` with cookie `>= from`, in cookie order:
+    /// `(cookie, name, ino, kind)`. This is the readdir order: resuming
+    /// after an entry with cookie `c` is `entries_from(ino, c + 1)`, in
+    /// O(log n) and without any per-open state. A removed directory lists
+    /// nothing.
+    pub fn entries_from(
+        &self,
+        ino: u64,
+        from: u64,
+    ) -> Result<impl Iterator<Item = (u64, &OsStr, u64, FileType)> + '_> {
+        let i = self.inode(ino)?;
+        if i.kind != Kind::Directory {
+            return err(libc::ENOTDIR);
+        }
+        Ok(i.dir_node()
+            .into_iter()
+            .flat_map(move |n| self.trie.entries_from(n, from))
+            .filter_map(move |(cookie, name, node)| {
+                let ino = *self.trie.value(node)?;
+                let kind = self.inodes.get(ino)?.kind;
+                Some((cookie, name, ino, file_type(kind)))
+            }))
+    }
+}

@@ -1,0 +1,106 @@
+//! Building a namespace from a snapshot image: inodes arrive first
+//! without names, then their data, then the names, parents before
+//! children. The same rules as for live operations apply (names and link
+//! counts through [`Namespace::attach`], the limits), and nothing is
+//! trusted: each step checks what it is given.
+
+use std::ffi::OsStr;
+
+use super::Namespace;
+use super::data::PAGE;
+use super::inode::{Inode, Kind, ROOT_INO, Time, Xattrs};
+use super::limits::INODE_SPACE;
+
+/// The attributes an image stores for an inode.
+pub(crate) struct StoredAttrs {
+    /// Permission bits (and setuid, setgid, sticky).
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Access, modification and change times.
+    pub times: [Time; 3],
+    /// File size (regular files; ignored for others).
+    pub size: u64,
+}
+
+impl Namespace {
+    /// Adds an inode without a name and returns its number; `None` when
+    /// the inode limit has no room for it. (The root exists already: set
+    /// its attributes with [`Namespace::set_loaded_attrs`].)
+    pub(crate) fn insert_unnamed(&mut self, mut inode: Inode) -> Option<u64> {
+        self.reserve_ispace(INODE_SPACE).ok()?;
+        inode.nlink = 0;
+        Some(self.inodes.insert(inode).0)
+    }
+
+    /// Sets the stored attributes and extended attributes of `ino` as an
+    /// image holds them; false if there is no such inode.
+    pub(crate) fn set_loaded_attrs(&mut self, ino: u64, a: &StoredAttrs, xattrs: &Xattrs) -> bool {
+        let Some(i) = self.inodes.get_mut(ino) else {
+            return false;
+        };
+        i.perm = a.perm & 0o7777;
+        (i.uid, i.gid) = (a.uid, a.gid);
+        [i.atime, i.mtime, i.ctime] = a.times;
+        if let Some(d) = i.file_mut() {
+            d.truncate(a.size);
+        }
+        for (k, v) in xattrs {
+            self.inodes.set_xattr(ino, k, v);
+        }
+        true
+    }
+
+    /// Stores `bytes` at `off` in the regular file `ino`, within its size
+    /// and the size limit.
+    pub(crate) fn load_data(&mut self, ino: u64, off: u64, bytes: &[u8]) -> Result<(), String> {
+        let need = bytes.len().div_ceil(PAGE) as u64 + 1;
+        if self.pages_used + need > self.limits.max_pages {
+            return Err("the image holds more data than the size limit allows".into());
+        }
+        let Some(d) = self.inodes.get_mut(ino).and_then(Inode::file_mut) else {
+            return Err("data for an inode that is not a regular file".into());
+        };
+        if off
+            .checked_add(bytes.len() as u64)
+            .is_none_or(|e| e > d.size())
+        {
+            return Err("data past the end of the file".into());
+        }
+        self.pages_used += d.write(off, bytes);
+        Ok(())
+    }
+
+    /// Gives the loaded inode `child` the name `name` in directory
+    /// `parent`: one name per directory (the root has none), any number
+    /// for other inodes.
+    pub(crate) fn name_loaded(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        child: u64,
+    ) -> Result<(), String> {
+        let dir = self
+            .inodes
+            .get(parent)
+            .and_then(Inode::dir_node)
+            .ok_or("parent is not a linked directory")?;
+        let i = self.inodes.get(child).ok_or("unknown inode")?;
+        if child == ROOT_INO || (i.kind == Kind::Directory && i.nlink > 0) {
+            return Err("a directory with two names".into());
+        }
+        self.attach(parent, dir, name, child)
+            .map_err(|e| e.to_string())
+    }
+
+    /// An inode other than the root that has no name, if any: an image
+    /// names every inode it holds.
+    pub(crate) fn unnamed_inode(&self) -> Option<u64> {
+        self.inodes
+            .iter()
+            .find(|(ino, i)| *ino != ROOT_INO && i.nlink == 0)
+            .map(|(ino, _)| ino)
+    }
+}
