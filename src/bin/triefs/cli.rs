@@ -1,0 +1,235 @@
+//! The command line: the mount command's options and the subcommands'
+//! (clap), parsed so that every error is one line.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::exit::Exit;
+use clap::{ArgAction, Parser, Subcommand};
+
+/// Mount an in-memory filesystem whose directory tree is a trie of path
+/// components.
+///
+/// Everything lives in the daemon's memory and is gone when it is unmounted.
+/// Unmount with `umount MOUNTPOINT` or `fusermount3 -u MOUNTPOINT`, or send
+/// SIGINT/SIGTERM to the daemon: it unmounts and exits 0.
+#[derive(Parser, Debug)]
+#[command(name = "triefs", version, verbatim_doc_comment)]
+#[command(after_help = "MOUNT OPTIONS (-o):
+  ro, rw                  read-only or read-write (default rw)
+  allow_other             every user may use the mount (mode bits apply);
+                          the default for root's mounts; other users'
+                          mounts need user_allow_other in /etc/fuse.conf
+  owner_only              only the mounting user; the default for mounts by
+                          other users, and how root keeps a mount private
+  allow_root              the mounting user and root: for root the same as
+                          owner_only; refused for other users (the kernel
+                          cannot let root in without letting everyone in)
+  fsname=NAME             source name shown by mount and df (default triefs)
+  subtype=NAME            filesystem subtype (default triefs)
+  mode=OCTAL, uid=N, gid=N  permissions and owner of the root directory
+  size=N[k|m|g|t|p|e|%]   limit on file data (default 50% of RAM; 0: none;
+                          any percentage of RAM, also above 100%)
+  nr_inodes=N[k|m|g|t|p]  limit on files and directories (default: as many
+                          as the default size has pages; 0: none)
+                          Numbers are read as tmpfs reads them: 0x... hex,
+                          a leading 0 octal, else decimal.
+  paths=FILE              same as --paths FILE (for fstab and mount -t)
+  image=FILE              same as --image FILE (for fstab and mount -t)
+  default_permissions     accepted; permission checks are always on
+  auto_unmount            unmount when the daemon dies (a watcher process,
+                          triefs-watch; does not change who may use it)
+  dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync
+                          passed to the kernel as for any filesystem
+
+MOUNT(8) AND FSTAB:
+  Installed as /sbin/mount.fuse.triefs (scripts/install.sh does it), the
+  binary serves `mount -t fuse.triefs NAME DIR -o size=1g,mode=0755` and
+  fstab lines such as `scratch /mnt/x fuse.triefs size=1g,noauto 0 0`.
+  Run as root, such mounts serve every user, like tmpfs (owner_only: not).
+
+OTHER COMMANDS (each has its own --help):
+  triefs ls-prefix [-U] MOUNTPOINT [PREFIX]  leaf paths under PREFIX, answered
+                          by the daemon from the trie (sorted unless -U)
+  triefs image info|check FILE, triefs image ls FILE [PREFIX]
+                          inspect a snapshot image without mounting it, and
+                          whether its last save failed
+  A mount point named like a command is mounted with `triefs ./image` or
+  `triefs -- image`.
+
+EXAMPLES:
+  triefs /mnt/scratch                      # mount in the background
+  triefs -f -v /mnt/scratch                # serve in the foreground, log info
+  find / -type d | triefs --paths - /mnt/x # materialize a list of directories
+  umount /mnt/scratch                      # unmount; the daemon exits 0
+
+Logging: -v (info), -vv (debug: every failed request), -vvv (trace: also the
+expected answers to xattr probes); -q silences warnings. RUST_LOG (e.g.
+RUST_LOG=triefs=debug) overrides -v/-q. A detached daemon also sends its
+errors (a failed save) to syslog.")]
+pub(crate) struct Cli {
+    /// Directory to mount on (must exist and not already be a mount point).
+    pub(crate) mountpoint: PathBuf,
+
+    /// Serve in the foreground instead of detaching.
+    #[arg(short, long)]
+    pub(crate) foreground: bool,
+
+    /// Before serving, add every path listed in FILE as a directory (with
+    /// its missing parents). One path per line, `-` reads stdin, blank lines
+    /// are ignored, relative paths are taken from the root.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) paths: Option<PathBuf>,
+
+    /// Snapshot image: loaded at mount if it exists (a missing file starts
+    /// empty), written at unmount, on SIGTERM/SIGINT and on SIGUSR1. Its
+    /// directory must be writable. A failed save is logged (to syslog when
+    /// detached) and shown by `triefs image info FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) image: Option<PathBuf>,
+
+    /// Start empty even if the image cannot be read, and overwrite it at
+    /// the next save.
+    // Not `requires = "image"`: `-o image=FILE` names the image too.
+    #[arg(long)]
+    pub(crate) force_new_image: bool,
+
+    /// Also save the image every SECS seconds in the background.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) save_interval: Option<u64>,
+
+    /// Append log messages to FILE (they go to stderr otherwise, which a
+    /// detached daemon no longer has).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) log_file: Option<PathBuf>,
+
+    /// Mount options, comma separated; may be repeated. See below.
+    #[arg(short = 'o', value_name = "OPT[,OPT...]", action = ArgAction::Append)]
+    pub(crate) options: Vec<String>,
+
+    /// Worker threads serving requests (default: number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) threads: Option<u16>,
+
+    /// More log output (repeatable).
+    #[arg(short, long, action = ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    /// Less log output (repeatable).
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
+    pub(crate) quiet: u8,
+}
+
+/// Inspect a snapshot image without mounting it.
+///
+/// Exit codes: 0 fine; 1 the image is readable but its last save failed
+/// or its daemon died without its final save (`info` and `check`); 2 the
+/// image cannot be read.
+#[derive(Parser, Debug)]
+#[command(name = "triefs image", bin_name = "triefs image", verbatim_doc_comment)]
+#[command(subcommand_required = true)]
+pub(crate) struct ImageCli {
+    #[command(subcommand)]
+    pub(crate) cmd: ImageCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ImageCmd {
+    /// Format version, counts, and how the last save went.
+    Info {
+        /// The image file.
+        file: PathBuf,
+    },
+    /// The leaf paths under PREFIX (default: all), sorted.
+    Ls {
+        /// The image file.
+        file: PathBuf,
+        /// Only paths under this one (absolute inside the image).
+        prefix: Option<OsString>,
+    },
+    /// Verify the whole image: checksums, references, the tree's
+    /// invariants, and that its last save did not fail.
+    Check {
+        /// The image file.
+        file: PathBuf,
+    },
+}
+
+/// List the leaf paths (files, symlinks, empty directories) under PREFIX
+/// of a mounted triefs, answered by the daemon from the trie, as absolute
+/// paths inside the mount.
+///
+/// Exit codes: 0 fine; 1 some directories were left out (permission
+/// denied), like find; 2 errors (not a triefs mount, no such prefix).
+#[derive(Parser, Debug)]
+#[command(
+    name = "triefs ls-prefix",
+    bin_name = "triefs ls-prefix",
+    verbatim_doc_comment
+)]
+pub(crate) struct LsPrefixCli {
+    /// Print paths as they come, unsorted.
+    #[arg(short = 'U', long)]
+    pub(crate) unsorted: bool,
+
+    /// A directory of a mounted triefs, usually its mount point.
+    pub(crate) mountpoint: PathBuf,
+
+    /// Only paths under this one, relative to MOUNTPOINT (default: all).
+    pub(crate) prefix: Option<OsString>,
+}
+
+/// Parses a command line with clap, reporting as every triefs command
+/// does: `--help` and `--version` on stdout with exit 0, a mistake as one
+/// line on stderr with exit 2 (not clap's usage block and tips). `bare`
+/// is a hint for when the command word was given alone.
+pub(crate) fn parse_args<P: Parser>(
+    args: Vec<OsString>,
+    bare: Option<&str>,
+) -> Result<P, ExitCode> {
+    let alone = args.len() <= 1;
+    P::try_parse_from(args).map_err(|e| {
+        use clap::error::ErrorKind;
+        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            let _ = e.print();
+            return Exit::Ok.into();
+        }
+        let cmd = P::command();
+        let line = if matches!(
+            e.kind(),
+            ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            // clap would print the whole help on stderr here.
+            let subs: Vec<&str> = cmd
+                .get_subcommands()
+                .map(|c| c.get_name())
+                .filter(|n| *n != "help")
+                .collect();
+            format!("a subcommand is needed: {}", subs.join(", "))
+        } else {
+            // The error proper is the first paragraph; the rest is usage.
+            let text = e.to_string();
+            let first = text.split("\n\n").next().unwrap_or_default();
+            let line = first
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            line.strip_prefix("error: ").unwrap_or(&line).to_string()
+        };
+        let name = cmd.get_name().to_string();
+        match bare.filter(|_| alone) {
+            Some(hint) => eprintln!("triefs: {line}; {hint}"),
+            None => eprintln!("triefs: {line} (see `{name} --help`)"),
+        }
+        Exit::Failed.into()
+    })
+}
+
+/// The hint for a command word given alone, which may have been meant as
+/// a mount point.
+pub(crate) fn bare_hint(word: &str) -> String {
+    format!("to mount on a directory named {word}, write `triefs ./{word}`")
+}

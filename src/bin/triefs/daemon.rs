@@ -1,0 +1,477 @@
+//! The daemon: detach, mount, serve, and unmount on signals.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use fuser::{Config, MountOption, Session, SessionUnmounter};
+use log::{debug, error, info, warn};
+
+use triefs::fuse::TrieFs;
+use triefs::image::status::{self, StatusFile};
+use triefs::image::{self};
+#[cfg(target_os = "linux")]
+use triefs::mount::mount_fuse;
+use triefs::mount::mountinfo::is_mount_point;
+use triefs::mount::options::MountOpts;
+use triefs::namespace::{Limits, Namespace};
+
+use crate::cli::*;
+use crate::commands::image::*;
+use crate::exit::*;
+use crate::logging::*;
+use crate::paths::*;
+use crate::preflight::*;
+use crate::saving::*;
+
+pub(crate) fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Forks; the parent waits until the child reports the mount live (exit 0)
+/// or failed (its message, exit 2). Returns the pipe to report on.
+pub(crate) fn daemonize() -> Result<OwnedFd, Fatal> {
+    // Close-on-exec on every platform.
+    let (rd, wr) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (rd, wr) = (OwnedFd::from(rd), OwnedFd::from(wr));
+    // SAFETY: no other threads exist yet, so fork is safe.
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error()).into()),
+        0 => {
+            drop(rd);
+            // SAFETY: plain syscalls in the child.
+            unsafe {
+                libc::setsid();
+            }
+            Ok(wr)
+        }
+        _ => {
+            drop(wr);
+            let mut msg = Vec::new();
+            let _ = std::fs::File::from(rd).read_to_end(&mut msg);
+            if msg == b"OK" {
+                std::process::exit(0);
+            }
+            let text = String::from_utf8_lossy(&msg);
+            let text = text.trim();
+            if text.is_empty() {
+                eprintln!("triefs: the daemon exited before the mount was ready");
+            } else {
+                eprintln!("triefs: {text}");
+            }
+            std::process::exit(2);
+        }
+    }
+}
+
+/// How to unmount on a signal.
+pub(crate) enum Unmount {
+    /// We called mount(2) ourselves: umount2, lazily if busy.
+    #[cfg(target_os = "linux")]
+    Direct,
+    /// fuser mounted (through fusermount3): its unmounter knows how.
+    Fuser(SessionUnmounter),
+}
+
+impl Unmount {
+    pub(crate) fn run(self, mp: &Path) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Unmount::Direct => {
+                let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_bytes()) else {
+                    return;
+                };
+                // SAFETY: c is a valid NUL-terminated path.
+                unsafe {
+                    if libc::umount2(c.as_ptr(), 0) != 0 {
+                        info!("unmount of {} busy; detaching lazily", mp.display());
+                        libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+                    }
+                }
+            }
+            Unmount::Fuser(mut u) => {
+                if let Err(e) = u.unmount() {
+                    info!("unmount of {} failed: {e}", mp.display());
+                }
+            }
+        }
+    }
+}
+
+/// Mounts and performs the FUSE handshake, admitting `config.acl` (only
+/// `All` or `Owner`, which the kernel enforces itself). As root on Linux
+/// we call mount(2) ourselves so the type reads `fuse.triefs`; otherwise
+/// fuser goes through fusermount3. `auto_unmount` is never passed on: on
+/// Linux the watcher started by `run` does it, for any access.
+pub(crate) fn start_session(
+    fs: TrieFs,
+    mountpoint: &Path,
+    opts: &MountOpts,
+    config: &Config,
+) -> std::io::Result<(Session<TrieFs>, Unmount)> {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if cfg!(target_os = "linux") && root {
+        #[cfg(target_os = "linux")]
+        {
+            let fd = mount_fuse(
+                mountpoint,
+                &opts.mount,
+                config.acl,
+                opts.mode.unwrap_or(0o755),
+            )?;
+            return match Session::from_fd(fs, fd, config.acl, config.clone()) {
+                Ok(s) => Ok((s, Unmount::Direct)),
+                Err(e) => {
+                    Unmount::Direct.run(mountpoint);
+                    Err(e)
+                }
+            };
+        }
+    }
+    let mut config = config.clone();
+    if cfg!(target_os = "linux") {
+        // fuser would hand it to fusermount3, and refuse it for a mount
+        // that admits only its owner.
+        config
+            .mount_options
+            .retain(|o| *o != MountOption::AutoUnmount);
+    } else if opts.auto_unmount() && config.acl != fuser::SessionACL::All {
+        return Err(std::io::Error::other(
+            "-o auto_unmount needs -o allow_other here (only Linux keeps such a mount private)",
+        ));
+    }
+    let mut s = Session::new(fs, mountpoint, &config).map_err(|e| {
+        // fusermount3's complaint is about the kernel option; say which
+        // -o option needs what, in one line.
+        let text = e.to_string();
+        if text.contains("user_allow_other") {
+            std::io::Error::other(
+                "-o allow_other by a non-root user needs user_allow_other in /etc/fuse.conf",
+            )
+        } else {
+            std::io::Error::new(e.kind(), text.trim().replace('\n', "; "))
+        }
+    })?;
+    let u = s.unmount_callable();
+    Ok((s, Unmount::Fuser(u)))
+}
+
+/// Detaches the daemon's stdio once the mount is up.
+pub(crate) fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe {
+                libc::dup2(null.as_raw_fd(), fd);
+            }
+        }
+    }
+}
+
+/// File data lives in 4 KiB heap pages. glibc gives the request threads
+/// their own arenas and grows a thread arena by one `mprotect` per new
+/// page (no top pad there): 131,000 calls per 512 MiB written, about a
+/// third of the daemon's time. The main arena, grown with `brk` and an
+/// 8 MiB top pad, makes that one call per 2,048 pages; measured: one
+/// writer 840 -> 1,210 MiB/s, two writers 950 -> 1,570 MiB/s (medians of
+/// 3, `scripts/bench.sh` parallel section). `MALLOC_ARENA_MAX` or
+/// `MALLOC_TOP_PAD_` in the environment win.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(crate) fn tune_malloc() {
+    let set = |v: &str| std::env::var_os(v).is_some();
+    // SAFETY: mallopt only changes allocator parameters; called before the
+    // request threads exist.
+    unsafe {
+        if !set("MALLOC_ARENA_MAX") {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+        if !set("MALLOC_TOP_PAD_") {
+            libc::mallopt(libc::M_TOP_PAD, 8 << 20);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub(crate) fn tune_malloc() {}
+
+pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
+    tune_malloc();
+    let opts = MountOpts::parse(&cli.options)?;
+    // The kernel's user_id of the mount is the real uid (fusermount3 and
+    // mount_fuse alike), so that decides whether this is a root mount.
+    // SAFETY: getuid cannot fail.
+    let acl = opts.session_acl(unsafe { libc::getuid() } == 0)?;
+    let mountpoint = check_mountpoint(&cli.mountpoint)?;
+    // Absolute: a detached daemon works from `/`, where a relative path
+    // would name another file (or none) at the first save.
+    let image_path = match cli.image.clone().or(opts.image.clone()) {
+        Some(p) => {
+            Some(std::path::absolute(&p).map_err(|e| format!("image {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    if image_path.is_none() && (cli.force_new_image || cli.save_interval.is_some()) {
+        return Err(
+            "--force-new-image and --save-interval need an image (--image FILE or -o image=FILE)"
+                .into(),
+        );
+    }
+    if let Some(p) = &image_path {
+        check_image_target(p, cli.force_new_image)?;
+    }
+    check_dev_fuse()?;
+    #[cfg(target_os = "linux")]
+    if opts.auto_unmount() {
+        // Now, while the process is small: the watcher is a fork of it.
+        triefs::mount::start_auto_unmount(&mountpoint)
+            .map_err(|e| format!("-o auto_unmount: cannot start its watcher: {e}"))?;
+    }
+
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let limits = Limits::from_options(opts.size, opts.nr_inodes);
+    let empty = || {
+        Namespace::new(
+            opts.uid.unwrap_or(uid),
+            opts.gid.unwrap_or(gid),
+            opts.mode.unwrap_or(0o755),
+            limits,
+        )
+    };
+    let mut status: Option<(StatusFile, Option<status::Status>)> = None;
+    if let Some(p) = &image_path {
+        let n = image::remove_stale_temps(p);
+        if n > 0 {
+            info!(
+                "removed {n} temporary file(s) of interrupted saves of {}",
+                p.display()
+            );
+        }
+        // Taken before loading: a second daemon on the same image stops
+        // here, before it could serve and later overwrite the first's saves.
+        status = Some(take_status(p)?);
+    }
+    let mut ns = match &image_path {
+        Some(p) if p.exists() => {
+            let t = std::time::Instant::now();
+            match image::load_from_path(p, limits) {
+                Ok((ns, sum)) => {
+                    info!(
+                        "loaded image {}: {} inodes, {} entries, {} bytes in {:?}",
+                        p.display(),
+                        sum.inodes,
+                        sum.entries,
+                        sum.data_bytes,
+                        t.elapsed()
+                    );
+                    ns
+                }
+                Err(e) if cli.force_new_image => {
+                    log::warn!(
+                        "image {}: {e}; starting empty (--force-new-image)",
+                        p.display()
+                    );
+                    empty()
+                }
+                Err(e) => return Err(image_load_error(p, &e, true).into()),
+            }
+        }
+        _ => empty(),
+    };
+    if let Some(p) = cli.paths.as_ref().or(opts.paths.as_ref()) {
+        load_paths(&mut ns, p, uid, gid)?;
+    }
+
+    // Loaded: now the previous daemon's record can be reported, and ours
+    // written (a full disk stops the mount here, not the save at unmount).
+    let mut status = match (status, &image_path) {
+        (Some((mut sf, prev)), Some(p)) => {
+            if let Some(prev) = &prev {
+                warn_previous_status(p, prev);
+            }
+            if let Err(e) = sf.start() {
+                return Err(format!(
+                    "image {}: cannot write its status file {}: {e}",
+                    p.display(),
+                    status::status_path(p).display()
+                )
+                .into());
+            }
+            Some(sf)
+        }
+        _ => None,
+    };
+    let ready = if cli.foreground {
+        None
+    } else {
+        Some(daemonize()?)
+    };
+    if let Some(Err(e)) = status.as_mut().map(|s| s.set_pid(std::process::id())) {
+        warn!("cannot update the image's status file: {e}");
+    }
+    let target = image_path.map(|path| {
+        Arc::new(SaveTarget {
+            path,
+            status: Mutex::new(status),
+        })
+    });
+
+    // Block the signals in every thread; one thread waits for them.
+    let set = signal_set();
+    // SAFETY: set is initialised; the mask is inherited by fuser's threads.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+
+    let mut config = Config::default();
+    config.mount_options = opts.mount.clone();
+    config.acl = acl;
+    let threads = cli
+        .threads
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    config.n_threads = Some(threads);
+
+    let check_failed = Arc::new(AtomicBool::new(false));
+    let mut fs = TrieFs::new(ns);
+    let shared = fs.namespace();
+    let notifier = fs.notifier_slot();
+    if std::env::var_os("TRIEFS_CHECK").is_some_and(|v| v == "1") {
+        fs = fs.check_at_unmount(check_failed.clone());
+    }
+    if std::env::var_os("TRIEFS_FAULTS").is_some_and(|v| v == "1") {
+        fs = fs.with_fault_injection();
+    }
+    let started = start_session(fs, &mountpoint, &opts, &config);
+    let (session, unmount) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("cannot mount on {}: {e}", mountpoint.display());
+            // Never served: the image's status file goes back as it was
+            // (exit() below skips destructors).
+            if let Some(t) = &target {
+                t.abandon();
+            }
+            if let Some(fd) = ready {
+                let _ = std::fs::File::from(fd).write_all(msg.as_bytes());
+                std::process::exit(2);
+            }
+            return Err(msg.into());
+        }
+    };
+    let _ = notifier.set(session.notifier());
+    info!(
+        "mounted triefs on {} ({threads} threads)",
+        mountpoint.display()
+    );
+    if let Some(fd) = ready {
+        let _ = std::fs::File::from(fd).write_all(b"OK");
+        detach_stdio();
+        DETACHED.store(true, Ordering::Relaxed);
+        let _ = std::env::set_current_dir("/");
+    }
+
+    let mp = mountpoint.clone();
+    let session_done = Arc::new(AtomicBool::new(false));
+    let done = session_done.clone();
+    let (sig_ns, sig_image) = (shared.clone(), target.clone());
+    std::thread::spawn(move || {
+        let sig = loop {
+            let mut sig = 0;
+            // SAFETY: set is a valid, initialised signal set.
+            unsafe {
+                libc::sigwait(&set, &mut sig);
+            }
+            if sig != libc::SIGUSR1 {
+                break sig;
+            }
+            if let Some(t) = &sig_image {
+                let _ = t.save(&sig_ns.read());
+            }
+        };
+        info!("signal {sig}: unmounting {}", mp.display());
+        unmount.run(&mp);
+        // A busy mount was detached lazily and would keep serving its open
+        // files; like libfuse, stop soon rather than wait for them.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if !done.swap(true, Ordering::SeqCst) {
+            info!("exiting while the detached mount still had open files");
+            let code = match &sig_image {
+                Some(t) => {
+                    let failed = t.save(&sig_ns.read()).is_err();
+                    t.finish();
+                    i32::from(failed)
+                }
+                None => 0,
+            };
+            std::process::exit(code);
+        }
+    });
+    if let (Some(secs), Some(t)) = (cli.save_interval, target.clone()) {
+        let (ns, done) = (shared.clone(), session_done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_secs(secs.max(1)));
+                if !done.load(Ordering::SeqCst) {
+                    let _ = t.save(&ns.read());
+                }
+            }
+        });
+    }
+
+    let result = session.run();
+    if session_done.swap(true, Ordering::SeqCst) {
+        // The signal thread is already saving and exiting.
+        loop {
+            std::thread::park();
+        }
+    }
+    if let Some(t) = &target {
+        let saved = t.save(&shared.read());
+        t.finish();
+        if let Err(e) = saved {
+            return Err(Fatal::after_log(
+                Exit::Reported,
+                format!("saving image {}: {e}", t.path.display()),
+            ));
+        }
+    }
+    match result {
+        // A read racing with the connection's teardown at unmount gets
+        // ECONNABORTED instead of ENODEV, and fuser 0.18 ends only on the
+        // latter quietly; the mount being gone tells an unmount from an
+        // abort (which leaves a dead mount behind).
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) && !is_mount_point(&mountpoint) => {
+            debug!("session ended by unmount ({e})");
+        }
+        Err(e) => {
+            error!("session ended with an error: {e}");
+            return Err(format!("serving {} failed: {e}", mountpoint.display()).into());
+        }
+        Ok(()) => {}
+    }
+    info!("unmounted {}", mountpoint.display());
+    if check_failed.load(Ordering::SeqCst) {
+        return Err(Fatal::after_log(
+            Exit::CheckFailed,
+            "consistency check failed at unmount (see the log)".to_string(),
+        ));
+    }
+    Ok(())
+}
