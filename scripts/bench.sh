@@ -26,26 +26,19 @@ skip() { [[ "$SKIP" == *" $1 "* ]]; }
 
 cargo build --release --quiet --bin triefs --examples
 bin=${TRIEFS_BIN:-target/release/triefs}
-work=$(mktemp -d /tmp/tbench.XXXXXX)
-pid=
-cleanup() {
-  for m in "$work"/t "$work"/f "$work"/n; do
-    if mountpoint -q "$m" 2>/dev/null; then umount "$m" 2>/dev/null || umount -l "$m"; fi
-  done
-  if [ -n "$pid" ]; then wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+work=$(make_workdir tbench)
+trap 'cleanup_workdir "$work" "$work/t" "$work/f" "$work/n"' EXIT
 mkdir -p "$work/t" "$work/f" "$work/n"
+read -ra extra_args <<< "${TRIEFS_ARGS:-}"
 
-start_triefs() { # start_triefs MNT [ARGS...]: foreground daemon, sets $pid
+# start_triefs MNT [ARGS...]: a foreground triefs on MNT, PID in $daemon_pid.
+start_triefs() {
   local mnt=$1; shift
-  "$bin" -f "$@" ${TRIEFS_ARGS:-} "$mnt" &
-  pid=$!
-  for _ in $(seq 400); do mountpoint -q "$mnt" && return 0; sleep 0.05; done
-  echo "triefs did not mount" >&2; return 1
+  start_daemon "$mnt" "$bin" -f "$@" "${extra_args[@]}" "$mnt"
 }
-stop_triefs() { umount "$1"; wait "$pid" || true; pid=; }
+stop_triefs() { stop_daemon "$1" || true; }
 
 median() { sort -g | awk '{a[NR]=$1} END { if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
 
@@ -58,7 +51,7 @@ if ! skip fsbench; then
     umount "$work/t"
     echo "== round $r/$RUNS: triefs" >&2
     start_triefs "$work/f"
-    FSBENCH_PID=$pid bash "$FSBENCH" "$work/f" "$N" > "$work/triefs.$r" 2>/dev/null || true
+    FSBENCH_PID=$daemon_pid bash "$FSBENCH" "$work/f" "$N" > "$work/triefs.$r" 2>/dev/null || true
     stop_triefs "$work/f"
   done
   echo
@@ -66,7 +59,7 @@ if ! skip fsbench; then
   echo
   echo "| workload | tmpfs | triefs | ratio | unit |"
   echo "|---|---:|---:|---:|---|"
-  for w in $(awk '{print $1}' "$work/triefs.1"); do
+  awk '{print $1}' "$work/triefs.1" | while read -r w; do
     unit=$(awk -v w="$w" '$1==w {print $3; exit}' "$work/triefs.1")
     t=$(cat "$work"/tmpfs.* | awk -v w="$w" '$1==w && $2!="FAIL" {print $2}' | median)
     f=$(cat "$work"/triefs.* | awk -v w="$w" '$1==w && $2!="FAIL" {print $2}' | median)
@@ -99,11 +92,9 @@ if ! skip floor; then
   for th in 1 2; do
     rates=()
     for _ in 1 2 3; do
-      target/release/examples/nullfs "$work/n" "$th" &
-      npid=$!
-      for _ in $(seq 200); do mountpoint -q "$work/n" && break; sleep 0.05; done
+      start_daemon "$work/n" target/release/examples/nullfs "$work/n" "$th"
       rates+=("$(stat_loop "$work/n")")
-      umount "$work/n"; wait "$npid" || true
+      stop_daemon "$work/n" || true
     done
     echo "| $th | $(printf '%s\n' "${rates[@]}" | median) |"
   done
@@ -271,14 +262,14 @@ if ! skip lsprefix; then
   start_triefs "$work/f" --paths "$work/lp.txt" -o nr_inodes=0
   mkdir "$work/f/lat"
   read -r q50 q99 qmax <<< "$(mkdir_latency "$work/f/lat" 3)"
-  echo 5 > "/proc/$pid/clear_refs"
-  rest=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  echo 5 > "/proc/$daemon_pid/clear_refs"
+  rest=$(awk '/VmRSS/ {print $2}' "/proc/$daemon_pid/status")
   ( end=$((SECONDS + 6)); n=0; while [ $SECONDS -lt $end ]; do "$bin" ls-prefix -U "$work/f" > /dev/null 2>&1 || true; n=$((n + 1)); done; echo "$n" > "$work/lp.n" ) &
   lp_pid=$!
   sleep 0.5
   read -r b50 b99 bmax <<< "$(mkdir_latency "$work/f/lat" 5)"
   wait "$lp_pid"
-  peak=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  peak=$(awk '/VmHWM/ {print $2}' "/proc/$daemon_pid/status")
   stop_triefs "$work/f"
   echo "| | p50 | p99 | max |"
   echo "|---|---:|---:|---:|"
@@ -299,8 +290,8 @@ if ! skip memory; then
   dpid=$(pgrep -n -f -- "--paths $work/paths.txt") || true
   entries=$(find "$work/f" -mindepth 1 | wc -l)
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$dpid/status")
-  base=$(mktemp -d /tmp/tbench.e.XXXXXX); "$bin" "$base"; epid=$(pgrep -n -f -- "$bin $base"); erss=$(awk '/VmRSS/ {print $2}' "/proc/$epid/status"); umount "$base"; rmdir "$base"
-  umount "$work/f"
+  base=$(make_workdir tbench.e); "$bin" "$base"; epid=$(pgrep -n -f -- "$bin $base"); erss=$(awk '/VmRSS/ {print $2}' "/proc/$epid/status"); unmount "$base"; rmdir "$base"
+  unmount "$work/f"
   naive=$(target/release/examples/naive_paths "$work/paths.txt")
   awk -v e="$entries" -v r="$rss" -v b="$erss" -v t0="$t0" -v t1="$t1" -v naive="$naive" 'BEGIN {
     printf "| measure | value |\n|---|---:|\n";

@@ -43,39 +43,13 @@ if [ ! -x "$bin" ]; then
   cargo build --release
 fi
 
-work=$(mktemp -d /tmp/fsx.XXXXXX)
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+work=$(make_workdir fsx)
 mnt=$work/mnt
 tmnt=$work/tmpfs
 mkdir -p "$mnt" "$tmnt" "$work/artifacts"
-daemon=
-keep=0
-
-is_mounted() {
-  awk -v p="$1" '$5 == p { found = 1 } END { exit !found }' /proc/self/mountinfo
-}
-
-unmount() {
-  if is_mounted "$1"; then
-    umount "$1" 2>/dev/null || umount -l "$1" || true
-  fi
-}
-
-cleanup() {
-  unmount "$mnt"
-  unmount "$tmnt"
-  if [ -n "$daemon" ]; then
-    # Our own daemon, by PID: give it time to exit after the unmount.
-    for _ in $(seq 100); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
-    kill "$daemon" 2>/dev/null || true
-    wait "$daemon" 2>/dev/null || true
-  fi
-  if [ "$keep" = 1 ]; then
-    echo "fsx.sh: artifacts kept in $work"
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
+trap 'cleanup_workdir "$work" "$mnt" "$tmnt"' EXIT
 
 cat > "$work/fsx.toml" <<EOF
 flen = $flen
@@ -112,7 +86,7 @@ run_fsx() {
   if [ "$rc" -eq 0 ]; then
     echo "$name: $ops ops OK in ${secs}s ($(tail -n 1 "$work/$name.log"))"
   else
-    keep=1
+    keep_work=1
     echo "$name: FAILED (exit $rc) after ${secs}s; seed $seed; last lines of the log:" >&2
     tail -n 40 "$work/$name.log" >&2
     echo "replay: FSX_SEED=$seed FSX_OPS=$ops FSX_FLEN=$flen scripts/fsx.sh $bin" >&2
@@ -132,20 +106,11 @@ if [ "${FSX_TMPFS:-1}" != 0 ]; then
   unmount "$tmnt"
 fi
 
-"$bin" -f "$mnt" </dev/null &
-daemon=$!
-for _ in $(seq 200); do
-  is_mounted "$mnt" && break
-  kill -0 "$daemon" 2>/dev/null || { echo "fsx.sh: triefs exited before mounting" >&2; exit 2; }
-  sleep 0.05
-done
-is_mounted "$mnt" || { echo "fsx.sh: triefs did not mount within 10 s" >&2; exit 2; }
+start_daemon "$mnt" "$bin" -f "$mnt" || exit 2
 
 run_fsx triefs "$mnt" || status=1
-unmount "$mnt"
 rc=0
-wait "$daemon" || rc=$?
-daemon=
+stop_daemon "$mnt" || rc=$?
 if [ "$rc" -ne 0 ]; then
   echo "fsx.sh: triefs exited with status $rc after unmount" >&2
   status=1

@@ -14,16 +14,11 @@ if ! command -v pjdfstest >/dev/null 2>&1 || ! pjdfstest --version 2>/dev/null |
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 
-work=$(mktemp -d /tmp/pjd.XXXXXX)
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+work=$(make_workdir pjd)
 tm="$work/t" fm="$work/f"
-cleanup() {
-  for m in "$tm" "$fm"; do
-    if mountpoint -q "$m" 2>/dev/null; then umount "$m" 2>/dev/null || umount -l "$m"; fi
-  done
-  if [ -n "${pid:-}" ]; then wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'cleanup_workdir "$work" "$tm" "$fm"' EXIT
 mkdir -p "$tm" "$fm"
 # The suite switches to unprivileged users, who must be able to reach it.
 chmod 0755 "$work"
@@ -54,16 +49,12 @@ run_suite() {
 mount -t tmpfs -o mode=0755 tmpfs "$tm"
 echo "== pjdfstest on tmpfs"
 run_suite "$tm" "$work/tmpfs.txt"
-umount "$tm"
+unmount "$tm"
 
-"$triefs" -f -o allow_other "$fm" &
-pid=$!
-for _ in $(seq 200); do mountpoint -q "$fm" && break; sleep 0.05; done
-mountpoint -q "$fm" || { echo "triefs did not mount"; exit 1; }
+start_daemon "$fm" "$triefs" -f -o allow_other "$fm"
 echo "== pjdfstest on triefs"
 run_suite "$fm" "$work/triefs.txt"
-umount "$fm"
-wait "$pid"; pid=
+stop_daemon "$fm"
 
 failed() { { grep -E '[[:space:]]FAILED$' "$1" || true; } | awk '{print $1}' | sort; }
 failed "$work/tmpfs.txt" > "$work/tmpfs.failed"

@@ -7,7 +7,8 @@
 #   TRIEFS_LONG=1          also run the long exercisers (minutes, not seconds):
 #                          1,000,000-op fsx-style run in tests/integrity.rs and
 #                          scripts/fsx.sh with 1,000,000 ops
-#   TRIEFS_SKIP_LINT=1     skip cargo fmt/clippy and the macOS compile check
+#   TRIEFS_SKIP_LINT=1     skip the lint stage: cargo fmt/clippy, shellcheck and
+#                          the macOS compile check
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,9 @@ command -v tar >/dev/null 2>&1 || need_pkgs+=(tar)
 command -v diff >/dev/null 2>&1 || need_pkgs+=(diffutils)
 command -v find >/dev/null 2>&1 || need_pkgs+=(findutils)
 command -v mount >/dev/null 2>&1 || need_pkgs+=(mount)
+if [ "${TRIEFS_SKIP_LINT:-0}" != 1 ]; then
+  command -v shellcheck >/dev/null 2>&1 || need_pkgs+=(shellcheck)
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing ${need_pkgs[*]}"
   if [ "$(id -u)" -eq 0 ]; then
@@ -42,6 +46,9 @@ if [ "${TRIEFS_SKIP_LINT:-0}" != 1 ]; then
   cargo fmt --check
   echo "== cargo clippy"
   cargo clippy --all-targets --release -- -D warnings
+  echo "== shellcheck"
+  # From the repository root: the scripts source scripts/lib.sh by that path.
+  shellcheck -x scripts/*.sh .ci/run
   echo "== macOS compile check"
   if rustup target list --installed 2>/dev/null | grep -qx x86_64-apple-darwin \
       || rustup target add x86_64-apple-darwin >/dev/null 2>&1; then
