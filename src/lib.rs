@@ -24,14 +24,17 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`trie`] | the path trie: nodes, children keyed by name cookie ([`trie`]`::dirmap`), resumable bounded pages of leaf paths ([`trie::PageLimits`]) |
-//! | [`namespace`] | [`namespace::Namespace`]: directories and names (`namespace/dirs.rs`), file contents (`files.rs`), extended attributes (`xattr.rs`), limits (`limits.rs`), the invariant checker (`check.rs`), the inode table (`inode.rs`), sparse file pages (`data.rs`) |
+//! | [`trie`] | the path trie (`mod.rs`): one node per component, a parent's children keyed by name cookie (`dirmap.rs`), resumable bounded pages of leaf paths (`leaves.rs`) |
+//! | [`namespace`] | [`namespace::Namespace`]: its state, attributes and inode lifetime (`mod.rs`), directories and names (`dirs.rs`), file contents (`files.rs`), extended attributes (`xattr.rs`), the size and inode limits (`limits.rs`), the invariant checker (`check.rs`), building from an image (`load.rs`), the inode table (`inode.rs`), sparse file pages (`data.rs`) |
 //! | [`error`] | [`Errno`], the one error type of filesystem operations, and [`Result`] |
-//! | [`fuse`] | the `fuser::Filesystem` adapter (`fuse/mod.rs`), errno and reply helpers (`reply.rs`), directory listings (`readdir.rs`) |
+//! | [`fuse`] | the `fuser::Filesystem` adapter (`mod.rs`), errno and reply helpers (`reply.rs`), directory listings (`readdir.rs`) |
 //! | [`lsprefix`] | `triefs ls-prefix`: the ioctl's wire format and the daemon's side (`mod.rs`), the client (`client.rs`) |
-//! | [`image`] | snapshot images: format and loader (`mod.rs`), atomic private saves (`file.rs`), the save status file (`status.rs`) |
-//! | [`mount`] | `-o` options (`options.rs`), the mount(8) helper convention (`helper.rs`), the mount table (`mountinfo.rs`), mount(2) as root (`direct.rs`), the `auto_unmount` watcher (`watch.rs`) |
-//! | `src/bin/triefs/` | the command: dispatch (`main.rs`), the CLI (`cli.rs`), the daemon (`daemon.rs`), the subcommands (`commands/`) |
+//! | [`image`] | snapshot images: the format (`mod.rs`), writing (`write.rs`), strict reading (`read.rs`), atomic private saves and loading from a path (`file.rs`), the save status file (`status.rs`) |
+//! | [`mount`] | mounting (`mod.rs`): `-o` options (`options.rs`), the mount(8) helper convention (`helper.rs`), the mount table (`mountinfo.rs`), mount(2) as root (`direct.rs`), the `auto_unmount` watcher (`watch.rs`) |
+//! | `src/bin/triefs/` | the command: dispatch (`main.rs`), the command line (`cli.rs`), exit codes (`exit.rs`), logging (`logging.rs`), checks before mounting (`preflight.rs`), `--paths` (`paths.rs`), the daemon (`daemon.rs`), image saves while serving (`saving.rs`), the subcommands (`commands/`) |
+//!
+//! Each folder's `tests.rs`, where there is one, holds its unit tests;
+//! `tests/docs.rs` checks that this map names every source file.
 //!
 //! # Example
 //!

@@ -435,3 +435,69 @@ fn relative_links_point_at_existing_files() {
     assert!(checked >= 10, "only {checked} relative links found");
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
+
+/// The module map in the crate docs (`src/lib.rs`) names every source file
+/// of each folder, and only files that exist.
+#[test]
+fn module_map_names_every_source_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).expect("read src/lib.rs");
+    let rows: Vec<&str> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! | "))
+        .filter(|l| !l.starts_with("module") && !l.starts_with("---"))
+        .collect();
+    assert!(rows.len() >= 8, "module map rows: {rows:?}");
+    let mut folders = 0;
+    for row in rows {
+        let first = row.split(" | ").next().unwrap_or_default();
+        let folder = if let Some(m) = first.strip_prefix("[`").and_then(|m| m.strip_suffix("`]")) {
+            let file = root.join(format!("src/{m}.rs"));
+            if file.is_file() {
+                continue;
+            }
+            root.join(format!("src/{m}"))
+        } else {
+            root.join(first.trim_matches('`'))
+        };
+        assert!(
+            folder.is_dir(),
+            "{} is neither a module file nor a folder",
+            folder.display()
+        );
+        folders += 1;
+        // Names in backticks ending in .rs or /.
+        let named: Vec<&str> = row
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|t| t.ends_with(".rs") || t.ends_with('/'))
+            .filter(|t| !t.starts_with("src/"))
+            .collect();
+        for n in &named {
+            assert!(
+                folder.join(n).exists(),
+                "the map names {n} in {}, which has none",
+                folder.display()
+            );
+        }
+        for e in std::fs::read_dir(&folder).expect("read folder") {
+            let e = e.expect("entry");
+            let name = e.file_name().to_string_lossy().into_owned();
+            let shown = if e.path().is_dir() {
+                format!("{name}/")
+            } else {
+                name.clone()
+            };
+            if name == "tests.rs" || (!shown.ends_with('/') && !name.ends_with(".rs")) {
+                continue;
+            }
+            assert!(
+                named.contains(&shown.as_str()),
+                "the module map in src/lib.rs does not name {shown} of {}",
+                folder.display()
+            );
+        }
+    }
+    assert!(folders >= 7, "{folders} folders in the module map");
+}
