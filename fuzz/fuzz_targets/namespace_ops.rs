@@ -582,6 +582,22 @@ struct Fuzz {
     budget: u64,
 }
 
+/// Collects up to `room` entries of a listing, as a reply buffer would.
+struct Collect {
+    room: usize,
+    got: Vec<(u64, u64, Vec<u8>)>,
+}
+
+impl triefs::fuse::readdir::DirReplier for Collect {
+    fn add(&mut self, ino: u64, offset: u64, _kind: fuser::FileType, name: &OsStr) -> bool {
+        if self.got.len() >= self.room {
+            return true;
+        }
+        self.got.push((ino, offset, name.as_bytes().to_vec()));
+        false
+    }
+}
+
 /// What one xattr costs of the inode space, as tmpfs counts it.
 fn xattr_space(name: &[u8], value: &[u8]) -> u64 {
     40 + name.len() as u64 + value.len() as u64
@@ -1186,20 +1202,15 @@ impl Fuzz {
     fn readdir_next(&mut self) {
         let Some(mut rd) = self.readdir.take() else { return };
         rd.requests += 1;
-        let batch: Vec<(u64, Vec<u8>, u64, u64)> = match self.ns.entries_from(rd.dir, rd.off.max(FIRST_COOKIE)) {
-            Ok(it) => {
-                let mut it = it.peekable();
-                let mut out = Vec::new();
-                while out.len() < rd.page {
-                    let Some((c, n, i, _)) = it.next() else { break };
-                    let next = match it.peek() {
-                        Some((k, ..)) if *k == c => c,
-                        _ => c + 1,
-                    };
-                    out.push((c, n.as_bytes().to_vec(), i, next));
-                }
-                out
-            }
+        // The adapter's own listing code, into a collector of `page` entries.
+        let mut c = Collect { room: rd.page, got: Vec::new() };
+        let batch: Vec<(u64, Vec<u8>, u64, u64)> = match triefs::fuse::readdir::fill(&self.ns, rd.dir, rd.off, &mut c) {
+            Ok(()) => c
+                .got
+                .into_iter()
+                .filter(|(_, _, n)| n != b"." && n != b"..")
+                .map(|(i, next, n)| (self.ns.trie().cookie(&n), n, i, next))
+                .collect(),
             // The directory is gone: the listing ends.
             Err(_) => Vec::new(),
         };

@@ -14,16 +14,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FileType, Filesystem,
-    FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
-    TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use log::{debug, error, info};
 use parking_lot::RwLock;
 
-mod readdir;
+pub mod readdir;
 mod reply;
 
 use crate::error::Errno as FsErrno;
@@ -32,7 +32,7 @@ use crate::namespace::data::PAGE;
 use crate::namespace::inode::Kind;
 use crate::namespace::{Entry, Namespace, NewNode, SetAttr, XattrReply};
 use crate::trie::NAME_MAX;
-use reply::{fail, fix_pre_epoch, fix_time, guarded, negative_attr};
+use reply::{fail, fix_pre_epoch, fix_time, guarded, negative_attr, serve};
 
 /// How long the kernel may cache entries (also negative ones) and
 /// attributes. triefs is the only writer and every change goes through the
@@ -49,19 +49,13 @@ const MAX_WRITE: u32 = 1 << 20;
 pub const FAULT_PANIC_XATTR: &str = "user.triefs.fault.panic";
 
 /// What to create for a request: owned by the caller's fsuid/fsgid.
-fn spec_for<'a>(
-    req: &Request,
-    kind: Kind,
-    perm: u32,
-    rdev: u32,
-    target: Option<&'a [u8]>,
-) -> NewNode<'a> {
+fn spec_for<'a>(req: &Request, kind: Kind, perm: u32, target: Option<&'a [u8]>) -> NewNode<'a> {
     NewNode {
         kind,
         perm,
         uid: req.uid(),
         gid: req.gid(),
-        rdev,
+        rdev: 0,
         target,
     }
 }
@@ -140,22 +134,19 @@ impl TrieFs {
         self
     }
 
-    /// Replies to a request that made `name` in directory `parent`.
-    fn reply_entry(
-        &self,
-        reply: ReplyEntry,
-        r: Result<Entry, FsErrno>,
-        op: &str,
-        parent: u64,
-        name: &OsStr,
-    ) {
-        match r {
-            Ok(e) => {
-                self.dir_changed(parent);
-                reply.entry(&TTL, &e.attr, Generation(e.generation))
-            }
-            Err(e) => reply.error(fail(op, parent, Some(name), e)),
-        }
+    /// Answers a request that made an entry in directory `parent`; the
+    /// parent's cached attributes are invalidated first.
+    fn made(&self, reply: ReplyEntry, parent: u64, e: Entry) {
+        self.dir_changed(parent);
+        reply.entry(&TTL, &e.attr, Generation(e.generation))
+    }
+}
+
+/// Answers a getxattr or listxattr: the size asked for, or the bytes.
+fn xattr_done(reply: ReplyXattr, x: XattrReply) {
+    match x {
+        XattrReply::Size(n) => reply.size(n),
+        XattrReply::Data(d) => reply.data(&d),
     }
 }
 
@@ -185,20 +176,29 @@ impl Filesystem for TrieFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        guarded("lookup", parent.0, || {
+        let work = || {
             if name.len() > NAME_MAX {
-                return reply.error(Errno::ENAMETOOLONG);
+                return Err(FsErrno::new(libc::ENAMETOOLONG));
             }
             match self.ns.read().lookup(parent.0, name) {
-                Ok(e) => reply.entry(&TTL, &e.attr, Generation(e.generation)),
+                Ok(e) => Ok(Some(e)),
+                Err(e) if e.code() == libc::ENOENT => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        serve(
+            "lookup",
+            parent.0,
+            Some(name),
+            reply,
+            work,
+            |r, e| match e {
+                Some(e) => r.entry(&TTL, &e.attr, Generation(e.generation)),
                 // A negative entry the kernel may cache: the next lookup of a
                 // missing name costs no round trip.
-                Err(e) if e.code() == libc::ENOENT => {
-                    reply.entry(&TTL, &negative_attr(), Generation(0))
-                }
-                Err(e) => reply.error(fail("lookup", parent.0, Some(name), e)),
-            }
-        });
+                None => r.entry(&TTL, &negative_attr(), Generation(0)),
+            },
+        );
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -208,10 +208,8 @@ impl Filesystem for TrieFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        guarded("getattr", ino.0, || match self.ns.read().attr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &a),
-            Err(e) => reply.error(fail("getattr", ino.0, None, e)),
-        });
+        let work = || self.ns.read().attr(ino.0);
+        serve("getattr", ino.0, None, reply, work, |r, a| r.attr(&TTL, &a));
     }
 
     fn setattr(
@@ -232,28 +230,22 @@ impl Filesystem for TrieFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        guarded("setattr", ino.0, || {
-            let changes = SetAttr {
-                mode,
-                uid,
-                gid,
-                size,
-                atime: atime.map(fix_time),
-                mtime: mtime.map(fix_time),
-                ctime: ctime.map(fix_pre_epoch),
-            };
-            match self.ns.write().setattr(ino.0, changes) {
-                Ok(a) => reply.attr(&TTL, &a),
-                Err(e) => reply.error(fail("setattr", ino.0, None, e)),
-            }
-        });
+        let changes = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(fix_time),
+            mtime: mtime.map(fix_time),
+            ctime: ctime.map(fix_pre_epoch),
+        };
+        let work = || self.ns.write().setattr(ino.0, changes);
+        serve("setattr", ino.0, None, reply, work, |r, a| r.attr(&TTL, &a));
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        guarded("readlink", ino.0, || match self.ns.read().readlink(ino.0) {
-            Ok(t) => reply.data(t),
-            Err(e) => reply.error(fail("readlink", ino.0, None, e)),
-        });
+        let work = || self.ns.read().readlink(ino.0).map(<[u8]>::to_vec);
+        serve("readlink", ino.0, None, reply, work, |r, t| r.data(&t));
     }
 
     fn mknod(
@@ -266,17 +258,13 @@ impl Filesystem for TrieFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        guarded("mknod", parent.0, || {
-            let kind = match mode & crate::namespace::inode::mode::S_IFMT {
-                0 => Some(Kind::RegularFile),
-                _ => Kind::from_mode(mode).filter(|k| *k != Kind::Directory && *k != Kind::Symlink),
-            };
-            let Some(kind) = kind else {
-                return reply.error(Errno::EINVAL);
-            };
-            let spec = spec_for(req, kind, mode & !umask, rdev, None);
-            let r = self.ns.write().create_node(parent.0, name, spec);
-            self.reply_entry(reply, r, "mknod", parent.0, name);
+        let mode = mode & !(umask & 0o7777);
+        let work = || {
+            let mut ns = self.ns.write();
+            ns.mknod(parent.0, name, mode, rdev, req.uid(), req.gid())
+        };
+        serve("mknod", parent.0, Some(name), reply, work, |r, e| {
+            self.made(r, parent.0, e)
         });
     }
 
@@ -289,36 +277,26 @@ impl Filesystem for TrieFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        guarded("mkdir", parent.0, || {
-            let spec = spec_for(req, Kind::Directory, mode & !umask, 0, None);
-            let r = self.ns.write().create_node(parent.0, name, spec);
-            self.reply_entry(reply, r, "mkdir", parent.0, name);
+        let spec = spec_for(req, Kind::Directory, mode & !umask, None);
+        let work = || self.ns.write().create_node(parent.0, name, spec);
+        serve("mkdir", parent.0, Some(name), reply, work, |r, e| {
+            self.made(r, parent.0, e)
         });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guarded("unlink", parent.0, || {
-            let r = self.ns.write().unlink(parent.0, name);
-            match r {
-                Ok(()) => {
-                    self.dir_changed(parent.0);
-                    reply.ok()
-                }
-                Err(e) => reply.error(fail("unlink", parent.0, Some(name), e)),
-            }
+        let work = || self.ns.write().unlink(parent.0, name);
+        serve("unlink", parent.0, Some(name), reply, work, |r, ()| {
+            self.dir_changed(parent.0);
+            r.ok()
         });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guarded("rmdir", parent.0, || {
-            let r = self.ns.write().rmdir(parent.0, name);
-            match r {
-                Ok(()) => {
-                    self.dir_changed(parent.0);
-                    reply.ok()
-                }
-                Err(e) => reply.error(fail("rmdir", parent.0, Some(name), e)),
-            }
+        let work = || self.ns.write().rmdir(parent.0, name);
+        serve("rmdir", parent.0, Some(name), reply, work, |r, ()| {
+            self.dir_changed(parent.0);
+            r.ok()
         });
     }
 
@@ -330,16 +308,11 @@ impl Filesystem for TrieFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        guarded("symlink", parent.0, || {
-            let spec = spec_for(
-                req,
-                Kind::Symlink,
-                0o777,
-                0,
-                Some(target.as_os_str().as_bytes()),
-            );
-            let r = self.ns.write().create_node(parent.0, link_name, spec);
-            self.reply_entry(reply, r, "symlink", parent.0, link_name);
+        let target = Some(target.as_os_str().as_bytes());
+        let spec = spec_for(req, Kind::Symlink, 0o777, target);
+        let work = || self.ns.write().create_node(parent.0, link_name, spec);
+        serve("symlink", parent.0, Some(link_name), reply, work, |r, e| {
+            self.made(r, parent.0, e)
         });
     }
 
@@ -353,21 +326,16 @@ impl Filesystem for TrieFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        guarded("rename", parent.0, || {
-            let r = self
-                .ns
-                .write()
-                .rename(parent.0, name, newparent.0, newname, flags.bits());
-            match r {
-                Ok(()) => {
-                    self.dir_changed(parent.0);
-                    if newparent != parent {
-                        self.dir_changed(newparent.0);
-                    }
-                    reply.ok()
-                }
-                Err(e) => reply.error(fail("rename", parent.0, Some(name), e)),
+        let work = || {
+            let mut ns = self.ns.write();
+            ns.rename(parent.0, name, newparent.0, newname, flags.bits())
+        };
+        serve("rename", parent.0, Some(name), reply, work, |r, ()| {
+            self.dir_changed(parent.0);
+            if newparent != parent {
+                self.dir_changed(newparent.0);
             }
+            r.ok()
         });
     }
 
@@ -379,24 +347,23 @@ impl Filesystem for TrieFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        guarded("link", ino.0, || {
-            let r = self.ns.write().link(ino.0, newparent.0, newname);
-            self.reply_entry(reply, r, "link", newparent.0, newname);
+        let work = || self.ns.write().link(ino.0, newparent.0, newname);
+        serve("link", ino.0, Some(newname), reply, work, |r, e| {
+            self.made(r, newparent.0, e)
         });
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        guarded("open", ino.0, || {
+        let work = || {
             if self.no_open {
                 // Stateless opens: the kernel stops sending OPEN and RELEASE.
-                return reply.error(Errno::ENOSYS);
+                return Err(FsErrno::new(libc::ENOSYS));
             }
-            match self.ns.read().attr(ino.0) {
-                Ok(a) if a.kind == FileType::Directory => reply.error(Errno::EISDIR),
-                // Only the kernel writes through us, so its page cache stays valid.
-                Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-                Err(e) => reply.error(fail("open", ino.0, None, e)),
-            }
+            self.ns.read().open(ino.0)
+        };
+        // Only the kernel writes through us, so its page cache stays valid.
+        serve("open", ino.0, None, reply, work, |r, ()| {
+            r.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
         });
     }
 
@@ -411,12 +378,8 @@ impl Filesystem for TrieFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        guarded("read", ino.0, || {
-            match self.ns.read().read(ino.0, offset, size) {
-                Ok(d) => reply.data(&d),
-                Err(e) => reply.error(fail("read", ino.0, None, e)),
-            }
-        });
+        let work = || self.ns.read().read(ino.0, offset, size);
+        serve("read", ino.0, None, reply, work, |r, d| r.data(&d));
     }
 
     fn write(
@@ -431,67 +394,60 @@ impl Filesystem for TrieFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        guarded("write", ino.0, || {
+        // With the writeback cache the kernel resolves O_APPEND itself.
+        let append =
+            flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
+        let work = || {
             let mut ns = self.ns.write();
-            let append = flags.0 & libc::O_APPEND != 0
-                && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
-            let offset = if append {
-                ns.size(ino.0).unwrap_or(offset)
+            if append {
+                ns.append(ino.0, data)
             } else {
-                offset
-            };
-            match ns.write(ino.0, offset, data) {
-                Ok(n) => reply.written(n),
-                Err(e) => reply.error(fail("write", ino.0, None, e)),
+                ns.write(ino.0, offset, data)
             }
-        });
+        };
+        serve("write", ino.0, None, reply, work, |r, n| r.written(n));
     }
 
     fn flush(
         &self,
         _req: &Request,
-        ino: INodeNo,
+        _ino: INodeNo,
         _fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        guarded("flush", ino.0, || {
-            // Nothing is buffered here; ENOSYS makes the kernel stop sending
-            // FLUSH at every close (it treats that as success).
-            reply.error(Errno::ENOSYS);
-        });
+        // Nothing is buffered here; ENOSYS makes the kernel stop sending
+        // FLUSH at every close (it treats that as success).
+        reply.error(Errno::ENOSYS);
     }
 
     fn fsync(
         &self,
         _req: &Request,
-        ino: INodeNo,
+        _ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        guarded("fsync", ino.0, || {
-            reply.ok();
-        });
+        reply.ok();
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        guarded("opendir", ino.0, || {
+        let work = || {
             if self.no_opendir {
                 // Stateless listings: the kernel stops sending OPENDIR and
                 // RELEASEDIR, and caches listings (its default then).
-                return reply.error(Errno::ENOSYS);
+                return Err(FsErrno::new(libc::ENOSYS));
             }
-            match self.ns.read().attr(ino.0) {
-                Ok(a) if a.kind != FileType::Directory => reply.error(Errno::ENOTDIR),
-                // Offsets are name cookies, valid for every open, so the
-                // kernel may cache a listing and continue it from any open.
-                Ok(_) => reply.opened(
-                    FileHandle(0),
-                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
-                ),
-                Err(e) => reply.error(fail("opendir", ino.0, None, e)),
-            }
+            self.ns.read().opendir(ino.0)
+        };
+        // Offsets are name cookies, valid for every open, so the kernel
+        // may cache a listing and continue it from any open.
+        serve("opendir", ino.0, None, reply, work, |r, ()| {
+            r.opened(
+                FileHandle(0),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            )
         });
     }
 
@@ -503,12 +459,18 @@ impl Filesystem for TrieFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        guarded("readdir", ino.0, || {
-            match readdir::fill(&self.ns.read(), ino.0, offset, &mut reply) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(fail("readdir", ino.0, None, e)),
-            }
+        // Filling only copies into the reply's buffer; the lock is released
+        // before the reply is sent.
+        let mut filled = Err(FsErrno::new(libc::EIO));
+        let ok = guarded("readdir", ino.0, || {
+            let ns = self.ns.read();
+            filled = readdir::fill(&ns, ino.0, offset, &mut reply);
         });
+        match filled {
+            Ok(()) if ok => reply.ok(),
+            Ok(()) => reply.error(Errno::EIO),
+            Err(e) => reply.error(fail("readdir", ino.0, None, e)),
+        }
     }
 
     fn readdirplus(
@@ -519,12 +481,16 @@ impl Filesystem for TrieFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        guarded("readdirplus", ino.0, || {
-            match readdir::fill_plus(&self.ns.read(), ino.0, offset, &mut reply, &TTL) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(fail("readdirplus", ino.0, None, e)),
-            }
+        let mut filled = Err(FsErrno::new(libc::EIO));
+        let ok = guarded("readdirplus", ino.0, || {
+            let ns = self.ns.read();
+            filled = readdir::fill_plus(&ns, ino.0, offset, &mut reply, &TTL);
         });
+        match filled {
+            Ok(()) if ok => reply.ok(),
+            Ok(()) => reply.error(Errno::EIO),
+            Err(e) => reply.error(fail("readdirplus", ino.0, None, e)),
+        }
     }
 
     fn releasedir(
@@ -541,21 +507,19 @@ impl Filesystem for TrieFs {
     fn fsyncdir(
         &self,
         _req: &Request,
-        ino: INodeNo,
+        _ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        guarded("fsyncdir", ino.0, || {
-            reply.ok();
-        });
+        reply.ok();
     }
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
-        guarded("statfs", ino.0, || {
-            let u = self.ns.read().usage();
+        let work = || Ok(self.ns.read().usage());
+        serve("statfs", ino.0, None, reply, work, |r, u| {
             let page = PAGE as u32;
-            reply.statfs(
+            r.statfs(
                 u.blocks,
                 u.bfree,
                 u.bfree,
@@ -564,7 +528,7 @@ impl Filesystem for TrieFs {
                 page,
                 NAME_MAX as u32,
                 page,
-            );
+            )
         });
     }
 
@@ -578,58 +542,40 @@ impl Filesystem for TrieFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        guarded("setxattr", ino.0, || {
+        let work = || {
             let mut ns = self.ns.write();
             if self.faults && name == FAULT_PANIC_XATTR {
                 panic!("injected fault: {FAULT_PANIC_XATTR} while holding the write lock");
             }
-            match ns.setxattr(ino.0, name, value, flags) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(fail("setxattr", ino.0, Some(name), e)),
-            }
-        });
+            ns.setxattr(ino.0, name, value, flags)
+        };
+        serve("setxattr", ino.0, Some(name), reply, work, |r, ()| r.ok());
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        guarded("getxattr", ino.0, || {
-            match self.ns.read().getxattr(ino.0, name, size) {
-                Ok(XattrReply::Size(n)) => reply.size(n),
-                Ok(XattrReply::Data(d)) => reply.data(&d),
-                Err(e) => reply.error(fail("getxattr", ino.0, Some(name), e)),
-            }
-        });
+        let work = || self.ns.read().getxattr(ino.0, name, size);
+        serve("getxattr", ino.0, Some(name), reply, work, xattr_done);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        guarded("listxattr", ino.0, || {
-            match self.ns.read().listxattr(ino.0, size) {
-                Ok(XattrReply::Size(n)) => reply.size(n),
-                Ok(XattrReply::Data(d)) => reply.data(&d),
-                Err(e) => reply.error(fail("listxattr", ino.0, None, e)),
-            }
-        });
+        let work = || self.ns.read().listxattr(ino.0, size);
+        serve("listxattr", ino.0, None, reply, work, xattr_done);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guarded("removexattr", ino.0, || {
-            match self.ns.write().removexattr(ino.0, name) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(fail("removexattr", ino.0, Some(name), e)),
-            }
+        let work = || self.ns.write().removexattr(ino.0, name);
+        serve("removexattr", ino.0, Some(name), reply, work, |r, ()| {
+            r.ok()
         });
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        guarded("access", ino.0, || {
-            match self
-                .ns
+        let work = || {
+            self.ns
                 .read()
                 .access(ino.0, mask.bits(), req.uid(), req.gid())
-            {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(fail("access", ino.0, None, e)),
-            }
-        });
+        };
+        serve("access", ino.0, None, reply, work, |r, ()| r.ok());
     }
 
     fn create(
@@ -642,22 +588,17 @@ impl Filesystem for TrieFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        guarded("create", parent.0, || {
-            let spec = spec_for(req, Kind::RegularFile, mode & !umask, 0, None);
-            let r = self.ns.write().create_node(parent.0, name, spec);
-            match r {
-                Ok(e) => {
-                    self.dir_changed(parent.0);
-                    reply.created(
-                        &TTL,
-                        &e.attr,
-                        Generation(e.generation),
-                        FileHandle(0),
-                        FopenFlags::FOPEN_KEEP_CACHE,
-                    )
-                }
-                Err(e) => reply.error(fail("create", parent.0, Some(name), e)),
-            }
+        let spec = spec_for(req, Kind::RegularFile, mode & !umask, None);
+        let work = || self.ns.write().create_node(parent.0, name, spec);
+        serve("create", parent.0, Some(name), reply, work, |r, e| {
+            self.dir_changed(parent.0);
+            r.created(
+                &TTL,
+                &e.attr,
+                Generation(e.generation),
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            )
         });
     }
 
@@ -672,23 +613,20 @@ impl Filesystem for TrieFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        guarded("ioctl", ino.0, || {
+        let work = || {
             if cmd != lsprefix::IOC_LS {
-                return reply.error(Errno::ENOTTY);
+                return Err(FsErrno::new(libc::ENOTTY));
             }
-            let cursor = match lsprefix::decode_request(in_data) {
-                Ok(c) => c,
-                Err(e) => return reply.error(fail("ls-prefix", ino.0, None, e)),
-            };
+            let cursor = lsprefix::decode_request(in_data)?;
             let caller = Caller::of_process(req.uid(), req.gid(), req.pid());
             let page = self
                 .ns
                 .read()
-                .leaves_page(ino.0, cursor, lsprefix::PAGE_LIMITS, &caller);
-            match page {
-                Ok(p) => reply.ioctl(0, &lsprefix::encode_page(&p)),
-                Err(e) => reply.error(fail("ls-prefix", ino.0, None, e)),
-            }
+                .leaves_page(ino.0, cursor, lsprefix::PAGE_LIMITS, &caller)?;
+            Ok(lsprefix::encode_page(&page))
+        };
+        serve("ls-prefix", ino.0, None, reply, work, |r, out| {
+            r.ioctl(0, &out)
         });
     }
 
@@ -702,12 +640,8 @@ impl Filesystem for TrieFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        guarded("fallocate", ino.0, || {
-            match self.ns.write().fallocate(ino.0, offset, length, mode) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(fail("fallocate", ino.0, None, e)),
-            }
-        });
+        let work = || self.ns.write().fallocate(ino.0, offset, length, mode);
+        serve("fallocate", ino.0, None, reply, work, |r, ()| r.ok());
     }
 
     fn lseek(
@@ -719,12 +653,8 @@ impl Filesystem for TrieFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        guarded("lseek", ino.0, || {
-            match self.ns.read().lseek(ino.0, offset, whence) {
-                Ok(o) => reply.offset(o),
-                Err(e) => reply.error(fail("lseek", ino.0, None, e)),
-            }
-        });
+        let work = || self.ns.read().lseek(ino.0, offset, whence);
+        serve("lseek", ino.0, None, reply, work, |r, o| r.offset(o));
     }
 
     fn copy_file_range(
@@ -740,15 +670,12 @@ impl Filesystem for TrieFs {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        guarded("copy_file_range", ino_in.0, || {
-            let r = self
-                .ns
-                .write()
-                .copy_range(ino_in.0, offset_in, ino_out.0, offset_out, len);
-            match r {
-                Ok(n) => reply.written(n),
-                Err(e) => reply.error(fail("copy_file_range", ino_in.0, None, e)),
-            }
+        let work = || {
+            let mut ns = self.ns.write();
+            ns.copy_range(ino_in.0, offset_in, ino_out.0, offset_out, len)
+        };
+        serve("copy_file_range", ino_in.0, None, reply, work, |r, n| {
+            r.written(n)
         });
     }
 

@@ -5,35 +5,87 @@
 use std::ffi::OsStr;
 use std::time::{Duration, SystemTime};
 
-use fuser::{Errno, FileAttr, FileType, INodeNo, TimeOrNow};
+use fuser::{
+    Errno, FileAttr, FileType, INodeNo, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, TimeOrNow,
+};
 use log::{Level, error, log};
 
 use crate::error::Errno as FsErrno;
 use crate::namespace::data::PAGE;
 
-/// The offset to hand out with an entry of cookie `c`: where the next
-/// listing resumes. Cookie-mates (colliding names, practically never) share
-/// a cookie; all but the last of them hand out `c` itself, so a listing cut
-/// between them repeats the group rather than skipping part of it.
-pub(crate) fn next_offset<T>(c: u64, next: Option<&(u64, T, u64, FileType)>) -> u64 {
-    match next {
-        Some((n, ..)) if *n == c => c,
-        _ => c + 1,
+/// Runs `f` for request `op`; a panic inside is logged with its context
+/// and the worker keeps serving (parking_lot locks do not poison, so other
+/// requests go on). Returns false after a panic.
+pub(crate) fn guarded(op: &str, ino: u64, f: impl FnOnce()) -> bool {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(()) => true,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            error!("{op}(ino={ino}) panicked: {msg}; answered EIO");
+            false
+        }
     }
 }
 
-/// Runs one request. A panic inside is logged with its context and the
-/// worker keeps serving; the reply dropped by the unwinding answers EIO
-/// (fuser sends EIO for any reply never sent). parking_lot locks do not
-/// poison, so other requests go on.
-pub(crate) fn guarded(op: &str, ino: u64, f: impl FnOnce()) {
-    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        error!("{op}(ino={ino}) panicked: {msg}; answered EIO");
+/// A reply that can carry an error: each of fuser's reply types.
+pub(crate) trait ErrorReply {
+    /// Answers with `e`.
+    fn error(self, e: Errno);
+}
+
+macro_rules! error_reply {
+    ($($t:ty),*) => {
+        $(impl ErrorReply for $t {
+            fn error(self, e: Errno) {
+                <$t>::error(self, e)
+            }
+        })*
+    };
+}
+
+error_reply!(
+    ReplyAttr,
+    ReplyCreate,
+    ReplyData,
+    ReplyDirectory,
+    ReplyDirectoryPlus,
+    ReplyEmpty,
+    ReplyEntry,
+    ReplyIoctl,
+    ReplyLseek,
+    ReplyOpen,
+    ReplyStatfs,
+    ReplyWrite,
+    ReplyXattr
+);
+
+/// Serves one request, named once by `op` (with `ino` and `name` for the
+/// log): `work` does it, taking and releasing the namespace lock itself,
+/// so the lock is never held while the reply is written to the kernel;
+/// then `done` answers a success, or the error's errno goes back (logged).
+/// A panic inside `work` is logged and answered with `EIO`.
+pub(crate) fn serve<R: ErrorReply, T>(
+    op: &str,
+    ino: u64,
+    name: Option<&OsStr>,
+    reply: R,
+    work: impl FnOnce() -> Result<T, FsErrno>,
+    done: impl FnOnce(R, T),
+) {
+    let mut out = None;
+    if !guarded(op, ino, || out = Some(work())) {
+        return reply.error(Errno::EIO);
+    }
+    match out {
+        Some(Ok(t)) => done(reply, t),
+        Some(Err(e)) => reply.error(fail(op, ino, name, e)),
+        None => reply.error(Errno::EIO),
     }
 }
 

@@ -94,6 +94,35 @@ impl Namespace {
         Ok(ino)
     }
 
+    /// `mknod`: creates a regular file (file type 0 or `S_IFREG`), FIFO,
+    /// socket or device node from the full `mode`; a directory, symlink or
+    /// unknown type is `EINVAL`, as on tmpfs. Counts a kernel reference.
+    pub fn mknod(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Entry> {
+        let kind = match mode & mode::S_IFMT {
+            0 => Kind::RegularFile,
+            _ => Kind::from_mode(mode)
+                .filter(|k| !matches!(k, Kind::Directory | Kind::Symlink))
+                .ok_or(Errno::new(libc::EINVAL))?,
+        };
+        let spec = NewNode {
+            kind,
+            perm: mode & 0o7777,
+            uid,
+            gid,
+            rdev,
+            target: None,
+        };
+        self.create_node(parent, name, spec)
+    }
+
     /// Gives inode `ino` the name `name` in directory `parent` (trie node
     /// `dir`): the trie edge and the link counts, the one place both are
     /// kept together. A directory gets its node, `nlink` 2 and one more

@@ -92,6 +92,14 @@ impl Namespace {
         Ok(self.inode(ino)?.size())
     }
 
+    /// Appends `data` to regular file `ino` (`O_APPEND`): the offset is the
+    /// size at the moment of the write, under the namespace lock, so
+    /// concurrent appenders never overwrite each other.
+    pub fn append(&mut self, ino: u64, data: &[u8]) -> Result<u32> {
+        let end = self.size(ino)?;
+        self.write(ino, end, data)
+    }
+
     /// Writes `data` at `offset` of regular file `ino`.
     pub fn write(&mut self, ino: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let f = self.file(ino)?;

@@ -185,6 +185,22 @@ impl Namespace {
         self.limits
     }
 
+    /// Opening `ino` as a file: anything but a directory (`EISDIR`).
+    pub fn open(&self, ino: u64) -> Result<()> {
+        match self.inode(ino)?.kind {
+            Kind::Directory => err(libc::EISDIR),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opening `ino` as a directory: only a directory (`ENOTDIR`).
+    pub fn opendir(&self, ino: u64) -> Result<()> {
+        match self.inode(ino)?.kind {
+            Kind::Directory => Ok(()),
+            _ => err(libc::ENOTDIR),
+        }
+    }
+
     pub(crate) fn inode(&self, ino: u64) -> Result<&Inode> {
         self.inodes.get(ino).ok_or(Errno::new(libc::ENOENT))
     }

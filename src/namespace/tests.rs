@@ -2404,3 +2404,47 @@ fn xattrs_go_with_the_inode_not_with_its_number() {
         e(libc::ENODATA)
     );
 }
+
+/// Rules that used to live in the FUSE adapter, now here where the tests
+/// and the fuzzer reach them: the file types mknod makes, the offset of an
+/// O_APPEND write, and which opens a file or directory refuses.
+#[test]
+fn mknod_append_and_open_rules() {
+    use inode::mode;
+    let mut ns = ns();
+    let f = ns.mknod(ROOT_INO, os("plain"), 0o644, 0, 0, 0).unwrap();
+    assert_eq!(
+        f.attr.kind,
+        FileType::RegularFile,
+        "type 0 is a regular file"
+    );
+    let fifo = ns.mknod(ROOT_INO, os("fifo"), mode::S_IFIFO | 0o600, 0, 0, 0);
+    assert_eq!(fifo.unwrap().attr.kind, FileType::NamedPipe);
+    let dev = ns
+        .mknod(ROOT_INO, os("dev"), mode::S_IFCHR | 0o600, 0x0103, 0, 0)
+        .unwrap();
+    assert_eq!(dev.attr.rdev, 0x0103);
+    for (name, m) in [
+        ("d", mode::S_IFDIR),
+        ("l", mode::S_IFLNK),
+        ("bad", 0o170000),
+    ] {
+        assert_eq!(
+            ns.mknod(ROOT_INO, os(name), m | 0o644, 0, 0, 0)
+                .unwrap_err(),
+            e(libc::EINVAL),
+            "mknod of type {m:o}"
+        );
+    }
+    let ino = f.attr.ino.0;
+    ns.write(ino, 0, b"abc").unwrap();
+    assert_eq!(ns.append(ino, b"de").unwrap(), 2);
+    assert_eq!(ns.append(ino, b"f").unwrap(), 1);
+    assert_eq!(ns.read(ino, 0, 100).unwrap(), b"abcdef");
+    let d = mkdir(&mut ns, ROOT_INO, "dir");
+    assert_eq!(ns.open(d).unwrap_err(), e(libc::EISDIR));
+    assert_eq!(ns.opendir(ino).unwrap_err(), e(libc::ENOTDIR));
+    ns.open(ino).unwrap();
+    ns.opendir(d).unwrap();
+    assert_eq!(ns.open(9999).unwrap_err(), e(libc::ENOENT));
+}
