@@ -27,6 +27,7 @@
 //! | [`trie`] | the path trie (`mod.rs`): one node per component, a parent's children keyed by name cookie (`dirmap.rs`), resumable bounded pages of leaf paths (`leaves.rs`) |
 //! | [`namespace`] | [`namespace::Namespace`]: its state, attributes and inode lifetime (`mod.rs`), directories and names (`dirs.rs`), file contents (`files.rs`), extended attributes (`xattr.rs`), the size and inode limits (`limits.rs`), the invariant checker (`check.rs`), building from an image (`load.rs`), the inode table (`inode.rs`), sparse file pages (`data.rs`) |
 //! | [`error`] | [`Errno`], the one error type of filesystem operations, and [`Result`] |
+//! | [`sys`] | the operating system behind safe functions: every libc call but the watcher's after fork and mount(2) |
 //! | [`fuse`] | the `fuser::Filesystem` adapter (`mod.rs`), errno and reply helpers (`reply.rs`), directory listings (`readdir.rs`) |
 //! | [`lsprefix`] | `triefs ls-prefix`: the ioctl's wire format and the daemon's side (`mod.rs`), the client (`client.rs`) |
 //! | [`image`] | snapshot images: the format (`mod.rs`), writing (`write.rs`), strict reading (`read.rs`), atomic private saves and loading from a path (`file.rs`), the save status file (`status.rs`) |
@@ -58,6 +59,7 @@
 //! assert_eq!(again.code(), libc::EEXIST);
 //! ```
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod error;
 pub mod fuse;
@@ -65,6 +67,7 @@ pub mod image;
 pub mod lsprefix;
 pub mod mount;
 pub mod namespace;
+pub mod sys;
 pub mod trie;
 
 pub use error::{Errno, Result};

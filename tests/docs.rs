@@ -500,4 +500,14 @@ fn module_map_names_every_source_file() {
         }
     }
     assert!(folders >= 7, "{folders} folders in the module map");
+    // Every file module at the top of src/ has its own row.
+    for e in std::fs::read_dir(root.join("src")).expect("read src") {
+        let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+        if let Some(m) = name.strip_suffix(".rs").filter(|m| *m != "lib") {
+            assert!(
+                lib.contains(&format!("//! | [`{m}`] |")),
+                "the module map in src/lib.rs has no row for src/{name}"
+            );
+        }
+    }
 }

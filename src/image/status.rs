@@ -34,7 +34,6 @@
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -153,9 +152,9 @@ pub fn read(image: &Path) -> io::Result<Option<Report>> {
             path.display()
         )));
     };
-    // SAFETY: flock on a descriptor we own; a shared lock that does not
-    // block is only granted when no daemon holds its exclusive lock.
-    let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    // A shared lock that does not block is only granted when no daemon
+    // holds its exclusive lock.
+    let free = crate::sys::try_flock(&f, false).unwrap_or(false);
     Ok(Some(if !free {
         Report::Serving(st)
     } else if st.failed.is_some() {
@@ -217,16 +216,11 @@ impl StatusFile {
                 .mode(0o644)
                 .open(&path)
                 .map_err(OpenError::Io)?;
-            // SAFETY: flock on a descriptor we own.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                    let mut bytes = Vec::new();
-                    let _ = (&file).take(64 * 1024).read_to_end(&mut bytes);
-                    let pid = Status::decode(&bytes).map(|s| s.pid);
-                    return Err(OpenError::InUse(pid));
-                }
-                return Err(OpenError::Io(e));
+            if !crate::sys::try_flock(&file, true).map_err(OpenError::Io)? {
+                let mut bytes = Vec::new();
+                let _ = (&file).take(64 * 1024).read_to_end(&mut bytes);
+                let pid = Status::decode(&bytes).map(|s| s.pid);
+                return Err(OpenError::InUse(pid));
             }
             let same = match (file.metadata(), std::fs::symlink_metadata(&path)) {
                 (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),

@@ -3,7 +3,6 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -90,12 +89,7 @@ pub fn list(dir: &Path, mut each: impl FnMut(Item<'_>)) -> io::Result<Listed> {
     loop {
         buf[..4].copy_from_slice(&(cursor.len() as u32).to_le_bytes());
         buf[4..4 + cursor.len()].copy_from_slice(&cursor);
-        // SAFETY: buf is IOC_SIZE bytes, the size encoded in IOC_LS, so the
-        // kernel copies at most that many in and out.
-        let rc = unsafe { libc::ioctl(f.as_raw_fd(), IOC_LS as _, buf.as_mut_ptr()) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        crate::sys::ioctl_rw(&f, IOC_LS, &mut buf)?;
         let mut r = Reader(&buf);
         let (flags, count, long_count) = (r.u32()?, r.u32()?, r.u32()?);
         let cursor_len = r.u32()? as usize;

@@ -80,21 +80,6 @@ impl Default for MountOpts {
     }
 }
 
-fn phys_ram() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let (pages, psize) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    if pages > 0 && psize > 0 {
-        pages as u64 * psize as u64
-    } else {
-        1 << 32
-    }
-}
-
 /// Parses an unsigned number the way the kernel's `simple_strtoull` does
 /// with base 0: `0x` (or `0X`) followed by a hex digit starts hex, a
 /// leading `0` octal, anything else decimal; digits stop at the first
@@ -148,7 +133,7 @@ pub fn parse_size(key: &str, val: &str, pct: bool) -> Result<u64, String> {
         "%" if pct => {
             // A percentage of RAM: computed in 128 bits, so 200% (or
             // 1k%) of a large memory cannot overflow before the bound.
-            let bytes = u128::from(phys_ram()) * u128::from(n) / 100;
+            let bytes = u128::from(crate::sys::phys_ram()) * u128::from(n) / 100;
             u64::try_from(bytes).map_err(|_| too_large())?
         }
         _ => return Err(bad()),
@@ -373,7 +358,7 @@ mod tests {
     /// tmpfs takes any percentage of RAM, also above 100.
     #[test]
     fn percentages_above_100() {
-        let ram = u128::from(phys_ram());
+        let ram = u128::from(crate::sys::phys_ram());
         let p200 = parse_size("size", "200%", true).unwrap();
         assert_eq!(u128::from(p200), ram * 2);
         assert_eq!(

@@ -45,18 +45,7 @@ impl Limits {
     /// tmpfs defaults: half of physical RAM for data, and as many inodes as
     /// that half has pages.
     pub fn tmpfs_defaults() -> Limits {
-        // SAFETY: sysconf has no preconditions.
-        let (pages, psize) = unsafe {
-            (
-                libc::sysconf(libc::_SC_PHYS_PAGES),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
-        };
-        let ram = if pages > 0 && psize > 0 {
-            pages as u64 * psize as u64
-        } else {
-            1 << 32
-        };
+        let ram = crate::sys::phys_ram();
         let half = ram / 2 / PAGE as u64;
         Limits {
             max_pages: half,

@@ -89,17 +89,6 @@ const BOGO_DIRENT: u64 = 20;
 /// Freeing at least this many pages (4 MiB) returns memory to the system.
 const TRIM_AFTER_PAGES: u64 = 1024;
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_heap() {
-    // SAFETY: malloc_trim only releases free memory of the allocator.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_heap() {}
-
 /// The whole in-memory filesystem: trie (names) plus inode table (files).
 pub struct Namespace {
     /// Names: each trie node's value is the inode number it links to.
@@ -279,7 +268,7 @@ impl Namespace {
         self.freed_since_trim += n;
         if self.freed_since_trim >= TRIM_AFTER_PAGES {
             self.freed_since_trim = 0;
-            trim_heap();
+            crate::sys::trim_heap();
         }
     }
 

@@ -1,7 +1,7 @@
 //! The daemon: detach, mount, serve, and unmount on signals.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +18,7 @@ use triefs::mount::mount_fuse;
 use triefs::mount::mountinfo::is_mount_point;
 use triefs::mount::options::MountOpts;
 use triefs::namespace::{Limits, Namespace};
+use triefs::sys::{self, Forked, SignalSet};
 
 use crate::cli::*;
 use crate::commands::image::*;
@@ -27,16 +28,10 @@ use crate::paths::*;
 use crate::preflight::*;
 use crate::saving::*;
 
-pub(crate) fn signal_set() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data initialised by sigemptyset.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
-            libc::sigaddset(&mut set, s);
-        }
-        set
-    }
+/// The signals the daemon handles: SIGINT, SIGTERM, SIGHUP unmount;
+/// SIGUSR1 saves the image.
+pub(crate) fn signal_set() -> SignalSet {
+    SignalSet::of(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1])
 }
 
 /// Forks; the parent waits until the child reports the mount live (exit 0)
@@ -45,18 +40,14 @@ pub(crate) fn daemonize() -> Result<OwnedFd, Fatal> {
     // Close-on-exec on every platform.
     let (rd, wr) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
     let (rd, wr) = (OwnedFd::from(rd), OwnedFd::from(wr));
-    // SAFETY: no other threads exist yet, so fork is safe.
-    match unsafe { libc::fork() } {
-        -1 => Err(format!("fork: {}", std::io::Error::last_os_error()).into()),
-        0 => {
+    // No other threads exist yet, so the child is a whole copy.
+    match sys::fork().map_err(|e| format!("fork: {e}"))? {
+        Forked::Child => {
             drop(rd);
-            // SAFETY: plain syscalls in the child.
-            unsafe {
-                libc::setsid();
-            }
+            sys::setsid().map_err(|e| format!("setsid: {e}"))?;
             Ok(wr)
         }
-        _ => {
+        Forked::Parent(_) => {
             drop(wr);
             let mut msg = Vec::new();
             let _ = std::fs::File::from(rd).read_to_end(&mut msg);
@@ -92,11 +83,10 @@ impl Unmount {
                 let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_bytes()) else {
                     return;
                 };
-                // SAFETY: c is a valid NUL-terminated path.
-                unsafe {
-                    if libc::umount2(c.as_ptr(), 0) != 0 {
-                        info!("unmount of {} busy; detaching lazily", mp.display());
-                        libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+                if sys::umount(&c, 0).is_err() {
+                    info!("unmount of {} busy; detaching lazily", mp.display());
+                    if let Err(e) = sys::umount(&c, libc::MNT_DETACH) {
+                        error!("unmount of {} failed: {e}", mp.display());
                     }
                 }
             }
@@ -120,8 +110,7 @@ pub(crate) fn start_session(
     opts: &MountOpts,
     config: &Config,
 ) -> std::io::Result<(Session<TrieFs>, Unmount)> {
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = sys::euid() == 0;
     if cfg!(target_os = "linux") && root {
         #[cfg(target_os = "linux")]
         {
@@ -176,9 +165,8 @@ pub(crate) fn detach_stdio() {
         .open("/dev/null")
     {
         for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors.
-            unsafe {
-                libc::dup2(null.as_raw_fd(), fd);
+            if let Err(e) = sys::dup2(&null, fd) {
+                error!("detaching descriptor {fd}: {e}");
             }
         }
     }
@@ -192,31 +180,20 @@ pub(crate) fn detach_stdio() {
 /// writer 840 -> 1,210 MiB/s, two writers 950 -> 1,570 MiB/s (medians of
 /// 3, `scripts/bench.sh` parallel section). `MALLOC_ARENA_MAX` or
 /// `MALLOC_TOP_PAD_` in the environment win.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub(crate) fn tune_malloc() {
-    let set = |v: &str| std::env::var_os(v).is_some();
-    // SAFETY: mallopt only changes allocator parameters; called before the
-    // request threads exist.
-    unsafe {
-        if !set("MALLOC_ARENA_MAX") {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
-        }
-        if !set("MALLOC_TOP_PAD_") {
-            libc::mallopt(libc::M_TOP_PAD, 8 << 20);
-        }
-    }
+    let unset = |v: &str| std::env::var_os(v).is_none();
+    sys::tune_malloc(
+        unset("MALLOC_ARENA_MAX").then_some(1),
+        unset("MALLOC_TOP_PAD_").then_some(8 << 20),
+    );
 }
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub(crate) fn tune_malloc() {}
 
 pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
     tune_malloc();
     let opts = MountOpts::parse(&cli.options)?;
     // The kernel's user_id of the mount is the real uid (fusermount3 and
     // mount_fuse alike), so that decides whether this is a root mount.
-    // SAFETY: getuid cannot fail.
-    let acl = opts.session_acl(unsafe { libc::getuid() } == 0)?;
+    let acl = opts.session_acl(sys::uid() == 0)?;
     let mountpoint = check_mountpoint(&cli.mountpoint)?;
     // Absolute: a detached daemon works from `/`, where a relative path
     // would name another file (or none) at the first save.
@@ -244,7 +221,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
     }
 
     // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let (uid, gid) = (sys::uid(), sys::gid());
     let limits = Limits::from_options(opts.size, opts.nr_inodes);
     let empty = || {
         Namespace::new(
@@ -334,10 +311,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
 
     // Block the signals in every thread; one thread waits for them.
     let set = signal_set();
-    // SAFETY: set is initialised; the mask is inherited by fuser's threads.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
+    // The mask is inherited by fuser's threads.
+    set.block().map_err(|e| format!("blocking signals: {e}"))?;
 
     let mut config = Config::default();
     config.mount_options = opts.mount.clone();
@@ -393,11 +368,13 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
     let (sig_ns, sig_image) = (shared.clone(), target.clone());
     std::thread::spawn(move || {
         let sig = loop {
-            let mut sig = 0;
-            // SAFETY: set is a valid, initialised signal set.
-            unsafe {
-                libc::sigwait(&set, &mut sig);
-            }
+            let sig = match set.wait() {
+                Ok(sig) => sig,
+                Err(e) => {
+                    error!("waiting for signals: {e}");
+                    continue;
+                }
+            };
             if sig != libc::SIGUSR1 {
                 break sig;
             }

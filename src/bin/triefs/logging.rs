@@ -17,12 +17,7 @@ pub(crate) fn syslog_error(msg: &str) {
     let Ok(c) = CString::new(msg.replace('\0', " ")) else {
         return;
     };
-    // SAFETY: the ident is a static C string (openlog keeps the pointer);
-    // syslog gets a constant "%s" format and one valid C string for it.
-    unsafe {
-        libc::openlog(c"triefs".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON);
-        libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), c.as_ptr());
-    }
+    triefs::sys::syslog_error(c"triefs", &c);
 }
 
 /// The daemon's logger: env_logger (stderr or `--log-file`) as configured,

@@ -1,6 +1,8 @@
 //! The `triefs` command: mount an in-memory trie filesystem, or run one of
 //! its subcommands. This file only dispatches.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod cli;
 mod commands;
 mod daemon;

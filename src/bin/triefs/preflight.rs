@@ -29,8 +29,7 @@ pub(crate) fn check_mountpoint(mp: &Path) -> Result<PathBuf, Fatal> {
             // still inside the dead mount (a shell's cwd) makes a plain
             // unmount answer "busy", so the lazy one. Users unmount through
             // the setuid fusermount3; umount(8) is for root.
-            // SAFETY: geteuid cannot fail.
-            let euid = unsafe { libc::geteuid() };
+            let euid = triefs::sys::euid();
             let listed = mp
                 .parent()
                 .map(|d| {
@@ -168,8 +167,7 @@ pub(crate) fn check_image_target(p: &Path, force_new: bool) -> Result<(), Fatal>
             .into());
         }
     }
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = triefs::sys::euid();
     // S_ISVTX, spelled out: its libc type differs between platforms.
     if dir_meta.mode() & 0o1000 != 0
         && euid != 0

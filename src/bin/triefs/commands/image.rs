@@ -22,8 +22,7 @@ pub(crate) fn image_load_error(path: &Path, e: &ImageError, mounting: bool) -> S
         ImageError::Io(io) => {
             let hint = match io.raw_os_error() {
                 Some(libc::EACCES) | Some(libc::EPERM) => {
-                    // SAFETY: geteuid cannot fail.
-                    let euid = unsafe { libc::geteuid() };
+                    let euid = triefs::sys::euid();
                     format!("; check its permissions (triefs runs as uid {euid})")
                 }
                 _ => String::new(),
