@@ -229,9 +229,6 @@ fn wait_unmounted(mnt: &Path) -> bool {
 /// nothing about access, and must still clear the mount when the daemon
 /// is killed.
 fn root_mount(opts: &str, shared: bool) {
-    if !common::can_mount() {
-        return;
-    }
     let args: Vec<&str> = if opts.is_empty() {
         vec![]
     } else {
@@ -340,9 +337,7 @@ fn root_mount_auto_unmount_owner_only_keeps_to_root() {
 /// the name mount(8) gives it, from a temp dir (no system-wide install).
 #[test]
 fn mount_helper_root_mounts_are_shared_like_tmpfs() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     for (opts, shared) in [
         ("size=1m,mode=1777,noauto", true),
         ("mode=1777,owner_only", false),
@@ -462,9 +457,7 @@ fn mount_namespace() -> PathBuf {
 /// Runs `body` with a fresh [`UserWorld`] in a copy of this test binary
 /// (`--exact name`) inside a private mount namespace.
 fn in_namespace(name: &str, body: fn(&UserWorld)) {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     if let Some(outer) = std::env::var_os(INNER) {
         // UserWorld replaces /dev/fuse and /etc/fuse.conf: never in the
         // namespace of the test that started us.
@@ -538,11 +531,9 @@ fn user_mount_allow_root_is_refused_in_its_own_terms() {
             let out = w.run_as_nobody(&["-o", opts]);
             assert_refused(&out, opts, &["allow_root", "user_allow_other"]);
         }
-        if w.has_fuse_conf {
-            w.fuse_conf("user_allow_other\n");
-            let out = w.run_as_nobody(&["-o", "allow_root"]);
-            assert_refused(&out, "allow_root with user_allow_other", &["allow_root"]);
-        }
+        w.fuse_conf("user_allow_other\n");
+        let out = w.run_as_nobody(&["-o", "allow_root"]);
+        assert_refused(&out, "allow_root with user_allow_other", &["allow_root"]);
     });
 }
 
@@ -551,10 +542,6 @@ fn user_mount_allow_root_is_refused_in_its_own_terms() {
 #[test]
 fn user_mount_allow_other_says_what_it_needs() {
     in_namespace("user_mount_allow_other_says_what_it_needs", |w| {
-        if !w.has_fuse_conf {
-            eprintln!("no /etc/fuse.conf to stand in for: skipped");
-            return;
-        }
         let out = w.run_as_nobody(&["-o", "allow_other"]);
         assert_refused(&out, "allow_other", &["allow_other", "user_allow_other"]);
         w.fuse_conf("user_allow_other\n");
@@ -572,8 +559,6 @@ struct UserWorld {
     dir: tempfile::TempDir,
     bin: PathBuf,
     mnt: PathBuf,
-    /// Whether `/etc/fuse.conf` exists, so that it can be replaced.
-    has_fuse_conf: bool,
 }
 
 impl UserWorld {
@@ -599,28 +584,19 @@ impl UserWorld {
         let mnt = p.join("m");
         std::fs::create_dir(&mnt).unwrap();
         std::os::unix::fs::chown(&mnt, Some(NOBODY.0), Some(NOBODY.1)).unwrap();
-        let has_fuse_conf = Path::new("/etc/fuse.conf").exists();
-        // fuse3 installs it; without it the user_allow_other cases cannot
-        // run, which the required suite must not take for a pass.
+        // fuse3 installs it; without it the user_allow_other cases could
+        // not run, which must not pass for a success.
         assert!(
-            has_fuse_conf || !std::env::var("TRIEFS_REQUIRE_MOUNT").is_ok_and(|v| v == "1"),
-            "TRIEFS_REQUIRE_MOUNT=1 but /etc/fuse.conf is missing (package fuse3 installs it)"
+            Path::new("/etc/fuse.conf").exists(),
+            "these tests replace /etc/fuse.conf, which is missing (package fuse3 installs it)"
         );
-        let w = UserWorld {
-            dir,
-            bin,
-            mnt,
-            has_fuse_conf,
-        };
+        let w = UserWorld { dir, bin, mnt };
         w.fuse_conf("# nothing allowed\n");
         w
     }
 
     /// Puts `text` in place of `/etc/fuse.conf` (inside the namespace).
     fn fuse_conf(&self, text: &str) {
-        if !self.has_fuse_conf {
-            return;
-        }
         let f = self.dir.path().join(format!("fuse.conf.{}", text.len()));
         std::fs::write(&f, text).unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -130,10 +130,12 @@ fn find_non_dirs(root: &Path) -> String {
 /// Spawns `triefs -f ARGS MNT` with piped stdin and extra environment,
 /// returns the guard (Drop unmounts and reaps) and the child's stdin.
 /// The daemon's stderr goes to `daemon_stderr(&m)`.
+#[track_caller]
 fn spawn_mount(
     args: &[&OsStr],
     env: &[(&str, &str)],
 ) -> (TriefsMount, Option<std::process::ChildStdin>) {
+    common::require_mount();
     let dir = short_tempdir();
     let mnt = dir.path().join("m");
     fs::create_dir(&mnt).expect("create mount dir");
@@ -278,9 +280,6 @@ fn signal_and_expect_clean_exit(m: &mut TriefsMount, sig: libc::c_int) {
 
 #[test]
 fn paths_file_creates_exactly_the_listed_directories() {
-    if !common::can_mount() {
-        return;
-    }
     let tmp = short_tempdir();
     let pf = write_paths_file(
         tmp.path(),
@@ -315,9 +314,6 @@ fn paths_file_creates_exactly_the_listed_directories() {
 
 #[test]
 fn paths_file_order_and_duplicates_do_not_matter() {
-    if !common::can_mount() {
-        return;
-    }
     let tmp = short_tempdir();
     // Children before parents, repeats, and a line that is only "/".
     let pf = write_paths_file(tmp.path(), b"/x/y/z\n/x/y\n/x\n/x/y/z\n/\n/x/w\n");
@@ -330,9 +326,6 @@ fn paths_file_order_and_duplicates_do_not_matter() {
 
 #[test]
 fn paths_file_non_utf8_line_becomes_a_directory() {
-    if !common::can_mount() {
-        return;
-    }
     let tmp = short_tempdir();
     let pf = write_paths_file(tmp.path(), b"/caf\xff/sub\xfe\n/plain\n");
     let m = TriefsMount::new(&["--paths", pf.to_str().unwrap()]);
@@ -357,9 +350,6 @@ fn paths_file_non_utf8_line_becomes_a_directory() {
 
 #[test]
 fn paths_from_stdin() {
-    if !common::can_mount() {
-        return;
-    }
     let (mut m, stdin) = spawn_mount(&[OsStr::new("--paths"), OsStr::new("-")], &[]);
     {
         let mut stdin = stdin.expect("piped stdin");
@@ -390,9 +380,6 @@ fn paths_from_stdin() {
 
 #[test]
 fn long_paths_lists_log_progress_not_every_path() {
-    if !common::can_mount() {
-        return;
-    }
     let (mut m, stdin) = spawn_mount(
         &[OsStr::new("-v"), OsStr::new("--paths"), OsStr::new("-")],
         &[],
@@ -432,9 +419,7 @@ fn long_paths_lists_log_progress_not_every_path() {
 
 #[test]
 fn paths_file_missing_is_a_one_line_error() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     let mnt = tmp.path().join("m");
     fs::create_dir(&mnt).unwrap();
@@ -462,9 +447,6 @@ fn paths_file_missing_is_a_one_line_error() {
 
 #[test]
 fn exit_zero_after_umount() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     fs::write(m.path().join("f"), b"x").unwrap();
     let out = Command::new("umount").arg(m.path()).output().unwrap();
@@ -482,9 +464,6 @@ fn exit_zero_after_umount() {
 
 #[test]
 fn exit_zero_after_fusermount3_u() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     fs::create_dir(m.path().join("d")).unwrap();
     let out = Command::new("fusermount3")
@@ -506,27 +485,18 @@ fn exit_zero_after_fusermount3_u() {
 
 #[test]
 fn exit_zero_after_sigterm() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     signal_and_expect_clean_exit(&mut m, libc::SIGTERM);
 }
 
 #[test]
 fn exit_zero_after_sigint() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     signal_and_expect_clean_exit(&mut m, libc::SIGINT);
 }
 
 #[test]
 fn sigterm_after_writing_files_leaves_no_stale_mount() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     fs::create_dir_all(m.path().join("a/b")).unwrap();
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
@@ -541,9 +511,6 @@ fn sigterm_after_writing_files_leaves_no_stale_mount() {
 /// the daemon hanging or the mount stale.
 #[test]
 fn sigterm_with_open_file_still_unmounts_and_exits_zero() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     let mut f = fs::File::create(m.path().join("open.txt")).unwrap();
     f.write_all(b"partial").unwrap();
@@ -557,9 +524,7 @@ fn sigterm_with_open_file_still_unmounts_and_exits_zero() {
 
 #[test]
 fn daemon_mode_returns_zero_once_mount_is_live() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     let mnt = tmp.path().join("m");
     fs::create_dir(&mnt).unwrap();
@@ -627,9 +592,7 @@ fn daemon_mode_returns_zero_once_mount_is_live() {
 
 #[test]
 fn missing_mount_point_is_a_one_line_error() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     let mnt = tmp.path().join("does-not-exist");
     let _g = UnmountGuard(mnt.clone());
@@ -651,9 +614,7 @@ fn missing_mount_point_is_a_one_line_error() {
 
 #[test]
 fn regular_file_mount_point_is_a_one_line_error() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     let mnt = tmp.path().join("plainfile");
     fs::write(&mnt, b"not a dir\n").unwrap();
@@ -677,9 +638,6 @@ fn regular_file_mount_point_is_a_one_line_error() {
 
 #[test]
 fn already_mounted_mount_point_is_a_one_line_error() {
-    if !common::can_mount() {
-        return;
-    }
     let t = common::Tmpfs::new();
     fs::write(t.path().join("marker"), b"tmpfs\n").unwrap();
     // Declared after the tmpfs so it drops first: removes anything triefs
@@ -713,9 +671,6 @@ fn already_mounted_mount_point_is_a_one_line_error() {
 
 #[test]
 fn option_ro_makes_writes_fail_with_erofs() {
-    if !common::can_mount() {
-        return;
-    }
     let tmp = short_tempdir();
     let pf = write_paths_file(tmp.path(), b"/data/sub\n");
     let m = TriefsMount::new(&["-o", "ro", "--paths", pf.to_str().unwrap()]);
@@ -743,9 +698,6 @@ fn option_ro_makes_writes_fail_with_erofs() {
 
 #[test]
 fn option_fsname_and_subtype_show_in_mountinfo() {
-    if !common::can_mount() {
-        return;
-    }
     let m = TriefsMount::new(&["-o", "fsname=foo"]);
     let info = mountinfo(m.path()).expect("mountinfo line");
     assert_eq!(info.source, "foo", "{info:?}");
@@ -762,9 +714,6 @@ fn option_fsname_and_subtype_show_in_mountinfo() {
 
 #[test]
 fn documented_options_are_accepted_and_applied() {
-    if !common::can_mount() {
-        return;
-    }
     // (arguments, flags that must then appear in the per-mount options,
     //  flags that must appear in the super-block options)
     let cases: &[(&[&str], &[&str], &[&str])] = &[
@@ -809,9 +758,6 @@ fn documented_options_are_accepted_and_applied() {
 
 #[test]
 fn noexec_option_prevents_execution() {
-    if !common::can_mount() {
-        return;
-    }
     let m = TriefsMount::new(&["-o", "noexec"]);
     let script = m.path().join("s.sh");
     fs::write(&script, b"#!/bin/sh\necho ran\n").unwrap();
@@ -827,9 +773,6 @@ fn noexec_option_prevents_execution() {
 
 #[test]
 fn rust_log_does_not_break_mounting() {
-    if !common::can_mount() {
-        return;
-    }
     let (mut m, _stdin) = spawn_mount(&[], &[("RUST_LOG", "debug")]);
     wait_mounted(&mut m);
     fs::write(m.path().join("f"), b"logged").unwrap();
@@ -845,9 +788,7 @@ fn rust_log_does_not_break_mounting() {
 
 #[test]
 fn unknown_option_is_a_one_line_error() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     let mnt = tmp.path().join("m");
     fs::create_dir(&mnt).unwrap();
@@ -880,9 +821,7 @@ fn help_exits_zero_and_mentions_paths() {
 /// A detached daemon logs to --log-file (its stderr is gone).
 #[test]
 fn daemon_logs_to_log_file() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let dir = common::short_tempdir();
     let mnt = dir.path().join("m");
     fs::create_dir(&mnt).unwrap();
@@ -955,9 +894,7 @@ fn option_reading(key: &str, mnt: &Path) -> u64 {
 /// hex and octal numbers), and refuse what tmpfs refuses ((uid_t)-1).
 #[test]
 fn numeric_options_read_as_tmpfs_reads_them() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let cases: &[(&str, &[&str])] = &[
         (
             "size",
@@ -1035,9 +972,6 @@ fn numeric_options_read_as_tmpfs_reads_them() {
 /// debug logging (-vv) shows.
 #[test]
 fn expected_xattr_probes_are_not_logged_as_failures() {
-    if !common::can_mount() {
-        return;
-    }
     for verbosity in [None, Some("-vv")] {
         let args: Vec<&OsStr> = verbosity.iter().map(OsStr::new).collect();
         let (mut m, _stdin) = spawn_mount(&args, &[]);
@@ -1202,9 +1136,7 @@ fn argument_errors_are_one_line() {
 /// (`./image`) or after `--`; the command word alone says so.
 #[test]
 fn mount_point_named_like_a_command() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     for name in ["image", "ls-prefix"] {
         let mnt = tmp.path().join(name);
@@ -1243,9 +1175,7 @@ fn mount_point_named_like_a_command() {
 /// called `image` or `ls-prefix` like a command.
 #[test]
 fn mount_helper_source_named_like_a_command() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     let helper = tmp.path().join("mount.fuse.triefs");
     std::os::unix::fs::symlink(triefs_bin(), &helper).unwrap();
@@ -1292,9 +1222,6 @@ fn backticked(line: &str) -> Vec<&str> {
 /// works, and it does.
 #[test]
 fn stale_busy_mount_error_gives_roots_command() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     let mnt = m.mnt.clone();
     let _g = UnmountGuard(mnt.clone());
@@ -1354,9 +1281,7 @@ fn stale_busy_mount_error_gives_roots_command() {
 /// connection is then closed: what a killed daemon leaves behind.
 #[test]
 fn stale_busy_mount_error_gives_a_users_command() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let bin = common::shared_binary();
     let tmp = short_tempdir();
     common::chmod(tmp.path(), 0o755);

@@ -54,9 +54,6 @@ fn describe(root: &Path) -> String {
 
 #[test]
 fn round_trip_of_every_file_type() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let img = dir.path().join("img");
     let mut m = mount_with_image(&img, &[]);
@@ -107,9 +104,6 @@ fn hash_file(p: &Path) -> String {
 
 #[test]
 fn damaged_images_are_refused_and_left_untouched() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let good = dir.path().join("good");
     let mut m = mount_with_image(&good, &[]);
@@ -201,9 +195,6 @@ fn image_ls(img: &Path) -> String {
 
 #[test]
 fn sigusr1_and_sigterm_save() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let img = dir.path().join("img");
     let mut m = mount_with_image(&img, &[]);
@@ -241,9 +232,6 @@ fn sigusr1_and_sigterm_save() {
 /// one.
 #[test]
 fn kill_during_save_leaves_an_untorn_image() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let img: PathBuf = dir.path().join("img");
     let mut m = mount_with_image(&img, &[]);
@@ -294,9 +282,6 @@ fn kill_during_save_leaves_an_untorn_image() {
 /// image, leaves no temporary file, and is reported by the exit code.
 #[test]
 fn failed_save_keeps_the_previous_image() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let img: PathBuf = dir.path().join("img");
     let mut m = mount_with_image(&img, &[]);
@@ -375,9 +360,6 @@ fn good_image(dir: &Path) -> PathBuf {
 /// image, not a foreign file.
 #[test]
 fn image_cut_inside_its_header_is_truncated() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let bytes = std::fs::read(good_image(dir.path())).unwrap();
     let mnt = dir.path().join("m");
@@ -402,9 +384,7 @@ fn image_cut_inside_its_header_is_truncated() {
 /// the file it named when the command was given.
 #[test]
 fn relative_image_path_of_a_detached_daemon() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let dir = common::short_tempdir();
     let mnt = dir.path().join("m");
     std::fs::create_dir(&mnt).unwrap();
@@ -433,9 +413,7 @@ fn relative_image_path_of_a_detached_daemon() {
 /// everything at unmount).
 #[test]
 fn image_path_that_is_a_directory_is_refused_at_mount() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let dir = common::short_tempdir();
     let img = dir.path().join("imgdir");
     std::fs::create_dir(&img).unwrap();
@@ -465,9 +443,6 @@ fn image_path_that_is_a_directory_is_refused_at_mount() {
 /// (the save's rename could not replace it).
 #[test]
 fn image_the_user_could_not_save_is_refused_at_mount() {
-    if !common::can_mount() {
-        return;
-    }
     let bin = common::shared_binary();
     let dir = common::short_tempdir();
     common::chmod(dir.path(), 0o755);
@@ -539,9 +514,6 @@ fn image_the_user_could_not_save_is_refused_at_mount() {
 /// overwrite a file the user may not even read.
 #[test]
 fn unreadable_image_hint_fits_the_user() {
-    if !common::can_mount() {
-        return;
-    }
     let bin = common::shared_binary();
     let dir = common::short_tempdir();
     common::chmod(dir.path(), 0o777);
@@ -583,9 +555,7 @@ fn unreadable_image_hint_fits_the_user() {
 /// report it (exit 1) until a later save succeeds.
 #[test]
 fn failed_save_is_reported_by_triefs_image() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let dir = common::short_tempdir();
     let small = dir.path().join("small");
     std::fs::create_dir(&small).unwrap();
@@ -683,9 +653,6 @@ fn failed_save_is_reported_by_triefs_image() {
 /// info` says the changes since its last save are gone.
 #[test]
 fn daemon_killed_before_its_final_save_is_reported() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let img = dir.path().join("img");
     let mut m = mount_with_image(&img, &[]);
@@ -710,9 +677,6 @@ fn daemon_killed_before_its_final_save_is_reported() {
 /// second is refused while the first serves.
 #[test]
 fn second_daemon_on_the_same_image_is_refused() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let img = dir.path().join("img");
     let mut first = mount_with_image(&img, &[]);
@@ -737,13 +701,11 @@ fn second_daemon_on_the_same_image_is_refused() {
 /// left alone); its image directory is a tiny tmpfs that fills up.
 #[test]
 fn detached_daemon_reports_a_failed_save_to_syslog() {
-    if !common::can_mount() {
-        return;
-    }
-    if !Path::new("/usr/bin/unshare").exists() && !Path::new("/bin/unshare").exists() {
-        eprintln!("skipping: unshare(1) is missing");
-        return;
-    }
+    common::require_mount();
+    assert!(
+        Path::new("/usr/bin/unshare").exists() || Path::new("/bin/unshare").exists(),
+        "this test needs unshare(1) (package util-linux)"
+    );
     let dir = common::short_tempdir();
     let t = dir.path();
     for d in ["m", "imgs", "realdev"] {
@@ -819,9 +781,6 @@ fn detached_daemon_reports_a_failed_save_to_syslog() {
 #[test]
 fn image_is_private_and_its_temp_file_never_follows_a_symlink() {
     use std::os::unix::fs::PermissionsExt;
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let img = dir.path().join("img");

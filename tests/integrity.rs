@@ -973,9 +973,6 @@ fn fsx_ops() -> u64 {
 
 #[test]
 fn fsx_random_ops_triefs() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("fsx_random_ops_triefs");
     let m = TriefsMount::new(&[]);
     let before = statfs(m.path());
@@ -991,9 +988,6 @@ fn fsx_random_ops_triefs() {
 /// (or FUSE) problem.
 #[test]
 fn fsx_random_ops_tmpfs_oracle() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("fsx_random_ops_tmpfs_oracle");
     let t = Tmpfs::new();
     let before = statfs(t.path());
@@ -1183,9 +1177,6 @@ fn make_files(dir: &Path, rng: &mut Rng) -> Vec<Model> {
 
 #[test]
 fn read_back_after_drop_caches() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("read_back_after_drop_caches");
     let mut rng = Rng::new(seed);
     let m = TriefsMount::new(&[]);
@@ -1292,9 +1283,6 @@ type SeekProbe = (u64, Result<u64, i32>, Result<u64, i32>);
 /// explicit expectations and with tmpfs.
 #[test]
 fn sparse_4gib_file() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("sparse_4gib_file");
     let m = TriefsMount::new(&[]);
     let t = Tmpfs::new();
@@ -1507,9 +1495,6 @@ fn sparse_4gib_file() {
 /// dropping it; then deleted, and statfs must show the space free again.
 #[test]
 fn dense_1gib_file_and_space_returned() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("dense_1gib_file_and_space_returned");
     let m = TriefsMount::new(&[]);
     let path = m.path().join("dense");
@@ -1798,9 +1783,6 @@ fn child_errno() -> u64 {
 /// with existing content that must stay intact outside the regions.
 #[test]
 fn concurrent_writers_disjoint_regions() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("concurrent_writers_disjoint_regions");
     let m = TriefsMount::new(&["--threads", "4"]);
     const N: u64 = 4;
@@ -1923,9 +1905,6 @@ fn concurrent_writers_disjoint_regions() {
 /// byte written there, and the size must never go down.
 #[test]
 fn concurrent_readers_while_appending() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("concurrent_readers_while_appending");
     let m = TriefsMount::new(&["--threads", "4"]);
     let path = m.path().join("log");
@@ -2088,9 +2067,6 @@ fn concurrent_readers_while_appending() {
 /// equal the page cache's.
 #[test]
 fn concurrent_appenders_records_intact() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("concurrent_appenders_records_intact");
     let m = TriefsMount::new(&["--threads", "4"]);
     let path = m.path().join("journal");
@@ -2254,9 +2230,6 @@ impl Model {
 /// with the same limit (the two may split a failing write differently).
 #[test]
 fn out_of_space_keeps_files_consistent() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("out_of_space_keeps_files_consistent");
     let m = TriefsMount::new(&["-o", "size=8m"]);
     let t = Tmpfs::new();

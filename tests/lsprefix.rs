@@ -81,9 +81,6 @@ fn populate() -> (tempfile::TempDir, TriefsMount) {
 
 #[test]
 fn ls_prefix_matches_a_walk_of_the_mount() {
-    if !common::can_mount() {
-        return;
-    }
     let (_tmp, m) = populate();
     let root = m.path();
     for prefix in ["", "/srv", "srv/site3/", "usr/share/doc", "var/empty/one"] {
@@ -129,9 +126,6 @@ fn ls_prefix_matches_a_walk_of_the_mount() {
 
 #[test]
 fn ls_prefix_errors_are_one_line() {
-    if !common::can_mount() {
-        return;
-    }
     let (_tmp, m) = populate();
     let root = m.path();
     let t = Tmpfs::new();
@@ -152,9 +146,6 @@ fn ls_prefix_errors_are_one_line() {
 
 #[test]
 fn ls_prefix_skips_what_the_caller_may_not_list() {
-    if !common::can_mount() {
-        return;
-    }
     let m = TriefsMount::new(&["-o", "allow_other"]);
     let root = m.path();
     fs::set_permissions(
@@ -232,9 +223,6 @@ fn ls_prefix_within_8_mib(m: &TriefsMount, run: impl FnOnce() -> Output) -> Outp
 /// of its whole prefix: 1.7 GB for this chain.)
 #[test]
 fn ls_prefix_of_a_deep_chain_keeps_the_daemon_small() {
-    if !common::can_mount() {
-        return;
-    }
     let tmp = short_tempdir();
     let list = deep_chain_list(tmp.path(), 40_000);
     let m = TriefsMount::new(&["--paths", list.to_str().expect("utf-8 path")]);
@@ -249,9 +237,6 @@ fn ls_prefix_of_a_deep_chain_keeps_the_daemon_small() {
 /// by `nobody`.
 #[test]
 fn ls_prefix_of_deep_long_names_by_another_user_keeps_the_daemon_small() {
-    if !common::can_mount() {
-        return;
-    }
     let m = TriefsMount::new(&["-o", "allow_other,mode=1777"]);
     fs::set_permissions(
         m.path().parent().expect("parent"),
@@ -302,9 +287,6 @@ fn ls_prefix_of_deep_long_names_by_another_user_keeps_the_daemon_small() {
 /// reported on stderr (its start and its length) and the exit code is 1.
 #[test]
 fn ls_prefix_reports_an_over_long_path_and_lists_the_rest() {
-    if !common::can_mount() {
-        return;
-    }
     let tmp = short_tempdir();
     let list = deep_chain_list(tmp.path(), 9000);
     let m = TriefsMount::new(&["--paths", list.to_str().expect("utf-8 path")]);

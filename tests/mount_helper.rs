@@ -64,9 +64,7 @@ fn statvfs(p: &Path) -> libc::statvfs {
 
 #[test]
 fn mount_t_fuse_triefs_and_fstab() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let _link = HelperLink::install();
     let dir = common::short_tempdir();
     let mnt = dir.path().join("m");

@@ -27,7 +27,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use common::{Errno, Tmpfs, TriefsMount, can_mount, cpath, errno};
+use common::{Errno, Tmpfs, TriefsMount, cpath, errno};
 
 // ---------------------------------------------------------------------------
 // Users.
@@ -774,22 +774,20 @@ fn make_traversable(p: &Path) {
 }
 
 impl Fixture {
-    /// Mounts both roots, or returns None when mount tests cannot run here.
-    fn new() -> Option<Fixture> {
-        if !can_mount() {
-            return None;
-        }
+    /// Mounts both roots.
+    #[track_caller]
+    fn new() -> Fixture {
         let tmp = Tmpfs::new();
         let fuse = TriefsMount::new(&["-o", "allow_other"]);
         // The harness makes its temp dirs 0700; other users must traverse.
         make_traversable(tmp.dir.path());
         make_traversable(fuse.dir.path());
-        Some(Fixture {
+        Fixture {
             fuse,
             tmp,
             failures: Vec::new(),
             checks: 0,
-        })
+        }
     }
 
     fn roots(&self) -> [(&'static str, PathBuf); 2] {
@@ -926,7 +924,7 @@ const SCRIPT: &[u8] = b"#!/bin/sh\nexit 7\n";
 /// (primary or supplementary) and other class, for open, access and execve.
 #[test]
 fn file_rwx_per_class() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     let truebin = std::fs::read("/bin/true").expect("read /bin/true");
     let modes = [
         0o000, 0o400, 0o200, 0o100, 0o040, 0o020, 0o010, 0o004, 0o002, 0o001, 0o700, 0o070, 0o007,
@@ -992,7 +990,7 @@ fn file_rwx_per_class() {
 /// directory itself.
 #[test]
 fn directory_rwx_per_class() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     let modes = [
         0o000, 0o100, 0o200, 0o300, 0o400, 0o500, 0o600, 0o700, 0o010, 0o030, 0o040, 0o050, 0o070,
         0o001, 0o003, 0o004, 0o005, 0o007, 0o755, 0o077, 0o707,
@@ -1096,7 +1094,7 @@ fn directory_rwx_per_class() {
 /// chmod, chown, chgrp and utimensat by owners and non-owners.
 #[test]
 fn attribute_changes_need_ownership() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     let mut n = 0;
     let mut fresh = |fx: &Fixture, mode: u32, gid: u32| {
         n += 1;
@@ -1214,7 +1212,7 @@ fn attribute_changes_need_ownership() {
 /// or root may unlink or rename an entry, or replace it by rename.
 #[test]
 fn sticky_directory() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     let pr = sysctl("protected_regular");
     let mut n = 0;
     let mut fresh = |fx: &Fixture| {
@@ -1323,7 +1321,7 @@ fn sticky_directory() {
 /// executable setgid file there loses S_ISGID.
 #[test]
 fn setgid_directory() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     fx.setup(&[
         Node::Dir("g", 0o2775, ALICE.uid, STAFF),
         Node::Dir("g2", 0o2777, ALICE.uid, STAFF),
@@ -1400,7 +1398,7 @@ fn setgid_directory() {
 /// by chmod from an owner who is not in the file's group.
 #[test]
 fn setid_bits_cleared() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     let mut n = 0;
     let mut fresh = |fx: &Fixture, mode: u32, gid: u32, dir: bool| {
         n += 1;
@@ -1544,7 +1542,7 @@ fn setid_bits_cleared() {
 /// write permission, hard links to other users' files, user.* xattrs.
 #[test]
 fn misc_denials() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     // truncate.
     fx.setup(&[
         Node::File("t644", 0o644, ALICE.uid, STAFF, TEXT),
@@ -1792,7 +1790,7 @@ fn random_sequences() {
     use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
     use std::cell::{Cell, RefCell};
 
-    let Some(fx) = Fixture::new() else { return };
+    let fx = Fixture::new();
     let fx = RefCell::new(fx);
     const USERS: [User; 7] = [ROOT, ALICE, ALICE_STAFF, BOB, DAVE, NOBODY, BOB_AS_ALICE];
     const IDS: [Option<u32>; 5] = [None, Some(0), Some(1000), Some(1001), Some(STAFF)];

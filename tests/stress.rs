@@ -71,6 +71,7 @@ struct Daemon {
 
 impl Daemon {
     /// Mounts on a fresh mount point in a private temp dir.
+    #[track_caller]
     fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
         let dir = common::short_tempdir();
         let mnt = dir.path().join("m");
@@ -87,6 +88,7 @@ impl Daemon {
     }
 
     /// Mounts on an existing mount point owned by someone else.
+    #[track_caller]
     fn start_at(mnt: &Path, log: &Path, args: &[&str], envs: &[(&str, &str)]) -> Daemon {
         let mut d = Daemon {
             mnt: mnt.to_path_buf(),
@@ -98,7 +100,9 @@ impl Daemon {
         d
     }
 
+    #[track_caller]
     fn spawn(&mut self, args: &[&str], envs: &[(&str, &str)]) {
+        common::require_mount();
         let log = File::create(&self.log).expect("daemon log file");
         let child = Command::new(triefs_bin())
             .arg("-f")
@@ -1215,9 +1219,6 @@ fn walk_quiet(mnt: &Path) {
 
 #[test]
 fn concurrent_chaos_keeps_structures_consistent() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
     let t0 = Instant::now();
     let mut d = Daemon::start(&["--threads", "4"], &[("TRIEFS_CHECK", "1")]);
@@ -1295,9 +1296,6 @@ fn concurrent_chaos_keeps_structures_consistent() {
 
 #[test]
 fn parallel_hard_links_keep_nlink_true() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
     let t0 = Instant::now();
     // Debug logging of triefs records every error the daemon returns.
@@ -1422,9 +1420,6 @@ fn close_raw(fd: i32) {
 
 #[test]
 fn size_limit_enospc_and_recovery() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
     let d = Daemon::start(&["-o", "size=8m"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
@@ -1549,9 +1544,6 @@ fn size_limit_enospc_and_recovery() {
 
 #[test]
 fn inode_limit_enospc_at_exact_count() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
     let d = Daemon::start(&["-o", "nr_inodes=100"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
@@ -1705,9 +1697,7 @@ fn inode_space_steps(mnt: &Path, want: Option<&[String]>) -> Vec<String> {
 /// bound with `ln` or `setfattr` on a mount with an inode limit.
 #[test]
 fn inode_space_matches_tmpfs() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let _serial = serial();
     let tmp = common::short_tempdir();
     let t = tmp.path().join("t");
@@ -1737,9 +1727,6 @@ fn rss_once_all_space_is_back(mnt: &Path, pid: i32) -> u64 {
 
 #[test]
 fn memory_stays_bounded_when_full() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
     let d = Daemon::start(&["-o", "size=256m"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
@@ -1796,9 +1783,6 @@ fn memory_stays_bounded_when_full() {
 
 #[test]
 fn memory_comes_back_after_deleting_many_small_files() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
     let d = Daemon::start(&[], &[]);
     let mnt = d.mnt.clone();
@@ -1831,9 +1815,6 @@ fn memory_comes_back_after_deleting_many_small_files() {
 
 #[test]
 fn sigkill_with_active_writer_then_stale_mount_recovery() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
     let mut d = Daemon::start(&[], &[]);
     let mnt = d.mnt.clone();
@@ -1955,9 +1936,6 @@ fn sigkill_with_active_writer_then_stale_mount_recovery() {
 
 #[test]
 fn sigkill_with_auto_unmount_clears_mount() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
     let mut d = Daemon::start(&["-o", "auto_unmount"], &[]);
     let mnt = d.mnt.clone();

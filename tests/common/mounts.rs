@@ -7,24 +7,29 @@ use std::time::{Duration, Instant};
 
 use super::{short_tempdir, triefs_bin};
 
-/// Returns false (after printing why) when mount tests cannot run here.
-/// Under `TRIEFS_REQUIRE_MOUNT=1` a missing prerequisite is a test failure.
-pub fn can_mount() -> bool {
-    let required = std::env::var("TRIEFS_REQUIRE_MOUNT").is_ok_and(|v| v == "1");
-    let reason = if !Path::new("/dev/fuse").exists() {
+/// Why mount tests cannot run here, if they cannot: they need `/dev/fuse`
+/// and root (the tmpfs oracle, mount(2), other users' credentials).
+pub fn mount_impossible() -> Option<&'static str> {
+    if !Path::new("/dev/fuse").exists() {
         Some("/dev/fuse is missing")
     } else if unsafe { libc::geteuid() } != 0 {
-        Some("mount tests need root (tmpfs oracle and mount(2))")
+        Some("not running as root")
     } else {
         None
-    };
-    match reason {
-        None => true,
-        Some(r) if required => panic!("TRIEFS_REQUIRE_MOUNT=1 but {r}"),
-        Some(r) => {
-            eprintln!("skipping mount test: {r}");
-            false
-        }
+    }
+}
+
+/// Panics, in one line saying why, when mount tests cannot run here: a
+/// mount test that cannot mount fails, it never passes. Called by every
+/// harness constructor that mounts, and first by every test that needs
+/// root without one. `TRIEFS_REQUIRE_MOUNT` is ignored.
+#[track_caller]
+pub fn require_mount() {
+    if let Some(why) = mount_impossible() {
+        panic!(
+            "mount tests need root and /dev/fuse ({why}): run them as root, \
+             or run `cargo test --lib` for the unit tests only"
+        );
     }
 }
 
@@ -59,20 +64,24 @@ pub struct TriefsMount {
 
 impl TriefsMount {
     /// Mounts with the given extra arguments (placed before the mount point).
+    #[track_caller]
     pub fn new(args: &[&str]) -> TriefsMount {
         Self::with_args(args.iter().map(OsStr::new))
     }
 
     /// Mounts with arbitrary OsStr arguments.
+    #[track_caller]
     pub fn with_args<'a>(args: impl IntoIterator<Item = &'a OsStr>) -> TriefsMount {
         Self::with_args_env(args, &[])
     }
 
     /// Mounts with arguments and extra environment variables for the daemon.
+    #[track_caller]
     pub fn with_args_env<'a>(
         args: impl IntoIterator<Item = &'a OsStr>,
         env: &[(&str, &str)],
     ) -> TriefsMount {
+        require_mount();
         let dir = short_tempdir();
         let mnt = dir.path().join("m");
         std::fs::create_dir(&mnt).expect("create mount dir");
@@ -169,7 +178,9 @@ pub struct Tmpfs {
 
 impl Tmpfs {
     /// Mounts a fresh tmpfs (needs root).
+    #[track_caller]
     pub fn new() -> Tmpfs {
+        require_mount();
         let dir = short_tempdir();
         let mnt = dir.path().join("t");
         std::fs::create_dir(&mnt).expect("create tmpfs dir");
