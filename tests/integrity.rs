@@ -23,7 +23,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Tmpfs, TriefsMount};
+use common::{Rng, Tmpfs, TriefsMount, splitmix64};
 
 const PAGE: usize = 4096;
 const KIB: u64 = 1 << 10;
@@ -33,55 +33,6 @@ const GIB: u64 = 1 << 30;
 // ---------------------------------------------------------------------------
 // Deterministic randomness, hashing and content patterns
 // ---------------------------------------------------------------------------
-
-/// xorshift64* generator: small, fast and reproducible from its seed.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        // splitmix the seed so that nearby seeds give unrelated streams, and
-        // never start from the all-zero state.
-        Rng(splitmix64(seed) | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        assert!(n > 0);
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        let mut chunks = buf.chunks_exact_mut(8);
-        for c in &mut chunks {
-            c.copy_from_slice(&self.next_u64().to_le_bytes());
-        }
-        let rest = chunks.into_remainder();
-        let last = self.next_u64().to_le_bytes();
-        rest.copy_from_slice(&last[..rest.len()]);
-    }
-}
-
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// The byte that content pattern `seed` has at file offset `off`: a pure
 /// function of both, so any reader can check any byte it gets without
@@ -100,15 +51,7 @@ fn fill_pattern(seed: u64, off: u64, buf: &mut [u8]) {
 /// The seed for a test: `TRIEFS_SEED` or one from the clock, printed so that
 /// a failure can be replayed.
 fn test_seed(test: &str) -> u64 {
-    let seed = match std::env::var("TRIEFS_SEED") {
-        Ok(s) => s.trim().parse::<u64>().expect("TRIEFS_SEED must be a u64"),
-        Err(_) => {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            splitmix64(t.as_nanos() as u64 ^ u64::from(std::process::id())) >> 16
-        }
-    };
+    let seed = common::seed_from_env("TRIEFS_SEED");
     eprintln!("{test}: seed {seed} (replay with TRIEFS_SEED={seed})");
     seed
 }

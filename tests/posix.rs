@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Errno, Tmpfs, TriefsMount, errno};
+use common::{Errno, Rng, Tmpfs, TriefsMount, errno};
 
 // ---------------------------------------------------------------------------
 // Values with readable Debug output (they end up in failure messages).
@@ -2417,28 +2417,6 @@ fn timestamp_update_rules() {
 // Randomized differential test with shrinking.
 // ---------------------------------------------------------------------------
 
-/// xorshift64* generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.below(from.len() as u64) as usize]
-    }
-}
-
 /// Directory-like paths: two top-level directories and one level below.
 const DIRS: [&str; 4] = ["p", "q", "p/r", "q/r"];
 /// Leaf names, used in the work dir and in every directory.
@@ -2661,22 +2639,13 @@ fn shrink(
 
 #[test]
 fn random_differential() {
-    let seed = match std::env::var("TRIEFS_SEED") {
-        Ok(s) => s.trim().parse::<u64>().expect("TRIEFS_SEED must be a u64"),
-        Err(_) => {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        }
-    };
+    let seed = common::seed_from_env("TRIEFS_SEED");
     let count: usize = std::env::var("TRIEFS_RANDOM_OPS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5000);
     eprintln!("random_differential: seed {seed} ({count} ops; replay with TRIEFS_SEED={seed})");
-    let mut r = Rng(seed.max(1));
+    let mut r = Rng::new(seed);
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0o022) };
     let t = Tmpfs::new();

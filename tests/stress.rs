@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{cpath, errno, is_mounted, triefs_bin, unmount};
+use common::{Rng, cpath, errno, is_mounted, triefs_bin, unmount};
 
 /// Serializes the tests of this file (drop_caches, memory, CPU).
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -243,14 +243,7 @@ fn proc_kib(pid: i32, field: &str) -> u64 {
 }
 
 fn seed() -> u64 {
-    std::env::var(SEED)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
+    common::seed_from_env(SEED)
 }
 
 fn c(s: &str) -> CString {
@@ -586,33 +579,6 @@ impl Drop for Workers {
 // ---------------------------------------------------------------------------
 // Worker processes, seen from inside
 // ---------------------------------------------------------------------------
-
-/// xorshift64*: small, seeded, good enough to pick operations.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
 
 /// Writes one protocol line to stdout with a single write(2).
 fn emit(line: &str) {

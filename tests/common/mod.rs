@@ -23,14 +23,18 @@
 //!   scripts, other processes' memory.
 //! - [`sys`]: small system-call helpers (paths as C strings, errnos,
 //!   chmod, temp dirs).
+//! - [`rng`]: the seeded random number generator ([`Rng`]) and the seeds
+//!   of randomized tests ([`seed_from_env`]).
 #![allow(dead_code, unused_imports)]
 
 pub mod mounts;
 pub mod procs;
+pub mod rng;
 pub mod sys;
 pub mod users;
 
 pub use mounts::*;
 pub use procs::*;
+pub use rng::*;
 pub use sys::*;
 pub use users::*;
