@@ -19,13 +19,12 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Errno, TriefsMount, cpath, errno, is_mounted, short_tempdir, unmount};
+use common::{Errno, TriefsMount, cpath, errno, is_mounted, unmount};
 
 /// The contents of the probed file.
 const SECRET: &[u8] = b"secret contents\n";
@@ -236,15 +235,14 @@ fn root_mount(opts: &str, shared: bool) {
     };
     let mut m = TriefsMount::new(&args);
     let root = m.path().to_path_buf();
-    std::fs::set_permissions(m.dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod the temp dir");
+    common::chmod(m.dir.path(), 0o755);
     // Warm every cache as root: entries, attributes, pages, listings.
     let d = root.join("d");
     let s = d.join("s");
     std::fs::create_dir(&d).expect("mkdir");
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod d");
+    common::chmod(&d, 0o755);
     std::fs::write(&s, SECRET).expect("write");
-    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o644)).expect("chmod s");
+    common::chmod(&s, 0o644);
     assert_eq!(std::fs::read(&s).expect("read as root"), SECRET);
     assert_eq!(std::fs::read_dir(&root).expect("list").count(), 1);
     std::fs::metadata(&s).expect("stat as root");
@@ -342,8 +340,7 @@ fn mount_helper_root_mounts_are_shared_like_tmpfs() {
         ("size=1m,mode=1777,noauto", true),
         ("mode=1777,owner_only", false),
     ] {
-        let dir = short_tempdir();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = common::short_tempdir_mode(0o755);
         let helper = dir.path().join("mount.fuse.triefs");
         std::os::unix::fs::symlink(common::triefs_bin(), &helper).unwrap();
         let mnt = dir.path().join("m");
@@ -563,9 +560,8 @@ struct UserWorld {
 
 impl UserWorld {
     fn new() -> UserWorld {
-        let dir = short_tempdir();
+        let dir = common::short_tempdir_mode(0o755);
         let p = dir.path();
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
         // Only this namespace sees these mounts (private propagation).
         let real = std::fs::metadata("/dev/fuse").expect("stat /dev/fuse");
         let rdev = std::os::unix::fs::MetadataExt::rdev(&real);
@@ -580,7 +576,7 @@ impl UserWorld {
         std::fs::create_dir(p.join("bin")).unwrap();
         let bin = p.join("bin/triefs");
         std::fs::copy(common::triefs_bin(), &bin).expect("copy the binary");
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        common::chmod(&bin, 0o755);
         let mnt = p.join("m");
         std::fs::create_dir(&mnt).unwrap();
         std::os::unix::fs::chown(&mnt, Some(NOBODY.0), Some(NOBODY.1)).unwrap();
@@ -599,7 +595,7 @@ impl UserWorld {
     fn fuse_conf(&self, text: &str) {
         let f = self.dir.path().join(format!("fuse.conf.{}", text.len()));
         std::fs::write(&f, text).unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        common::chmod(&f, 0o644);
         self.unbind_fuse_conf();
         common::sh(
             self.dir.path(),

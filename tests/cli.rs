@@ -876,11 +876,7 @@ fn tmpfs_reading(key: &str, value: &str) -> Option<u64> {
 fn option_reading(key: &str, mnt: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let m = fs::metadata(mnt).expect("stat the mount");
-    let c = common::cpath(mnt);
-    // SAFETY: statvfs is plain data, filled by the call.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid path and out-pointer.
-    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
+    let s = common::statvfs(mnt);
     match key {
         "uid" => u64::from(m.uid()),
         "gid" => u64::from(m.gid()),
@@ -1283,8 +1279,7 @@ fn stale_busy_mount_error_gives_roots_command() {
 fn stale_busy_mount_error_gives_a_users_command() {
     common::require_mount();
     let bin = common::shared_binary();
-    let tmp = short_tempdir();
-    common::chmod(tmp.path(), 0o755);
+    let tmp = common::short_tempdir_mode(0o755);
     for (owner, allow_other) in [(common::NOBODY, false), (0, true)] {
         let mnt = tmp.path().join(format!("m{owner}"));
         fs::create_dir(&mnt).unwrap();

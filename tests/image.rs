@@ -444,8 +444,7 @@ fn image_path_that_is_a_directory_is_refused_at_mount() {
 #[test]
 fn image_the_user_could_not_save_is_refused_at_mount() {
     let bin = common::shared_binary();
-    let dir = common::short_tempdir();
-    common::chmod(dir.path(), 0o755);
+    let dir = common::short_tempdir_mode(0o755);
     let mnt = dir.path().join("m");
     std::fs::create_dir(&mnt).unwrap();
     common::chmod(&mnt, 0o777);
@@ -515,8 +514,7 @@ fn image_the_user_could_not_save_is_refused_at_mount() {
 #[test]
 fn unreadable_image_hint_fits_the_user() {
     let bin = common::shared_binary();
-    let dir = common::short_tempdir();
-    common::chmod(dir.path(), 0o777);
+    let dir = common::short_tempdir_mode(0o777);
     let mnt = dir.path().join("m");
     std::fs::create_dir(&mnt).unwrap();
     common::chmod(&mnt, 0o777);
@@ -781,15 +779,14 @@ fn detached_daemon_reports_a_failed_save_to_syslog() {
 #[test]
 fn image_is_private_and_its_temp_file_never_follows_a_symlink() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = common::short_tempdir();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let dir = common::short_tempdir_mode(0o1777);
     let img = dir.path().join("img");
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "precious").unwrap();
     let m = mount_with_image(&img, &[]);
     let secret = m.path().join("secret");
     std::fs::write(&secret, "only for root").unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    common::chmod(&secret, 0o600);
     // The name the daemon will write to, planted as a symlink.
     let planted = dir.path().join(format!(".img.tmp.{}", m.pid()));
     std::os::unix::fs::symlink(&victim, &planted).unwrap();

@@ -23,7 +23,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Rng, Tmpfs, TriefsMount, splitmix64};
+use common::{Rng, Tmpfs, TriefsMount, drop_caches, splitmix64, statvfs};
 
 const PAGE: usize = 4096;
 const KIB: u64 = 1 << 10;
@@ -160,14 +160,6 @@ fn fstat(fd: i32) -> libc::stat {
     st
 }
 
-fn statfs(path: &Path) -> libc::statfs {
-    let c = common::cpath(path);
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
-    assert_eq!(rc, 0, "{}", os_err("statfs"));
-    st
-}
-
 /// `lseek` returning the offset or the errno.
 fn lseek(fd: i32, off: u64, whence: i32) -> Result<u64, i32> {
     let r = unsafe { libc::lseek(fd, off as libc::off_t, whence) };
@@ -178,22 +170,15 @@ fn lseek(fd: i32, off: u64, whence: i32) -> Result<u64, i32> {
     }
 }
 
-/// `sync`, then `echo LEVEL > /proc/sys/vm/drop_caches`.
-fn drop_caches(level: u32) {
-    unsafe { libc::sync() };
-    std::fs::write("/proc/sys/vm/drop_caches", format!("{level}\n"))
-        .unwrap_or_else(|e| panic!("echo {level} > /proc/sys/vm/drop_caches: {e}"));
-}
-
 /// Waits until statfs on `mnt` shows as many free blocks and free inodes as
 /// `before` (the daemon frees an inode's pages only when the kernel forgets
 /// it): first by itself for 5 s, then after `echo 2 > drop_caches`. Panics if
 /// the space never comes back; returns how it came back.
-fn wait_space_returned(mnt: &Path, before: &libc::statfs, what: &str) -> &'static str {
+fn wait_space_returned(mnt: &Path, before: &libc::statvfs, what: &str) -> &'static str {
     let returned = |deadline: Duration| {
         let t = Instant::now();
         loop {
-            let s = statfs(mnt);
+            let s = statvfs(mnt);
             if s.f_bfree == before.f_bfree && s.f_ffree == before.f_ffree {
                 return true;
             }
@@ -210,7 +195,7 @@ fn wait_space_returned(mnt: &Path, before: &libc::statfs, what: &str) -> &'stati
     if returned(Duration::from_secs(5)) {
         return "only after echo 2 > /proc/sys/vm/drop_caches";
     }
-    let s = statfs(mnt);
+    let s = statvfs(mnt);
     panic!(
         "{what}: space not returned on {} even after drop_caches 2: free blocks \
          before {} now {}, free inodes before {} now {}",
@@ -918,7 +903,7 @@ fn fsx_ops() -> u64 {
 fn fsx_random_ops_triefs() {
     let seed = test_seed("fsx_random_ops_triefs");
     let m = TriefsMount::new(&[]);
-    let before = statfs(m.path());
+    let before = statvfs(m.path());
     let mut fsx = Fsx::new(m.path(), seed);
     fsx.run(fsx_ops());
     fsx.remove();
@@ -933,7 +918,7 @@ fn fsx_random_ops_triefs() {
 fn fsx_random_ops_tmpfs_oracle() {
     let seed = test_seed("fsx_random_ops_tmpfs_oracle");
     let t = Tmpfs::new();
-    let before = statfs(t.path());
+    let before = statvfs(t.path());
     let mut fsx = Fsx::new(t.path(), seed);
     fsx.run(fsx_ops());
     fsx.remove();
@@ -1123,7 +1108,7 @@ fn read_back_after_drop_caches() {
     let seed = test_seed("read_back_after_drop_caches");
     let mut rng = Rng::new(seed);
     let m = TriefsMount::new(&[]);
-    let empty = statfs(m.path());
+    let empty = statvfs(m.path());
     let start = Instant::now();
     let mut models = make_files(m.path(), &mut rng);
 
@@ -1443,8 +1428,8 @@ fn dense_1gib_file_and_space_returned() {
     let path = m.path().join("dense");
     let chunk = MIB as usize;
     let nchunks = (GIB / MIB) as usize;
-    let before = statfs(m.path());
-    let page_units = before.f_frsize as u64;
+    let before = statvfs(m.path());
+    let page_units = before.f_frsize;
     assert_eq!(page_units, PAGE as u64, "statfs f_frsize");
 
     let gen_chunk = |i: usize, buf: &mut [u8]| Rng::new(seed ^ ((i as u64) << 20)).fill(buf);
@@ -1472,7 +1457,7 @@ fn dense_1gib_file_and_space_returned() {
     let st = std::fs::metadata(&path).unwrap();
     assert_eq!(st.len(), GIB, "size of the dense file");
     assert_eq!(st.blocks(), GIB / 512, "st_blocks of the dense file");
-    let full = statfs(m.path());
+    let full = statvfs(m.path());
     assert_eq!(
         before.f_bfree - full.f_bfree,
         GIB / PAGE as u64,
@@ -2179,9 +2164,9 @@ fn out_of_space_keeps_files_consistent() {
     common::sh(t.path(), "mount -o remount,size=8m .");
     for (name, root) in [("tmpfs", t.path()), ("triefs", m.path())] {
         let mut rng = Rng::new(seed);
-        let empty = statfs(root);
+        let empty = statvfs(root);
         assert_eq!(
-            empty.f_blocks * empty.f_frsize as u64,
+            empty.f_blocks * empty.f_frsize,
             8 * MIB,
             "{name}: size=8m in statfs"
         );
@@ -2234,7 +2219,7 @@ fn out_of_space_keeps_files_consistent() {
             log.push(format!("c: {len} at {off} -> {r:?}"));
         }
         assert!(enospc > 0, "{name}: 400 writes never hit ENOSPC");
-        let full = statfs(root);
+        let full = statvfs(root);
         // Overwrites of stored pages still work on a full filesystem.
         for _ in 0..50 {
             let off = rng.below(6 * MIB - 64 * KIB);

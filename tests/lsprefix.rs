@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -148,18 +147,14 @@ fn ls_prefix_errors_are_one_line() {
 fn ls_prefix_skips_what_the_caller_may_not_list() {
     let m = TriefsMount::new(&["-o", "allow_other"]);
     let root = m.path();
-    fs::set_permissions(
-        root.parent().expect("parent"),
-        fs::Permissions::from_mode(0o755),
-    )
-    .expect("chmod");
+    common::chmod(root.parent().expect("parent"), 0o755);
     for d in ["open/a", "closed/secret/deep", "groupdir/x"] {
         fs::create_dir_all(root.join(d)).expect("mkdir");
     }
-    fs::set_permissions(root.join("closed"), fs::Permissions::from_mode(0o700)).expect("chmod");
+    common::chmod(&root.join("closed"), 0o700);
     // Group 4242 may list groupdir; the user gets it as a supplementary group.
     std::os::unix::fs::chown(root.join("groupdir"), Some(0), Some(4242)).expect("chown");
-    fs::set_permissions(root.join("groupdir"), fs::Permissions::from_mode(0o750)).expect("chmod");
+    common::chmod(&root.join("groupdir"), 0o750);
 
     // The build may live where nobody cannot go (a clone in /root).
     let bin = common::shared_binary();
@@ -238,11 +233,7 @@ fn ls_prefix_of_a_deep_chain_keeps_the_daemon_small() {
 #[test]
 fn ls_prefix_of_deep_long_names_by_another_user_keeps_the_daemon_small() {
     let m = TriefsMount::new(&["-o", "allow_other,mode=1777"]);
-    fs::set_permissions(
-        m.path().parent().expect("parent"),
-        fs::Permissions::from_mode(0o755),
-    )
-    .expect("chmod");
+    common::chmod(m.path().parent().expect("parent"), 0o755);
     let root = common::cpath(m.path());
     let name = std::ffi::CString::new("d".repeat(255)).expect("name");
     let mut nest = Command::new("true");

@@ -52,16 +52,6 @@ fn mountinfo_line(mnt: &Path) -> String {
         .to_string()
 }
 
-fn statvfs(p: &Path) -> libc::statvfs {
-    let c = common::cpath(p);
-    // SAFETY: valid path and out-pointer.
-    unsafe {
-        let mut s: libc::statvfs = std::mem::zeroed();
-        assert_eq!(libc::statvfs(c.as_ptr(), &mut s), 0);
-        s
-    }
-}
-
 #[test]
 fn mount_t_fuse_triefs_and_fstab() {
     common::require_mount();
@@ -88,7 +78,7 @@ fn mount_t_fuse_triefs_and_fstab() {
         let md = std::fs::metadata(&mnt).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(md.permissions().mode() & 0o7777, 0o700);
-        let s = statvfs(&mnt);
+        let s = common::statvfs(&mnt);
         assert_eq!(s.f_blocks * s.f_frsize, 1 << 20);
         assert_eq!(s.f_files, 50);
         std::fs::write(mnt.join("f"), b"hello").unwrap();
@@ -119,7 +109,7 @@ fn mount_t_fuse_triefs_and_fstab() {
     let _m = Mounted(mnt.clone());
     assert!(mountinfo_line(&mnt).starts_with("data "));
     assert!(mnt.join("a/b/c").is_dir() && mnt.join("d").is_dir());
-    let s = statvfs(&mnt);
+    let s = common::statvfs(&mnt);
     assert_eq!(s.f_blocks * s.f_frsize, 2 << 20);
 }
 

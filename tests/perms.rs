@@ -285,25 +285,6 @@ impl<'a> Op<'a> {
 
 impl fmt::Debug for Op<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let flags = |fl: i32| {
-            let mut v = Vec::new();
-            v.push(match fl & libc::O_ACCMODE {
-                libc::O_RDONLY => "O_RDONLY",
-                libc::O_WRONLY => "O_WRONLY",
-                _ => "O_RDWR",
-            });
-            for (bit, name) in [
-                (libc::O_CREAT, "O_CREAT"),
-                (libc::O_EXCL, "O_EXCL"),
-                (libc::O_TRUNC, "O_TRUNC"),
-                (libc::O_NOATIME, "O_NOATIME"),
-            ] {
-                if fl & bit != 0 {
-                    v.push(name);
-                }
-            }
-            v.join("|")
-        };
         let amode = |m: i32| {
             if m == libc::F_OK {
                 return "F_OK".to_string();
@@ -322,7 +303,7 @@ impl fmt::Debug for Op<'_> {
         };
         let id = |x: Option<u32>| x.map_or("-1".to_string(), |v| v.to_string());
         match *self {
-            Op::Open(p, fl) => write!(f, "open({p:?}, {})", flags(fl)),
+            Op::Open(p, fl) => write!(f, "open({p:?}, {})", common::open_flags(fl)),
             Op::Create(p, m) => write!(f, "open({p:?}, O_CREAT|O_EXCL|O_WRONLY, 0{m:o})"),
             Op::Write(p) => write!(f, "write({p:?})"),
             Op::Access(p, m) => write!(f, "access({p:?}, {})", amode(m)),
@@ -768,11 +749,6 @@ struct Fixture {
     checks: usize,
 }
 
-fn make_traversable(p: &Path) {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
-        .unwrap_or_else(|e| panic!("chmod 0755 {}: {e}", p.display()));
-}
-
 impl Fixture {
     /// Mounts both roots.
     #[track_caller]
@@ -780,8 +756,8 @@ impl Fixture {
         let tmp = Tmpfs::new();
         let fuse = TriefsMount::new(&["-o", "allow_other"]);
         // The harness makes its temp dirs 0700; other users must traverse.
-        make_traversable(tmp.dir.path());
-        make_traversable(fuse.dir.path());
+        common::chmod(tmp.dir.path(), 0o755);
+        common::chmod(fuse.dir.path(), 0o755);
         Fixture {
             fuse,
             tmp,
@@ -1005,8 +981,7 @@ fn directory_rwx_per_class() {
         ]);
         // Apply the directory's mode last, so root's setup never depends on it.
         for (_, root) in fx.roots() {
-            std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(mode))
-                .expect("chmod dir");
+            common::chmod(&root.join(d), mode);
         }
     };
     for mode in modes {
@@ -1079,8 +1054,7 @@ fn directory_rwx_per_class() {
         Node::Dir("rnox/c", 0o755, ALICE.uid, ALICE.gid),
     ]);
     for (_, root) in fx.roots() {
-        std::fs::set_permissions(root.join("rnox"), std::fs::Permissions::from_mode(0o744))
-            .expect("chmod rnox");
+        common::chmod(&root.join("rnox"), 0o744);
     }
     let after = ["rnox", "rnox/a", "rnox/c"];
     fx.check(BOB, Op::ReadDir("rnox"), Some(Outcome::Ok(3)), &after);

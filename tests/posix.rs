@@ -60,26 +60,7 @@ struct Fl(i32);
 
 impl fmt::Debug for Fl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts = vec![match self.0 & libc::O_ACCMODE {
-            libc::O_RDONLY => "O_RDONLY",
-            libc::O_WRONLY => "O_WRONLY",
-            _ => "O_RDWR",
-        }];
-        for (bit, name) in [
-            (libc::O_CREAT, "O_CREAT"),
-            (libc::O_EXCL, "O_EXCL"),
-            (libc::O_TRUNC, "O_TRUNC"),
-            (libc::O_APPEND, "O_APPEND"),
-            (libc::O_DIRECTORY, "O_DIRECTORY"),
-            (libc::O_NOFOLLOW, "O_NOFOLLOW"),
-            (libc::O_PATH, "O_PATH"),
-            (libc::O_NONBLOCK, "O_NONBLOCK"),
-        ] {
-            if self.0 & bit != 0 {
-                parts.push(name);
-            }
-        }
-        f.write_str(&parts.join("|"))
+        f.write_str(&common::open_flags(self.0))
     }
 }
 
@@ -771,9 +752,7 @@ fn compare_trees(tmp: &Side, tri: &Side) -> Result<(), String> {
 fn make_workdir(root: &std::path::Path, name: &str, side: &'static str) -> Side {
     let base = root.join(name);
     std::fs::create_dir(&base).unwrap_or_else(|e| panic!("{side}: mkdir {base:?}: {e}"));
-    let c = common::cpath(&base);
-    // SAFETY: valid C string.
-    assert_eq!(unsafe { libc::chmod(c.as_ptr(), 0o755) }, 0);
+    common::chmod(&base, 0o755);
     Side { name: side, base }
 }
 

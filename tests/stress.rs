@@ -35,7 +35,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Rng, cpath, errno, is_mounted, triefs_bin, unmount};
+use common::{
+    Rng, cpath, drop_caches, errno, is_mounted, statvfs, strerror, triefs_bin, unmount,
+};
 
 /// Serializes the tests of this file (drop_caches, memory, CPU).
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -196,27 +198,6 @@ impl Drop for Daemon {
 // Small helpers
 // ---------------------------------------------------------------------------
 
-fn statvfs(p: &Path) -> libc::statvfs {
-    let c = cpath(p);
-    // SAFETY: statvfs is plain data; the call fills it.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c is a valid path, s a valid out pointer.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
-    assert_eq!(
-        rc,
-        0,
-        "statvfs {}: {}",
-        p.display(),
-        io::Error::last_os_error()
-    );
-    s
-}
-
-/// Asks the kernel to drop unused dentries and inodes (sending forgets).
-fn drop_caches(what: &str) {
-    fs::write("/proc/sys/vm/drop_caches", what).expect("write /proc/sys/vm/drop_caches");
-}
-
 /// Drops caches until `done` holds for statfs (at most ~6 s); returns the
 /// last statfs either way.
 fn settle_statfs(mnt: &Path, done: impl Fn(&libc::statvfs) -> bool) -> libc::statvfs {
@@ -225,7 +206,7 @@ fn settle_statfs(mnt: &Path, done: impl Fn(&libc::statvfs) -> bool) -> libc::sta
         if done(&s) {
             break;
         }
-        drop_caches("2");
+        drop_caches(2);
         thread::sleep(Duration::from_millis(200));
         s = statvfs(mnt);
     }
@@ -248,10 +229,6 @@ fn seed() -> u64 {
 
 fn c(s: &str) -> CString {
     CString::new(s).expect("path without NUL")
-}
-
-fn strerror(e: i32) -> String {
-    io::Error::from_raw_os_error(e).to_string()
 }
 
 /// What walking a tree found about names and link counts.
@@ -1339,7 +1316,7 @@ fn parallel_hard_links_keep_nlink_true() {
     eprintln!("links: {links} names for the 3 anchors at the end");
     // Again with every cached inode dropped, so attributes come from the
     // daemon rather than the kernel's cache.
-    drop_caches("2");
+    drop_caches(2);
     check("after drop_caches");
 
     d.finish();
@@ -1485,7 +1462,7 @@ fn size_limit_enospc_and_recovery() {
     small[0].1[..11].copy_from_slice(b"OVERWRITTEN");
 
     // The small files survive intact (read from the daemon, not the cache).
-    drop_caches("3");
+    drop_caches(3);
     for (p, data) in &small {
         assert_eq!(
             &fs::read(p).expect("read small"),
@@ -1501,7 +1478,7 @@ fn size_limit_enospc_and_recovery() {
     assert_eq!(s.f_bfree, 2048 - small_pages, "f_bfree after deleting big");
     let data: Vec<u8> = (0..MIB as usize).map(|i| (i % 251) as u8).collect();
     fs::write(mnt.join("after"), &data).expect("writing after freeing space");
-    drop_caches("3");
+    drop_caches(3);
     assert_eq!(fs::read(mnt.join("after")).expect("read after"), data);
     assert_eq!(statvfs(&mnt).f_bfree, 2048 - small_pages - 256);
 

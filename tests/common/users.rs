@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{short_tempdir, triefs_bin};
+use super::{chmod, short_tempdir_mode, triefs_bin};
 
 /// Switches the calling process to `uid`/`gid` with the supplementary
 /// `groups`. Meant for a forked child before exec (`pre_exec`): only
@@ -45,14 +45,10 @@ pub struct SharedBinary {
 
 /// Copies the triefs binary into a fresh 0755 temp dir.
 pub fn shared_binary() -> SharedBinary {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = short_tempdir();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod temp dir");
+    let dir = short_tempdir_mode(0o755);
     let path = dir.path().join("triefs");
     std::fs::copy(triefs_bin(), &path).expect("copy triefs binary");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-        .expect("chmod triefs copy");
+    chmod(&path, 0o755);
     SharedBinary { dir, path }
 }
 
