@@ -208,15 +208,6 @@ fn sys_admin_bypass() -> bool {
         .is_ok_and(|v| v.trim() == "Y")
 }
 
-/// Waits up to 5 s for `mnt` to stop being a mount point.
-fn wait_unmounted(mnt: &Path) -> bool {
-    let t = Instant::now();
-    while is_mounted(mnt) && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    !is_mounted(mnt)
-}
-
 // ---------------------------------------------------------------------------
 // Root mounts.
 // ---------------------------------------------------------------------------
@@ -285,7 +276,7 @@ fn root_mount(opts: &str, shared: bool) {
         child.wait().expect("reap the daemon");
         m.child = None;
         assert!(
-            wait_unmounted(&root),
+            common::wait_unmounted(&root, Duration::from_secs(5)),
             "-o {opts:?}: the mount must disappear after SIGKILL"
         );
     } else {
@@ -396,11 +387,11 @@ impl DetachedMount {
 
 impl Drop for DetachedMount {
     fn drop(&mut self) {
-        let pids = pids_with_arg(&self.0);
+        let pids = common::pids_with_arg(&self.0);
         unmount(&self.0);
         let t = Instant::now();
         for pid in pids {
-            while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+            while !common::has_exited(pid) {
                 if t.elapsed() > Duration::from_secs(10) {
                     // SAFETY: signalling a PID we found serving our mount.
                     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -411,31 +402,6 @@ impl Drop for DetachedMount {
         }
         unmount(&self.0);
     }
-}
-
-/// PIDs of processes (other than us) with `arg` as one of their arguments.
-fn pids_with_arg(arg: &Path) -> Vec<i32> {
-    use std::os::unix::ffi::OsStrExt;
-    let me = std::process::id() as i32;
-    let want = arg.as_os_str().as_bytes();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == want))
-        })
-        .collect()
-}
-
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('Z')))
-        .unwrap_or(true)
 }
 
 // ---------------------------------------------------------------------------
@@ -512,7 +478,7 @@ fn user_mount_auto_unmount_keeps_to_its_owner() {
         child.wait().expect("reap");
         m.child = None;
         assert!(
-            wait_unmounted(&w.mnt),
+            common::wait_unmounted(&w.mnt, Duration::from_secs(5)),
             "auto_unmount: the mount must go when the daemon dies"
         );
     });

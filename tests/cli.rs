@@ -223,30 +223,6 @@ fn mountinfo(mnt: &Path) -> Option<MountInfo> {
     })
 }
 
-/// PIDs of processes (other than us) whose argv contains `mnt` exactly.
-fn pids_serving(mnt: &Path) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let want = mnt.as_os_str().as_bytes();
-    let mut pids = Vec::new();
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return pids;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        if let Ok(cmdline) = fs::read(e.path().join("cmdline"))
-            && cmdline.split(|&b| b == 0).any(|a| a == want)
-        {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 /// Asserts the mount is gone and the mount point is a plain, empty,
 /// accessible directory again (no stale ENOTCONN mount).
 fn assert_no_stale_mount(mnt: &Path) {
@@ -556,7 +532,7 @@ fn daemon_mode_returns_zero_once_mount_is_live() {
     fs::write(mnt.join("ready/file"), b"daemon\n").unwrap();
     assert_eq!(fs::read(mnt.join("ready/file")).unwrap(), b"daemon\n");
 
-    let daemons = pids_serving(&mnt);
+    let daemons = common::pids_with_arg(&mnt);
     assert!(
         !daemons.is_empty(),
         "no process with the mount point in its argv is serving the mount"
@@ -568,19 +544,19 @@ fn daemon_mode_returns_zero_once_mount_is_live() {
         "umount failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let start = Instant::now();
-    while is_mounted(&mnt) || !pids_serving(&mnt).is_empty() {
-        if start.elapsed() > EXIT_TIMEOUT {
-            let left = pids_serving(&mnt);
-            for pid in &left {
-                unsafe { libc::kill(*pid, libc::SIGKILL) };
-            }
-            panic!(
-                "after umount: mounted={}, daemon pids still alive={left:?}",
-                is_mounted(&mnt)
-            );
+    let gone = common::wait_until(EXIT_TIMEOUT, || {
+        !is_mounted(&mnt) && common::pids_with_arg(&mnt).is_empty()
+    });
+    if !gone {
+        let left = common::pids_with_arg(&mnt);
+        for pid in &left {
+            // SAFETY: kill(2) of the daemons serving this test's mount.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
         }
-        std::thread::sleep(Duration::from_millis(20));
+        panic!(
+            "after umount: mounted={}, daemon pids still alive={left:?}",
+            is_mounted(&mnt)
+        );
     }
     drop(guard);
     assert_no_stale_mount(&mnt);
@@ -836,19 +812,13 @@ fn daemon_logs_to_log_file() {
     assert!(st.success());
     assert!(common::is_mounted(&mnt));
     common::unmount(&mnt);
-    let start = std::time::Instant::now();
-    loop {
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("unmounted") {
-            assert!(text.contains("mounted triefs on"), "{text}");
-            break;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "log: {text}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut text = String::new();
+    let logged = common::wait_until(Duration::from_secs(10), || {
+        text = fs::read_to_string(&log).unwrap_or_default();
+        text.contains("unmounted")
+    });
+    assert!(logged, "log: {text}");
+    assert!(text.contains("mounted triefs on"), "{text}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1154,10 +1124,7 @@ fn mount_point_named_like_a_command() {
             assert!(is_mounted(&mnt), "triefs {args:?} did not mount {name}");
             fs::write(mnt.join("f"), b"x").unwrap();
             unmount(&mnt);
-            let start = Instant::now();
-            while !pids_serving(&mnt).is_empty() && start.elapsed() < EXIT_TIMEOUT {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            common::wait_until(EXIT_TIMEOUT, || common::pids_with_arg(&mnt).is_empty());
             assert!(!is_mounted(&mnt));
         }
         let mut cmd = triefs_cmd();

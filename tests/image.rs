@@ -20,16 +20,6 @@ fn mount_with_image(img: &Path, env: &[(&str, &str)]) -> TriefsMount {
     TriefsMount::with_args_env(args, env)
 }
 
-fn sh_out(script: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A tree with every file type, hard links, xattrs and a sparse 1 GiB file.
 fn populate(root: &Path) {
     common::sh(
@@ -45,11 +35,11 @@ fn populate(root: &Path) {
 
 /// Everything `find` and friends can see, in a stable order.
 fn describe(root: &Path) -> String {
-    sh_out(&format!(
-        "cd {} && find . -printf '%y %m %n %U:%G %s %T@ %p %l\\n' | sort \
+    common::sh(
+        root,
+        "find . -printf '%y %m %n %U:%G %s %T@ %p %l\\n' | sort \
          && md5sum d/f d/e/rand sparse && getfattr -d -R . 2>/dev/null | sort",
-        root.display()
-    ))
+    )
 }
 
 #[test]
@@ -99,7 +89,7 @@ fn round_trip_of_every_file_type() {
 }
 
 fn hash_file(p: &Path) -> String {
-    sh_out(&format!("md5sum < {}", p.display()))
+    common::sh(Path::new("/"), &format!("md5sum < {}", p.display()))
 }
 
 #[test]
@@ -173,15 +163,11 @@ fn damaged_images_are_refused_and_left_untouched() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "/new\n");
 }
 
-fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(cond: impl FnMut() -> bool, what: &str) {
+    assert!(
+        common::wait_until(Duration::from_secs(20), cond),
+        "timed out waiting for {what}"
+    );
 }
 
 fn image_ls(img: &Path) -> String {

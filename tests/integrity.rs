@@ -176,17 +176,10 @@ fn lseek(fd: i32, off: u64, whence: i32) -> Result<u64, i32> {
 /// the space never comes back; returns how it came back.
 fn wait_space_returned(mnt: &Path, before: &libc::statvfs, what: &str) -> &'static str {
     let returned = |deadline: Duration| {
-        let t = Instant::now();
-        loop {
+        common::wait_until(deadline, || {
             let s = statvfs(mnt);
-            if s.f_bfree == before.f_bfree && s.f_ffree == before.f_ffree {
-                return true;
-            }
-            if t.elapsed() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            s.f_bfree == before.f_bfree && s.f_ffree == before.f_ffree
+        })
     };
     if returned(Duration::from_secs(5)) {
         return "by itself";

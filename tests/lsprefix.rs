@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Tmpfs, TriefsMount, peak_rss_kib, reset_peak_rss, short_tempdir, triefs_bin};
+use common::{Tmpfs, TriefsMount, proc_kib, reset_peak_rss, short_tempdir, triefs_bin};
 
 fn ls_prefix(args: &[&Path]) -> Output {
     Command::new(triefs_bin())
@@ -203,9 +203,9 @@ fn deep_chain_list(tmp: &Path, depth: usize) -> std::path::PathBuf {
 /// stays within 8 MiB of its resting size; returns the listing's output.
 fn ls_prefix_within_8_mib(m: &TriefsMount, run: impl FnOnce() -> Output) -> Output {
     reset_peak_rss(m.pid());
-    let rest = peak_rss_kib(m.pid());
+    let rest = proc_kib(m.pid(), "VmHWM");
     let out = run();
-    let peak = peak_rss_kib(m.pid());
+    let peak = proc_kib(m.pid(), "VmHWM");
     assert!(
         peak <= rest + 8 * 1024,
         "daemon peak {peak} KiB during ls-prefix, {rest} KiB at rest"

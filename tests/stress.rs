@@ -36,7 +36,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    Rng, cpath, drop_caches, errno, is_mounted, statvfs, strerror, triefs_bin, unmount,
+    Rng, cpath, drop_caches, errno, is_mounted, proc_kib, statvfs, strerror, triefs_bin, unmount,
 };
 
 /// Serializes the tests of this file (drop_caches, memory, CPU).
@@ -135,8 +135,8 @@ impl Daemon {
         }
     }
 
-    fn pid(&self) -> i32 {
-        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
     }
 
     fn log_text(&self) -> String {
@@ -211,16 +211,6 @@ fn settle_statfs(mnt: &Path, done: impl Fn(&libc::statvfs) -> bool) -> libc::sta
         s = statvfs(mnt);
     }
     s
-}
-
-/// A `/proc/PID/status` field in KiB (VmRSS, VmHWM).
-fn proc_kib(pid: i32, field: &str) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 fn seed() -> u64 {
@@ -422,7 +412,7 @@ impl Workers {
         &mut self,
         mnt: &Path,
         limit: Duration,
-        daemon_pid: i32,
+        daemon_pid: u32,
     ) -> Result<Vec<ExitStatus>, String> {
         let n = self.children.len();
         let mut status: Vec<Option<ExitStatus>> = vec![None; n];
@@ -452,7 +442,7 @@ impl Workers {
                 let mut what = "workers killed";
                 if !self.kill_all(Duration::from_secs(3)) && daemon_pid > 0 {
                     // SAFETY: kill(2) of the daemon this test started.
-                    unsafe { libc::kill(daemon_pid, libc::SIGKILL) };
+                    unsafe { libc::kill(daemon_pid as i32, libc::SIGKILL) };
                     what = "workers stuck in requests: daemon killed too";
                     self.kill_all(Duration::from_secs(10));
                 }
@@ -1662,7 +1652,7 @@ fn inode_space_matches_tmpfs() {
 
 /// The daemon's VmRSS (KiB) once `statfs` shows every block free again
 /// (deleted data is freed when the kernel forgets the inodes).
-fn rss_once_all_space_is_back(mnt: &Path, pid: i32) -> u64 {
+fn rss_once_all_space_is_back(mnt: &Path, pid: u32) -> u64 {
     let s = settle_statfs(mnt, |s| s.f_bfree == s.f_blocks);
     assert_eq!(s.f_bfree, s.f_blocks, "space back after the delete");
     proc_kib(pid, "VmRSS")
@@ -1887,10 +1877,7 @@ fn sigkill_with_auto_unmount_clears_mount() {
     let st = d.sigkill();
     assert_eq!(st.signal(), Some(libc::SIGKILL), "daemon status {st}");
     let t = Instant::now();
-    while is_mounted(&mnt) && t.elapsed() < Duration::from_secs(5) {
-        thread::sleep(Duration::from_millis(20));
-    }
-    let gone = !is_mounted(&mnt);
+    let gone = common::wait_unmounted(&mnt, Duration::from_secs(5));
     eprintln!(
         "auto_unmount: mount {} {:.0} ms after SIGKILL",
         if gone { "disappeared" } else { "still present" },

@@ -38,6 +38,12 @@ pub fn is_mounted(path: &Path) -> bool {
     triefs::mountinfo::is_mount_point(path)
 }
 
+/// Waits up to `timeout` for `path` to stop being a mount point; returns
+/// whether it did.
+pub fn wait_unmounted(path: &Path, timeout: Duration) -> bool {
+    super::wait_until(timeout, || !is_mounted(path))
+}
+
 /// Unmounts `path` by path: `umount`, then a lazy `umount -l` if busy.
 pub fn unmount(path: &Path) {
     if !is_mounted(path) {

@@ -1,5 +1,6 @@
 //! Running commands and looking at other processes.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -11,19 +12,61 @@ pub fn triefs_bin() -> &'static str {
     env!("CARGO_BIN_EXE_triefs")
 }
 
-/// Peak resident memory of process `pid` in KiB (`VmHWM`).
-pub fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+/// A `/proc/PID/status` field of process `pid` in KiB: `VmRSS` (resident
+/// memory), `VmHWM` (its peak).
+pub fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 /// Resets the peak resident memory of process `pid` to its current size.
 pub fn reset_peak_rss(pid: u32) {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+}
+
+/// PIDs of the processes (other than this one) with `arg` as one of their
+/// arguments: the daemons serving a mount point, say.
+pub fn pids_with_arg(arg: &Path) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let want = arg.as_os_str().as_bytes();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == want))
+        })
+        .collect()
+}
+
+/// Whether process `pid` is gone or a zombie (it has exited).
+pub fn has_exited(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Polls `cond` every 10 ms until it holds (true) or `timeout` has passed
+/// (false).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Runs a shell command in `cwd`, panicking with its output on failure.
