@@ -19,21 +19,20 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use common::{Errno, TriefsMount, cpath, errno, is_mounted, unmount};
+use common::{Errno, MountSpec, TriefsMount, Unmounts, cpath, errno, is_mounted, unmount};
 
 /// The contents of the probed file.
 const SECRET: &[u8] = b"secret contents\n";
 
 /// Another user (no passwd entry needed).
 const OTHER: (u32, u32) = (4242, 4242);
-/// `nobody`, which exists in every passwd (fusermount3 looks the mounting
-/// user up by name when it unmounts).
-const NOBODY: (u32, u32) = (65534, 65534);
+/// `nobody` (common::NOBODY as uid and gid), which exists in every passwd
+/// (fusermount3 looks the mounting user up by name when it unmounts).
+const NOBODY: (u32, u32) = (common::NOBODY, common::NOBODY);
 
 // ---------------------------------------------------------------------------
 // Looking as another user.
@@ -76,28 +75,18 @@ const RECORD: usize = 5 * 4 + 64;
 /// no supplementary groups), then stats and reads `file` and lists `dir`.
 fn look_as(uid: u32, gid: u32, file: &Path, dir: &Path) -> Seen {
     let (file, dir) = (cpath(file), cpath(dir));
-    let mut fds = [0; 2];
-    // SAFETY: fds has room for two descriptors.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: the child only makes async-signal-safe calls on data
-    // prepared before the fork, then _exits.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed: errno {}", errno());
-    if pid == 0 {
-        // SAFETY: single-threaded child; plain system calls on stack
-        // buffers and the C strings made above.
+    let put = |rec: &mut [u8; RECORD], i: usize, v: i32| {
+        rec[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+    };
+    let child = common::forked(|rec: &mut [u8; RECORD]| {
+        // SAFETY: plain system calls on stack buffers and the C strings
+        // made above.
         unsafe {
-            libc::close(fds[0]);
-            libc::alarm(20);
-            let mut rec = [0u8; RECORD];
-            let put = |rec: &mut [u8; RECORD], i: usize, v: i32| {
-                rec[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
-            };
             if libc::setgroups(0, std::ptr::null()) != 0
                 || libc::setresgid(gid, gid, gid) != 0
                 || libc::setresuid(uid, uid, uid) != 0
             {
-                libc::_exit(3);
+                return false;
             }
             let mut st: libc::stat = std::mem::zeroed();
             let e = if libc::stat(file.as_ptr(), &mut st) == 0 {
@@ -105,31 +94,31 @@ fn look_as(uid: u32, gid: u32, file: &Path, dir: &Path) -> Seen {
             } else {
                 errno()
             };
-            put(&mut rec, 0, e);
+            put(rec, 0, e);
             let fd = libc::open(file.as_ptr(), libc::O_RDONLY);
             if fd < 0 {
-                put(&mut rec, 1, errno());
+                put(rec, 1, errno());
             } else {
                 let mut buf = [0u8; 64];
                 let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
                 if n < 0 {
-                    put(&mut rec, 1, errno());
+                    put(rec, 1, errno());
                 } else {
-                    put(&mut rec, 3, n as i32);
+                    put(rec, 3, n as i32);
                     rec[20..20 + n as usize].copy_from_slice(&buf[..n as usize]);
                 }
                 libc::close(fd);
             }
             let dfd = libc::open(dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
             if dfd < 0 {
-                put(&mut rec, 2, errno());
+                put(rec, 2, errno());
             } else {
                 let mut buf = [0u8; 4096];
                 let mut count = 0;
                 loop {
                     let n = libc::syscall(libc::SYS_getdents64, dfd, buf.as_mut_ptr(), buf.len());
                     if n < 0 {
-                        put(&mut rec, 2, errno());
+                        put(rec, 2, errno());
                         break;
                     }
                     if n == 0 {
@@ -142,39 +131,18 @@ fn look_as(uid: u32, gid: u32, file: &Path, dir: &Path) -> Seen {
                         off += u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
                     }
                 }
-                put(&mut rec, 4, count);
+                put(rec, 4, count);
                 libc::close(dfd);
             }
-            libc::write(fds[1], rec.as_ptr().cast(), RECORD);
-            libc::_exit(0);
         }
-    }
-    // SAFETY: our copy of the write end.
-    unsafe { libc::close(fds[1]) };
-    let mut rec = [0u8; RECORD];
-    let mut got = 0;
-    while got < RECORD {
-        // SAFETY: the range is inside rec.
-        let n = unsafe { libc::read(fds[0], rec[got..].as_mut_ptr().cast(), RECORD - got) };
-        if n < 0 && errno() == libc::EINTR {
-            continue;
-        }
-        if n <= 0 {
-            break;
-        }
-        got += n as usize;
-    }
-    // SAFETY: our read end; status is a plain int.
-    unsafe { libc::close(fds[0]) };
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
-        assert_eq!(errno(), libc::EINTR, "waitpid");
-    }
+        true
+    });
     assert_eq!(
-        got, RECORD,
-        "probe as {uid}/{gid} reported nothing (wait status {status})"
+        child.got, RECORD,
+        "probe as {uid}/{gid} reported nothing (wait status {})",
+        child.status
     );
+    let rec = child.record;
     let get = |i: usize| i32::from_ne_bytes(rec[i * 4..i * 4 + 4].try_into().unwrap());
     let res = |e: i32| if e == 0 { Ok(()) } else { Err(Errno(e)) };
     Seen {
@@ -186,19 +154,9 @@ fn look_as(uid: u32, gid: u32, file: &Path, dir: &Path) -> Seen {
 
 /// The kernel mount's super-block options (`allow_other` is one).
 fn super_options(mnt: &Path) -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let want = mnt.to_str().expect("UTF-8 path");
-    let line = info
-        .lines()
-        .rfind(|l| l.split(' ').nth(4) == Some(want))
-        .unwrap_or_else(|| panic!("{want} is not in mountinfo"));
-    let (_, tail) = line.split_once(" - ").expect("mountinfo separator");
-    tail.split(' ')
-        .nth(2)
-        .unwrap_or("")
-        .split(',')
-        .map(str::to_owned)
-        .collect()
+    common::mountinfo(mnt)
+        .unwrap_or_else(|| panic!("{} is not in mountinfo", mnt.display()))
+        .super_opts
 }
 
 /// Whether the fuse module lets CAP_SYS_ADMIN into every mount
@@ -271,10 +229,7 @@ fn root_mount(opts: &str, shared: bool) {
     if opts.contains("auto_unmount") {
         // The daemon dies after its root was listed (so opening the root
         // needs no request to the daemon any more): the mount must go.
-        let child = m.child.as_mut().expect("daemon");
-        child.kill().expect("SIGKILL the daemon by PID");
-        child.wait().expect("reap the daemon");
-        m.child = None;
+        m.sigkill();
         assert!(
             common::wait_unmounted(&root, Duration::from_secs(5)),
             "-o {opts:?}: the mount must disappear after SIGKILL"
@@ -343,7 +298,7 @@ fn mount_helper_root_mounts_are_shared_like_tmpfs() {
             .stdin(Stdio::null())
             .output()
             .expect("run the helper");
-        let guard = DetachedMount::new(&mnt);
+        let guard = Unmounts(vec![mnt.clone()]);
         assert!(
             out.status.success(),
             "{opts}: {}",
@@ -361,46 +316,15 @@ fn mount_helper_root_mounts_are_shared_like_tmpfs() {
             "{opts}"
         );
         // In a 1777 root another user may create files of its own.
-        let created = Command::new("sh")
+        let created = common::as_nobody(Path::new("sh"))
             .args(["-c", "echo mine > \"$1\"/n", "sh"])
             .arg(&mnt)
-            .uid(NOBODY.0)
-            .gid(NOBODY.1)
             .current_dir("/")
             .stderr(Stdio::null())
             .status()
             .expect("run sh");
         assert_eq!(created.success(), shared, "{opts}: create as another user");
         drop(guard);
-    }
-}
-
-/// Unmounts a detached daemon's mount on drop and waits for the daemon
-/// (found by the mount path in its argv, waited for by PID) to exit.
-struct DetachedMount(PathBuf);
-
-impl DetachedMount {
-    fn new(mnt: &Path) -> DetachedMount {
-        DetachedMount(mnt.to_path_buf())
-    }
-}
-
-impl Drop for DetachedMount {
-    fn drop(&mut self) {
-        let pids = common::pids_with_arg(&self.0);
-        unmount(&self.0);
-        let t = Instant::now();
-        for pid in pids {
-            while !common::has_exited(pid) {
-                if t.elapsed() > Duration::from_secs(10) {
-                    // SAFETY: signalling a PID we found serving our mount.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        unmount(&self.0);
     }
 }
 
@@ -473,10 +397,7 @@ fn user_mount_auto_unmount_keeps_to_its_owner() {
         let mut m = w.mount_as_nobody(&["-o", "auto_unmount"]);
         w.warm_as_owner();
         w.assert_owner_only();
-        let child = m.child.as_mut().expect("daemon");
-        child.kill().expect("SIGKILL by PID");
-        child.wait().expect("reap");
-        m.child = None;
+        m.sigkill();
         assert!(
             common::wait_unmounted(&w.mnt, Duration::from_secs(5)),
             "auto_unmount: the mount must go when the daemon dies"
@@ -520,7 +441,7 @@ fn user_mount_allow_other_says_what_it_needs() {
 /// `/etc/fuse.conf` without `user_allow_other`.
 struct UserWorld {
     dir: tempfile::TempDir,
-    bin: PathBuf,
+    bin: common::SharedBinary,
     mnt: PathBuf,
 }
 
@@ -539,10 +460,7 @@ impl UserWorld {
                  mknod -m 0666 dev/fuse c {major} {minor} && mount --bind dev/fuse /dev/fuse"
             ),
         );
-        std::fs::create_dir(p.join("bin")).unwrap();
-        let bin = p.join("bin/triefs");
-        std::fs::copy(common::triefs_bin(), &bin).expect("copy the binary");
-        common::chmod(&bin, 0o755);
+        let bin = common::shared_binary();
         let mnt = p.join("m");
         std::fs::create_dir(&mnt).unwrap();
         std::os::unix::fs::chown(&mnt, Some(NOBODY.0), Some(NOBODY.1)).unwrap();
@@ -571,58 +489,45 @@ impl UserWorld {
 
     /// `triefs ARGS MNT` as nobody, detaching as usual; for refusals.
     fn run_as_nobody(&self, args: &[&str]) -> Output {
-        let mut c = self.command(args);
-        c.stdin(Stdio::null());
-        let out = c.output().expect("run triefs as nobody");
+        let out = self
+            .triefs()
+            .args(args)
+            .arg(&self.mnt)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run triefs as nobody");
         if out.status.success() {
             // Mounted after all: do not leave it behind.
-            drop(DetachedMount::new(&self.mnt));
+            drop(Unmounts(vec![self.mnt.clone()]));
         }
         out
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.args(args)
-            .arg(&self.mnt)
-            .uid(NOBODY.0)
-            .gid(NOBODY.1)
-            .current_dir("/");
+    /// The binary as nobody, from `/`.
+    fn triefs(&self) -> Command {
+        let mut c = common::as_nobody(&self.bin.path);
+        c.current_dir("/");
         c
     }
 
     /// `triefs -f ARGS MNT` as nobody, mounted.
-    fn mount_as_nobody(&self, args: &[&str]) -> UserMount {
-        let mut c = self.command(&[&["-f"], args].concat());
-        let child = c.stdin(Stdio::null()).spawn().expect("spawn triefs");
-        let mut m = UserMount {
-            mnt: self.mnt.clone(),
-            child: Some(child),
-        };
-        let t = Instant::now();
-        while !is_mounted(&self.mnt) {
-            if let Some(st) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                m.child = None;
-                panic!("triefs {args:?} as nobody exited before mounting: {st}");
-            }
-            assert!(t.elapsed() < Duration::from_secs(20), "no mount in 20 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        m
+    fn mount_as_nobody(&self, args: &[&str]) -> TriefsMount {
+        MountSpec::command(self.triefs())
+            .args(args)
+            .at(&self.mnt)
+            .mount()
     }
 
     /// As nobody in the mount: make `d/s` (0644) in a 0755 `d`, read it
     /// back and list the root, so the kernel caches all of it.
     fn warm_as_owner(&self) {
-        let st = Command::new("sh")
+        let st = common::as_nobody(Path::new("sh"))
             .args([
                 "-c",
                 "mkdir -m 0755 d && printf 'secret contents\\n' > d/s && chmod 0644 d/s \
                  && cat d/s > /dev/null && ls -la . d > /dev/null && stat d/s > /dev/null",
             ])
             .current_dir(&self.mnt)
-            .uid(NOBODY.0)
-            .gid(NOBODY.1)
             .status()
             .expect("run sh as nobody");
         assert!(st.success(), "the owner could not use its own mount");
@@ -666,20 +571,6 @@ impl Drop for UserWorld {
         self.unbind_fuse_conf();
         unmount(Path::new("/dev/fuse"));
         unmount(&self.dir.path().join("dev"));
-    }
-}
-
-/// A `triefs -f` run by nobody; unmounts (as root) and waits on drop,
-/// killing it by PID if it does not exit.
-struct UserMount {
-    mnt: PathBuf,
-    child: Option<Child>,
-}
-
-impl Drop for UserMount {
-    fn drop(&mut self) {
-        unmount(&self.mnt);
-        let _ = common::wait_daemon(&mut self.child, &self.mnt, Duration::from_secs(10));
     }
 }
 

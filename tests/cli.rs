@@ -15,29 +15,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{TriefsMount, is_mounted, short_tempdir, triefs_bin, unmount};
+use common::{
+    MountSpec, TriefsMount, Unmounts, is_mounted, mountinfo, short_tempdir, triefs_bin, unmount,
+};
 
 /// How long a daemon gets to exit after an unmount or a signal.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an invocation that must fail gets before it is killed.
 const ERROR_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Unmounts a path (all layers triefs may have stacked on it) on drop.
-struct UnmountGuard(PathBuf);
-
-impl Drop for UnmountGuard {
-    fn drop(&mut self) {
-        for _ in 0..4 {
-            if !is_mounted(&self.0) {
-                break;
-            }
-            unmount(&self.0);
-        }
-    }
-}
 
 /// A `triefs` command with RUST_LOG cleared, so log output cannot add lines.
 fn triefs_cmd() -> Command {
@@ -127,102 +115,6 @@ fn find_non_dirs(root: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Spawns `triefs -f ARGS MNT` with piped stdin and extra environment,
-/// returns the guard (Drop unmounts and reaps) and the child's stdin.
-/// The daemon's stderr goes to `daemon_stderr(&m)`.
-#[track_caller]
-fn spawn_mount(
-    args: &[&OsStr],
-    env: &[(&str, &str)],
-) -> (TriefsMount, Option<std::process::ChildStdin>) {
-    common::require_mount();
-    let dir = short_tempdir();
-    let mnt = dir.path().join("m");
-    fs::create_dir(&mnt).expect("create mount dir");
-    let mut cmd = Command::new(triefs_bin());
-    let err = fs::File::create(dir.path().join("stderr")).expect("stderr file");
-    cmd.arg("-f")
-        .args(args)
-        .arg(&mnt)
-        .stdin(Stdio::piped())
-        .stderr(err);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn triefs");
-    let stdin = child.stdin.take();
-    let m = TriefsMount {
-        dir,
-        mnt,
-        child: Some(child),
-    };
-    (m, stdin)
-}
-
-/// What a daemon started by `spawn_mount` wrote to stderr so far.
-fn daemon_stderr(m: &TriefsMount) -> String {
-    String::from_utf8_lossy(&fs::read(m.dir.path().join("stderr")).unwrap_or_default()).into_owned()
-}
-
-/// Waits until `m` is mounted, failing if the daemon exits first.
-fn wait_mounted(m: &mut TriefsMount) {
-    let start = Instant::now();
-    while !is_mounted(&m.mnt) {
-        if let Some(child) = m.child.as_mut()
-            && let Ok(Some(st)) = child.try_wait()
-        {
-            m.child = None;
-            panic!(
-                "triefs exited before mounting: {st}; stderr: {:?}",
-                daemon_stderr(m)
-            );
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "triefs did not mount within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The fields of the /proc/self/mountinfo line for `mnt`.
-#[derive(Debug)]
-struct MountInfo {
-    mount_opts: Vec<String>,
-    fstype: String,
-    source: String,
-    super_opts: Vec<String>,
-}
-
-fn mountinfo(mnt: &Path) -> Option<MountInfo> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = mnt.to_str()?;
-    // The last matching line is the topmost mount on that path.
-    let line = info.lines().rfind(|l| l.split(' ').nth(4) == Some(want))?;
-    let (head, tail) = line.split_once(" - ")?;
-    let mount_opts = head
-        .split(' ')
-        .nth(5)?
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    let mut t = tail.split(' ');
-    let fstype = t.next()?.to_owned();
-    let source = t.next()?.to_owned();
-    let super_opts = t
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    Some(MountInfo {
-        mount_opts,
-        fstype,
-        source,
-        super_opts,
-    })
-}
-
 /// Asserts the mount is gone and the mount point is a plain, empty,
 /// accessible directory again (no stale ENOTCONN mount).
 fn assert_no_stale_mount(mnt: &Path) {
@@ -239,10 +131,7 @@ fn assert_no_stale_mount(mnt: &Path) {
 
 /// Sends `sig` to the triefs daemon, then expects exit code 0 and no mount.
 fn signal_and_expect_clean_exit(m: &mut TriefsMount, sig: libc::c_int) {
-    let pid = m.pid() as libc::pid_t;
-    assert!(pid > 0, "no daemon pid");
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+    m.signal(sig);
     let st = m.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
         panic!("triefs did not exit within {EXIT_TIMEOUT:?} after signal {sig}")
     });
@@ -326,15 +215,19 @@ fn paths_file_non_utf8_line_becomes_a_directory() {
 
 #[test]
 fn paths_from_stdin() {
-    let (mut m, stdin) = spawn_mount(&[OsStr::new("--paths"), OsStr::new("-")], &[]);
+    let mut m = MountSpec::new()
+        .args(["--paths", "-"])
+        .log()
+        .piped_stdin()
+        .spawn();
     {
-        let mut stdin = stdin.expect("piped stdin");
+        let mut stdin = m.take_stdin();
         stdin
             .write_all(b"/srv/data\n\nopt/app/bin\n/srv/data/cache\n")
             .expect("write paths to stdin");
         // Dropping closes stdin: EOF ends the list.
     }
-    wait_mounted(&mut m);
+    m.wait_mounted();
     assert_eq!(
         find_relative(m.path()),
         [
@@ -356,12 +249,13 @@ fn paths_from_stdin() {
 
 #[test]
 fn long_paths_lists_log_progress_not_every_path() {
-    let (mut m, stdin) = spawn_mount(
-        &[OsStr::new("-v"), OsStr::new("--paths"), OsStr::new("-")],
-        &[],
-    );
+    let mut m = MountSpec::new()
+        .args(["-v", "--paths", "-"])
+        .log()
+        .piped_stdin()
+        .spawn();
     {
-        let mut stdin = stdin.expect("piped stdin");
+        let mut stdin = m.take_stdin();
         let batch = |from: usize| -> String {
             (from..from + 5000)
                 .map(|i| format!("/d{}/e{i}\n", i % 10))
@@ -374,8 +268,8 @@ fn long_paths_lists_log_progress_not_every_path() {
             .write_all(batch(5000).as_bytes())
             .expect("write paths");
     }
-    wait_mounted(&mut m);
-    let log = daemon_stderr(&m);
+    m.wait_mounted();
+    let log = m.log_text();
     let per_path = log
         .lines()
         .filter(|l| l.contains("Adding directory"))
@@ -399,7 +293,7 @@ fn paths_file_missing_is_a_one_line_error() {
     let tmp = short_tempdir();
     let mnt = tmp.path().join("m");
     fs::create_dir(&mnt).unwrap();
-    let _g = UnmountGuard(mnt.clone());
+    let _g = Unmounts(vec![mnt.clone()]);
     let missing = tmp.path().join("no-such-paths-file.txt");
     for foreground in [true, false] {
         let mut cmd = triefs_cmd();
@@ -505,7 +399,7 @@ fn daemon_mode_returns_zero_once_mount_is_live() {
     let mnt = tmp.path().join("m");
     fs::create_dir(&mnt).unwrap();
     let pf = write_paths_file(tmp.path(), b"/ready/set\n");
-    let guard = UnmountGuard(mnt.clone());
+    let guard = Unmounts(vec![mnt.clone()]);
 
     let mut cmd = triefs_cmd();
     cmd.arg("--paths").arg(&pf).arg(&mnt);
@@ -571,7 +465,7 @@ fn missing_mount_point_is_a_one_line_error() {
     common::require_mount();
     let tmp = short_tempdir();
     let mnt = tmp.path().join("does-not-exist");
-    let _g = UnmountGuard(mnt.clone());
+    let _g = Unmounts(vec![mnt.clone()]);
     for foreground in [true, false] {
         let mut cmd = triefs_cmd();
         if foreground {
@@ -594,7 +488,7 @@ fn regular_file_mount_point_is_a_one_line_error() {
     let tmp = short_tempdir();
     let mnt = tmp.path().join("plainfile");
     fs::write(&mnt, b"not a dir\n").unwrap();
-    let _g = UnmountGuard(mnt.clone());
+    let _g = Unmounts(vec![mnt.clone()]);
     for foreground in [true, false] {
         let mut cmd = triefs_cmd();
         if foreground {
@@ -618,7 +512,7 @@ fn already_mounted_mount_point_is_a_one_line_error() {
     fs::write(t.path().join("marker"), b"tmpfs\n").unwrap();
     // Declared after the tmpfs so it drops first: removes anything triefs
     // may have stacked (and the tmpfs; Tmpfs's own drop is then a no-op).
-    let _g = UnmountGuard(t.path().to_path_buf());
+    let _g = Unmounts(vec![t.path().to_path_buf()]);
     for foreground in [true, false] {
         let mut cmd = triefs_cmd();
         if foreground {
@@ -749,13 +643,15 @@ fn noexec_option_prevents_execution() {
 
 #[test]
 fn rust_log_does_not_break_mounting() {
-    let (mut m, _stdin) = spawn_mount(&[], &[("RUST_LOG", "debug")]);
-    wait_mounted(&mut m);
+    let mut m = MountSpec::new()
+        .envs(&[("RUST_LOG", "debug")])
+        .log()
+        .mount();
     fs::write(m.path().join("f"), b"logged").unwrap();
     assert_eq!(fs::read(m.path().join("f")).unwrap(), b"logged");
     let st = m.unmount_and_wait().expect("no exit after umount");
     assert_eq!(st.code(), Some(0), "{st}");
-    let log = daemon_stderr(&m);
+    let log = m.log_text();
     assert!(
         log.contains("DEBUG"),
         "RUST_LOG=debug produced no debug log on stderr: {log:?}"
@@ -768,7 +664,7 @@ fn unknown_option_is_a_one_line_error() {
     let tmp = short_tempdir();
     let mnt = tmp.path().join("m");
     fs::create_dir(&mnt).unwrap();
-    let _g = UnmountGuard(mnt.clone());
+    let _g = Unmounts(vec![mnt.clone()]);
     for opts in [
         ["-f", "-o", "bogus"],
         ["-f", "-o", "ro,bogus"],
@@ -900,7 +796,7 @@ fn numeric_options_read_as_tmpfs_reads_them() {
     let tmp = short_tempdir();
     let mnt = tmp.path().join("m");
     fs::create_dir(&mnt).unwrap();
-    let _g = UnmountGuard(mnt.clone());
+    let _g = Unmounts(vec![mnt.clone()]);
     for (key, values) in cases {
         for value in *values {
             let want = tmpfs_reading(key, value);
@@ -939,9 +835,7 @@ fn numeric_options_read_as_tmpfs_reads_them() {
 #[test]
 fn expected_xattr_probes_are_not_logged_as_failures() {
     for verbosity in [None, Some("-vv")] {
-        let args: Vec<&OsStr> = verbosity.iter().map(OsStr::new).collect();
-        let (mut m, _stdin) = spawn_mount(&args, &[]);
-        wait_mounted(&mut m);
+        let mut m = MountSpec::new().args(verbosity).log().mount();
         let f = m.path().join("f");
         fs::write(&f, b"one").unwrap();
         fs::OpenOptions::new()
@@ -983,7 +877,7 @@ fn expected_xattr_probes_are_not_logged_as_failures() {
         }
         let st = m.unmount_and_wait().expect("daemon exits");
         assert_eq!(st.code(), Some(0));
-        let log = daemon_stderr(&m);
+        let log = m.log_text();
         let noisy: Vec<&str> = log
             .lines()
             .filter(|l| {
@@ -1062,7 +956,7 @@ fn argument_errors_are_one_line() {
     let tmp = short_tempdir();
     let mnt = tmp.path().join("m");
     fs::create_dir(&mnt).unwrap();
-    let _g = UnmountGuard(mnt.clone());
+    let _g = Unmounts(vec![mnt.clone()]);
     let m = mnt.to_str().unwrap();
     let cases: &[(&[&str], &[&str])] = &[
         (&["--bogus", m], &["unexpected argument '--bogus'"]),
@@ -1107,7 +1001,7 @@ fn mount_point_named_like_a_command() {
     for name in ["image", "ls-prefix"] {
         let mnt = tmp.path().join(name);
         fs::create_dir(&mnt).unwrap();
-        let _g = UnmountGuard(mnt.clone());
+        let _g = Unmounts(vec![mnt.clone()]);
         for args in [
             vec![format!("./{name}")],
             vec!["--".to_string(), name.to_string()],
@@ -1145,7 +1039,7 @@ fn mount_helper_source_named_like_a_command() {
     for source in ["image", "ls-prefix"] {
         let mnt = tmp.path().join(format!("m-{source}"));
         fs::create_dir(&mnt).unwrap();
-        let _g = UnmountGuard(mnt.clone());
+        let _g = Unmounts(vec![mnt.clone()]);
         let mut cmd = Command::new(&helper);
         cmd.arg(source).arg(&mnt).args(["-o", "rw,noauto,size=1m"]);
         let run = common::run_timed(cmd, Duration::from_secs(20));
@@ -1187,7 +1081,7 @@ fn backticked(line: &str) -> Vec<&str> {
 fn stale_busy_mount_error_gives_roots_command() {
     let mut m = TriefsMount::new(&[]);
     let mnt = m.mnt.clone();
-    let _g = UnmountGuard(mnt.clone());
+    let _g = Unmounts(vec![mnt.clone()]);
     let inside = KillOnDrop(
         Command::new("sleep")
             .arg("600")
@@ -1195,9 +1089,7 @@ fn stale_busy_mount_error_gives_roots_command() {
             .spawn()
             .expect("a process inside the mount"),
     );
-    // SAFETY: kill(2) of the daemon this test started, by PID.
-    assert_eq!(unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) }, 0);
-    let _ = m.wait_exit(EXIT_TIMEOUT);
+    m.sigkill();
 
     let mut cmd = triefs_cmd();
     cmd.arg("-f").arg(&mnt);
@@ -1250,7 +1142,7 @@ fn stale_busy_mount_error_gives_a_users_command() {
     for (owner, allow_other) in [(common::NOBODY, false), (0, true)] {
         let mnt = tmp.path().join(format!("m{owner}"));
         fs::create_dir(&mnt).unwrap();
-        let _g = UnmountGuard(mnt.clone());
+        let _g = Unmounts(vec![mnt.clone()]);
         let (c_mnt, fuse) = (common::cpath(&mnt), common::cpath(Path::new("/dev/fuse")));
         // SAFETY: plain open(2) of /dev/fuse.
         let fd = unsafe { libc::open(fuse.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };

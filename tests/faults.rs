@@ -83,8 +83,7 @@ fn sigterm_and_umount_while_writers_are_active() {
         }
         match how {
             "sigterm" => {
-                // SAFETY: kill by the PID of the daemon this test started.
-                assert_eq!(unsafe { libc::kill(m.pid() as i32, libc::SIGTERM) }, 0);
+                m.signal(libc::SIGTERM);
             }
             _ => common::unmount(m.path()),
         }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::TriefsMount;
+use common::{TriefsMount, Unmounts};
 
 fn mount_with_image(img: &Path, env: &[(&str, &str)]) -> TriefsMount {
     let args = [OsStr::new("--image"), img.as_os_str()];
@@ -185,13 +185,11 @@ fn sigusr1_and_sigterm_save() {
     let img = dir.path().join("img");
     let mut m = mount_with_image(&img, &[]);
     std::fs::create_dir(m.path().join("first")).unwrap();
-    // SAFETY: signal to the daemon this test started.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    m.signal(libc::SIGUSR1);
     wait_for(|| image_ls(&img) == "/first\n", "the SIGUSR1 save");
     // The mount keeps serving after a save.
     std::fs::create_dir(m.path().join("second")).unwrap();
-    // SAFETY: as above.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGTERM) };
+    m.signal(libc::SIGTERM);
     let st = m.wait_exit(Duration::from_secs(20)).expect("daemon exits");
     assert!(st.success());
     assert_eq!(image_ls(&img), "/first\n/second\n");
@@ -231,8 +229,7 @@ fn kill_during_save_leaves_an_untorn_image() {
         m.path(),
         "head -c 400000000 /dev/zero > big && rm v1 && touch v2",
     );
-    // SAFETY: signals to the daemon this test started.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    m.signal(libc::SIGUSR1);
     let tmp_appeared = {
         let start = Instant::now();
         loop {
@@ -247,8 +244,7 @@ fn kill_during_save_leaves_an_untorn_image() {
             }
         }
     };
-    unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) };
-    let _ = m.wait_exit(Duration::from_secs(10));
+    m.sigkill();
     common::unmount(m.path());
     // Either the old image or (if the save won the race) the new one, never
     // a torn one.
@@ -300,19 +296,6 @@ fn failed_save_keeps_the_previous_image() {
 /// How long an invocation that must fail gets before it is killed (a
 /// foreground mount that wrongly succeeds would never return).
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Clears, on drop, whatever may have been mounted on these paths.
-struct Unmounts(Vec<PathBuf>);
-
-impl Drop for Unmounts {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            for _ in 0..3 {
-                common::unmount(p);
-            }
-        }
-    }
-}
 
 /// `triefs [-f] ARGS MNT` as a command.
 fn triefs_mount_cmd(bin: &Path, foreground: bool, args: &[&OsStr], mnt: &Path) -> Command {
@@ -539,23 +522,12 @@ fn unreadable_image_hint_fits_the_user() {
 /// report it (exit 1) until a later save succeeds.
 #[test]
 fn failed_save_is_reported_by_triefs_image() {
-    common::require_mount();
-    let dir = common::short_tempdir();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    let _u = Unmounts(vec![small.clone()]);
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount a small tmpfs");
-    let img = small.join("img");
+    let small = common::Tmpfs::with_options("size=64k");
+    let img = small.path().join("img");
 
     let mut m = mount_with_image(&img, &[]);
     std::fs::write(m.path().join("v1"), b"one").unwrap();
-    // SAFETY: a signal to the daemon this test started.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    m.signal(libc::SIGUSR1);
     wait_for(|| image_ls(&img) == "/v1\n", "the first save");
     let out = image_cmd("info", &img);
     assert_eq!(
@@ -609,7 +581,7 @@ fn failed_save_is_reported_by_triefs_image() {
     // Room again: the next daemon warns, and its good save clears the record.
     let st = Command::new("mount")
         .args(["-o", "remount,size=4m"])
-        .arg(&small)
+        .arg(small.path())
         .status()
         .unwrap();
     assert!(st.success(), "remount the tmpfs larger");
@@ -626,7 +598,7 @@ fn failed_save_is_reported_by_triefs_image() {
     assert!(!out.stdout.contains("last save"), "{}", out.stdout);
     assert_eq!(out.stderr, "");
     assert_eq!(image_ls(&img), "/v1\n/v2\n");
-    let left: Vec<_> = std::fs::read_dir(&small)
+    let left: Vec<_> = std::fs::read_dir(small.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
@@ -641,13 +613,10 @@ fn daemon_killed_before_its_final_save_is_reported() {
     let img = dir.path().join("img");
     let mut m = mount_with_image(&img, &[]);
     std::fs::write(m.path().join("v1"), b"one").unwrap();
-    // SAFETY: signals to the daemon this test started.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    m.signal(libc::SIGUSR1);
     wait_for(|| image_ls(&img) == "/v1\n", "the save");
     std::fs::write(m.path().join("lost"), b"x").unwrap();
-    // SAFETY: as above.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) };
-    let _ = m.wait_exit(Duration::from_secs(10));
+    m.sigkill();
     common::unmount(m.path());
     common::assert_one_line_exit(
         &image_cmd("info", &img),
@@ -776,8 +745,7 @@ fn image_is_private_and_its_temp_file_never_follows_a_symlink() {
     // The name the daemon will write to, planted as a symlink.
     let planted = dir.path().join(format!(".img.tmp.{}", m.pid()));
     std::os::unix::fs::symlink(&victim, &planted).unwrap();
-    // SAFETY: signal to the daemon this test started.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    m.signal(libc::SIGUSR1);
     wait_for(|| img.exists(), "the SIGUSR1 save");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     let mode = std::fs::metadata(&img).unwrap().permissions().mode() & 0o7777;

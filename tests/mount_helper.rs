@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// Installs `/sbin/mount.fuse.triefs` pointing at the binary under test
@@ -35,23 +35,6 @@ impl Drop for HelperLink {
     }
 }
 
-/// Unmounts on drop (the daemon detached itself).
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        common::unmount(&self.0);
-    }
-}
-
-fn mountinfo_line(mnt: &Path) -> String {
-    let info = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    info.lines()
-        .find(|l| l.split(' ').nth(1) == Some(mnt.to_str().unwrap()))
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[test]
 fn mount_t_fuse_triefs_and_fstab() {
     common::require_mount();
@@ -69,11 +52,12 @@ fn mount_t_fuse_triefs_and_fstab() {
         .unwrap();
     assert!(st.success(), "mount -t fuse.triefs failed");
     {
-        let _m = Mounted(mnt.clone());
-        let line = mountinfo_line(&mnt);
+        let _m = common::Unmounts(vec![mnt.clone()]);
+        let info = common::mountinfo(&mnt);
         assert!(
-            line.starts_with("scratch ") && line.contains(" fuse.triefs "),
-            "mounts line: {line}"
+            info.as_ref()
+                .is_some_and(|i| i.source == "scratch" && i.fstype == "fuse.triefs"),
+            "mountinfo: {info:?}"
         );
         let md = std::fs::metadata(&mnt).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -106,8 +90,12 @@ fn mount_t_fuse_triefs_and_fstab() {
         .status()
         .unwrap();
     assert!(st.success(), "mount from fstab failed");
-    let _m = Mounted(mnt.clone());
-    assert!(mountinfo_line(&mnt).starts_with("data "));
+    let _m = common::Unmounts(vec![mnt.clone()]);
+    let info = common::mountinfo(&mnt);
+    assert!(
+        info.as_ref().is_some_and(|i| i.source == "data"),
+        "mountinfo: {info:?}"
+    );
     assert!(mnt.join("a/b/c").is_dir() && mnt.join("d").is_dir());
     let s = common::statvfs(&mnt);
     assert_eq!(s.f_blocks * s.f_frsize, 2 << 20);

@@ -36,7 +36,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    Rng, cpath, drop_caches, errno, is_mounted, proc_kib, statvfs, strerror, triefs_bin, unmount,
+    MountSpec, Rng, TriefsMount, cpath, drop_caches, errno, is_mounted, proc_kib, statvfs,
+    strerror, triefs_bin,
 };
 
 /// Serializes the tests of this file (drop_caches, memory, CPU).
@@ -62,136 +63,25 @@ const PAGE: u64 = 4096;
 // The daemon
 // ---------------------------------------------------------------------------
 
-/// A `triefs -f` daemon with extra environment and its stderr in a log file.
-/// Dropping it unmounts by path and waits, killing it by PID if needed.
-struct Daemon {
-    mnt: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-    _dir: Option<tempfile::TempDir>,
+/// A `triefs -f` daemon with extra environment and its stderr in a log
+/// file ([`TriefsMount::log_text`]), mounted on a fresh mount point.
+#[track_caller]
+fn daemon(args: &[&str], envs: &[(&str, &str)]) -> TriefsMount {
+    MountSpec::new().args(args).envs(envs).log().mount()
 }
 
-impl Daemon {
-    /// Mounts on a fresh mount point in a private temp dir.
-    #[track_caller]
-    fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
-        let dir = common::short_tempdir();
-        let mnt = dir.path().join("m");
-        fs::create_dir(&mnt).expect("create mount dir");
-        let log = dir.path().join("daemon.log");
-        let mut d = Daemon {
-            mnt,
-            log,
-            child: None,
-            _dir: Some(dir),
-        };
-        d.spawn(args, envs);
-        d
-    }
-
-    /// Mounts on an existing mount point owned by someone else.
-    #[track_caller]
-    fn start_at(mnt: &Path, log: &Path, args: &[&str], envs: &[(&str, &str)]) -> Daemon {
-        let mut d = Daemon {
-            mnt: mnt.to_path_buf(),
-            log: log.to_path_buf(),
-            child: None,
-            _dir: None,
-        };
-        d.spawn(args, envs);
-        d
-    }
-
-    #[track_caller]
-    fn spawn(&mut self, args: &[&str], envs: &[(&str, &str)]) {
-        common::require_mount();
-        let log = File::create(&self.log).expect("daemon log file");
-        let child = Command::new(triefs_bin())
-            .arg("-f")
-            .args(args)
-            .arg(&self.mnt)
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn triefs");
-        self.child = Some(child);
-        let start = Instant::now();
-        while !is_mounted(&self.mnt) {
-            if let Some(st) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                panic!("triefs exited before mounting: {st}\n{}", self.log_text());
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "triefs did not mount within 20 s"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, |c| c.id())
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Is the daemon process still running?
-    fn alive(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    /// SIGKILLs the daemon by PID and reaps it.
-    fn sigkill(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("daemon running");
-        // SAFETY: plain kill(2) of our own child's PID.
-        let rc = unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
-        child.wait().expect("wait for killed daemon")
-    }
-
-    /// Unmounts by path and returns the daemon's exit status.
-    fn unmount_and_wait(&mut self) -> ExitStatus {
-        unmount(&self.mnt);
-        self.wait_exit(Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("daemon did not exit within 10 s of the unmount"))
-    }
-
-    /// Waits for the daemon to exit, killing it by PID after `timeout`.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        common::wait_daemon(&mut self.child, &self.mnt, timeout)
-    }
-
-    /// Unmounts and requires a clean exit (0; 3 would be a failed
-    /// consistency check), showing the daemon's log otherwise.
-    fn finish(mut self) {
-        let st = self.unmount_and_wait();
-        assert_eq!(
-            st.code(),
-            Some(0),
-            "daemon exit {st} (3 = consistency check failed)\n{}",
-            self.log_text()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            unmount(&self.mnt);
-            let _ = self.wait_exit(Duration::from_secs(10));
-        }
-        unmount(&self.mnt);
-    }
+/// Unmounts and requires a clean exit (0; 3 would be a failed consistency
+/// check), showing the daemon's log otherwise.
+fn finish(mut d: TriefsMount) {
+    let st = d
+        .unmount_and_wait()
+        .unwrap_or_else(|| panic!("daemon did not exit within 10 s of the unmount"));
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "daemon exit {st} (3 = consistency check failed)\n{}",
+        d.log_text()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1154,7 +1044,7 @@ fn walk_quiet(mnt: &Path) {
 fn concurrent_chaos_keeps_structures_consistent() {
     let _serial = serial();
     let t0 = Instant::now();
-    let mut d = Daemon::start(&["--threads", "4"], &[("TRIEFS_CHECK", "1")]);
+    let mut d = daemon(&["--threads", "4"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
     let before = statvfs(&mnt);
     let seed = seed();
@@ -1219,7 +1109,7 @@ fn concurrent_chaos_keeps_structures_consistent() {
         (before.f_ffree, before.f_bfree),
         "free inodes/blocks (after, before) not restored after rm -rf and drop_caches"
     );
-    d.finish();
+    finish(d);
     eprintln!("chaos: done in {:.1} s", t0.elapsed().as_secs_f64());
 }
 
@@ -1232,7 +1122,7 @@ fn parallel_hard_links_keep_nlink_true() {
     let _serial = serial();
     let t0 = Instant::now();
     // Debug logging of triefs records every error the daemon returns.
-    let mut d = Daemon::start(
+    let mut d = daemon(
         &["--threads", "4"],
         &[("TRIEFS_CHECK", "1"), ("RUST_LOG", "triefs=debug")],
     );
@@ -1309,7 +1199,7 @@ fn parallel_hard_links_keep_nlink_true() {
     drop_caches(2);
     check("after drop_caches");
 
-    d.finish();
+    finish(d);
     eprintln!("links: done in {:.1} s", t0.elapsed().as_secs_f64());
 }
 
@@ -1354,7 +1244,7 @@ fn close_raw(fd: i32) {
 #[test]
 fn size_limit_enospc_and_recovery() {
     let _serial = serial();
-    let d = Daemon::start(&["-o", "size=8m"], &[("TRIEFS_CHECK", "1")]);
+    let d = daemon(&["-o", "size=8m"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
     let s = statvfs(&mnt);
     assert_eq!(
@@ -1472,13 +1362,13 @@ fn size_limit_enospc_and_recovery() {
     assert_eq!(fs::read(mnt.join("after")).expect("read after"), data);
     assert_eq!(statvfs(&mnt).f_bfree, 2048 - small_pages - 256);
 
-    d.finish();
+    finish(d);
 }
 
 #[test]
 fn inode_limit_enospc_at_exact_count() {
     let _serial = serial();
-    let d = Daemon::start(&["-o", "nr_inodes=100"], &[("TRIEFS_CHECK", "1")]);
+    let d = daemon(&["-o", "nr_inodes=100"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
     let s = statvfs(&mnt);
     assert_eq!(
@@ -1550,7 +1440,7 @@ fn inode_limit_enospc_at_exact_count() {
     let e = try_create(&mnt.join("again"));
     assert_eq!(e, libc::ENOSPC, "full again: {}", strerror(e));
 
-    d.finish();
+    finish(d);
 }
 
 /// Steps on the inode limit's space (inodes, hard links, xattrs), with
@@ -1630,24 +1520,15 @@ fn inode_space_steps(mnt: &Path, want: Option<&[String]>) -> Vec<String> {
 /// bound with `ln` or `setfattr` on a mount with an inode limit.
 #[test]
 fn inode_space_matches_tmpfs() {
-    common::require_mount();
     let _serial = serial();
-    let tmp = common::short_tempdir();
-    let t = tmp.path().join("t");
-    fs::create_dir(&t).expect("mkdir");
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "nr_inodes=12,mode=0755", "tmpfs"])
-        .arg(&t)
-        .status()
-        .expect("mount tmpfs");
-    assert!(ok.success());
-    let on_tmpfs = inode_space_steps(&t, None);
-    unmount(&t);
+    let t = common::Tmpfs::with_options("nr_inodes=12,mode=0755");
+    let on_tmpfs = inode_space_steps(t.path(), None);
+    drop(t);
     eprintln!("tmpfs: {on_tmpfs:#?}");
-    let d = Daemon::start(&["-o", "nr_inodes=12"], &[("TRIEFS_CHECK", "1")]);
+    let d = daemon(&["-o", "nr_inodes=12"], &[("TRIEFS_CHECK", "1")]);
     let on_triefs = inode_space_steps(&d.mnt, Some(&on_tmpfs));
     assert_eq!(on_triefs, on_tmpfs);
-    d.finish();
+    finish(d);
 }
 
 /// The daemon's VmRSS (KiB) once `statfs` shows every block free again
@@ -1661,7 +1542,7 @@ fn rss_once_all_space_is_back(mnt: &Path, pid: u32) -> u64 {
 #[test]
 fn memory_stays_bounded_when_full() {
     let _serial = serial();
-    let d = Daemon::start(&["-o", "size=256m"], &[("TRIEFS_CHECK", "1")]);
+    let d = daemon(&["-o", "size=256m"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
     let pid = d.pid();
     let rss0 = proc_kib(pid, "VmRSS");
@@ -1711,13 +1592,13 @@ fn memory_stays_bounded_when_full() {
         after < rss0 + 32 * 1024,
         "the deleted file's memory stayed resident: VmRSS {after} KiB (started at {rss0})"
     );
-    d.finish();
+    finish(d);
 }
 
 #[test]
 fn memory_comes_back_after_deleting_many_small_files() {
     let _serial = serial();
-    let d = Daemon::start(&[], &[]);
+    let d = daemon(&[], &[]);
     let mnt = d.mnt.clone();
     let pid = d.pid();
     let dir = mnt.join("many");
@@ -1739,7 +1620,7 @@ fn memory_comes_back_after_deleting_many_small_files() {
         after + 24 * 1024 < full,
         "VmRSS {after} KiB after deleting 32 MiB of small files (was {full} KiB)"
     );
-    d.finish();
+    finish(d);
 }
 
 // ---------------------------------------------------------------------------
@@ -1749,7 +1630,7 @@ fn memory_comes_back_after_deleting_many_small_files() {
 #[test]
 fn sigkill_with_active_writer_then_stale_mount_recovery() {
     let _serial = serial();
-    let mut d = Daemon::start(&[], &[]);
+    let mut d = daemon(&[], &[]);
     let mnt = d.mnt.clone();
     let mut ws = spawn_workers("writer", &mnt, 1, 60, 1);
     let start = Instant::now();
@@ -1849,8 +1730,11 @@ fn sigkill_with_active_writer_then_stale_mount_recovery() {
     assert!(!is_mounted(&mnt), "still mounted after umount -l");
     assert!(fs::metadata(&mnt).expect("stat after clearing").is_dir());
 
-    let log2 = mnt.with_file_name("daemon2.log");
-    let mut d2 = Daemon::start_at(&mnt, &log2, &[], &[("TRIEFS_CHECK", "1")]);
+    let mut d2 = MountSpec::new()
+        .envs(&[("TRIEFS_CHECK", "1")])
+        .at(&mnt)
+        .log()
+        .mount();
     fs::create_dir(mnt.join("dir")).expect("mkdir on the new mount");
     fs::write(mnt.join("dir/file"), b"alive again").expect("write on the new mount");
     assert_eq!(
@@ -1858,7 +1742,9 @@ fn sigkill_with_active_writer_then_stale_mount_recovery() {
         b"alive again"
     );
     assert!(!mnt.join("w.dat").exists(), "old contents must not survive");
-    let st = d2.unmount_and_wait();
+    let st = d2
+        .unmount_and_wait()
+        .unwrap_or_else(|| panic!("daemon did not exit within 10 s of the unmount"));
     assert_eq!(
         st.code(),
         Some(0),
@@ -1870,7 +1756,7 @@ fn sigkill_with_active_writer_then_stale_mount_recovery() {
 #[test]
 fn sigkill_with_auto_unmount_clears_mount() {
     let _serial = serial();
-    let mut d = Daemon::start(&["-o", "auto_unmount"], &[]);
+    let mut d = daemon(&["-o", "auto_unmount"], &[]);
     let mnt = d.mnt.clone();
     fs::write(mnt.join("f"), b"x").expect("write");
     assert_eq!(fs::read(mnt.join("f")).expect("read"), b"x");

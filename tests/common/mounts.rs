@@ -59,13 +59,18 @@ pub fn unmount(path: &Path) {
     }
 }
 
-/// A running `triefs -f` process serving a mount in a private temp dir.
-/// Dropping it unmounts and waits for the daemon (killing it by PID if it
-/// does not exit within a few seconds).
+/// A running `triefs -f` daemon serving a mount, by default on `m` in a
+/// private temp dir. Dropping it unmounts and waits for the daemon (killing
+/// it by PID if it does not exit within 10 s). Made by [`TriefsMount::new`]
+/// and its variants, or by [`MountSpec`] for more control.
 pub struct TriefsMount {
+    /// The temp dir of the mount point (unless [`MountSpec::at`] gave one)
+    /// and of the log.
     pub dir: tempfile::TempDir,
     pub mnt: PathBuf,
     pub child: Option<Child>,
+    /// The file that gets the daemon's stderr ([`MountSpec::log`]).
+    pub log: Option<PathBuf>,
 }
 
 impl TriefsMount {
@@ -87,41 +92,40 @@ impl TriefsMount {
         args: impl IntoIterator<Item = &'a OsStr>,
         env: &[(&str, &str)],
     ) -> TriefsMount {
-        require_mount();
-        let dir = short_tempdir();
-        let mnt = dir.path().join("m");
-        std::fs::create_dir(&mnt).expect("create mount dir");
-        let child = Command::new(triefs_bin())
-            .arg("-f")
-            .args(args)
-            .arg(&mnt)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn triefs");
-        let mut m = TriefsMount {
-            dir,
-            mnt,
-            child: Some(child),
-        };
-        m.wait_mounted();
-        m
+        MountSpec::new().args(args).envs(env).mount()
     }
 
-    fn wait_mounted(&mut self) {
+    /// Waits until the mount is live, failing (with the daemon's log) if the
+    /// daemon exits first or 20 s pass.
+    pub fn wait_mounted(&mut self) {
         let start = Instant::now();
         while !is_mounted(&self.mnt) {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(st)) = child.try_wait()
             {
                 self.child = None;
-                panic!("triefs exited before mounting: {st}");
+                panic!("triefs exited before mounting: {st}{}", self.log_excerpt());
             }
             assert!(
                 start.elapsed() < Duration::from_secs(20),
-                "triefs did not mount within 20 s"
+                "triefs did not mount within 20 s{}",
+                self.log_excerpt()
             );
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// What the daemon wrote to its log so far ("" without a log).
+    pub fn log_text(&self) -> String {
+        self.log.as_ref().map_or_else(String::new, |p| {
+            String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+        })
+    }
+
+    fn log_excerpt(&self) -> String {
+        match &self.log {
+            Some(_) => format!("; its log:\n{}", self.log_text()),
+            None => String::new(),
         }
     }
 
@@ -130,9 +134,44 @@ impl TriefsMount {
         &self.mnt
     }
 
-    /// The daemon's PID.
+    /// The daemon's PID (0 once it has exited).
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// The daemon's stdin, when [`MountSpec::piped_stdin`] asked for it.
+    pub fn take_stdin(&mut self) -> std::process::ChildStdin {
+        let child = self.child.as_mut().expect("daemon running");
+        child.stdin.take().expect("daemon stdin piped")
+    }
+
+    /// Whether the daemon is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Sends signal `sig` to the daemon, by PID.
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = self.pid() as libc::pid_t;
+        assert!(pid > 0, "no daemon to signal");
+        // SAFETY: kill(2) of the daemon this test started, by PID.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {sig}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// SIGKILLs the daemon by PID and reaps it; the mount stays behind
+    /// (stale) unless `auto_unmount` clears it.
+    pub fn sigkill(&mut self) -> ExitStatus {
+        self.signal(libc::SIGKILL);
+        let mut child = self.child.take().expect("daemon running");
+        child.wait().expect("wait for the killed daemon")
     }
 
     /// Unmounts and returns the daemon's exit status.
@@ -141,9 +180,23 @@ impl TriefsMount {
         self.wait_exit(Duration::from_secs(10))
     }
 
-    /// Waits for the daemon to exit, killing it (by PID) after `timeout`.
+    /// Waits up to `timeout` for the daemon to exit; past that, kills it by
+    /// PID, reaps it, clears the mount and returns None.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        wait_daemon(&mut self.child, &self.mnt, timeout)
+        let mut child = self.child.take()?;
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                unmount(&self.mnt);
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -157,22 +210,114 @@ impl Drop for TriefsMount {
     }
 }
 
-/// Waits up to `timeout` for the daemon `child` serving `mnt` to exit;
-/// past that, kills it by PID, reaps it, clears the mount and returns None.
-pub fn wait_daemon(child: &mut Option<Child>, mnt: &Path, timeout: Duration) -> Option<ExitStatus> {
-    let mut child = child.take()?;
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            return Some(st);
+/// How to start a [`TriefsMount`]: `triefs -f [ARGS] MNT`, with stdin from
+/// /dev/null and stderr shared with the test unless told otherwise.
+pub struct MountSpec {
+    cmd: Command,
+    at: Option<PathBuf>,
+    log: bool,
+    piped_stdin: bool,
+}
+
+impl Default for MountSpec {
+    fn default() -> MountSpec {
+        MountSpec::new()
+    }
+}
+
+impl MountSpec {
+    /// The triefs binary of this build.
+    pub fn new() -> MountSpec {
+        MountSpec::command(Command::new(triefs_bin()))
+    }
+
+    /// `cmd` (another copy of the binary, run as another user, ...), to
+    /// which `-f`, the arguments and the mount point are added.
+    pub fn command(mut cmd: Command) -> MountSpec {
+        cmd.arg("-f");
+        MountSpec {
+            cmd,
+            at: None,
+            log: false,
+            piped_stdin: false,
         }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            unmount(mnt);
-            return None;
+    }
+
+    /// Extra arguments, before the mount point.
+    pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> MountSpec {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Extra environment variables of the daemon.
+    pub fn envs(mut self, env: &[(&str, &str)]) -> MountSpec {
+        self.cmd.envs(env.iter().copied());
+        self
+    }
+
+    /// Mounts on `mnt` (which must exist) instead of a fresh directory.
+    pub fn at(mut self, mnt: &Path) -> MountSpec {
+        self.at = Some(mnt.to_path_buf());
+        self
+    }
+
+    /// Sends the daemon's stderr to a file ([`TriefsMount::log_text`]) and
+    /// its stdout to /dev/null.
+    pub fn log(mut self) -> MountSpec {
+        self.log = true;
+        self
+    }
+
+    /// Gives the daemon a pipe for stdin ([`TriefsMount::take_stdin`]).
+    pub fn piped_stdin(mut self) -> MountSpec {
+        self.piped_stdin = true;
+        self
+    }
+
+    /// Starts the daemon without waiting for the mount
+    /// ([`TriefsMount::wait_mounted`]).
+    #[track_caller]
+    pub fn spawn(mut self) -> TriefsMount {
+        require_mount();
+        let dir = short_tempdir();
+        let mnt = match self.at.take() {
+            Some(mnt) => mnt,
+            None => {
+                let mnt = dir.path().join("m");
+                std::fs::create_dir(&mnt).expect("create mount dir");
+                mnt
+            }
+        };
+        let log = self.log.then(|| dir.path().join("daemon.log"));
+        if let Some(log) = &log {
+            let file = std::fs::File::create(log).expect("daemon log file");
+            self.cmd.stdout(Stdio::null()).stderr(file);
         }
-        std::thread::sleep(Duration::from_millis(10));
+        let stdin = if self.piped_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        let child = self
+            .cmd
+            .arg(&mnt)
+            .stdin(stdin)
+            .spawn()
+            .expect("spawn triefs");
+        TriefsMount {
+            dir,
+            mnt,
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Starts the daemon and waits until the mount is live.
+    #[track_caller]
+    pub fn mount(self) -> TriefsMount {
+        let mut m = self.spawn();
+        m.wait_mounted();
+        m
     }
 }
 
@@ -183,19 +328,25 @@ pub struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// Mounts a fresh tmpfs (needs root).
+    /// Mounts a fresh tmpfs (`-o mode=0755`).
     #[track_caller]
     pub fn new() -> Tmpfs {
+        Tmpfs::with_options("mode=0755")
+    }
+
+    /// Mounts a fresh tmpfs with the options `opts` (`size=64k`).
+    #[track_caller]
+    pub fn with_options(opts: &str) -> Tmpfs {
         require_mount();
         let dir = short_tempdir();
         let mnt = dir.path().join("t");
         std::fs::create_dir(&mnt).expect("create tmpfs dir");
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "mode=0755", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
             .arg(&mnt)
             .status()
             .expect("run mount");
-        assert!(st.success(), "mount -t tmpfs failed");
+        assert!(st.success(), "mount -t tmpfs -o {opts} failed");
         Tmpfs { dir, mnt }
     }
 
@@ -209,4 +360,75 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         unmount(&self.mnt);
     }
+}
+
+/// Clears, on drop (also when the test panics), whatever is mounted on
+/// these paths, every layer, and waits up to 10 s for the daemons that
+/// served them (found by the path among their arguments, so detached ones
+/// too) to exit, killing them by PID after that.
+pub struct Unmounts(pub Vec<PathBuf>);
+
+impl Drop for Unmounts {
+    fn drop(&mut self) {
+        let start = Instant::now();
+        for p in &self.0 {
+            let pids = super::pids_with_arg(p);
+            for _ in 0..4 {
+                if !is_mounted(p) {
+                    break;
+                }
+                unmount(p);
+            }
+            for pid in pids {
+                let left = Duration::from_secs(10).saturating_sub(start.elapsed());
+                if !super::wait_until(left, || super::has_exited(pid)) {
+                    // SAFETY: kill(2) of a daemon found serving this mount.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            unmount(p);
+        }
+    }
+}
+
+/// The fields of the /proc/self/mountinfo line of a mount point.
+#[derive(Debug)]
+pub struct MountInfo {
+    /// Per-mount options (`rw`, `nosuid`, `noatime`, ...).
+    pub mount_opts: Vec<String>,
+    /// `fuse.triefs`, `tmpfs`, ...
+    pub fstype: String,
+    pub source: String,
+    /// Super-block options (`allow_other`, `default_permissions`, ...).
+    pub super_opts: Vec<String>,
+}
+
+/// The mountinfo of the topmost mount on `mnt`, if `mnt` is a mount point.
+pub fn mountinfo(mnt: &Path) -> Option<MountInfo> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = mnt.to_str()?;
+    // The last matching line is the topmost mount on that path.
+    let line = info.lines().rfind(|l| l.split(' ').nth(4) == Some(want))?;
+    let (head, tail) = line.split_once(" - ")?;
+    let mount_opts = head
+        .split(' ')
+        .nth(5)?
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let mut t = tail.split(' ');
+    let fstype = t.next()?.to_owned();
+    let source = t.next()?.to_owned();
+    let super_opts = t
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    Some(MountInfo {
+        mount_opts,
+        fstype,
+        source,
+        super_opts,
+    })
 }
