@@ -548,19 +548,11 @@ fn fork_lock() -> std::sync::MutexGuard<'static, ()> {
 /// Forks, drops to `user`, performs `r` and returns what happened.
 fn run_as(user: User, r: &Resolved<'_>) -> Outcome {
     let _guard = fork_lock();
-    let mut fds = [0; 2];
-    // SAFETY: fds has room for two descriptors.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
     let groups = user.groups;
-    // SAFETY: the child only makes async-signal-safe calls and _exits.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed: errno {}", errno());
-    if pid == 0 {
-        // SAFETY: we are the single-threaded child; everything used was
-        // prepared before the fork.
+    let child = common::forked(|rec: &mut [u8; 16]| {
+        // SAFETY: everything used was prepared before the fork; plain
+        // system calls.
         unsafe {
-            libc::close(fds[0]);
-            libc::alarm(20);
             libc::umask(0o022);
             let out = if libc::setgroups(groups.len(), groups.as_ptr()) != 0
                 || libc::setresgid(user.rgid, user.gid, user.gid) != 0
@@ -570,37 +562,13 @@ fn run_as(user: User, r: &Resolved<'_>) -> Outcome {
             } else {
                 perform(r)
             };
-            let buf = encode(out);
-            libc::write(fds[1], buf.as_ptr().cast(), 16);
-            libc::_exit(0);
+            let [tag, val] = encode(out);
+            rec[..8].copy_from_slice(&tag.to_ne_bytes());
+            rec[8..].copy_from_slice(&val.to_ne_bytes());
         }
-    }
-    // SAFETY: closing our copy of the write end; reading into a stack buffer.
-    unsafe { libc::close(fds[1]) };
-    let mut buf = [0u8; 16];
-    let mut got = 0;
-    while got < buf.len() {
-        // SAFETY: the range is inside buf.
-        let n = unsafe { libc::read(fds[0], buf[got..].as_mut_ptr().cast(), buf.len() - got) };
-        if n < 0 && errno() == libc::EINTR {
-            continue;
-        }
-        if n <= 0 {
-            break;
-        }
-        got += n as usize;
-    }
-    // SAFETY: our read end; status is a plain int.
-    unsafe { libc::close(fds[0]) };
-    let mut status = 0;
-    loop {
-        // SAFETY: waiting for our own child.
-        let w = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if w == pid {
-            break;
-        }
-        assert!(errno() == libc::EINTR, "waitpid failed: errno {}", errno());
-    }
+        true
+    });
+    let (buf, got, status) = (child.record, child.got, child.status);
     if libc::WIFSIGNALED(status) {
         return Outcome::Signaled(libc::WTERMSIG(status));
     }
