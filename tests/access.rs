@@ -20,7 +20,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Errno, MountSpec, TriefsMount, Unmounts, cpath, errno, is_mounted, unmount};
@@ -488,15 +488,11 @@ impl UserWorld {
     }
 
     /// `triefs ARGS MNT` as nobody, detaching as usual; for refusals.
-    fn run_as_nobody(&self, args: &[&str]) -> Output {
-        let out = self
-            .triefs()
-            .args(args)
-            .arg(&self.mnt)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run triefs as nobody");
-        if out.status.success() {
+    fn run_as_nobody(&self, args: &[&str]) -> common::Output {
+        let mut cmd = self.triefs();
+        cmd.args(args).arg(&self.mnt);
+        let out = common::run_timed(cmd, Duration::from_secs(20));
+        if out.status.is_some_and(|s| s.success()) {
             // Mounted after all: do not leave it behind.
             drop(Unmounts(vec![self.mnt.clone()]));
         }
@@ -576,14 +572,6 @@ impl Drop for UserWorld {
 
 /// Asserts a refusal: exit code 2, one line on stderr containing every
 /// one of `words`, and nothing mounted.
-fn assert_refused(out: &Output, what: &str, words: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{what}: stderr {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{what}: one line: {err}");
-    for w in words {
-        assert!(
-            err.contains(w),
-            "{what}: the message must mention {w}: {err}"
-        );
-    }
+fn assert_refused(out: &common::Output, what: &str, words: &[&str]) {
+    common::assert_one_line_exit(out, 2, what, words);
 }

@@ -34,45 +34,10 @@ fn triefs_cmd() -> Command {
     cmd
 }
 
-/// Asserts the invocation failed with exit code 2 and exactly one non-empty
-/// stderr line, no panic, mentioning each of `mentions`.
+/// Asserts the invocation failed with exit code 2 and exactly one stderr
+/// line, no panic, mentioning each of `mentions`.
 fn assert_one_line_error(run: &common::Output, what: &str, mentions: &[&str]) {
-    let st = run.status.unwrap_or_else(|| {
-        panic!(
-            "{what}: triefs did not exit within {ERROR_TIMEOUT:?}\nstderr: {:?}",
-            run.stderr
-        )
-    });
-    assert_eq!(
-        st.code(),
-        Some(2),
-        "{what}: expected exit code 2, got {st}\nstdout: {:?}\nstderr: {:?}",
-        run.stdout,
-        run.stderr
-    );
-    assert!(
-        !run.stderr.contains("panicked") && !run.stderr.contains("stack backtrace"),
-        "{what}: stderr shows a panic: {:?}",
-        run.stderr
-    );
-    let lines: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{what}: stderr must be exactly one non-empty line, got {:?}",
-        run.stderr
-    );
-    for m in mentions {
-        assert!(
-            run.stderr.contains(m),
-            "{what}: the error line should name {m:?}, got {:?}",
-            run.stderr
-        );
-    }
+    common::assert_one_line_exit(run, 2, what, mentions);
 }
 
 /// Writes a `--paths` file into `dir` and returns its path.
@@ -807,12 +772,7 @@ fn numeric_options_read_as_tmpfs_reads_them() {
             match want {
                 None => assert_one_line_error(&run, &what, &[key]),
                 Some(want) => {
-                    assert_eq!(
-                        run.status.and_then(|s| s.code()),
-                        Some(0),
-                        "{what}: {:?}",
-                        run.stderr
-                    );
+                    common::assert_exit(&run, 0, &what);
                     let got = option_reading(key, &mnt);
                     unmount(&mnt);
                     assert_eq!(got, want, "{what}");
@@ -1009,12 +969,7 @@ fn mount_point_named_like_a_command() {
             let mut cmd = triefs_cmd();
             cmd.args(&args).current_dir(tmp.path());
             let run = common::run_timed(cmd, Duration::from_secs(20));
-            assert_eq!(
-                run.status.and_then(|s| s.code()),
-                Some(0),
-                "triefs {args:?}: {:?}",
-                run.stderr
-            );
+            common::assert_exit(&run, 0, &format!("triefs {args:?}"));
             assert!(is_mounted(&mnt), "triefs {args:?} did not mount {name}");
             fs::write(mnt.join("f"), b"x").unwrap();
             unmount(&mnt);
@@ -1043,12 +998,7 @@ fn mount_helper_source_named_like_a_command() {
         let mut cmd = Command::new(&helper);
         cmd.arg(source).arg(&mnt).args(["-o", "rw,noauto,size=1m"]);
         let run = common::run_timed(cmd, Duration::from_secs(20));
-        assert_eq!(
-            run.status.and_then(|s| s.code()),
-            Some(0),
-            "helper with source {source}: {:?}",
-            run.stderr
-        );
+        common::assert_exit(&run, 0, &format!("helper with source {source}"));
         let info = mountinfo(&mnt).expect("mounted through the helper");
         assert_eq!(info.source, source, "{info:?}");
         unmount(&mnt);
@@ -1119,12 +1069,7 @@ fn stale_busy_mount_error_gives_roots_command() {
     let mut cmd = triefs_cmd();
     cmd.arg(&mnt);
     let run = common::run_timed(cmd, Duration::from_secs(20));
-    assert_eq!(
-        run.status.and_then(|s| s.code()),
-        Some(0),
-        "{:?}",
-        run.stderr
-    );
+    common::assert_exit(&run, 0, "triefs on the cleared mount point");
     assert!(is_mounted(&mnt));
     unmount(&mnt);
 }

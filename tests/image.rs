@@ -122,18 +122,10 @@ fn damaged_images_are_refused_and_left_untouched() {
         for daemon in [false, true] {
             let mnt = dir.path().join("m2");
             let _ = std::fs::create_dir(&mnt);
-            let mut cmd = Command::new(common::triefs_bin());
-            if !daemon {
-                cmd.arg("-f");
-            }
-            let out = cmd.arg("--image").arg(&img).arg(&mnt).output().unwrap();
-            assert_eq!(out.status.code(), Some(2), "{what}: must exit 2");
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(err.trim().lines().count(), 1, "{what}: one line: {err}");
-            assert!(
-                err.contains("bad") && !err.contains("panicked"),
-                "{what}: {err}"
-            );
+            let args = [OsStr::new("--image"), img.as_os_str()];
+            let cmd = triefs_mount_cmd(!daemon, &args, &mnt);
+            let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+            common::assert_one_line_exit(&out, 2, what, &["bad"]);
             assert!(!common::is_mounted(&mnt), "{what}: nothing mounted");
         }
         assert_eq!(hash_file(&img), before, "{what}: image changed");
@@ -298,8 +290,8 @@ fn failed_save_keeps_the_previous_image() {
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `triefs [-f] ARGS MNT` as a command.
-fn triefs_mount_cmd(bin: &Path, foreground: bool, args: &[&OsStr], mnt: &Path) -> Command {
-    let mut cmd = Command::new(bin);
+fn triefs_mount_cmd(foreground: bool, args: &[&OsStr], mnt: &Path) -> Command {
+    let mut cmd = Command::new(common::triefs_bin());
     if foreground {
         cmd.arg("-f");
     }
@@ -342,7 +334,7 @@ fn image_cut_inside_its_header_is_truncated() {
             common::assert_one_line_exit(&image_cmd("check", &img), 2, &what, &["truncated"]);
         assert!(!line.contains("magic"), "{what}: {line}");
         let args = [OsStr::new("--image"), img.as_os_str()];
-        let cmd = triefs_mount_cmd(Path::new(common::triefs_bin()), true, &args, &mnt);
+        let cmd = triefs_mount_cmd(true, &args, &mnt);
         let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
         let line = common::assert_one_line_exit(&out, 2, &what, &["truncated"]);
         assert!(!line.contains("magic"), "{what}: {line}");
@@ -362,12 +354,7 @@ fn relative_image_path_of_a_detached_daemon() {
     cmd.args(["--image", "rel.img", "m"])
         .current_dir(dir.path());
     let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
-    assert_eq!(
-        out.status.and_then(|s| s.code()),
-        Some(0),
-        "{:?}",
-        out.stderr
-    );
+    common::assert_exit(&out, 0, "detached daemon with a relative --image");
     std::fs::write(mnt.join("kept"), b"k").unwrap();
     common::unmount(&mnt);
     let img = dir.path().join("rel.img");
@@ -395,7 +382,7 @@ fn image_path_that_is_a_directory_is_refused_at_mount() {
             if force {
                 args.push(OsStr::new("--force-new-image"));
             }
-            let cmd = triefs_mount_cmd(Path::new(common::triefs_bin()), foreground, &args, &mnt);
+            let cmd = triefs_mount_cmd(foreground, &args, &mnt);
             let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
             let what = format!("--image DIR (force={force}, foreground={foreground})");
             let line = common::assert_one_line_exit(&out, 2, &what, &["imgdir", "directory"]);
@@ -530,12 +517,7 @@ fn failed_save_is_reported_by_triefs_image() {
     m.signal(libc::SIGUSR1);
     wait_for(|| image_ls(&img) == "/v1\n", "the first save");
     let out = image_cmd("info", &img);
-    assert_eq!(
-        out.status.and_then(|s| s.code()),
-        Some(0),
-        "{:?}",
-        out.stderr
-    );
+    common::assert_exit(&out, 0, "image info while serving");
     assert!(
         out.stdout.contains("served by: triefs pid") && out.stdout.contains("last save: 20"),
         "info while serving: {}",
@@ -570,7 +552,7 @@ fn failed_save_is_reported_by_triefs_image() {
         &["FAILED"],
     );
     let out = image_cmd("ls", &img);
-    assert_eq!(out.status.and_then(|s| s.code()), Some(0));
+    common::assert_exit(&out, 0, "image ls after a failed save");
     assert_eq!(out.stdout, "/v1\n");
     assert!(
         out.stderr.contains("warning") && out.stderr.contains("FAILED"),
@@ -589,12 +571,7 @@ fn failed_save_is_reported_by_triefs_image() {
     std::fs::write(m.path().join("v2"), b"two").unwrap();
     assert!(m.unmount_and_wait().unwrap().success());
     let out = image_cmd("info", &img);
-    assert_eq!(
-        out.status.and_then(|s| s.code()),
-        Some(0),
-        "{:?}",
-        out.stderr
-    );
+    common::assert_exit(&out, 0, "image info after a good save");
     assert!(!out.stdout.contains("last save"), "{}", out.stdout);
     assert_eq!(out.stderr, "");
     assert_eq!(image_ls(&img), "/v1\n/v2\n");
@@ -637,7 +614,7 @@ fn second_daemon_on_the_same_image_is_refused() {
     std::fs::create_dir(&mnt).unwrap();
     let _u = Unmounts(vec![mnt.clone()]);
     let args = [OsStr::new("--image"), img.as_os_str()];
-    let cmd = triefs_mount_cmd(Path::new(common::triefs_bin()), true, &args, &mnt);
+    let cmd = triefs_mount_cmd(true, &args, &mnt);
     let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
     let pid = first.pid().to_string();
     common::assert_one_line_exit(&out, 2, "second daemon", &["in use", &pid]);
@@ -700,12 +677,7 @@ fn detached_daemon_reports_a_failed_save_to_syslog() {
         .env("BIN", common::triefs_bin())
         .env_remove("RUST_LOG");
     let out = common::run_timed(cmd, Duration::from_secs(30));
-    assert_eq!(
-        out.status.and_then(|s| s.code()),
-        Some(0),
-        "namespace script: {}",
-        out.stderr
-    );
+    common::assert_exit(&out, 0, "namespace script");
     let mut buf = vec![0u8; 4096];
     let n = log
         .recv(&mut buf)

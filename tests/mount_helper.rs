@@ -106,10 +106,10 @@ fn helper_rejects_bad_calls_in_one_line() {
     let dir = common::short_tempdir();
     let link = dir.path().join("mount.fuse.triefs");
     std::os::unix::fs::symlink(common::triefs_bin(), &link).unwrap();
-    let out = Command::new(&link).arg("only-one-arg").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "stderr: {err}");
+    let mut cmd = Command::new(&link);
+    cmd.arg("only-one-arg");
+    let out = common::run_timed(cmd, std::time::Duration::from_secs(10));
+    common::assert_one_line_exit(&out, 2, "the helper with one argument", &[]);
     // -f (fake) mounts nothing and succeeds.
     let out = Command::new(&link)
         .args(["src", "/nonexistent", "-f"])

@@ -1691,34 +1691,15 @@ fn sigkill_with_active_writer_then_stale_mount_recovery() {
     assert!(is_mounted(&mnt), "stale mount should still be listed");
 
     // Mounting on it fails with a one-line diagnosis.
-    let common::Output {
-        status: st,
-        stderr: err,
-        ..
-    } = common::run_timed(
-        {
-            let mut cmd = Command::new(triefs_bin());
-            cmd.arg("-f").arg(&mnt);
-            cmd
-        },
-        Duration::from_secs(10),
-    );
+    let mut cmd = Command::new(triefs_bin());
+    cmd.arg("-f").arg(&mnt);
+    let out = common::run_timed(cmd, Duration::from_secs(10));
     eprintln!(
-        "sigkill: triefs on the stale mount point: {st:?}: {}",
-        err.trim()
+        "sigkill: triefs on the stale mount point: {:?}: {}",
+        out.status,
+        out.stderr.trim()
     );
-    assert_eq!(
-        st.and_then(|s| s.code()),
-        Some(2),
-        "exit status; stderr: {err}"
-    );
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line of stderr expected:\n{err}");
-    assert!(!err.contains("panick"), "{err}");
-    assert!(
-        lines[0].contains("stale"),
-        "message should name the stale mount: {err}"
-    );
+    common::assert_one_line_exit(&out, 2, "triefs on the stale mount point", &["stale"]);
 
     // umount -l clears it; a new triefs on the same point works.
     let st = Command::new("umount")

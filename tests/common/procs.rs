@@ -129,9 +129,10 @@ pub fn run_timed(mut cmd: Command, timeout: Duration) -> Output {
     }
 }
 
-/// Asserts `out` is an exit with `code` and exactly one non-empty line on
-/// stderr, no panic, containing each of `mentions`; returns that line.
-pub fn assert_one_line_exit(out: &Output, code: i32, what: &str, mentions: &[&str]) -> String {
+/// Asserts `out` is an exit (not a kill after the timeout) with `code`,
+/// showing its output otherwise.
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32, what: &str) {
     let st = out
         .status
         .unwrap_or_else(|| panic!("{what}: did not exit in time; stderr {:?}", out.stderr));
@@ -142,18 +143,25 @@ pub fn assert_one_line_exit(out: &Output, code: i32, what: &str, mentions: &[&st
         out.stdout,
         out.stderr
     );
-    let lines: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{what}: one stderr line expected: {:?}",
+}
+
+/// Asserts `out` is an exit with `code` whose stderr is exactly one line,
+/// not blank, with no panic (nor backtrace), containing each of
+/// `mentions`; returns that line.
+#[track_caller]
+pub fn assert_one_line_exit(out: &Output, code: i32, what: &str, mentions: &[&str]) -> String {
+    assert_exit(out, code, what);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        lines.len() == 1 && !lines[0].trim().is_empty(),
+        "{what}: exactly one stderr line expected: {:?}",
         out.stderr
     );
-    assert!(!out.stderr.contains("panicked"), "{what}: {:?}", out.stderr);
+    assert!(
+        !out.stderr.contains("panick") && !out.stderr.contains("stack backtrace"),
+        "{what}: stderr shows a panic: {:?}",
+        out.stderr
+    );
     for m in mentions {
         assert!(
             lines[0].contains(m),
