@@ -94,6 +94,27 @@ fn assert_no_stale_mount(mnt: &Path) {
     );
 }
 
+/// Unmounts with the command `unmount` (`umount`, `fusermount3 -u`), then
+/// expects exit code 0 and no mount.
+fn unmount_and_expect_clean_exit(m: &mut TriefsMount, unmount: &[&str]) {
+    let what = unmount.join(" ");
+    let out = Command::new(unmount[0])
+        .args(&unmount[1..])
+        .arg(m.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = m
+        .wait_exit(EXIT_TIMEOUT)
+        .unwrap_or_else(|| panic!("triefs did not exit after {what}"));
+    assert_eq!(st.code(), Some(0), "exit status: {st}");
+    assert_no_stale_mount(&m.mnt);
+}
+
 /// Sends `sig` to the triefs daemon, then expects exit code 0 and no mount.
 fn signal_and_expect_clean_exit(m: &mut TriefsMount, sig: libc::c_int) {
     m.signal(sig);
@@ -284,38 +305,14 @@ fn paths_file_missing_is_a_one_line_error() {
 fn exit_zero_after_umount() {
     let mut m = TriefsMount::new(&[]);
     fs::write(m.path().join("f"), b"x").unwrap();
-    let out = Command::new("umount").arg(m.path()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "umount failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let st = m
-        .wait_exit(EXIT_TIMEOUT)
-        .expect("triefs did not exit after umount");
-    assert_eq!(st.code(), Some(0), "exit status: {st}");
-    assert_no_stale_mount(&m.mnt);
+    unmount_and_expect_clean_exit(&mut m, &["umount"]);
 }
 
 #[test]
 fn exit_zero_after_fusermount3_u() {
     let mut m = TriefsMount::new(&[]);
     fs::create_dir(m.path().join("d")).unwrap();
-    let out = Command::new("fusermount3")
-        .arg("-u")
-        .arg(m.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fusermount3 -u failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let st = m
-        .wait_exit(EXIT_TIMEOUT)
-        .expect("triefs did not exit after fusermount3 -u");
-    assert_eq!(st.code(), Some(0), "exit status: {st}");
-    assert_no_stale_mount(&m.mnt);
+    unmount_and_expect_clean_exit(&mut m, &["fusermount3", "-u"]);
 }
 
 #[test]

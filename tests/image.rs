@@ -204,16 +204,22 @@ fn sigusr1_and_sigterm_save() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "/second\n");
 }
 
+/// `dir/img`, saved by a mount holding one file `v1`, and its hash.
+fn image_of_v1(dir: &Path) -> (PathBuf, String) {
+    let img = dir.join("img");
+    let mut m = mount_with_image(&img, &[]);
+    std::fs::write(m.path().join("v1"), b"one").unwrap();
+    assert!(m.unmount_and_wait().unwrap().success());
+    let hash = hash_file(&img);
+    (img, hash)
+}
+
 /// A daemon killed mid-save leaves the old or the new image, never a torn
 /// one.
 #[test]
 fn kill_during_save_leaves_an_untorn_image() {
     let dir = common::short_tempdir();
-    let img: PathBuf = dir.path().join("img");
-    let mut m = mount_with_image(&img, &[]);
-    std::fs::write(m.path().join("v1"), b"one").unwrap();
-    assert!(m.unmount_and_wait().unwrap().success());
-    let v1 = hash_file(&img);
+    let (img, v1) = image_of_v1(dir.path());
 
     // A big tree makes the save take a while; kill -9 during it.
     let mut m = mount_with_image(&img, &[]);
@@ -257,11 +263,7 @@ fn kill_during_save_leaves_an_untorn_image() {
 #[test]
 fn failed_save_keeps_the_previous_image() {
     let dir = common::short_tempdir();
-    let img: PathBuf = dir.path().join("img");
-    let mut m = mount_with_image(&img, &[]);
-    std::fs::write(m.path().join("v1"), b"one").unwrap();
-    assert!(m.unmount_and_wait().unwrap().success());
-    let v1 = hash_file(&img);
+    let (img, v1) = image_of_v1(dir.path());
     let mut m = mount_with_image(
         &img,
         &[("TRIEFS_FAULTS", "1"), ("TRIEFS_IMAGE_FAIL_AFTER", "1000")],
