@@ -40,6 +40,23 @@ fn assert_one_line_error(run: &common::Output, what: &str, mentions: &[&str]) {
     common::assert_one_line_exit(run, 2, what, mentions);
 }
 
+/// Runs `triefs [-f] ARGS`, in the foreground and detaching, and asserts
+/// each is refused with a one-line error mentioning `mentions`; `check`
+/// runs after each.
+fn refused_both_ways(args: &[&OsStr], what: &str, mentions: &[&str], check: impl Fn()) {
+    for foreground in [true, false] {
+        let mut cmd = triefs_cmd();
+        if foreground {
+            cmd.arg("-f");
+        }
+        cmd.args(args);
+        let run = common::run_timed(cmd, ERROR_TIMEOUT);
+        let what = format!("{what} (foreground={foreground})");
+        assert_one_line_error(&run, &what, mentions);
+        check();
+    }
+}
+
 /// Writes a `--paths` file into `dir` and returns its path.
 fn write_paths_file(dir: &Path, contents: &[u8]) -> PathBuf {
     let p = dir.join("paths.txt");
@@ -281,20 +298,15 @@ fn paths_file_missing_is_a_one_line_error() {
     fs::create_dir(&mnt).unwrap();
     let _g = Unmounts(vec![mnt.clone()]);
     let missing = tmp.path().join("no-such-paths-file.txt");
-    for foreground in [true, false] {
-        let mut cmd = triefs_cmd();
-        if foreground {
-            cmd.arg("-f");
-        }
-        cmd.arg("--paths").arg(&missing).arg(&mnt);
-        let run = common::run_timed(cmd, ERROR_TIMEOUT);
-        assert_one_line_error(
-            &run,
-            &format!("--paths with missing file (foreground={foreground})"),
-            &["no-such-paths-file.txt"],
-        );
-        assert!(!is_mounted(&mnt), "must not mount when --paths fails");
-    }
+    let args = [OsStr::new("--paths"), missing.as_os_str(), mnt.as_os_str()];
+    refused_both_ways(
+        &args,
+        "--paths with missing file",
+        &["no-such-paths-file.txt"],
+        || {
+            assert!(!is_mounted(&mnt), "must not mount when --paths fails");
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -428,20 +440,14 @@ fn missing_mount_point_is_a_one_line_error() {
     let tmp = short_tempdir();
     let mnt = tmp.path().join("does-not-exist");
     let _g = Unmounts(vec![mnt.clone()]);
-    for foreground in [true, false] {
-        let mut cmd = triefs_cmd();
-        if foreground {
-            cmd.arg("-f");
-        }
-        cmd.arg(&mnt);
-        let run = common::run_timed(cmd, ERROR_TIMEOUT);
-        assert_one_line_error(
-            &run,
-            &format!("missing mount point (foreground={foreground})"),
-            &["does-not-exist"],
-        );
-        assert!(!mnt.exists(), "triefs must not create the mount point");
-    }
+    refused_both_ways(
+        &[mnt.as_os_str()],
+        "missing mount point",
+        &["does-not-exist"],
+        || {
+            assert!(!mnt.exists(), "triefs must not create the mount point");
+        },
+    );
 }
 
 #[test]
@@ -451,21 +457,11 @@ fn regular_file_mount_point_is_a_one_line_error() {
     let mnt = tmp.path().join("plainfile");
     fs::write(&mnt, b"not a dir\n").unwrap();
     let _g = Unmounts(vec![mnt.clone()]);
-    for foreground in [true, false] {
-        let mut cmd = triefs_cmd();
-        if foreground {
-            cmd.arg("-f");
-        }
-        cmd.arg(&mnt);
-        let run = common::run_timed(cmd, ERROR_TIMEOUT);
-        assert_one_line_error(
-            &run,
-            &format!("regular file as mount point (foreground={foreground})"),
-            &["plainfile"],
-        );
+    let what = "regular file as mount point";
+    refused_both_ways(&[mnt.as_os_str()], what, &["plainfile"], || {
         assert!(!is_mounted(&mnt), "must not mount over a regular file");
         assert_eq!(fs::read(&mnt).unwrap(), b"not a dir\n");
-    }
+    });
 }
 
 #[test]
@@ -475,26 +471,17 @@ fn already_mounted_mount_point_is_a_one_line_error() {
     // Declared after the tmpfs so it drops first: removes anything triefs
     // may have stacked (and the tmpfs; Tmpfs's own drop is then a no-op).
     let _g = Unmounts(vec![t.path().to_path_buf()]);
-    for foreground in [true, false] {
-        let mut cmd = triefs_cmd();
-        if foreground {
-            cmd.arg("-f");
-        }
-        cmd.arg(t.path());
-        let run = common::run_timed(cmd, ERROR_TIMEOUT);
+    let what = "already-mounted mount point";
+    let shown = t.path().to_str().unwrap();
+    refused_both_ways(&[t.path().as_os_str()], what, &[shown], || {
         let info = mountinfo(t.path());
-        assert_one_line_error(
-            &run,
-            &format!("already-mounted mount point (foreground={foreground})"),
-            &[t.path().to_str().unwrap()],
-        );
         assert_eq!(
             info.as_ref().map(|i| i.fstype.as_str()),
             Some("tmpfs"),
             "triefs stacked a mount over the tmpfs: {info:?}"
         );
         assert_eq!(fs::read(t.path().join("marker")).unwrap(), b"tmpfs\n");
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------

@@ -308,6 +308,17 @@ fn image_cmd(sub: &str, img: &Path) -> common::Output {
     common::run_timed(cmd, REFUSAL_TIMEOUT)
 }
 
+/// A temp dir of mode `mode` holding a mount point `m` (0777) that another
+/// user may mount on, cleared on drop.
+fn mount_point_for_others(mode: u32) -> (tempfile::TempDir, PathBuf, Unmounts) {
+    let dir = common::short_tempdir_mode(mode);
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    common::chmod(&mnt, 0o777);
+    let guard = Unmounts(vec![mnt.clone()]);
+    (dir, mnt, guard)
+}
+
 /// A small image made by a real mount, copied to `dir/good`.
 fn good_image(dir: &Path) -> PathBuf {
     let img = dir.join("good");
@@ -402,11 +413,7 @@ fn image_path_that_is_a_directory_is_refused_at_mount() {
 #[test]
 fn image_the_user_could_not_save_is_refused_at_mount() {
     let bin = common::shared_binary();
-    let dir = common::short_tempdir_mode(0o755);
-    let mnt = dir.path().join("m");
-    std::fs::create_dir(&mnt).unwrap();
-    common::chmod(&mnt, 0o777);
-    let _u = Unmounts(vec![mnt.clone()]);
+    let (dir, mnt, _u) = mount_point_for_others(0o755);
 
     let ro = dir.path().join("ro");
     std::fs::create_dir(&ro).unwrap();
@@ -472,11 +479,7 @@ fn image_the_user_could_not_save_is_refused_at_mount() {
 #[test]
 fn unreadable_image_hint_fits_the_user() {
     let bin = common::shared_binary();
-    let dir = common::short_tempdir_mode(0o777);
-    let mnt = dir.path().join("m");
-    std::fs::create_dir(&mnt).unwrap();
-    common::chmod(&mnt, 0o777);
-    let _u = Unmounts(vec![mnt.clone()]);
+    let (dir, mnt, _u) = mount_point_for_others(0o777);
     let img = good_image(dir.path());
     common::chmod(&img, 0o600);
     let before = hash_file(&img);
