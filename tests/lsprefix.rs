@@ -161,8 +161,8 @@ fn ls_prefix_skips_what_the_caller_may_not_list() {
     let as_nobody = |groups: &[u32]| {
         common::run_as(
             Command::new(&bin.path).arg("ls-prefix").arg(root),
-            65534,
-            65534,
+            common::NOBODY,
+            common::NOBODY,
             groups,
         )
         .output()
@@ -241,7 +241,7 @@ fn ls_prefix_of_deep_long_names_by_another_user_keeps_the_daemon_small() {
     // on memory allocated before the fork.
     unsafe {
         nest.pre_exec(move || {
-            common::become_user(65534, 65534, &[])?;
+            common::become_user(common::NOBODY, common::NOBODY, &[])?;
             let mut dir = libc::open(root.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
             for _ in 0..4000 {
                 if dir < 0 || libc::mkdirat(dir, name.as_ptr(), 0o755) != 0 {
@@ -261,14 +261,11 @@ fn ls_prefix_of_deep_long_names_by_another_user_keeps_the_daemon_small() {
     // The build may live where nobody cannot go (a clone in /root).
     let bin = common::shared_binary();
     let out = ls_prefix_within_8_mib(&m, || {
-        common::run_as(
-            Command::new(&bin.path).arg("ls-prefix").arg(m.path()),
-            65534,
-            65534,
-            &[],
-        )
-        .output()
-        .expect("ls-prefix as nobody")
+        common::as_nobody(&bin.path)
+            .arg("ls-prefix")
+            .arg(m.path())
+            .output()
+            .expect("ls-prefix as nobody")
     });
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(lines(&out.stdout), ["/other"]);

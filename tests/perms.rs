@@ -113,10 +113,10 @@ const DAVE: User = User {
 };
 const NOBODY: User = User {
     name: "nobody(65534/65534)",
-    uid: 65534,
-    gid: 65534,
-    ruid: 65534,
-    rgid: 65534,
+    uid: common::NOBODY,
+    gid: common::NOBODY,
+    ruid: common::NOBODY,
+    rgid: common::NOBODY,
     groups: &[],
 };
 
