@@ -10,9 +10,11 @@ use super::{short_tempdir, triefs_bin};
 /// Why mount tests cannot run here, if they cannot: they need `/dev/fuse`
 /// and root (the tmpfs oracle, mount(2), other users' credentials).
 pub fn mount_impossible() -> Option<&'static str> {
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
     if !Path::new("/dev/fuse").exists() {
         Some("/dev/fuse is missing")
-    } else if unsafe { libc::geteuid() } != 0 {
+    } else if !root {
         Some("not running as root")
     } else {
         None

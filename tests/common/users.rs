@@ -53,10 +53,19 @@ pub struct SharedBinary {
 }
 
 /// Copies the triefs binary into a fresh 0755 temp dir.
+///
+/// `cp` writes the copy, not this process: a child that another test thread
+/// forks while the copy is open for writing would hold that descriptor
+/// until it execs, and running the copy meanwhile fails with ETXTBSY.
 pub fn shared_binary() -> SharedBinary {
     let dir = short_tempdir_mode(0o755);
     let path = dir.path().join("triefs");
-    std::fs::copy(triefs_bin(), &path).expect("copy triefs binary");
+    let st = Command::new("cp")
+        .arg(triefs_bin())
+        .arg(&path)
+        .status()
+        .expect("run cp");
+    assert!(st.success(), "cp of the triefs binary failed: {st}");
     chmod(&path, 0o755);
     SharedBinary { dir, path }
 }
