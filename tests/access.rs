@@ -19,22 +19,20 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::{Errno, TriefsMount, cpath, errno, is_mounted, short_tempdir, unmount};
+use common::{Errno, MountSpec, TriefsMount, Unmounts, cpath, errno, is_mounted, unmount};
 
 /// The contents of the probed file.
 const SECRET: &[u8] = b"secret contents\n";
 
 /// Another user (no passwd entry needed).
 const OTHER: (u32, u32) = (4242, 4242);
-/// `nobody`, which exists in every passwd (fusermount3 looks the mounting
-/// user up by name when it unmounts).
-const NOBODY: (u32, u32) = (65534, 65534);
+/// `nobody` (common::NOBODY as uid and gid), which exists in every passwd
+/// (fusermount3 looks the mounting user up by name when it unmounts).
+const NOBODY: (u32, u32) = (common::NOBODY, common::NOBODY);
 
 // ---------------------------------------------------------------------------
 // Looking as another user.
@@ -77,28 +75,18 @@ const RECORD: usize = 5 * 4 + 64;
 /// no supplementary groups), then stats and reads `file` and lists `dir`.
 fn look_as(uid: u32, gid: u32, file: &Path, dir: &Path) -> Seen {
     let (file, dir) = (cpath(file), cpath(dir));
-    let mut fds = [0; 2];
-    // SAFETY: fds has room for two descriptors.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: the child only makes async-signal-safe calls on data
-    // prepared before the fork, then _exits.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed: errno {}", errno());
-    if pid == 0 {
-        // SAFETY: single-threaded child; plain system calls on stack
-        // buffers and the C strings made above.
+    let put = |rec: &mut [u8; RECORD], i: usize, v: i32| {
+        rec[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+    };
+    let child = common::forked(|rec: &mut [u8; RECORD]| {
+        // SAFETY: plain system calls on stack buffers and the C strings
+        // made above.
         unsafe {
-            libc::close(fds[0]);
-            libc::alarm(20);
-            let mut rec = [0u8; RECORD];
-            let put = |rec: &mut [u8; RECORD], i: usize, v: i32| {
-                rec[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
-            };
             if libc::setgroups(0, std::ptr::null()) != 0
                 || libc::setresgid(gid, gid, gid) != 0
                 || libc::setresuid(uid, uid, uid) != 0
             {
-                libc::_exit(3);
+                return false;
             }
             let mut st: libc::stat = std::mem::zeroed();
             let e = if libc::stat(file.as_ptr(), &mut st) == 0 {
@@ -106,31 +94,31 @@ fn look_as(uid: u32, gid: u32, file: &Path, dir: &Path) -> Seen {
             } else {
                 errno()
             };
-            put(&mut rec, 0, e);
+            put(rec, 0, e);
             let fd = libc::open(file.as_ptr(), libc::O_RDONLY);
             if fd < 0 {
-                put(&mut rec, 1, errno());
+                put(rec, 1, errno());
             } else {
                 let mut buf = [0u8; 64];
                 let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
                 if n < 0 {
-                    put(&mut rec, 1, errno());
+                    put(rec, 1, errno());
                 } else {
-                    put(&mut rec, 3, n as i32);
+                    put(rec, 3, n as i32);
                     rec[20..20 + n as usize].copy_from_slice(&buf[..n as usize]);
                 }
                 libc::close(fd);
             }
             let dfd = libc::open(dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
             if dfd < 0 {
-                put(&mut rec, 2, errno());
+                put(rec, 2, errno());
             } else {
                 let mut buf = [0u8; 4096];
                 let mut count = 0;
                 loop {
                     let n = libc::syscall(libc::SYS_getdents64, dfd, buf.as_mut_ptr(), buf.len());
                     if n < 0 {
-                        put(&mut rec, 2, errno());
+                        put(rec, 2, errno());
                         break;
                     }
                     if n == 0 {
@@ -143,39 +131,18 @@ fn look_as(uid: u32, gid: u32, file: &Path, dir: &Path) -> Seen {
                         off += u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
                     }
                 }
-                put(&mut rec, 4, count);
+                put(rec, 4, count);
                 libc::close(dfd);
             }
-            libc::write(fds[1], rec.as_ptr().cast(), RECORD);
-            libc::_exit(0);
         }
-    }
-    // SAFETY: our copy of the write end.
-    unsafe { libc::close(fds[1]) };
-    let mut rec = [0u8; RECORD];
-    let mut got = 0;
-    while got < RECORD {
-        // SAFETY: the range is inside rec.
-        let n = unsafe { libc::read(fds[0], rec[got..].as_mut_ptr().cast(), RECORD - got) };
-        if n < 0 && errno() == libc::EINTR {
-            continue;
-        }
-        if n <= 0 {
-            break;
-        }
-        got += n as usize;
-    }
-    // SAFETY: our read end; status is a plain int.
-    unsafe { libc::close(fds[0]) };
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
-        assert_eq!(errno(), libc::EINTR, "waitpid");
-    }
+        true
+    });
     assert_eq!(
-        got, RECORD,
-        "probe as {uid}/{gid} reported nothing (wait status {status})"
+        child.got, RECORD,
+        "probe as {uid}/{gid} reported nothing (wait status {})",
+        child.status
     );
+    let rec = child.record;
     let get = |i: usize| i32::from_ne_bytes(rec[i * 4..i * 4 + 4].try_into().unwrap());
     let res = |e: i32| if e == 0 { Ok(()) } else { Err(Errno(e)) };
     Seen {
@@ -187,19 +154,9 @@ fn look_as(uid: u32, gid: u32, file: &Path, dir: &Path) -> Seen {
 
 /// The kernel mount's super-block options (`allow_other` is one).
 fn super_options(mnt: &Path) -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let want = mnt.to_str().expect("UTF-8 path");
-    let line = info
-        .lines()
-        .rfind(|l| l.split(' ').nth(4) == Some(want))
-        .unwrap_or_else(|| panic!("{want} is not in mountinfo"));
-    let (_, tail) = line.split_once(" - ").expect("mountinfo separator");
-    tail.split(' ')
-        .nth(2)
-        .unwrap_or("")
-        .split(',')
-        .map(str::to_owned)
-        .collect()
+    common::mountinfo(mnt)
+        .unwrap_or_else(|| panic!("{} is not in mountinfo", mnt.display()))
+        .super_opts
 }
 
 /// Whether the fuse module lets CAP_SYS_ADMIN into every mount
@@ -207,15 +164,6 @@ fn super_options(mnt: &Path) -> Vec<String> {
 fn sys_admin_bypass() -> bool {
     std::fs::read_to_string("/sys/module/fuse/parameters/allow_sys_admin_access")
         .is_ok_and(|v| v.trim() == "Y")
-}
-
-/// Waits up to 5 s for `mnt` to stop being a mount point.
-fn wait_unmounted(mnt: &Path) -> bool {
-    let t = Instant::now();
-    while is_mounted(mnt) && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    !is_mounted(mnt)
 }
 
 // ---------------------------------------------------------------------------
@@ -229,9 +177,6 @@ fn wait_unmounted(mnt: &Path) -> bool {
 /// nothing about access, and must still clear the mount when the daemon
 /// is killed.
 fn root_mount(opts: &str, shared: bool) {
-    if !common::can_mount() {
-        return;
-    }
     let args: Vec<&str> = if opts.is_empty() {
         vec![]
     } else {
@@ -239,15 +184,14 @@ fn root_mount(opts: &str, shared: bool) {
     };
     let mut m = TriefsMount::new(&args);
     let root = m.path().to_path_buf();
-    std::fs::set_permissions(m.dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod the temp dir");
+    common::chmod(m.dir.path(), 0o755);
     // Warm every cache as root: entries, attributes, pages, listings.
     let d = root.join("d");
     let s = d.join("s");
     std::fs::create_dir(&d).expect("mkdir");
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod d");
+    common::chmod(&d, 0o755);
     std::fs::write(&s, SECRET).expect("write");
-    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o644)).expect("chmod s");
+    common::chmod(&s, 0o644);
     assert_eq!(std::fs::read(&s).expect("read as root"), SECRET);
     assert_eq!(std::fs::read_dir(&root).expect("list").count(), 1);
     std::fs::metadata(&s).expect("stat as root");
@@ -285,12 +229,9 @@ fn root_mount(opts: &str, shared: bool) {
     if opts.contains("auto_unmount") {
         // The daemon dies after its root was listed (so opening the root
         // needs no request to the daemon any more): the mount must go.
-        let child = m.child.as_mut().expect("daemon");
-        child.kill().expect("SIGKILL the daemon by PID");
-        child.wait().expect("reap the daemon");
-        m.child = None;
+        m.sigkill();
         assert!(
-            wait_unmounted(&root),
+            common::wait_unmounted(&root, Duration::from_secs(5)),
             "-o {opts:?}: the mount must disappear after SIGKILL"
         );
     } else {
@@ -340,15 +281,12 @@ fn root_mount_auto_unmount_owner_only_keeps_to_root() {
 /// the name mount(8) gives it, from a temp dir (no system-wide install).
 #[test]
 fn mount_helper_root_mounts_are_shared_like_tmpfs() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     for (opts, shared) in [
         ("size=1m,mode=1777,noauto", true),
         ("mode=1777,owner_only", false),
     ] {
-        let dir = short_tempdir();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = common::short_tempdir_mode(0o755);
         let helper = dir.path().join("mount.fuse.triefs");
         std::os::unix::fs::symlink(common::triefs_bin(), &helper).unwrap();
         let mnt = dir.path().join("m");
@@ -360,7 +298,7 @@ fn mount_helper_root_mounts_are_shared_like_tmpfs() {
             .stdin(Stdio::null())
             .output()
             .expect("run the helper");
-        let guard = DetachedMount::new(&mnt);
+        let guard = Unmounts(vec![mnt.clone()]);
         assert!(
             out.status.success(),
             "{opts}: {}",
@@ -378,11 +316,9 @@ fn mount_helper_root_mounts_are_shared_like_tmpfs() {
             "{opts}"
         );
         // In a 1777 root another user may create files of its own.
-        let created = Command::new("sh")
+        let created = common::as_nobody(Path::new("sh"))
             .args(["-c", "echo mine > \"$1\"/n", "sh"])
             .arg(&mnt)
-            .uid(NOBODY.0)
-            .gid(NOBODY.1)
             .current_dir("/")
             .stderr(Stdio::null())
             .status()
@@ -390,60 +326,6 @@ fn mount_helper_root_mounts_are_shared_like_tmpfs() {
         assert_eq!(created.success(), shared, "{opts}: create as another user");
         drop(guard);
     }
-}
-
-/// Unmounts a detached daemon's mount on drop and waits for the daemon
-/// (found by the mount path in its argv, waited for by PID) to exit.
-struct DetachedMount(PathBuf);
-
-impl DetachedMount {
-    fn new(mnt: &Path) -> DetachedMount {
-        DetachedMount(mnt.to_path_buf())
-    }
-}
-
-impl Drop for DetachedMount {
-    fn drop(&mut self) {
-        let pids = pids_with_arg(&self.0);
-        unmount(&self.0);
-        let t = Instant::now();
-        for pid in pids {
-            while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
-                if t.elapsed() > Duration::from_secs(10) {
-                    // SAFETY: signalling a PID we found serving our mount.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        unmount(&self.0);
-    }
-}
-
-/// PIDs of processes (other than us) with `arg` as one of their arguments.
-fn pids_with_arg(arg: &Path) -> Vec<i32> {
-    use std::os::unix::ffi::OsStrExt;
-    let me = std::process::id() as i32;
-    let want = arg.as_os_str().as_bytes();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == want))
-        })
-        .collect()
-}
-
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('Z')))
-        .unwrap_or(true)
 }
 
 // ---------------------------------------------------------------------------
@@ -462,9 +344,7 @@ fn mount_namespace() -> PathBuf {
 /// Runs `body` with a fresh [`UserWorld`] in a copy of this test binary
 /// (`--exact name`) inside a private mount namespace.
 fn in_namespace(name: &str, body: fn(&UserWorld)) {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     if let Some(outer) = std::env::var_os(INNER) {
         // UserWorld replaces /dev/fuse and /etc/fuse.conf: never in the
         // namespace of the test that started us.
@@ -517,12 +397,9 @@ fn user_mount_auto_unmount_keeps_to_its_owner() {
         let mut m = w.mount_as_nobody(&["-o", "auto_unmount"]);
         w.warm_as_owner();
         w.assert_owner_only();
-        let child = m.child.as_mut().expect("daemon");
-        child.kill().expect("SIGKILL by PID");
-        child.wait().expect("reap");
-        m.child = None;
+        m.sigkill();
         assert!(
-            wait_unmounted(&w.mnt),
+            common::wait_unmounted(&w.mnt, Duration::from_secs(5)),
             "auto_unmount: the mount must go when the daemon dies"
         );
     });
@@ -538,11 +415,9 @@ fn user_mount_allow_root_is_refused_in_its_own_terms() {
             let out = w.run_as_nobody(&["-o", opts]);
             assert_refused(&out, opts, &["allow_root", "user_allow_other"]);
         }
-        if w.has_fuse_conf {
-            w.fuse_conf("user_allow_other\n");
-            let out = w.run_as_nobody(&["-o", "allow_root"]);
-            assert_refused(&out, "allow_root with user_allow_other", &["allow_root"]);
-        }
+        w.fuse_conf("user_allow_other\n");
+        let out = w.run_as_nobody(&["-o", "allow_root"]);
+        assert_refused(&out, "allow_root with user_allow_other", &["allow_root"]);
     });
 }
 
@@ -551,10 +426,6 @@ fn user_mount_allow_root_is_refused_in_its_own_terms() {
 #[test]
 fn user_mount_allow_other_says_what_it_needs() {
     in_namespace("user_mount_allow_other_says_what_it_needs", |w| {
-        if !w.has_fuse_conf {
-            eprintln!("no /etc/fuse.conf to stand in for: skipped");
-            return;
-        }
         let out = w.run_as_nobody(&["-o", "allow_other"]);
         assert_refused(&out, "allow_other", &["allow_other", "user_allow_other"]);
         w.fuse_conf("user_allow_other\n");
@@ -570,17 +441,14 @@ fn user_mount_allow_other_says_what_it_needs() {
 /// `/etc/fuse.conf` without `user_allow_other`.
 struct UserWorld {
     dir: tempfile::TempDir,
-    bin: PathBuf,
+    bin: common::SharedBinary,
     mnt: PathBuf,
-    /// Whether `/etc/fuse.conf` exists, so that it can be replaced.
-    has_fuse_conf: bool,
 }
 
 impl UserWorld {
     fn new() -> UserWorld {
-        let dir = short_tempdir();
+        let dir = common::short_tempdir_mode(0o755);
         let p = dir.path();
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
         // Only this namespace sees these mounts (private propagation).
         let real = std::fs::metadata("/dev/fuse").expect("stat /dev/fuse");
         let rdev = std::os::unix::fs::MetadataExt::rdev(&real);
@@ -592,38 +460,26 @@ impl UserWorld {
                  mknod -m 0666 dev/fuse c {major} {minor} && mount --bind dev/fuse /dev/fuse"
             ),
         );
-        std::fs::create_dir(p.join("bin")).unwrap();
-        let bin = p.join("bin/triefs");
-        std::fs::copy(common::triefs_bin(), &bin).expect("copy the binary");
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = common::shared_binary();
         let mnt = p.join("m");
         std::fs::create_dir(&mnt).unwrap();
         std::os::unix::fs::chown(&mnt, Some(NOBODY.0), Some(NOBODY.1)).unwrap();
-        let has_fuse_conf = Path::new("/etc/fuse.conf").exists();
-        // fuse3 installs it; without it the user_allow_other cases cannot
-        // run, which the required suite must not take for a pass.
+        // fuse3 installs it; without it the user_allow_other cases could
+        // not run, which must not pass for a success.
         assert!(
-            has_fuse_conf || !std::env::var("TRIEFS_REQUIRE_MOUNT").is_ok_and(|v| v == "1"),
-            "TRIEFS_REQUIRE_MOUNT=1 but /etc/fuse.conf is missing (package fuse3 installs it)"
+            Path::new("/etc/fuse.conf").exists(),
+            "these tests replace /etc/fuse.conf, which is missing (package fuse3 installs it)"
         );
-        let w = UserWorld {
-            dir,
-            bin,
-            mnt,
-            has_fuse_conf,
-        };
+        let w = UserWorld { dir, bin, mnt };
         w.fuse_conf("# nothing allowed\n");
         w
     }
 
     /// Puts `text` in place of `/etc/fuse.conf` (inside the namespace).
     fn fuse_conf(&self, text: &str) {
-        if !self.has_fuse_conf {
-            return;
-        }
         let f = self.dir.path().join(format!("fuse.conf.{}", text.len()));
         std::fs::write(&f, text).unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        common::chmod(&f, 0o644);
         self.unbind_fuse_conf();
         common::sh(
             self.dir.path(),
@@ -632,59 +488,42 @@ impl UserWorld {
     }
 
     /// `triefs ARGS MNT` as nobody, detaching as usual; for refusals.
-    fn run_as_nobody(&self, args: &[&str]) -> Output {
-        let mut c = self.command(args);
-        c.stdin(Stdio::null());
-        let out = c.output().expect("run triefs as nobody");
-        if out.status.success() {
+    fn run_as_nobody(&self, args: &[&str]) -> common::Output {
+        let mut cmd = self.triefs();
+        cmd.args(args).arg(&self.mnt);
+        let out = common::run_timed(cmd, Duration::from_secs(20));
+        if out.status.is_some_and(|s| s.success()) {
             // Mounted after all: do not leave it behind.
-            drop(DetachedMount::new(&self.mnt));
+            drop(Unmounts(vec![self.mnt.clone()]));
         }
         out
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.args(args)
-            .arg(&self.mnt)
-            .uid(NOBODY.0)
-            .gid(NOBODY.1)
-            .current_dir("/");
+    /// The binary as nobody, from `/`.
+    fn triefs(&self) -> Command {
+        let mut c = common::as_nobody(&self.bin.path);
+        c.current_dir("/");
         c
     }
 
     /// `triefs -f ARGS MNT` as nobody, mounted.
-    fn mount_as_nobody(&self, args: &[&str]) -> UserMount {
-        let mut c = self.command(&[&["-f"], args].concat());
-        let child = c.stdin(Stdio::null()).spawn().expect("spawn triefs");
-        let mut m = UserMount {
-            mnt: self.mnt.clone(),
-            child: Some(child),
-        };
-        let t = Instant::now();
-        while !is_mounted(&self.mnt) {
-            if let Some(st) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                m.child = None;
-                panic!("triefs {args:?} as nobody exited before mounting: {st}");
-            }
-            assert!(t.elapsed() < Duration::from_secs(20), "no mount in 20 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        m
+    fn mount_as_nobody(&self, args: &[&str]) -> TriefsMount {
+        MountSpec::command(self.triefs())
+            .args(args)
+            .at(&self.mnt)
+            .mount()
     }
 
     /// As nobody in the mount: make `d/s` (0644) in a 0755 `d`, read it
     /// back and list the root, so the kernel caches all of it.
     fn warm_as_owner(&self) {
-        let st = Command::new("sh")
+        let st = common::as_nobody(Path::new("sh"))
             .args([
                 "-c",
                 "mkdir -m 0755 d && printf 'secret contents\\n' > d/s && chmod 0644 d/s \
                  && cat d/s > /dev/null && ls -la . d > /dev/null && stat d/s > /dev/null",
             ])
             .current_dir(&self.mnt)
-            .uid(NOBODY.0)
-            .gid(NOBODY.1)
             .status()
             .expect("run sh as nobody");
         assert!(st.success(), "the owner could not use its own mount");
@@ -731,30 +570,8 @@ impl Drop for UserWorld {
     }
 }
 
-/// A `triefs -f` run by nobody; unmounts (as root) and waits on drop,
-/// killing it by PID if it does not exit.
-struct UserMount {
-    mnt: PathBuf,
-    child: Option<Child>,
-}
-
-impl Drop for UserMount {
-    fn drop(&mut self) {
-        unmount(&self.mnt);
-        let _ = common::wait_daemon(&mut self.child, &self.mnt, Duration::from_secs(10));
-    }
-}
-
 /// Asserts a refusal: exit code 2, one line on stderr containing every
 /// one of `words`, and nothing mounted.
-fn assert_refused(out: &Output, what: &str, words: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{what}: stderr {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{what}: one line: {err}");
-    for w in words {
-        assert!(
-            err.contains(w),
-            "{what}: the message must mention {w}: {err}"
-        );
-    }
+fn assert_refused(out: &common::Output, what: &str, words: &[&str]) {
+    common::assert_one_line_exit(out, 2, what, words);
 }

@@ -15,29 +15,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{TriefsMount, is_mounted, short_tempdir, triefs_bin, unmount};
+use common::{
+    MountSpec, TriefsMount, Unmounts, is_mounted, mountinfo, short_tempdir, triefs_bin, unmount,
+};
 
 /// How long a daemon gets to exit after an unmount or a signal.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an invocation that must fail gets before it is killed.
 const ERROR_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Unmounts a path (all layers triefs may have stacked on it) on drop.
-struct UnmountGuard(PathBuf);
-
-impl Drop for UnmountGuard {
-    fn drop(&mut self) {
-        for _ in 0..4 {
-            if !is_mounted(&self.0) {
-                break;
-            }
-            unmount(&self.0);
-        }
-    }
-}
 
 /// A `triefs` command with RUST_LOG cleared, so log output cannot add lines.
 fn triefs_cmd() -> Command {
@@ -46,44 +34,26 @@ fn triefs_cmd() -> Command {
     cmd
 }
 
-/// Asserts the invocation failed with exit code 2 and exactly one non-empty
-/// stderr line, no panic, mentioning each of `mentions`.
+/// Asserts the invocation failed with exit code 2 and exactly one stderr
+/// line, no panic, mentioning each of `mentions`.
 fn assert_one_line_error(run: &common::Output, what: &str, mentions: &[&str]) {
-    let st = run.status.unwrap_or_else(|| {
-        panic!(
-            "{what}: triefs did not exit within {ERROR_TIMEOUT:?}\nstderr: {:?}",
-            run.stderr
-        )
-    });
-    assert_eq!(
-        st.code(),
-        Some(2),
-        "{what}: expected exit code 2, got {st}\nstdout: {:?}\nstderr: {:?}",
-        run.stdout,
-        run.stderr
-    );
-    assert!(
-        !run.stderr.contains("panicked") && !run.stderr.contains("stack backtrace"),
-        "{what}: stderr shows a panic: {:?}",
-        run.stderr
-    );
-    let lines: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{what}: stderr must be exactly one non-empty line, got {:?}",
-        run.stderr
-    );
-    for m in mentions {
-        assert!(
-            run.stderr.contains(m),
-            "{what}: the error line should name {m:?}, got {:?}",
-            run.stderr
-        );
+    common::assert_one_line_exit(run, 2, what, mentions);
+}
+
+/// Runs `triefs [-f] ARGS`, in the foreground and detaching, and asserts
+/// each is refused with a one-line error mentioning `mentions`; `check`
+/// runs after each.
+fn refused_both_ways(args: &[&OsStr], what: &str, mentions: &[&str], check: impl Fn()) {
+    for foreground in [true, false] {
+        let mut cmd = triefs_cmd();
+        if foreground {
+            cmd.arg("-f");
+        }
+        cmd.args(args);
+        let run = common::run_timed(cmd, ERROR_TIMEOUT);
+        let what = format!("{what} (foreground={foreground})");
+        assert_one_line_error(&run, &what, mentions);
+        check();
     }
 }
 
@@ -127,124 +97,6 @@ fn find_non_dirs(root: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Spawns `triefs -f ARGS MNT` with piped stdin and extra environment,
-/// returns the guard (Drop unmounts and reaps) and the child's stdin.
-/// The daemon's stderr goes to `daemon_stderr(&m)`.
-fn spawn_mount(
-    args: &[&OsStr],
-    env: &[(&str, &str)],
-) -> (TriefsMount, Option<std::process::ChildStdin>) {
-    let dir = short_tempdir();
-    let mnt = dir.path().join("m");
-    fs::create_dir(&mnt).expect("create mount dir");
-    let mut cmd = Command::new(triefs_bin());
-    let err = fs::File::create(dir.path().join("stderr")).expect("stderr file");
-    cmd.arg("-f")
-        .args(args)
-        .arg(&mnt)
-        .stdin(Stdio::piped())
-        .stderr(err);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn triefs");
-    let stdin = child.stdin.take();
-    let m = TriefsMount {
-        dir,
-        mnt,
-        child: Some(child),
-    };
-    (m, stdin)
-}
-
-/// What a daemon started by `spawn_mount` wrote to stderr so far.
-fn daemon_stderr(m: &TriefsMount) -> String {
-    String::from_utf8_lossy(&fs::read(m.dir.path().join("stderr")).unwrap_or_default()).into_owned()
-}
-
-/// Waits until `m` is mounted, failing if the daemon exits first.
-fn wait_mounted(m: &mut TriefsMount) {
-    let start = Instant::now();
-    while !is_mounted(&m.mnt) {
-        if let Some(child) = m.child.as_mut()
-            && let Ok(Some(st)) = child.try_wait()
-        {
-            m.child = None;
-            panic!(
-                "triefs exited before mounting: {st}; stderr: {:?}",
-                daemon_stderr(m)
-            );
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "triefs did not mount within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The fields of the /proc/self/mountinfo line for `mnt`.
-#[derive(Debug)]
-struct MountInfo {
-    mount_opts: Vec<String>,
-    fstype: String,
-    source: String,
-    super_opts: Vec<String>,
-}
-
-fn mountinfo(mnt: &Path) -> Option<MountInfo> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = mnt.to_str()?;
-    // The last matching line is the topmost mount on that path.
-    let line = info.lines().rfind(|l| l.split(' ').nth(4) == Some(want))?;
-    let (head, tail) = line.split_once(" - ")?;
-    let mount_opts = head
-        .split(' ')
-        .nth(5)?
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    let mut t = tail.split(' ');
-    let fstype = t.next()?.to_owned();
-    let source = t.next()?.to_owned();
-    let super_opts = t
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    Some(MountInfo {
-        mount_opts,
-        fstype,
-        source,
-        super_opts,
-    })
-}
-
-/// PIDs of processes (other than us) whose argv contains `mnt` exactly.
-fn pids_serving(mnt: &Path) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let want = mnt.as_os_str().as_bytes();
-    let mut pids = Vec::new();
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return pids;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        if let Ok(cmdline) = fs::read(e.path().join("cmdline"))
-            && cmdline.split(|&b| b == 0).any(|a| a == want)
-        {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 /// Asserts the mount is gone and the mount point is a plain, empty,
 /// accessible directory again (no stale ENOTCONN mount).
 fn assert_no_stale_mount(mnt: &Path) {
@@ -259,12 +111,30 @@ fn assert_no_stale_mount(mnt: &Path) {
     );
 }
 
+/// Unmounts with the command `unmount` (`umount`, `fusermount3 -u`), then
+/// expects exit code 0 and no mount.
+fn unmount_and_expect_clean_exit(m: &mut TriefsMount, unmount: &[&str]) {
+    let what = unmount.join(" ");
+    let out = Command::new(unmount[0])
+        .args(&unmount[1..])
+        .arg(m.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = m
+        .wait_exit(EXIT_TIMEOUT)
+        .unwrap_or_else(|| panic!("triefs did not exit after {what}"));
+    assert_eq!(st.code(), Some(0), "exit status: {st}");
+    assert_no_stale_mount(&m.mnt);
+}
+
 /// Sends `sig` to the triefs daemon, then expects exit code 0 and no mount.
 fn signal_and_expect_clean_exit(m: &mut TriefsMount, sig: libc::c_int) {
-    let pid = m.pid() as libc::pid_t;
-    assert!(pid > 0, "no daemon pid");
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+    m.signal(sig);
     let st = m.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
         panic!("triefs did not exit within {EXIT_TIMEOUT:?} after signal {sig}")
     });
@@ -278,9 +148,6 @@ fn signal_and_expect_clean_exit(m: &mut TriefsMount, sig: libc::c_int) {
 
 #[test]
 fn paths_file_creates_exactly_the_listed_directories() {
-    if !common::can_mount() {
-        return;
-    }
     let tmp = short_tempdir();
     let pf = write_paths_file(
         tmp.path(),
@@ -315,9 +182,6 @@ fn paths_file_creates_exactly_the_listed_directories() {
 
 #[test]
 fn paths_file_order_and_duplicates_do_not_matter() {
-    if !common::can_mount() {
-        return;
-    }
     let tmp = short_tempdir();
     // Children before parents, repeats, and a line that is only "/".
     let pf = write_paths_file(tmp.path(), b"/x/y/z\n/x/y\n/x\n/x/y/z\n/\n/x/w\n");
@@ -330,9 +194,6 @@ fn paths_file_order_and_duplicates_do_not_matter() {
 
 #[test]
 fn paths_file_non_utf8_line_becomes_a_directory() {
-    if !common::can_mount() {
-        return;
-    }
     let tmp = short_tempdir();
     let pf = write_paths_file(tmp.path(), b"/caf\xff/sub\xfe\n/plain\n");
     let m = TriefsMount::new(&["--paths", pf.to_str().unwrap()]);
@@ -357,18 +218,19 @@ fn paths_file_non_utf8_line_becomes_a_directory() {
 
 #[test]
 fn paths_from_stdin() {
-    if !common::can_mount() {
-        return;
-    }
-    let (mut m, stdin) = spawn_mount(&[OsStr::new("--paths"), OsStr::new("-")], &[]);
+    let mut m = MountSpec::new()
+        .args(["--paths", "-"])
+        .log()
+        .piped_stdin()
+        .spawn();
     {
-        let mut stdin = stdin.expect("piped stdin");
+        let mut stdin = m.take_stdin();
         stdin
             .write_all(b"/srv/data\n\nopt/app/bin\n/srv/data/cache\n")
             .expect("write paths to stdin");
         // Dropping closes stdin: EOF ends the list.
     }
-    wait_mounted(&mut m);
+    m.wait_mounted();
     assert_eq!(
         find_relative(m.path()),
         [
@@ -390,15 +252,13 @@ fn paths_from_stdin() {
 
 #[test]
 fn long_paths_lists_log_progress_not_every_path() {
-    if !common::can_mount() {
-        return;
-    }
-    let (mut m, stdin) = spawn_mount(
-        &[OsStr::new("-v"), OsStr::new("--paths"), OsStr::new("-")],
-        &[],
-    );
+    let mut m = MountSpec::new()
+        .args(["-v", "--paths", "-"])
+        .log()
+        .piped_stdin()
+        .spawn();
     {
-        let mut stdin = stdin.expect("piped stdin");
+        let mut stdin = m.take_stdin();
         let batch = |from: usize| -> String {
             (from..from + 5000)
                 .map(|i| format!("/d{}/e{i}\n", i % 10))
@@ -411,8 +271,8 @@ fn long_paths_lists_log_progress_not_every_path() {
             .write_all(batch(5000).as_bytes())
             .expect("write paths");
     }
-    wait_mounted(&mut m);
-    let log = daemon_stderr(&m);
+    m.wait_mounted();
+    let log = m.log_text();
     let per_path = log
         .lines()
         .filter(|l| l.contains("Adding directory"))
@@ -432,28 +292,21 @@ fn long_paths_lists_log_progress_not_every_path() {
 
 #[test]
 fn paths_file_missing_is_a_one_line_error() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     let mnt = tmp.path().join("m");
     fs::create_dir(&mnt).unwrap();
-    let _g = UnmountGuard(mnt.clone());
+    let _g = Unmounts(vec![mnt.clone()]);
     let missing = tmp.path().join("no-such-paths-file.txt");
-    for foreground in [true, false] {
-        let mut cmd = triefs_cmd();
-        if foreground {
-            cmd.arg("-f");
-        }
-        cmd.arg("--paths").arg(&missing).arg(&mnt);
-        let run = common::run_timed(cmd, ERROR_TIMEOUT);
-        assert_one_line_error(
-            &run,
-            &format!("--paths with missing file (foreground={foreground})"),
-            &["no-such-paths-file.txt"],
-        );
-        assert!(!is_mounted(&mnt), "must not mount when --paths fails");
-    }
+    let args = [OsStr::new("--paths"), missing.as_os_str(), mnt.as_os_str()];
+    refused_both_ways(
+        &args,
+        "--paths with missing file",
+        &["no-such-paths-file.txt"],
+        || {
+            assert!(!is_mounted(&mnt), "must not mount when --paths fails");
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -462,71 +315,32 @@ fn paths_file_missing_is_a_one_line_error() {
 
 #[test]
 fn exit_zero_after_umount() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     fs::write(m.path().join("f"), b"x").unwrap();
-    let out = Command::new("umount").arg(m.path()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "umount failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let st = m
-        .wait_exit(EXIT_TIMEOUT)
-        .expect("triefs did not exit after umount");
-    assert_eq!(st.code(), Some(0), "exit status: {st}");
-    assert_no_stale_mount(&m.mnt);
+    unmount_and_expect_clean_exit(&mut m, &["umount"]);
 }
 
 #[test]
 fn exit_zero_after_fusermount3_u() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     fs::create_dir(m.path().join("d")).unwrap();
-    let out = Command::new("fusermount3")
-        .arg("-u")
-        .arg(m.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fusermount3 -u failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let st = m
-        .wait_exit(EXIT_TIMEOUT)
-        .expect("triefs did not exit after fusermount3 -u");
-    assert_eq!(st.code(), Some(0), "exit status: {st}");
-    assert_no_stale_mount(&m.mnt);
+    unmount_and_expect_clean_exit(&mut m, &["fusermount3", "-u"]);
 }
 
 #[test]
 fn exit_zero_after_sigterm() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     signal_and_expect_clean_exit(&mut m, libc::SIGTERM);
 }
 
 #[test]
 fn exit_zero_after_sigint() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     signal_and_expect_clean_exit(&mut m, libc::SIGINT);
 }
 
 #[test]
 fn sigterm_after_writing_files_leaves_no_stale_mount() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     fs::create_dir_all(m.path().join("a/b")).unwrap();
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
@@ -541,9 +355,6 @@ fn sigterm_after_writing_files_leaves_no_stale_mount() {
 /// the daemon hanging or the mount stale.
 #[test]
 fn sigterm_with_open_file_still_unmounts_and_exits_zero() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     let mut f = fs::File::create(m.path().join("open.txt")).unwrap();
     f.write_all(b"partial").unwrap();
@@ -557,14 +368,12 @@ fn sigterm_with_open_file_still_unmounts_and_exits_zero() {
 
 #[test]
 fn daemon_mode_returns_zero_once_mount_is_live() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     let mnt = tmp.path().join("m");
     fs::create_dir(&mnt).unwrap();
     let pf = write_paths_file(tmp.path(), b"/ready/set\n");
-    let guard = UnmountGuard(mnt.clone());
+    let guard = Unmounts(vec![mnt.clone()]);
 
     let mut cmd = triefs_cmd();
     cmd.arg("--paths").arg(&pf).arg(&mnt);
@@ -591,7 +400,7 @@ fn daemon_mode_returns_zero_once_mount_is_live() {
     fs::write(mnt.join("ready/file"), b"daemon\n").unwrap();
     assert_eq!(fs::read(mnt.join("ready/file")).unwrap(), b"daemon\n");
 
-    let daemons = pids_serving(&mnt);
+    let daemons = common::pids_with_arg(&mnt);
     assert!(
         !daemons.is_empty(),
         "no process with the mount point in its argv is serving the mount"
@@ -603,19 +412,19 @@ fn daemon_mode_returns_zero_once_mount_is_live() {
         "umount failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let start = Instant::now();
-    while is_mounted(&mnt) || !pids_serving(&mnt).is_empty() {
-        if start.elapsed() > EXIT_TIMEOUT {
-            let left = pids_serving(&mnt);
-            for pid in &left {
-                unsafe { libc::kill(*pid, libc::SIGKILL) };
-            }
-            panic!(
-                "after umount: mounted={}, daemon pids still alive={left:?}",
-                is_mounted(&mnt)
-            );
+    let gone = common::wait_until(EXIT_TIMEOUT, || {
+        !is_mounted(&mnt) && common::pids_with_arg(&mnt).is_empty()
+    });
+    if !gone {
+        let left = common::pids_with_arg(&mnt);
+        for pid in &left {
+            // SAFETY: kill(2) of the daemons serving this test's mount.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
         }
-        std::thread::sleep(Duration::from_millis(20));
+        panic!(
+            "after umount: mounted={}, daemon pids still alive={left:?}",
+            is_mounted(&mnt)
+        );
     }
     drop(guard);
     assert_no_stale_mount(&mnt);
@@ -627,84 +436,52 @@ fn daemon_mode_returns_zero_once_mount_is_live() {
 
 #[test]
 fn missing_mount_point_is_a_one_line_error() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     let mnt = tmp.path().join("does-not-exist");
-    let _g = UnmountGuard(mnt.clone());
-    for foreground in [true, false] {
-        let mut cmd = triefs_cmd();
-        if foreground {
-            cmd.arg("-f");
-        }
-        cmd.arg(&mnt);
-        let run = common::run_timed(cmd, ERROR_TIMEOUT);
-        assert_one_line_error(
-            &run,
-            &format!("missing mount point (foreground={foreground})"),
-            &["does-not-exist"],
-        );
-        assert!(!mnt.exists(), "triefs must not create the mount point");
-    }
+    let _g = Unmounts(vec![mnt.clone()]);
+    refused_both_ways(
+        &[mnt.as_os_str()],
+        "missing mount point",
+        &["does-not-exist"],
+        || {
+            assert!(!mnt.exists(), "triefs must not create the mount point");
+        },
+    );
 }
 
 #[test]
 fn regular_file_mount_point_is_a_one_line_error() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     let mnt = tmp.path().join("plainfile");
     fs::write(&mnt, b"not a dir\n").unwrap();
-    let _g = UnmountGuard(mnt.clone());
-    for foreground in [true, false] {
-        let mut cmd = triefs_cmd();
-        if foreground {
-            cmd.arg("-f");
-        }
-        cmd.arg(&mnt);
-        let run = common::run_timed(cmd, ERROR_TIMEOUT);
-        assert_one_line_error(
-            &run,
-            &format!("regular file as mount point (foreground={foreground})"),
-            &["plainfile"],
-        );
+    let _g = Unmounts(vec![mnt.clone()]);
+    let what = "regular file as mount point";
+    refused_both_ways(&[mnt.as_os_str()], what, &["plainfile"], || {
         assert!(!is_mounted(&mnt), "must not mount over a regular file");
         assert_eq!(fs::read(&mnt).unwrap(), b"not a dir\n");
-    }
+    });
 }
 
 #[test]
 fn already_mounted_mount_point_is_a_one_line_error() {
-    if !common::can_mount() {
-        return;
-    }
     let t = common::Tmpfs::new();
     fs::write(t.path().join("marker"), b"tmpfs\n").unwrap();
     // Declared after the tmpfs so it drops first: removes anything triefs
     // may have stacked (and the tmpfs; Tmpfs's own drop is then a no-op).
-    let _g = UnmountGuard(t.path().to_path_buf());
-    for foreground in [true, false] {
-        let mut cmd = triefs_cmd();
-        if foreground {
-            cmd.arg("-f");
-        }
-        cmd.arg(t.path());
-        let run = common::run_timed(cmd, ERROR_TIMEOUT);
+    let _g = Unmounts(vec![t.path().to_path_buf()]);
+    let what = "already-mounted mount point";
+    let shown = t.path().to_str().unwrap();
+    refused_both_ways(&[t.path().as_os_str()], what, &[shown], || {
         let info = mountinfo(t.path());
-        assert_one_line_error(
-            &run,
-            &format!("already-mounted mount point (foreground={foreground})"),
-            &[t.path().to_str().unwrap()],
-        );
         assert_eq!(
             info.as_ref().map(|i| i.fstype.as_str()),
             Some("tmpfs"),
             "triefs stacked a mount over the tmpfs: {info:?}"
         );
         assert_eq!(fs::read(t.path().join("marker")).unwrap(), b"tmpfs\n");
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -713,9 +490,6 @@ fn already_mounted_mount_point_is_a_one_line_error() {
 
 #[test]
 fn option_ro_makes_writes_fail_with_erofs() {
-    if !common::can_mount() {
-        return;
-    }
     let tmp = short_tempdir();
     let pf = write_paths_file(tmp.path(), b"/data/sub\n");
     let m = TriefsMount::new(&["-o", "ro", "--paths", pf.to_str().unwrap()]);
@@ -743,9 +517,6 @@ fn option_ro_makes_writes_fail_with_erofs() {
 
 #[test]
 fn option_fsname_and_subtype_show_in_mountinfo() {
-    if !common::can_mount() {
-        return;
-    }
     let m = TriefsMount::new(&["-o", "fsname=foo"]);
     let info = mountinfo(m.path()).expect("mountinfo line");
     assert_eq!(info.source, "foo", "{info:?}");
@@ -762,9 +533,6 @@ fn option_fsname_and_subtype_show_in_mountinfo() {
 
 #[test]
 fn documented_options_are_accepted_and_applied() {
-    if !common::can_mount() {
-        return;
-    }
     // (arguments, flags that must then appear in the per-mount options,
     //  flags that must appear in the super-block options)
     let cases: &[(&[&str], &[&str], &[&str])] = &[
@@ -809,9 +577,6 @@ fn documented_options_are_accepted_and_applied() {
 
 #[test]
 fn noexec_option_prevents_execution() {
-    if !common::can_mount() {
-        return;
-    }
     let m = TriefsMount::new(&["-o", "noexec"]);
     let script = m.path().join("s.sh");
     fs::write(&script, b"#!/bin/sh\necho ran\n").unwrap();
@@ -827,16 +592,15 @@ fn noexec_option_prevents_execution() {
 
 #[test]
 fn rust_log_does_not_break_mounting() {
-    if !common::can_mount() {
-        return;
-    }
-    let (mut m, _stdin) = spawn_mount(&[], &[("RUST_LOG", "debug")]);
-    wait_mounted(&mut m);
+    let mut m = MountSpec::new()
+        .envs(&[("RUST_LOG", "debug")])
+        .log()
+        .mount();
     fs::write(m.path().join("f"), b"logged").unwrap();
     assert_eq!(fs::read(m.path().join("f")).unwrap(), b"logged");
     let st = m.unmount_and_wait().expect("no exit after umount");
     assert_eq!(st.code(), Some(0), "{st}");
-    let log = daemon_stderr(&m);
+    let log = m.log_text();
     assert!(
         log.contains("DEBUG"),
         "RUST_LOG=debug produced no debug log on stderr: {log:?}"
@@ -845,13 +609,11 @@ fn rust_log_does_not_break_mounting() {
 
 #[test]
 fn unknown_option_is_a_one_line_error() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     let mnt = tmp.path().join("m");
     fs::create_dir(&mnt).unwrap();
-    let _g = UnmountGuard(mnt.clone());
+    let _g = Unmounts(vec![mnt.clone()]);
     for opts in [
         ["-f", "-o", "bogus"],
         ["-f", "-o", "ro,bogus"],
@@ -880,9 +642,7 @@ fn help_exits_zero_and_mentions_paths() {
 /// A detached daemon logs to --log-file (its stderr is gone).
 #[test]
 fn daemon_logs_to_log_file() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let dir = common::short_tempdir();
     let mnt = dir.path().join("m");
     fs::create_dir(&mnt).unwrap();
@@ -897,19 +657,13 @@ fn daemon_logs_to_log_file() {
     assert!(st.success());
     assert!(common::is_mounted(&mnt));
     common::unmount(&mnt);
-    let start = std::time::Instant::now();
-    loop {
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("unmounted") {
-            assert!(text.contains("mounted triefs on"), "{text}");
-            break;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "log: {text}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut text = String::new();
+    let logged = common::wait_until(Duration::from_secs(10), || {
+        text = fs::read_to_string(&log).unwrap_or_default();
+        text.contains("unmounted")
+    });
+    assert!(logged, "log: {text}");
+    assert!(text.contains("mounted triefs on"), "{text}");
 }
 
 // ---------------------------------------------------------------------------
@@ -937,11 +691,7 @@ fn tmpfs_reading(key: &str, value: &str) -> Option<u64> {
 fn option_reading(key: &str, mnt: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let m = fs::metadata(mnt).expect("stat the mount");
-    let c = common::cpath(mnt);
-    // SAFETY: statvfs is plain data, filled by the call.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid path and out-pointer.
-    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
+    let s = common::statvfs(mnt);
     match key {
         "uid" => u64::from(m.uid()),
         "gid" => u64::from(m.gid()),
@@ -955,9 +705,7 @@ fn option_reading(key: &str, mnt: &Path) -> u64 {
 /// hex and octal numbers), and refuse what tmpfs refuses ((uid_t)-1).
 #[test]
 fn numeric_options_read_as_tmpfs_reads_them() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let cases: &[(&str, &[&str])] = &[
         (
             "size",
@@ -997,7 +745,7 @@ fn numeric_options_read_as_tmpfs_reads_them() {
     let tmp = short_tempdir();
     let mnt = tmp.path().join("m");
     fs::create_dir(&mnt).unwrap();
-    let _g = UnmountGuard(mnt.clone());
+    let _g = Unmounts(vec![mnt.clone()]);
     for (key, values) in cases {
         for value in *values {
             let want = tmpfs_reading(key, value);
@@ -1008,12 +756,7 @@ fn numeric_options_read_as_tmpfs_reads_them() {
             match want {
                 None => assert_one_line_error(&run, &what, &[key]),
                 Some(want) => {
-                    assert_eq!(
-                        run.status.and_then(|s| s.code()),
-                        Some(0),
-                        "{what}: {:?}",
-                        run.stderr
-                    );
+                    common::assert_exit(&run, 0, &what);
                     let got = option_reading(key, &mnt);
                     unmount(&mnt);
                     assert_eq!(got, want, "{what}");
@@ -1035,13 +778,8 @@ fn numeric_options_read_as_tmpfs_reads_them() {
 /// debug logging (-vv) shows.
 #[test]
 fn expected_xattr_probes_are_not_logged_as_failures() {
-    if !common::can_mount() {
-        return;
-    }
     for verbosity in [None, Some("-vv")] {
-        let args: Vec<&OsStr> = verbosity.iter().map(OsStr::new).collect();
-        let (mut m, _stdin) = spawn_mount(&args, &[]);
-        wait_mounted(&mut m);
+        let mut m = MountSpec::new().args(verbosity).log().mount();
         let f = m.path().join("f");
         fs::write(&f, b"one").unwrap();
         fs::OpenOptions::new()
@@ -1083,7 +821,7 @@ fn expected_xattr_probes_are_not_logged_as_failures() {
         }
         let st = m.unmount_and_wait().expect("daemon exits");
         assert_eq!(st.code(), Some(0));
-        let log = daemon_stderr(&m);
+        let log = m.log_text();
         let noisy: Vec<&str> = log
             .lines()
             .filter(|l| {
@@ -1162,7 +900,7 @@ fn argument_errors_are_one_line() {
     let tmp = short_tempdir();
     let mnt = tmp.path().join("m");
     fs::create_dir(&mnt).unwrap();
-    let _g = UnmountGuard(mnt.clone());
+    let _g = Unmounts(vec![mnt.clone()]);
     let m = mnt.to_str().unwrap();
     let cases: &[(&[&str], &[&str])] = &[
         (&["--bogus", m], &["unexpected argument '--bogus'"]),
@@ -1202,14 +940,12 @@ fn argument_errors_are_one_line() {
 /// (`./image`) or after `--`; the command word alone says so.
 #[test]
 fn mount_point_named_like_a_command() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     for name in ["image", "ls-prefix"] {
         let mnt = tmp.path().join(name);
         fs::create_dir(&mnt).unwrap();
-        let _g = UnmountGuard(mnt.clone());
+        let _g = Unmounts(vec![mnt.clone()]);
         for args in [
             vec![format!("./{name}")],
             vec!["--".to_string(), name.to_string()],
@@ -1217,19 +953,11 @@ fn mount_point_named_like_a_command() {
             let mut cmd = triefs_cmd();
             cmd.args(&args).current_dir(tmp.path());
             let run = common::run_timed(cmd, Duration::from_secs(20));
-            assert_eq!(
-                run.status.and_then(|s| s.code()),
-                Some(0),
-                "triefs {args:?}: {:?}",
-                run.stderr
-            );
+            common::assert_exit(&run, 0, &format!("triefs {args:?}"));
             assert!(is_mounted(&mnt), "triefs {args:?} did not mount {name}");
             fs::write(mnt.join("f"), b"x").unwrap();
             unmount(&mnt);
-            let start = Instant::now();
-            while !pids_serving(&mnt).is_empty() && start.elapsed() < EXIT_TIMEOUT {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            common::wait_until(EXIT_TIMEOUT, || common::pids_with_arg(&mnt).is_empty());
             assert!(!is_mounted(&mnt));
         }
         let mut cmd = triefs_cmd();
@@ -1243,25 +971,18 @@ fn mount_point_named_like_a_command() {
 /// called `image` or `ls-prefix` like a command.
 #[test]
 fn mount_helper_source_named_like_a_command() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let tmp = short_tempdir();
     let helper = tmp.path().join("mount.fuse.triefs");
     std::os::unix::fs::symlink(triefs_bin(), &helper).unwrap();
     for source in ["image", "ls-prefix"] {
         let mnt = tmp.path().join(format!("m-{source}"));
         fs::create_dir(&mnt).unwrap();
-        let _g = UnmountGuard(mnt.clone());
+        let _g = Unmounts(vec![mnt.clone()]);
         let mut cmd = Command::new(&helper);
         cmd.arg(source).arg(&mnt).args(["-o", "rw,noauto,size=1m"]);
         let run = common::run_timed(cmd, Duration::from_secs(20));
-        assert_eq!(
-            run.status.and_then(|s| s.code()),
-            Some(0),
-            "helper with source {source}: {:?}",
-            run.stderr
-        );
+        common::assert_exit(&run, 0, &format!("helper with source {source}"));
         let info = mountinfo(&mnt).expect("mounted through the helper");
         assert_eq!(info.source, source, "{info:?}");
         unmount(&mnt);
@@ -1292,12 +1013,9 @@ fn backticked(line: &str) -> Vec<&str> {
 /// works, and it does.
 #[test]
 fn stale_busy_mount_error_gives_roots_command() {
-    if !common::can_mount() {
-        return;
-    }
     let mut m = TriefsMount::new(&[]);
     let mnt = m.mnt.clone();
-    let _g = UnmountGuard(mnt.clone());
+    let _g = Unmounts(vec![mnt.clone()]);
     let inside = KillOnDrop(
         Command::new("sleep")
             .arg("600")
@@ -1305,9 +1023,7 @@ fn stale_busy_mount_error_gives_roots_command() {
             .spawn()
             .expect("a process inside the mount"),
     );
-    // SAFETY: kill(2) of the daemon this test started, by PID.
-    assert_eq!(unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) }, 0);
-    let _ = m.wait_exit(EXIT_TIMEOUT);
+    m.sigkill();
 
     let mut cmd = triefs_cmd();
     cmd.arg("-f").arg(&mnt);
@@ -1337,12 +1053,7 @@ fn stale_busy_mount_error_gives_roots_command() {
     let mut cmd = triefs_cmd();
     cmd.arg(&mnt);
     let run = common::run_timed(cmd, Duration::from_secs(20));
-    assert_eq!(
-        run.status.and_then(|s| s.code()),
-        Some(0),
-        "{:?}",
-        run.stderr
-    );
+    common::assert_exit(&run, 0, "triefs on the cleared mount point");
     assert!(is_mounted(&mnt));
     unmount(&mnt);
 }
@@ -1354,16 +1065,13 @@ fn stale_busy_mount_error_gives_roots_command() {
 /// connection is then closed: what a killed daemon leaves behind.
 #[test]
 fn stale_busy_mount_error_gives_a_users_command() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let bin = common::shared_binary();
-    let tmp = short_tempdir();
-    common::chmod(tmp.path(), 0o755);
+    let tmp = common::short_tempdir_mode(0o755);
     for (owner, allow_other) in [(common::NOBODY, false), (0, true)] {
         let mnt = tmp.path().join(format!("m{owner}"));
         fs::create_dir(&mnt).unwrap();
-        let _g = UnmountGuard(mnt.clone());
+        let _g = Unmounts(vec![mnt.clone()]);
         let (c_mnt, fuse) = (common::cpath(&mnt), common::cpath(Path::new("/dev/fuse")));
         // SAFETY: plain open(2) of /dev/fuse.
         let fd = unsafe { libc::open(fuse.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };

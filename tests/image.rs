@@ -13,21 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::TriefsMount;
+use common::{TriefsMount, Unmounts};
 
 fn mount_with_image(img: &Path, env: &[(&str, &str)]) -> TriefsMount {
     let args = [OsStr::new("--image"), img.as_os_str()];
     TriefsMount::with_args_env(args, env)
-}
-
-fn sh_out(script: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A tree with every file type, hard links, xattrs and a sparse 1 GiB file.
@@ -45,18 +35,15 @@ fn populate(root: &Path) {
 
 /// Everything `find` and friends can see, in a stable order.
 fn describe(root: &Path) -> String {
-    sh_out(&format!(
-        "cd {} && find . -printf '%y %m %n %U:%G %s %T@ %p %l\\n' | sort \
+    common::sh(
+        root,
+        "find . -printf '%y %m %n %U:%G %s %T@ %p %l\\n' | sort \
          && md5sum d/f d/e/rand sparse && getfattr -d -R . 2>/dev/null | sort",
-        root.display()
-    ))
+    )
 }
 
 #[test]
 fn round_trip_of_every_file_type() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let img = dir.path().join("img");
     let mut m = mount_with_image(&img, &[]);
@@ -102,14 +89,11 @@ fn round_trip_of_every_file_type() {
 }
 
 fn hash_file(p: &Path) -> String {
-    sh_out(&format!("md5sum < {}", p.display()))
+    common::sh(Path::new("/"), &format!("md5sum < {}", p.display()))
 }
 
 #[test]
 fn damaged_images_are_refused_and_left_untouched() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let good = dir.path().join("good");
     let mut m = mount_with_image(&good, &[]);
@@ -138,18 +122,10 @@ fn damaged_images_are_refused_and_left_untouched() {
         for daemon in [false, true] {
             let mnt = dir.path().join("m2");
             let _ = std::fs::create_dir(&mnt);
-            let mut cmd = Command::new(common::triefs_bin());
-            if !daemon {
-                cmd.arg("-f");
-            }
-            let out = cmd.arg("--image").arg(&img).arg(&mnt).output().unwrap();
-            assert_eq!(out.status.code(), Some(2), "{what}: must exit 2");
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(err.trim().lines().count(), 1, "{what}: one line: {err}");
-            assert!(
-                err.contains("bad") && !err.contains("panicked"),
-                "{what}: {err}"
-            );
+            let args = [OsStr::new("--image"), img.as_os_str()];
+            let cmd = triefs_mount_cmd(!daemon, &args, &mnt);
+            let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+            common::assert_one_line_exit(&out, 2, what, &["bad"]);
             assert!(!common::is_mounted(&mnt), "{what}: nothing mounted");
         }
         assert_eq!(hash_file(&img), before, "{what}: image changed");
@@ -179,15 +155,11 @@ fn damaged_images_are_refused_and_left_untouched() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "/new\n");
 }
 
-fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(cond: impl FnMut() -> bool, what: &str) {
+    assert!(
+        common::wait_until(Duration::from_secs(20), cond),
+        "timed out waiting for {what}"
+    );
 }
 
 fn image_ls(img: &Path) -> String {
@@ -201,20 +173,15 @@ fn image_ls(img: &Path) -> String {
 
 #[test]
 fn sigusr1_and_sigterm_save() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let img = dir.path().join("img");
     let mut m = mount_with_image(&img, &[]);
     std::fs::create_dir(m.path().join("first")).unwrap();
-    // SAFETY: signal to the daemon this test started.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    m.signal(libc::SIGUSR1);
     wait_for(|| image_ls(&img) == "/first\n", "the SIGUSR1 save");
     // The mount keeps serving after a save.
     std::fs::create_dir(m.path().join("second")).unwrap();
-    // SAFETY: as above.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGTERM) };
+    m.signal(libc::SIGTERM);
     let st = m.wait_exit(Duration::from_secs(20)).expect("daemon exits");
     assert!(st.success());
     assert_eq!(image_ls(&img), "/first\n/second\n");
@@ -237,19 +204,22 @@ fn sigusr1_and_sigterm_save() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "/second\n");
 }
 
+/// `dir/img`, saved by a mount holding one file `v1`, and its hash.
+fn image_of_v1(dir: &Path) -> (PathBuf, String) {
+    let img = dir.join("img");
+    let mut m = mount_with_image(&img, &[]);
+    std::fs::write(m.path().join("v1"), b"one").unwrap();
+    assert!(m.unmount_and_wait().unwrap().success());
+    let hash = hash_file(&img);
+    (img, hash)
+}
+
 /// A daemon killed mid-save leaves the old or the new image, never a torn
 /// one.
 #[test]
 fn kill_during_save_leaves_an_untorn_image() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
-    let img: PathBuf = dir.path().join("img");
-    let mut m = mount_with_image(&img, &[]);
-    std::fs::write(m.path().join("v1"), b"one").unwrap();
-    assert!(m.unmount_and_wait().unwrap().success());
-    let v1 = hash_file(&img);
+    let (img, v1) = image_of_v1(dir.path());
 
     // A big tree makes the save take a while; kill -9 during it.
     let mut m = mount_with_image(&img, &[]);
@@ -257,8 +227,7 @@ fn kill_during_save_leaves_an_untorn_image() {
         m.path(),
         "head -c 400000000 /dev/zero > big && rm v1 && touch v2",
     );
-    // SAFETY: signals to the daemon this test started.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    m.signal(libc::SIGUSR1);
     let tmp_appeared = {
         let start = Instant::now();
         loop {
@@ -273,8 +242,7 @@ fn kill_during_save_leaves_an_untorn_image() {
             }
         }
     };
-    unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) };
-    let _ = m.wait_exit(Duration::from_secs(10));
+    m.sigkill();
     common::unmount(m.path());
     // Either the old image or (if the save won the race) the new one, never
     // a torn one.
@@ -294,15 +262,8 @@ fn kill_during_save_leaves_an_untorn_image() {
 /// image, leaves no temporary file, and is reported by the exit code.
 #[test]
 fn failed_save_keeps_the_previous_image() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
-    let img: PathBuf = dir.path().join("img");
-    let mut m = mount_with_image(&img, &[]);
-    std::fs::write(m.path().join("v1"), b"one").unwrap();
-    assert!(m.unmount_and_wait().unwrap().success());
-    let v1 = hash_file(&img);
+    let (img, v1) = image_of_v1(dir.path());
     let mut m = mount_with_image(
         &img,
         &[("TRIEFS_FAULTS", "1"), ("TRIEFS_IMAGE_FAIL_AFTER", "1000")],
@@ -330,22 +291,9 @@ fn failed_save_keeps_the_previous_image() {
 /// foreground mount that wrongly succeeds would never return).
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Clears, on drop, whatever may have been mounted on these paths.
-struct Unmounts(Vec<PathBuf>);
-
-impl Drop for Unmounts {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            for _ in 0..3 {
-                common::unmount(p);
-            }
-        }
-    }
-}
-
 /// `triefs [-f] ARGS MNT` as a command.
-fn triefs_mount_cmd(bin: &Path, foreground: bool, args: &[&OsStr], mnt: &Path) -> Command {
-    let mut cmd = Command::new(bin);
+fn triefs_mount_cmd(foreground: bool, args: &[&OsStr], mnt: &Path) -> Command {
+    let mut cmd = Command::new(common::triefs_bin());
     if foreground {
         cmd.arg("-f");
     }
@@ -358,6 +306,17 @@ fn image_cmd(sub: &str, img: &Path) -> common::Output {
     let mut cmd = Command::new(common::triefs_bin());
     cmd.args(["image", sub]).arg(img).env_remove("RUST_LOG");
     common::run_timed(cmd, REFUSAL_TIMEOUT)
+}
+
+/// A temp dir of mode `mode` holding a mount point `m` (0777) that another
+/// user may mount on, cleared on drop.
+fn mount_point_for_others(mode: u32) -> (tempfile::TempDir, PathBuf, Unmounts) {
+    let dir = common::short_tempdir_mode(mode);
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    common::chmod(&mnt, 0o777);
+    let guard = Unmounts(vec![mnt.clone()]);
+    (dir, mnt, guard)
 }
 
 /// A small image made by a real mount, copied to `dir/good`.
@@ -375,9 +334,6 @@ fn good_image(dir: &Path) -> PathBuf {
 /// image, not a foreign file.
 #[test]
 fn image_cut_inside_its_header_is_truncated() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let bytes = std::fs::read(good_image(dir.path())).unwrap();
     let mnt = dir.path().join("m");
@@ -391,7 +347,7 @@ fn image_cut_inside_its_header_is_truncated() {
             common::assert_one_line_exit(&image_cmd("check", &img), 2, &what, &["truncated"]);
         assert!(!line.contains("magic"), "{what}: {line}");
         let args = [OsStr::new("--image"), img.as_os_str()];
-        let cmd = triefs_mount_cmd(Path::new(common::triefs_bin()), true, &args, &mnt);
+        let cmd = triefs_mount_cmd(true, &args, &mnt);
         let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
         let line = common::assert_one_line_exit(&out, 2, &what, &["truncated"]);
         assert!(!line.contains("magic"), "{what}: {line}");
@@ -402,9 +358,7 @@ fn image_cut_inside_its_header_is_truncated() {
 /// the file it named when the command was given.
 #[test]
 fn relative_image_path_of_a_detached_daemon() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let dir = common::short_tempdir();
     let mnt = dir.path().join("m");
     std::fs::create_dir(&mnt).unwrap();
@@ -413,12 +367,7 @@ fn relative_image_path_of_a_detached_daemon() {
     cmd.args(["--image", "rel.img", "m"])
         .current_dir(dir.path());
     let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
-    assert_eq!(
-        out.status.and_then(|s| s.code()),
-        Some(0),
-        "{:?}",
-        out.stderr
-    );
+    common::assert_exit(&out, 0, "detached daemon with a relative --image");
     std::fs::write(mnt.join("kept"), b"k").unwrap();
     common::unmount(&mnt);
     let img = dir.path().join("rel.img");
@@ -433,9 +382,7 @@ fn relative_image_path_of_a_detached_daemon() {
 /// everything at unmount).
 #[test]
 fn image_path_that_is_a_directory_is_refused_at_mount() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let dir = common::short_tempdir();
     let img = dir.path().join("imgdir");
     std::fs::create_dir(&img).unwrap();
@@ -448,7 +395,7 @@ fn image_path_that_is_a_directory_is_refused_at_mount() {
             if force {
                 args.push(OsStr::new("--force-new-image"));
             }
-            let cmd = triefs_mount_cmd(Path::new(common::triefs_bin()), foreground, &args, &mnt);
+            let cmd = triefs_mount_cmd(foreground, &args, &mnt);
             let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
             let what = format!("--image DIR (force={force}, foreground={foreground})");
             let line = common::assert_one_line_exit(&out, 2, &what, &["imgdir", "directory"]);
@@ -465,16 +412,8 @@ fn image_path_that_is_a_directory_is_refused_at_mount() {
 /// (the save's rename could not replace it).
 #[test]
 fn image_the_user_could_not_save_is_refused_at_mount() {
-    if !common::can_mount() {
-        return;
-    }
     let bin = common::shared_binary();
-    let dir = common::short_tempdir();
-    common::chmod(dir.path(), 0o755);
-    let mnt = dir.path().join("m");
-    std::fs::create_dir(&mnt).unwrap();
-    common::chmod(&mnt, 0o777);
-    let _u = Unmounts(vec![mnt.clone()]);
+    let (dir, mnt, _u) = mount_point_for_others(0o755);
 
     let ro = dir.path().join("ro");
     std::fs::create_dir(&ro).unwrap();
@@ -539,16 +478,8 @@ fn image_the_user_could_not_save_is_refused_at_mount() {
 /// overwrite a file the user may not even read.
 #[test]
 fn unreadable_image_hint_fits_the_user() {
-    if !common::can_mount() {
-        return;
-    }
     let bin = common::shared_binary();
-    let dir = common::short_tempdir();
-    common::chmod(dir.path(), 0o777);
-    let mnt = dir.path().join("m");
-    std::fs::create_dir(&mnt).unwrap();
-    common::chmod(&mnt, 0o777);
-    let _u = Unmounts(vec![mnt.clone()]);
+    let (dir, mnt, _u) = mount_point_for_others(0o777);
     let img = good_image(dir.path());
     common::chmod(&img, 0o600);
     let before = hash_file(&img);
@@ -583,33 +514,15 @@ fn unreadable_image_hint_fits_the_user() {
 /// report it (exit 1) until a later save succeeds.
 #[test]
 fn failed_save_is_reported_by_triefs_image() {
-    if !common::can_mount() {
-        return;
-    }
-    let dir = common::short_tempdir();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    let _u = Unmounts(vec![small.clone()]);
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount a small tmpfs");
-    let img = small.join("img");
+    let small = common::Tmpfs::with_options("size=64k");
+    let img = small.path().join("img");
 
     let mut m = mount_with_image(&img, &[]);
     std::fs::write(m.path().join("v1"), b"one").unwrap();
-    // SAFETY: a signal to the daemon this test started.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    m.signal(libc::SIGUSR1);
     wait_for(|| image_ls(&img) == "/v1\n", "the first save");
     let out = image_cmd("info", &img);
-    assert_eq!(
-        out.status.and_then(|s| s.code()),
-        Some(0),
-        "{:?}",
-        out.stderr
-    );
+    common::assert_exit(&out, 0, "image info while serving");
     assert!(
         out.stdout.contains("served by: triefs pid") && out.stdout.contains("last save: 20"),
         "info while serving: {}",
@@ -644,7 +557,7 @@ fn failed_save_is_reported_by_triefs_image() {
         &["FAILED"],
     );
     let out = image_cmd("ls", &img);
-    assert_eq!(out.status.and_then(|s| s.code()), Some(0));
+    common::assert_exit(&out, 0, "image ls after a failed save");
     assert_eq!(out.stdout, "/v1\n");
     assert!(
         out.stderr.contains("warning") && out.stderr.contains("FAILED"),
@@ -655,7 +568,7 @@ fn failed_save_is_reported_by_triefs_image() {
     // Room again: the next daemon warns, and its good save clears the record.
     let st = Command::new("mount")
         .args(["-o", "remount,size=4m"])
-        .arg(&small)
+        .arg(small.path())
         .status()
         .unwrap();
     assert!(st.success(), "remount the tmpfs larger");
@@ -663,16 +576,11 @@ fn failed_save_is_reported_by_triefs_image() {
     std::fs::write(m.path().join("v2"), b"two").unwrap();
     assert!(m.unmount_and_wait().unwrap().success());
     let out = image_cmd("info", &img);
-    assert_eq!(
-        out.status.and_then(|s| s.code()),
-        Some(0),
-        "{:?}",
-        out.stderr
-    );
+    common::assert_exit(&out, 0, "image info after a good save");
     assert!(!out.stdout.contains("last save"), "{}", out.stdout);
     assert_eq!(out.stderr, "");
     assert_eq!(image_ls(&img), "/v1\n/v2\n");
-    let left: Vec<_> = std::fs::read_dir(&small)
+    let left: Vec<_> = std::fs::read_dir(small.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
@@ -683,20 +591,14 @@ fn failed_save_is_reported_by_triefs_image() {
 /// info` says the changes since its last save are gone.
 #[test]
 fn daemon_killed_before_its_final_save_is_reported() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let img = dir.path().join("img");
     let mut m = mount_with_image(&img, &[]);
     std::fs::write(m.path().join("v1"), b"one").unwrap();
-    // SAFETY: signals to the daemon this test started.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    m.signal(libc::SIGUSR1);
     wait_for(|| image_ls(&img) == "/v1\n", "the save");
     std::fs::write(m.path().join("lost"), b"x").unwrap();
-    // SAFETY: as above.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) };
-    let _ = m.wait_exit(Duration::from_secs(10));
+    m.sigkill();
     common::unmount(m.path());
     common::assert_one_line_exit(
         &image_cmd("info", &img),
@@ -710,9 +612,6 @@ fn daemon_killed_before_its_final_save_is_reported() {
 /// second is refused while the first serves.
 #[test]
 fn second_daemon_on_the_same_image_is_refused() {
-    if !common::can_mount() {
-        return;
-    }
     let dir = common::short_tempdir();
     let img = dir.path().join("img");
     let mut first = mount_with_image(&img, &[]);
@@ -720,7 +619,7 @@ fn second_daemon_on_the_same_image_is_refused() {
     std::fs::create_dir(&mnt).unwrap();
     let _u = Unmounts(vec![mnt.clone()]);
     let args = [OsStr::new("--image"), img.as_os_str()];
-    let cmd = triefs_mount_cmd(Path::new(common::triefs_bin()), true, &args, &mnt);
+    let cmd = triefs_mount_cmd(true, &args, &mnt);
     let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
     let pid = first.pid().to_string();
     common::assert_one_line_exit(&out, 2, "second daemon", &["in use", &pid]);
@@ -737,13 +636,11 @@ fn second_daemon_on_the_same_image_is_refused() {
 /// left alone); its image directory is a tiny tmpfs that fills up.
 #[test]
 fn detached_daemon_reports_a_failed_save_to_syslog() {
-    if !common::can_mount() {
-        return;
-    }
-    if !Path::new("/usr/bin/unshare").exists() && !Path::new("/bin/unshare").exists() {
-        eprintln!("skipping: unshare(1) is missing");
-        return;
-    }
+    common::require_mount();
+    assert!(
+        Path::new("/usr/bin/unshare").exists() || Path::new("/bin/unshare").exists(),
+        "this test needs unshare(1) (package util-linux)"
+    );
     let dir = common::short_tempdir();
     let t = dir.path();
     for d in ["m", "imgs", "realdev"] {
@@ -785,12 +682,7 @@ fn detached_daemon_reports_a_failed_save_to_syslog() {
         .env("BIN", common::triefs_bin())
         .env_remove("RUST_LOG");
     let out = common::run_timed(cmd, Duration::from_secs(30));
-    assert_eq!(
-        out.status.and_then(|s| s.code()),
-        Some(0),
-        "namespace script: {}",
-        out.stderr
-    );
+    common::assert_exit(&out, 0, "namespace script");
     let mut buf = vec![0u8; 4096];
     let n = log
         .recv(&mut buf)
@@ -819,23 +711,18 @@ fn detached_daemon_reports_a_failed_save_to_syslog() {
 #[test]
 fn image_is_private_and_its_temp_file_never_follows_a_symlink() {
     use std::os::unix::fs::PermissionsExt;
-    if !common::can_mount() {
-        return;
-    }
-    let dir = common::short_tempdir();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let dir = common::short_tempdir_mode(0o1777);
     let img = dir.path().join("img");
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "precious").unwrap();
     let m = mount_with_image(&img, &[]);
     let secret = m.path().join("secret");
     std::fs::write(&secret, "only for root").unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    common::chmod(&secret, 0o600);
     // The name the daemon will write to, planted as a symlink.
     let planted = dir.path().join(format!(".img.tmp.{}", m.pid()));
     std::os::unix::fs::symlink(&victim, &planted).unwrap();
-    // SAFETY: signal to the daemon this test started.
-    unsafe { libc::kill(m.pid() as i32, libc::SIGUSR1) };
+    m.signal(libc::SIGUSR1);
     wait_for(|| img.exists(), "the SIGUSR1 save");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     let mode = std::fs::metadata(&img).unwrap().permissions().mode() & 0o7777;

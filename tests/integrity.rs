@@ -23,7 +23,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Tmpfs, TriefsMount};
+use common::{Rng, Tmpfs, TriefsMount, drop_caches, splitmix64, statvfs};
 
 const PAGE: usize = 4096;
 const KIB: u64 = 1 << 10;
@@ -33,55 +33,6 @@ const GIB: u64 = 1 << 30;
 // ---------------------------------------------------------------------------
 // Deterministic randomness, hashing and content patterns
 // ---------------------------------------------------------------------------
-
-/// xorshift64* generator: small, fast and reproducible from its seed.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        // splitmix the seed so that nearby seeds give unrelated streams, and
-        // never start from the all-zero state.
-        Rng(splitmix64(seed) | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        assert!(n > 0);
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        let mut chunks = buf.chunks_exact_mut(8);
-        for c in &mut chunks {
-            c.copy_from_slice(&self.next_u64().to_le_bytes());
-        }
-        let rest = chunks.into_remainder();
-        let last = self.next_u64().to_le_bytes();
-        rest.copy_from_slice(&last[..rest.len()]);
-    }
-}
-
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// The byte that content pattern `seed` has at file offset `off`: a pure
 /// function of both, so any reader can check any byte it gets without
@@ -100,15 +51,7 @@ fn fill_pattern(seed: u64, off: u64, buf: &mut [u8]) {
 /// The seed for a test: `TRIEFS_SEED` or one from the clock, printed so that
 /// a failure can be replayed.
 fn test_seed(test: &str) -> u64 {
-    let seed = match std::env::var("TRIEFS_SEED") {
-        Ok(s) => s.trim().parse::<u64>().expect("TRIEFS_SEED must be a u64"),
-        Err(_) => {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            splitmix64(t.as_nanos() as u64 ^ u64::from(std::process::id())) >> 16
-        }
-    };
+    let seed = common::seed_from_env("TRIEFS_SEED");
     eprintln!("{test}: seed {seed} (replay with TRIEFS_SEED={seed})");
     seed
 }
@@ -217,14 +160,6 @@ fn fstat(fd: i32) -> libc::stat {
     st
 }
 
-fn statfs(path: &Path) -> libc::statfs {
-    let c = common::cpath(path);
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
-    assert_eq!(rc, 0, "{}", os_err("statfs"));
-    st
-}
-
 /// `lseek` returning the offset or the errno.
 fn lseek(fd: i32, off: u64, whence: i32) -> Result<u64, i32> {
     let r = unsafe { libc::lseek(fd, off as libc::off_t, whence) };
@@ -235,30 +170,16 @@ fn lseek(fd: i32, off: u64, whence: i32) -> Result<u64, i32> {
     }
 }
 
-/// `sync`, then `echo LEVEL > /proc/sys/vm/drop_caches`.
-fn drop_caches(level: u32) {
-    unsafe { libc::sync() };
-    std::fs::write("/proc/sys/vm/drop_caches", format!("{level}\n"))
-        .unwrap_or_else(|e| panic!("echo {level} > /proc/sys/vm/drop_caches: {e}"));
-}
-
 /// Waits until statfs on `mnt` shows as many free blocks and free inodes as
 /// `before` (the daemon frees an inode's pages only when the kernel forgets
 /// it): first by itself for 5 s, then after `echo 2 > drop_caches`. Panics if
 /// the space never comes back; returns how it came back.
-fn wait_space_returned(mnt: &Path, before: &libc::statfs, what: &str) -> &'static str {
+fn wait_space_returned(mnt: &Path, before: &libc::statvfs, what: &str) -> &'static str {
     let returned = |deadline: Duration| {
-        let t = Instant::now();
-        loop {
-            let s = statfs(mnt);
-            if s.f_bfree == before.f_bfree && s.f_ffree == before.f_ffree {
-                return true;
-            }
-            if t.elapsed() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_until(deadline, || {
+            let s = statvfs(mnt);
+            s.f_bfree == before.f_bfree && s.f_ffree == before.f_ffree
+        })
     };
     if returned(Duration::from_secs(5)) {
         return "by itself";
@@ -267,7 +188,7 @@ fn wait_space_returned(mnt: &Path, before: &libc::statfs, what: &str) -> &'stati
     if returned(Duration::from_secs(5)) {
         return "only after echo 2 > /proc/sys/vm/drop_caches";
     }
-    let s = statfs(mnt);
+    let s = statvfs(mnt);
     panic!(
         "{what}: space not returned on {} even after drop_caches 2: free blocks \
          before {} now {}, free inodes before {} now {}",
@@ -973,12 +894,9 @@ fn fsx_ops() -> u64 {
 
 #[test]
 fn fsx_random_ops_triefs() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("fsx_random_ops_triefs");
     let m = TriefsMount::new(&[]);
-    let before = statfs(m.path());
+    let before = statvfs(m.path());
     let mut fsx = Fsx::new(m.path(), seed);
     fsx.run(fsx_ops());
     fsx.remove();
@@ -991,12 +909,9 @@ fn fsx_random_ops_triefs() {
 /// (or FUSE) problem.
 #[test]
 fn fsx_random_ops_tmpfs_oracle() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("fsx_random_ops_tmpfs_oracle");
     let t = Tmpfs::new();
-    let before = statfs(t.path());
+    let before = statvfs(t.path());
     let mut fsx = Fsx::new(t.path(), seed);
     fsx.run(fsx_ops());
     fsx.remove();
@@ -1183,13 +1098,10 @@ fn make_files(dir: &Path, rng: &mut Rng) -> Vec<Model> {
 
 #[test]
 fn read_back_after_drop_caches() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("read_back_after_drop_caches");
     let mut rng = Rng::new(seed);
     let m = TriefsMount::new(&[]);
-    let empty = statfs(m.path());
+    let empty = statvfs(m.path());
     let start = Instant::now();
     let mut models = make_files(m.path(), &mut rng);
 
@@ -1292,9 +1204,6 @@ type SeekProbe = (u64, Result<u64, i32>, Result<u64, i32>);
 /// explicit expectations and with tmpfs.
 #[test]
 fn sparse_4gib_file() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("sparse_4gib_file");
     let m = TriefsMount::new(&[]);
     let t = Tmpfs::new();
@@ -1507,16 +1416,13 @@ fn sparse_4gib_file() {
 /// dropping it; then deleted, and statfs must show the space free again.
 #[test]
 fn dense_1gib_file_and_space_returned() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("dense_1gib_file_and_space_returned");
     let m = TriefsMount::new(&[]);
     let path = m.path().join("dense");
     let chunk = MIB as usize;
     let nchunks = (GIB / MIB) as usize;
-    let before = statfs(m.path());
-    let page_units = before.f_frsize as u64;
+    let before = statvfs(m.path());
+    let page_units = before.f_frsize;
     assert_eq!(page_units, PAGE as u64, "statfs f_frsize");
 
     let gen_chunk = |i: usize, buf: &mut [u8]| Rng::new(seed ^ ((i as u64) << 20)).fill(buf);
@@ -1544,7 +1450,7 @@ fn dense_1gib_file_and_space_returned() {
     let st = std::fs::metadata(&path).unwrap();
     assert_eq!(st.len(), GIB, "size of the dense file");
     assert_eq!(st.blocks(), GIB / 512, "st_blocks of the dense file");
-    let full = statfs(m.path());
+    let full = statvfs(m.path());
     assert_eq!(
         before.f_bfree - full.f_bfree,
         GIB / PAGE as u64,
@@ -1798,9 +1704,6 @@ fn child_errno() -> u64 {
 /// with existing content that must stay intact outside the regions.
 #[test]
 fn concurrent_writers_disjoint_regions() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("concurrent_writers_disjoint_regions");
     let m = TriefsMount::new(&["--threads", "4"]);
     const N: u64 = 4;
@@ -1923,9 +1826,6 @@ fn concurrent_writers_disjoint_regions() {
 /// byte written there, and the size must never go down.
 #[test]
 fn concurrent_readers_while_appending() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("concurrent_readers_while_appending");
     let m = TriefsMount::new(&["--threads", "4"]);
     let path = m.path().join("log");
@@ -2088,9 +1988,6 @@ fn concurrent_readers_while_appending() {
 /// equal the page cache's.
 #[test]
 fn concurrent_appenders_records_intact() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("concurrent_appenders_records_intact");
     let m = TriefsMount::new(&["--threads", "4"]);
     let path = m.path().join("journal");
@@ -2254,18 +2151,15 @@ impl Model {
 /// with the same limit (the two may split a failing write differently).
 #[test]
 fn out_of_space_keeps_files_consistent() {
-    if !common::can_mount() {
-        return;
-    }
     let seed = test_seed("out_of_space_keeps_files_consistent");
     let m = TriefsMount::new(&["-o", "size=8m"]);
     let t = Tmpfs::new();
     common::sh(t.path(), "mount -o remount,size=8m .");
     for (name, root) in [("tmpfs", t.path()), ("triefs", m.path())] {
         let mut rng = Rng::new(seed);
-        let empty = statfs(root);
+        let empty = statvfs(root);
         assert_eq!(
-            empty.f_blocks * empty.f_frsize as u64,
+            empty.f_blocks * empty.f_frsize,
             8 * MIB,
             "{name}: size=8m in statfs"
         );
@@ -2318,7 +2212,7 @@ fn out_of_space_keeps_files_consistent() {
             log.push(format!("c: {len} at {off} -> {r:?}"));
         }
         assert!(enospc > 0, "{name}: 400 writes never hit ENOSPC");
-        let full = statfs(root);
+        let full = statvfs(root);
         // Overwrites of stored pages still work on a full filesystem.
         for _ in 0..50 {
             let off = rng.below(6 * MIB - 64 * KIB);

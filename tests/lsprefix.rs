@@ -7,12 +7,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Tmpfs, TriefsMount, peak_rss_kib, reset_peak_rss, short_tempdir, triefs_bin};
+use common::{Tmpfs, TriefsMount, proc_kib, reset_peak_rss, short_tempdir, triefs_bin};
 
 fn ls_prefix(args: &[&Path]) -> Output {
     Command::new(triefs_bin())
@@ -81,9 +80,6 @@ fn populate() -> (tempfile::TempDir, TriefsMount) {
 
 #[test]
 fn ls_prefix_matches_a_walk_of_the_mount() {
-    if !common::can_mount() {
-        return;
-    }
     let (_tmp, m) = populate();
     let root = m.path();
     for prefix in ["", "/srv", "srv/site3/", "usr/share/doc", "var/empty/one"] {
@@ -129,9 +125,6 @@ fn ls_prefix_matches_a_walk_of_the_mount() {
 
 #[test]
 fn ls_prefix_errors_are_one_line() {
-    if !common::can_mount() {
-        return;
-    }
     let (_tmp, m) = populate();
     let root = m.path();
     let t = Tmpfs::new();
@@ -152,31 +145,24 @@ fn ls_prefix_errors_are_one_line() {
 
 #[test]
 fn ls_prefix_skips_what_the_caller_may_not_list() {
-    if !common::can_mount() {
-        return;
-    }
     let m = TriefsMount::new(&["-o", "allow_other"]);
     let root = m.path();
-    fs::set_permissions(
-        root.parent().expect("parent"),
-        fs::Permissions::from_mode(0o755),
-    )
-    .expect("chmod");
+    common::chmod(root.parent().expect("parent"), 0o755);
     for d in ["open/a", "closed/secret/deep", "groupdir/x"] {
         fs::create_dir_all(root.join(d)).expect("mkdir");
     }
-    fs::set_permissions(root.join("closed"), fs::Permissions::from_mode(0o700)).expect("chmod");
+    common::chmod(&root.join("closed"), 0o700);
     // Group 4242 may list groupdir; the user gets it as a supplementary group.
     std::os::unix::fs::chown(root.join("groupdir"), Some(0), Some(4242)).expect("chown");
-    fs::set_permissions(root.join("groupdir"), fs::Permissions::from_mode(0o750)).expect("chmod");
+    common::chmod(&root.join("groupdir"), 0o750);
 
     // The build may live where nobody cannot go (a clone in /root).
     let bin = common::shared_binary();
     let as_nobody = |groups: &[u32]| {
         common::run_as(
             Command::new(&bin.path).arg("ls-prefix").arg(root),
-            65534,
-            65534,
+            common::NOBODY,
+            common::NOBODY,
             groups,
         )
         .output()
@@ -217,9 +203,9 @@ fn deep_chain_list(tmp: &Path, depth: usize) -> std::path::PathBuf {
 /// stays within 8 MiB of its resting size; returns the listing's output.
 fn ls_prefix_within_8_mib(m: &TriefsMount, run: impl FnOnce() -> Output) -> Output {
     reset_peak_rss(m.pid());
-    let rest = peak_rss_kib(m.pid());
+    let rest = proc_kib(m.pid(), "VmHWM");
     let out = run();
-    let peak = peak_rss_kib(m.pid());
+    let peak = proc_kib(m.pid(), "VmHWM");
     assert!(
         peak <= rest + 8 * 1024,
         "daemon peak {peak} KiB during ls-prefix, {rest} KiB at rest"
@@ -232,9 +218,6 @@ fn ls_prefix_within_8_mib(m: &TriefsMount, run: impl FnOnce() -> Output) -> Outp
 /// of its whole prefix: 1.7 GB for this chain.)
 #[test]
 fn ls_prefix_of_a_deep_chain_keeps_the_daemon_small() {
-    if !common::can_mount() {
-        return;
-    }
     let tmp = short_tempdir();
     let list = deep_chain_list(tmp.path(), 40_000);
     let m = TriefsMount::new(&["--paths", list.to_str().expect("utf-8 path")]);
@@ -249,15 +232,8 @@ fn ls_prefix_of_a_deep_chain_keeps_the_daemon_small() {
 /// by `nobody`.
 #[test]
 fn ls_prefix_of_deep_long_names_by_another_user_keeps_the_daemon_small() {
-    if !common::can_mount() {
-        return;
-    }
     let m = TriefsMount::new(&["-o", "allow_other,mode=1777"]);
-    fs::set_permissions(
-        m.path().parent().expect("parent"),
-        fs::Permissions::from_mode(0o755),
-    )
-    .expect("chmod");
+    common::chmod(m.path().parent().expect("parent"), 0o755);
     let root = common::cpath(m.path());
     let name = std::ffi::CString::new("d".repeat(255)).expect("name");
     let mut nest = Command::new("true");
@@ -265,7 +241,7 @@ fn ls_prefix_of_deep_long_names_by_another_user_keeps_the_daemon_small() {
     // on memory allocated before the fork.
     unsafe {
         nest.pre_exec(move || {
-            common::become_user(65534, 65534, &[])?;
+            common::become_user(common::NOBODY, common::NOBODY, &[])?;
             let mut dir = libc::open(root.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
             for _ in 0..4000 {
                 if dir < 0 || libc::mkdirat(dir, name.as_ptr(), 0o755) != 0 {
@@ -285,14 +261,11 @@ fn ls_prefix_of_deep_long_names_by_another_user_keeps_the_daemon_small() {
     // The build may live where nobody cannot go (a clone in /root).
     let bin = common::shared_binary();
     let out = ls_prefix_within_8_mib(&m, || {
-        common::run_as(
-            Command::new(&bin.path).arg("ls-prefix").arg(m.path()),
-            65534,
-            65534,
-            &[],
-        )
-        .output()
-        .expect("ls-prefix as nobody")
+        common::as_nobody(&bin.path)
+            .arg("ls-prefix")
+            .arg(m.path())
+            .output()
+            .expect("ls-prefix as nobody")
     });
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(lines(&out.stdout), ["/other"]);
@@ -302,9 +275,6 @@ fn ls_prefix_of_deep_long_names_by_another_user_keeps_the_daemon_small() {
 /// reported on stderr (its start and its length) and the exit code is 1.
 #[test]
 fn ls_prefix_reports_an_over_long_path_and_lists_the_rest() {
-    if !common::can_mount() {
-        return;
-    }
     let tmp = short_tempdir();
     let list = deep_chain_list(tmp.path(), 9000);
     let m = TriefsMount::new(&["--paths", list.to_str().expect("utf-8 path")]);

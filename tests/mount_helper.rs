@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// Installs `/sbin/mount.fuse.triefs` pointing at the binary under test
@@ -35,38 +35,9 @@ impl Drop for HelperLink {
     }
 }
 
-/// Unmounts on drop (the daemon detached itself).
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        common::unmount(&self.0);
-    }
-}
-
-fn mountinfo_line(mnt: &Path) -> String {
-    let info = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    info.lines()
-        .find(|l| l.split(' ').nth(1) == Some(mnt.to_str().unwrap()))
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn statvfs(p: &Path) -> libc::statvfs {
-    let c = common::cpath(p);
-    // SAFETY: valid path and out-pointer.
-    unsafe {
-        let mut s: libc::statvfs = std::mem::zeroed();
-        assert_eq!(libc::statvfs(c.as_ptr(), &mut s), 0);
-        s
-    }
-}
-
 #[test]
 fn mount_t_fuse_triefs_and_fstab() {
-    if !common::can_mount() {
-        return;
-    }
+    common::require_mount();
     let _link = HelperLink::install();
     let dir = common::short_tempdir();
     let mnt = dir.path().join("m");
@@ -81,16 +52,17 @@ fn mount_t_fuse_triefs_and_fstab() {
         .unwrap();
     assert!(st.success(), "mount -t fuse.triefs failed");
     {
-        let _m = Mounted(mnt.clone());
-        let line = mountinfo_line(&mnt);
+        let _m = common::Unmounts(vec![mnt.clone()]);
+        let info = common::mountinfo(&mnt);
         assert!(
-            line.starts_with("scratch ") && line.contains(" fuse.triefs "),
-            "mounts line: {line}"
+            info.as_ref()
+                .is_some_and(|i| i.source == "scratch" && i.fstype == "fuse.triefs"),
+            "mountinfo: {info:?}"
         );
         let md = std::fs::metadata(&mnt).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(md.permissions().mode() & 0o7777, 0o700);
-        let s = statvfs(&mnt);
+        let s = common::statvfs(&mnt);
         assert_eq!(s.f_blocks * s.f_frsize, 1 << 20);
         assert_eq!(s.f_files, 50);
         std::fs::write(mnt.join("f"), b"hello").unwrap();
@@ -118,10 +90,14 @@ fn mount_t_fuse_triefs_and_fstab() {
         .status()
         .unwrap();
     assert!(st.success(), "mount from fstab failed");
-    let _m = Mounted(mnt.clone());
-    assert!(mountinfo_line(&mnt).starts_with("data "));
+    let _m = common::Unmounts(vec![mnt.clone()]);
+    let info = common::mountinfo(&mnt);
+    assert!(
+        info.as_ref().is_some_and(|i| i.source == "data"),
+        "mountinfo: {info:?}"
+    );
     assert!(mnt.join("a/b/c").is_dir() && mnt.join("d").is_dir());
-    let s = statvfs(&mnt);
+    let s = common::statvfs(&mnt);
     assert_eq!(s.f_blocks * s.f_frsize, 2 << 20);
 }
 
@@ -130,10 +106,10 @@ fn helper_rejects_bad_calls_in_one_line() {
     let dir = common::short_tempdir();
     let link = dir.path().join("mount.fuse.triefs");
     std::os::unix::fs::symlink(common::triefs_bin(), &link).unwrap();
-    let out = Command::new(&link).arg("only-one-arg").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "stderr: {err}");
+    let mut cmd = Command::new(&link);
+    cmd.arg("only-one-arg");
+    let out = common::run_timed(cmd, std::time::Duration::from_secs(10));
+    common::assert_one_line_exit(&out, 2, "the helper with one argument", &[]);
     // -f (fake) mounts nothing and succeeds.
     let out = Command::new(&link)
         .args(["src", "/nonexistent", "-f"])

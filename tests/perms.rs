@@ -27,7 +27,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use common::{Errno, Tmpfs, TriefsMount, can_mount, cpath, errno};
+use common::{Errno, Tmpfs, TriefsMount, cpath, errno};
 
 // ---------------------------------------------------------------------------
 // Users.
@@ -113,10 +113,10 @@ const DAVE: User = User {
 };
 const NOBODY: User = User {
     name: "nobody(65534/65534)",
-    uid: 65534,
-    gid: 65534,
-    ruid: 65534,
-    rgid: 65534,
+    uid: common::NOBODY,
+    gid: common::NOBODY,
+    ruid: common::NOBODY,
+    rgid: common::NOBODY,
     groups: &[],
 };
 
@@ -285,25 +285,6 @@ impl<'a> Op<'a> {
 
 impl fmt::Debug for Op<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let flags = |fl: i32| {
-            let mut v = Vec::new();
-            v.push(match fl & libc::O_ACCMODE {
-                libc::O_RDONLY => "O_RDONLY",
-                libc::O_WRONLY => "O_WRONLY",
-                _ => "O_RDWR",
-            });
-            for (bit, name) in [
-                (libc::O_CREAT, "O_CREAT"),
-                (libc::O_EXCL, "O_EXCL"),
-                (libc::O_TRUNC, "O_TRUNC"),
-                (libc::O_NOATIME, "O_NOATIME"),
-            ] {
-                if fl & bit != 0 {
-                    v.push(name);
-                }
-            }
-            v.join("|")
-        };
         let amode = |m: i32| {
             if m == libc::F_OK {
                 return "F_OK".to_string();
@@ -322,7 +303,7 @@ impl fmt::Debug for Op<'_> {
         };
         let id = |x: Option<u32>| x.map_or("-1".to_string(), |v| v.to_string());
         match *self {
-            Op::Open(p, fl) => write!(f, "open({p:?}, {})", flags(fl)),
+            Op::Open(p, fl) => write!(f, "open({p:?}, {})", common::open_flags(fl)),
             Op::Create(p, m) => write!(f, "open({p:?}, O_CREAT|O_EXCL|O_WRONLY, 0{m:o})"),
             Op::Write(p) => write!(f, "write({p:?})"),
             Op::Access(p, m) => write!(f, "access({p:?}, {})", amode(m)),
@@ -567,19 +548,11 @@ fn fork_lock() -> std::sync::MutexGuard<'static, ()> {
 /// Forks, drops to `user`, performs `r` and returns what happened.
 fn run_as(user: User, r: &Resolved<'_>) -> Outcome {
     let _guard = fork_lock();
-    let mut fds = [0; 2];
-    // SAFETY: fds has room for two descriptors.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
     let groups = user.groups;
-    // SAFETY: the child only makes async-signal-safe calls and _exits.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed: errno {}", errno());
-    if pid == 0 {
-        // SAFETY: we are the single-threaded child; everything used was
-        // prepared before the fork.
+    let child = common::forked(|rec: &mut [u8; 16]| {
+        // SAFETY: everything used was prepared before the fork; plain
+        // system calls.
         unsafe {
-            libc::close(fds[0]);
-            libc::alarm(20);
             libc::umask(0o022);
             let out = if libc::setgroups(groups.len(), groups.as_ptr()) != 0
                 || libc::setresgid(user.rgid, user.gid, user.gid) != 0
@@ -589,37 +562,13 @@ fn run_as(user: User, r: &Resolved<'_>) -> Outcome {
             } else {
                 perform(r)
             };
-            let buf = encode(out);
-            libc::write(fds[1], buf.as_ptr().cast(), 16);
-            libc::_exit(0);
+            let [tag, val] = encode(out);
+            rec[..8].copy_from_slice(&tag.to_ne_bytes());
+            rec[8..].copy_from_slice(&val.to_ne_bytes());
         }
-    }
-    // SAFETY: closing our copy of the write end; reading into a stack buffer.
-    unsafe { libc::close(fds[1]) };
-    let mut buf = [0u8; 16];
-    let mut got = 0;
-    while got < buf.len() {
-        // SAFETY: the range is inside buf.
-        let n = unsafe { libc::read(fds[0], buf[got..].as_mut_ptr().cast(), buf.len() - got) };
-        if n < 0 && errno() == libc::EINTR {
-            continue;
-        }
-        if n <= 0 {
-            break;
-        }
-        got += n as usize;
-    }
-    // SAFETY: our read end; status is a plain int.
-    unsafe { libc::close(fds[0]) };
-    let mut status = 0;
-    loop {
-        // SAFETY: waiting for our own child.
-        let w = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if w == pid {
-            break;
-        }
-        assert!(errno() == libc::EINTR, "waitpid failed: errno {}", errno());
-    }
+        true
+    });
+    let (buf, got, status) = (child.record, child.got, child.status);
     if libc::WIFSIGNALED(status) {
         return Outcome::Signaled(libc::WTERMSIG(status));
     }
@@ -768,28 +717,21 @@ struct Fixture {
     checks: usize,
 }
 
-fn make_traversable(p: &Path) {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
-        .unwrap_or_else(|e| panic!("chmod 0755 {}: {e}", p.display()));
-}
-
 impl Fixture {
-    /// Mounts both roots, or returns None when mount tests cannot run here.
-    fn new() -> Option<Fixture> {
-        if !can_mount() {
-            return None;
-        }
+    /// Mounts both roots.
+    #[track_caller]
+    fn new() -> Fixture {
         let tmp = Tmpfs::new();
         let fuse = TriefsMount::new(&["-o", "allow_other"]);
         // The harness makes its temp dirs 0700; other users must traverse.
-        make_traversable(tmp.dir.path());
-        make_traversable(fuse.dir.path());
-        Some(Fixture {
+        common::chmod(tmp.dir.path(), 0o755);
+        common::chmod(fuse.dir.path(), 0o755);
+        Fixture {
             fuse,
             tmp,
             failures: Vec::new(),
             checks: 0,
-        })
+        }
     }
 
     fn roots(&self) -> [(&'static str, PathBuf); 2] {
@@ -926,7 +868,7 @@ const SCRIPT: &[u8] = b"#!/bin/sh\nexit 7\n";
 /// (primary or supplementary) and other class, for open, access and execve.
 #[test]
 fn file_rwx_per_class() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     let truebin = std::fs::read("/bin/true").expect("read /bin/true");
     let modes = [
         0o000, 0o400, 0o200, 0o100, 0o040, 0o020, 0o010, 0o004, 0o002, 0o001, 0o700, 0o070, 0o007,
@@ -992,7 +934,7 @@ fn file_rwx_per_class() {
 /// directory itself.
 #[test]
 fn directory_rwx_per_class() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     let modes = [
         0o000, 0o100, 0o200, 0o300, 0o400, 0o500, 0o600, 0o700, 0o010, 0o030, 0o040, 0o050, 0o070,
         0o001, 0o003, 0o004, 0o005, 0o007, 0o755, 0o077, 0o707,
@@ -1007,8 +949,7 @@ fn directory_rwx_per_class() {
         ]);
         // Apply the directory's mode last, so root's setup never depends on it.
         for (_, root) in fx.roots() {
-            std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(mode))
-                .expect("chmod dir");
+            common::chmod(&root.join(d), mode);
         }
     };
     for mode in modes {
@@ -1081,8 +1022,7 @@ fn directory_rwx_per_class() {
         Node::Dir("rnox/c", 0o755, ALICE.uid, ALICE.gid),
     ]);
     for (_, root) in fx.roots() {
-        std::fs::set_permissions(root.join("rnox"), std::fs::Permissions::from_mode(0o744))
-            .expect("chmod rnox");
+        common::chmod(&root.join("rnox"), 0o744);
     }
     let after = ["rnox", "rnox/a", "rnox/c"];
     fx.check(BOB, Op::ReadDir("rnox"), Some(Outcome::Ok(3)), &after);
@@ -1096,7 +1036,7 @@ fn directory_rwx_per_class() {
 /// chmod, chown, chgrp and utimensat by owners and non-owners.
 #[test]
 fn attribute_changes_need_ownership() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     let mut n = 0;
     let mut fresh = |fx: &Fixture, mode: u32, gid: u32| {
         n += 1;
@@ -1214,7 +1154,7 @@ fn attribute_changes_need_ownership() {
 /// or root may unlink or rename an entry, or replace it by rename.
 #[test]
 fn sticky_directory() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     let pr = sysctl("protected_regular");
     let mut n = 0;
     let mut fresh = |fx: &Fixture| {
@@ -1323,7 +1263,7 @@ fn sticky_directory() {
 /// executable setgid file there loses S_ISGID.
 #[test]
 fn setgid_directory() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     fx.setup(&[
         Node::Dir("g", 0o2775, ALICE.uid, STAFF),
         Node::Dir("g2", 0o2777, ALICE.uid, STAFF),
@@ -1400,7 +1340,7 @@ fn setgid_directory() {
 /// by chmod from an owner who is not in the file's group.
 #[test]
 fn setid_bits_cleared() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     let mut n = 0;
     let mut fresh = |fx: &Fixture, mode: u32, gid: u32, dir: bool| {
         n += 1;
@@ -1544,7 +1484,7 @@ fn setid_bits_cleared() {
 /// write permission, hard links to other users' files, user.* xattrs.
 #[test]
 fn misc_denials() {
-    let Some(mut fx) = Fixture::new() else { return };
+    let mut fx = Fixture::new();
     // truncate.
     fx.setup(&[
         Node::File("t644", 0o644, ALICE.uid, STAFF, TEXT),
@@ -1792,7 +1732,7 @@ fn random_sequences() {
     use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
     use std::cell::{Cell, RefCell};
 
-    let Some(fx) = Fixture::new() else { return };
+    let fx = Fixture::new();
     let fx = RefCell::new(fx);
     const USERS: [User; 7] = [ROOT, ALICE, ALICE_STAFF, BOB, DAVE, NOBODY, BOB_AS_ALICE];
     const IDS: [Option<u32>; 5] = [None, Some(0), Some(1000), Some(1001), Some(STAFF)];

@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Errno, Tmpfs, TriefsMount, errno};
+use common::{Errno, Rng, Tmpfs, TriefsMount, errno};
 
 // ---------------------------------------------------------------------------
 // Values with readable Debug output (they end up in failure messages).
@@ -60,26 +60,7 @@ struct Fl(i32);
 
 impl fmt::Debug for Fl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts = vec![match self.0 & libc::O_ACCMODE {
-            libc::O_RDONLY => "O_RDONLY",
-            libc::O_WRONLY => "O_WRONLY",
-            _ => "O_RDWR",
-        }];
-        for (bit, name) in [
-            (libc::O_CREAT, "O_CREAT"),
-            (libc::O_EXCL, "O_EXCL"),
-            (libc::O_TRUNC, "O_TRUNC"),
-            (libc::O_APPEND, "O_APPEND"),
-            (libc::O_DIRECTORY, "O_DIRECTORY"),
-            (libc::O_NOFOLLOW, "O_NOFOLLOW"),
-            (libc::O_PATH, "O_PATH"),
-            (libc::O_NONBLOCK, "O_NONBLOCK"),
-        ] {
-            if self.0 & bit != 0 {
-                parts.push(name);
-            }
-        }
-        f.write_str(&parts.join("|"))
+        f.write_str(&common::open_flags(self.0))
     }
 }
 
@@ -771,9 +752,7 @@ fn compare_trees(tmp: &Side, tri: &Side) -> Result<(), String> {
 fn make_workdir(root: &std::path::Path, name: &str, side: &'static str) -> Side {
     let base = root.join(name);
     std::fs::create_dir(&base).unwrap_or_else(|e| panic!("{side}: mkdir {base:?}: {e}"));
-    let c = common::cpath(&base);
-    // SAFETY: valid C string.
-    assert_eq!(unsafe { libc::chmod(c.as_ptr(), 0o755) }, 0);
+    common::chmod(&base, 0o755);
     Side { name: side, base }
 }
 
@@ -789,10 +768,12 @@ struct Pair {
 }
 
 impl Pair {
+    #[track_caller]
     fn new() -> Pair {
         Pair::with_args(&[])
     }
 
+    #[track_caller]
     fn with_args(args: &[&str]) -> Pair {
         // Every test sets the same umask, so parallel tests do not race.
         // SAFETY: umask cannot fail.
@@ -961,9 +942,6 @@ fn mode_of(kind: u32, perm: u32) -> Res {
 
 #[test]
 fn mkdir_errors_and_nlink() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.expect(mkdir("d"), OK);
     x.fails(mkdir("d"), libc::EEXIST);
@@ -1009,9 +987,6 @@ fn mkdir_errors_and_nlink() {
 
 #[test]
 fn directory_sizes() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(mkdir("d"));
     let [a, c] = x.lstat_both("d");
@@ -1036,9 +1011,6 @@ fn directory_sizes() {
 
 #[test]
 fn rmdir_errors() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(mkdir("d"));
     x.ok(creat("d/f"));
@@ -1063,9 +1035,6 @@ fn rmdir_errors() {
 
 #[test]
 fn open_flags_and_errors() {
-    if !common::can_mount() {
-        return;
-    }
     use libc::{
         O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TRUNC,
         O_WRONLY, S_IFDIR, S_IFLNK, S_IFREG,
@@ -1137,9 +1106,6 @@ fn open_flags_and_errors() {
 
 #[test]
 fn unlink_errors() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(mkdir("d"));
     x.ok(creat("f"));
@@ -1159,9 +1125,6 @@ fn unlink_errors() {
 
 #[test]
 fn unlinked_open_file_lives_on() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(creat("f"));
     x.ok(write("f", 0, "abc"));
@@ -1198,9 +1161,6 @@ fn unlinked_open_file_lives_on() {
 
 #[test]
 fn rename_rules() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(mkdir("a"));
     x.ok(mkdir("a/b"));
@@ -1276,9 +1236,6 @@ fn rename_rules() {
 
 #[test]
 fn rename_exchange() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(mkdir("p1"));
     x.ok(mkdir("p2"));
@@ -1321,9 +1278,6 @@ fn rename_exchange() {
 
 #[test]
 fn link_rules() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(mkdir("d"));
     x.ok(creat("f"));
@@ -1357,9 +1311,6 @@ fn link_rules() {
 
 #[test]
 fn symlink_readlink() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(mkdir("d"));
     x.ok(creat("d/f"));
@@ -1409,9 +1360,6 @@ fn symlink_readlink() {
 
 #[test]
 fn symlink_long_targets() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     // Short targets live in the inode on tmpfs (no blocks)...
     x.expect(symlink(&"s".repeat(100), "short"), OK);
@@ -1427,9 +1375,6 @@ fn symlink_long_targets() {
 
 #[test]
 fn truncate_rules() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(creat("f"));
     x.ok(write("f", 0, "0123456789"));
@@ -1460,9 +1405,6 @@ fn truncate_rules() {
 
 #[test]
 fn chmod_special_bits() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(creat("f"));
     x.ok(mkdir("d"));
@@ -1483,9 +1425,6 @@ fn chmod_special_bits() {
 
 #[test]
 fn chown_rules() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     let keep = u32::MAX;
     x.ok(creat("f"));
@@ -1514,9 +1453,6 @@ fn chown_rules() {
 
 #[test]
 fn setgid_directory_inheritance() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(mkdir("sg"));
     x.expect(chown("sg", 0, 1234), OK);
@@ -1540,9 +1476,6 @@ fn setgid_directory_inheritance() {
 
 #[test]
 fn mknod_kinds() {
-    if !common::can_mount() {
-        return;
-    }
     // -o dev: tmpfs allows opening device nodes; triefs mounts nodev by
     // default, like every FUSE mount.
     let mut x = Pair::with_args(&["-o", "dev"]);
@@ -1578,9 +1511,6 @@ fn mknod_kinds() {
 
 #[test]
 fn xattrs() {
-    if !common::can_mount() {
-        return;
-    }
     use libc::{XATTR_CREATE, XATTR_REPLACE};
     let mut x = Pair::new();
     x.ok(creat("f"));
@@ -1653,9 +1583,6 @@ fn xattrs() {
 
 #[test]
 fn xattr_names() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(creat("f"));
     let n255 = format!("user.{}", "n".repeat(250));
@@ -1678,9 +1605,6 @@ fn xattr_names() {
 
 #[test]
 fn xattr_large_value() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(creat("f"));
     // XATTR_SIZE_MAX itself.
@@ -1696,9 +1620,6 @@ fn xattr_large_value() {
 
 #[test]
 fn write_read_append() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(creat("f"));
     x.expect(write("f", 0, "hello"), Res::Ok(5));
@@ -1747,9 +1668,6 @@ fn write_read_append() {
 
 #[test]
 fn fallocate_mode0() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(creat("f"));
     x.ok(write("f", 0, "abc"));
@@ -1767,9 +1685,6 @@ fn fallocate_mode0() {
 
 #[test]
 fn fallocate_other_modes() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(creat("f"));
     x.ok(Op::Write(b("f"), 0, B(vec![b'x'; 20_000])));
@@ -1800,9 +1715,6 @@ fn fallocate_other_modes() {
 
 #[test]
 fn sparse_file_and_seek() {
-    if !common::can_mount() {
-        return;
-    }
     const G: i64 = 1 << 30;
     let mut x = Pair::new();
     x.ok(creat("s"));
@@ -1859,9 +1771,6 @@ fn sparse_file_and_seek() {
 
 #[test]
 fn access_checks() {
-    if !common::can_mount() {
-        return;
-    }
     use libc::{F_OK, R_OK, W_OK, X_OK};
     let mut x = Pair::new();
     x.ok(creat("f"));
@@ -1886,9 +1795,6 @@ fn access_checks() {
 
 #[test]
 fn statfs_sanity() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(creat("f"));
     for side in [&x.tmp, &x.tri] {
@@ -1915,9 +1821,6 @@ fn statfs_sanity() {
 
 #[test]
 fn non_utf8_names() {
-    if !common::can_mount() {
-        return;
-    }
     let high: Vec<u8> = (0x80..=0xffu8).collect();
     // Every byte but NUL and '/': 254 bytes.
     let all: Vec<u8> = (1..=255u8).filter(|&c| c != b'/').collect();
@@ -1958,9 +1861,6 @@ fn non_utf8_names() {
 
 #[test]
 fn long_paths() {
-    if !common::can_mount() {
-        return;
-    }
     let x = Pair::new();
     let names: Vec<CString> = (0..41)
         .map(|i| CString::new(format!("{i:03}{}", "x".repeat(97))).unwrap())
@@ -2057,9 +1957,6 @@ fn long_paths() {
 
 #[test]
 fn large_directory_listing() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(mkdir("big"));
     for i in 0..400 {
@@ -2129,9 +2026,6 @@ fn as_user(x: &mut Pair, id: u32, f: impl FnOnce(&mut Pair) + Send) {
 
 #[test]
 fn permissions_as_unprivileged_user() {
-    if !common::can_mount() {
-        return;
-    }
     let keep = u32::MAX;
     // allow_other: without it fuser answers EACCES to every request whose
     // (fs)uid is not the mounting user's.
@@ -2236,9 +2130,6 @@ fn tm(st: &libc::stat) -> [(i64, i64); 3] {
 
 #[test]
 fn explicit_timestamps() {
-    if !common::can_mount() {
-        return;
-    }
     let nofollow = libc::AT_SYMLINK_NOFOLLOW;
     let mut x = Pair::new();
     x.ok(creat("f"));
@@ -2325,9 +2216,6 @@ fn explicit_timestamps() {
 
 #[test]
 fn timestamps_before_1970_and_after_2038() {
-    if !common::can_mount() {
-        return;
-    }
     let mut x = Pair::new();
     x.ok(creat("f"));
     x.expect(
@@ -2414,9 +2302,6 @@ impl Pair {
 
 #[test]
 fn timestamp_update_rules() {
-    if !common::can_mount() {
-        return;
-    }
     const MC: [bool; 2] = [true, true];
     const C: [bool; 2] = [false, true];
     const NONE: [bool; 2] = [false, false];
@@ -2510,28 +2395,6 @@ fn timestamp_update_rules() {
 // ---------------------------------------------------------------------------
 // Randomized differential test with shrinking.
 // ---------------------------------------------------------------------------
-
-/// xorshift64* generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.below(from.len() as u64) as usize]
-    }
-}
 
 /// Directory-like paths: two top-level directories and one level below.
 const DIRS: [&str; 4] = ["p", "q", "p/r", "q/r"];
@@ -2755,25 +2618,13 @@ fn shrink(
 
 #[test]
 fn random_differential() {
-    if !common::can_mount() {
-        return;
-    }
-    let seed = match std::env::var("TRIEFS_SEED") {
-        Ok(s) => s.trim().parse::<u64>().expect("TRIEFS_SEED must be a u64"),
-        Err(_) => {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        }
-    };
+    let seed = common::seed_from_env("TRIEFS_SEED");
     let count: usize = std::env::var("TRIEFS_RANDOM_OPS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5000);
     eprintln!("random_differential: seed {seed} ({count} ops; replay with TRIEFS_SEED={seed})");
-    let mut r = Rng(seed.max(1));
+    let mut r = Rng::new(seed);
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0o022) };
     let t = Tmpfs::new();

@@ -35,7 +35,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{cpath, errno, is_mounted, triefs_bin, unmount};
+use common::{
+    MountSpec, Rng, TriefsMount, cpath, drop_caches, errno, is_mounted, proc_kib, statvfs,
+    strerror, triefs_bin,
+};
 
 /// Serializes the tests of this file (drop_caches, memory, CPU).
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -60,158 +63,30 @@ const PAGE: u64 = 4096;
 // The daemon
 // ---------------------------------------------------------------------------
 
-/// A `triefs -f` daemon with extra environment and its stderr in a log file.
-/// Dropping it unmounts by path and waits, killing it by PID if needed.
-struct Daemon {
-    mnt: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-    _dir: Option<tempfile::TempDir>,
+/// A `triefs -f` daemon with extra environment and its stderr in a log
+/// file ([`TriefsMount::log_text`]), mounted on a fresh mount point.
+#[track_caller]
+fn daemon(args: &[&str], envs: &[(&str, &str)]) -> TriefsMount {
+    MountSpec::new().args(args).envs(envs).log().mount()
 }
 
-impl Daemon {
-    /// Mounts on a fresh mount point in a private temp dir.
-    fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
-        let dir = common::short_tempdir();
-        let mnt = dir.path().join("m");
-        fs::create_dir(&mnt).expect("create mount dir");
-        let log = dir.path().join("daemon.log");
-        let mut d = Daemon {
-            mnt,
-            log,
-            child: None,
-            _dir: Some(dir),
-        };
-        d.spawn(args, envs);
-        d
-    }
-
-    /// Mounts on an existing mount point owned by someone else.
-    fn start_at(mnt: &Path, log: &Path, args: &[&str], envs: &[(&str, &str)]) -> Daemon {
-        let mut d = Daemon {
-            mnt: mnt.to_path_buf(),
-            log: log.to_path_buf(),
-            child: None,
-            _dir: None,
-        };
-        d.spawn(args, envs);
-        d
-    }
-
-    fn spawn(&mut self, args: &[&str], envs: &[(&str, &str)]) {
-        let log = File::create(&self.log).expect("daemon log file");
-        let child = Command::new(triefs_bin())
-            .arg("-f")
-            .args(args)
-            .arg(&self.mnt)
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn triefs");
-        self.child = Some(child);
-        let start = Instant::now();
-        while !is_mounted(&self.mnt) {
-            if let Some(st) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                panic!("triefs exited before mounting: {st}\n{}", self.log_text());
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "triefs did not mount within 20 s"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().map_or(0, |c| c.id() as i32)
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Is the daemon process still running?
-    fn alive(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    /// SIGKILLs the daemon by PID and reaps it.
-    fn sigkill(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("daemon running");
-        // SAFETY: plain kill(2) of our own child's PID.
-        let rc = unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
-        child.wait().expect("wait for killed daemon")
-    }
-
-    /// Unmounts by path and returns the daemon's exit status.
-    fn unmount_and_wait(&mut self) -> ExitStatus {
-        unmount(&self.mnt);
-        self.wait_exit(Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("daemon did not exit within 10 s of the unmount"))
-    }
-
-    /// Waits for the daemon to exit, killing it by PID after `timeout`.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        common::wait_daemon(&mut self.child, &self.mnt, timeout)
-    }
-
-    /// Unmounts and requires a clean exit (0; 3 would be a failed
-    /// consistency check), showing the daemon's log otherwise.
-    fn finish(mut self) {
-        let st = self.unmount_and_wait();
-        assert_eq!(
-            st.code(),
-            Some(0),
-            "daemon exit {st} (3 = consistency check failed)\n{}",
-            self.log_text()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            unmount(&self.mnt);
-            let _ = self.wait_exit(Duration::from_secs(10));
-        }
-        unmount(&self.mnt);
-    }
+/// Unmounts and requires a clean exit (0; 3 would be a failed consistency
+/// check), showing the daemon's log otherwise.
+fn finish(mut d: TriefsMount) {
+    let st = d
+        .unmount_and_wait()
+        .unwrap_or_else(|| panic!("daemon did not exit within 10 s of the unmount"));
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "daemon exit {st} (3 = consistency check failed)\n{}",
+        d.log_text()
+    );
 }
 
 // ---------------------------------------------------------------------------
 // Small helpers
 // ---------------------------------------------------------------------------
-
-fn statvfs(p: &Path) -> libc::statvfs {
-    let c = cpath(p);
-    // SAFETY: statvfs is plain data; the call fills it.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c is a valid path, s a valid out pointer.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
-    assert_eq!(
-        rc,
-        0,
-        "statvfs {}: {}",
-        p.display(),
-        io::Error::last_os_error()
-    );
-    s
-}
-
-/// Asks the kernel to drop unused dentries and inodes (sending forgets).
-fn drop_caches(what: &str) {
-    fs::write("/proc/sys/vm/drop_caches", what).expect("write /proc/sys/vm/drop_caches");
-}
 
 /// Drops caches until `done` holds for statfs (at most ~6 s); returns the
 /// last statfs either way.
@@ -221,40 +96,19 @@ fn settle_statfs(mnt: &Path, done: impl Fn(&libc::statvfs) -> bool) -> libc::sta
         if done(&s) {
             break;
         }
-        drop_caches("2");
+        drop_caches(2);
         thread::sleep(Duration::from_millis(200));
         s = statvfs(mnt);
     }
     s
 }
 
-/// A `/proc/PID/status` field in KiB (VmRSS, VmHWM).
-fn proc_kib(pid: i32, field: &str) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 fn seed() -> u64 {
-    std::env::var(SEED)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
+    common::seed_from_env(SEED)
 }
 
 fn c(s: &str) -> CString {
     CString::new(s).expect("path without NUL")
-}
-
-fn strerror(e: i32) -> String {
-    io::Error::from_raw_os_error(e).to_string()
 }
 
 /// What walking a tree found about names and link counts.
@@ -448,7 +302,7 @@ impl Workers {
         &mut self,
         mnt: &Path,
         limit: Duration,
-        daemon_pid: i32,
+        daemon_pid: u32,
     ) -> Result<Vec<ExitStatus>, String> {
         let n = self.children.len();
         let mut status: Vec<Option<ExitStatus>> = vec![None; n];
@@ -478,7 +332,7 @@ impl Workers {
                 let mut what = "workers killed";
                 if !self.kill_all(Duration::from_secs(3)) && daemon_pid > 0 {
                     // SAFETY: kill(2) of the daemon this test started.
-                    unsafe { libc::kill(daemon_pid, libc::SIGKILL) };
+                    unsafe { libc::kill(daemon_pid as i32, libc::SIGKILL) };
                     what = "workers stuck in requests: daemon killed too";
                     self.kill_all(Duration::from_secs(10));
                 }
@@ -582,33 +436,6 @@ impl Drop for Workers {
 // ---------------------------------------------------------------------------
 // Worker processes, seen from inside
 // ---------------------------------------------------------------------------
-
-/// xorshift64*: small, seeded, good enough to pick operations.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
 
 /// Writes one protocol line to stdout with a single write(2).
 fn emit(line: &str) {
@@ -1215,12 +1042,9 @@ fn walk_quiet(mnt: &Path) {
 
 #[test]
 fn concurrent_chaos_keeps_structures_consistent() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
     let t0 = Instant::now();
-    let mut d = Daemon::start(&["--threads", "4"], &[("TRIEFS_CHECK", "1")]);
+    let mut d = daemon(&["--threads", "4"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
     let before = statvfs(&mnt);
     let seed = seed();
@@ -1285,7 +1109,7 @@ fn concurrent_chaos_keeps_structures_consistent() {
         (before.f_ffree, before.f_bfree),
         "free inodes/blocks (after, before) not restored after rm -rf and drop_caches"
     );
-    d.finish();
+    finish(d);
     eprintln!("chaos: done in {:.1} s", t0.elapsed().as_secs_f64());
 }
 
@@ -1295,13 +1119,10 @@ fn concurrent_chaos_keeps_structures_consistent() {
 
 #[test]
 fn parallel_hard_links_keep_nlink_true() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
     let t0 = Instant::now();
     // Debug logging of triefs records every error the daemon returns.
-    let mut d = Daemon::start(
+    let mut d = daemon(
         &["--threads", "4"],
         &[("TRIEFS_CHECK", "1"), ("RUST_LOG", "triefs=debug")],
     );
@@ -1375,10 +1196,10 @@ fn parallel_hard_links_keep_nlink_true() {
     eprintln!("links: {links} names for the 3 anchors at the end");
     // Again with every cached inode dropped, so attributes come from the
     // daemon rather than the kernel's cache.
-    drop_caches("2");
+    drop_caches(2);
     check("after drop_caches");
 
-    d.finish();
+    finish(d);
     eprintln!("links: done in {:.1} s", t0.elapsed().as_secs_f64());
 }
 
@@ -1422,11 +1243,8 @@ fn close_raw(fd: i32) {
 
 #[test]
 fn size_limit_enospc_and_recovery() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
-    let d = Daemon::start(&["-o", "size=8m"], &[("TRIEFS_CHECK", "1")]);
+    let d = daemon(&["-o", "size=8m"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
     let s = statvfs(&mnt);
     assert_eq!(
@@ -1524,7 +1342,7 @@ fn size_limit_enospc_and_recovery() {
     small[0].1[..11].copy_from_slice(b"OVERWRITTEN");
 
     // The small files survive intact (read from the daemon, not the cache).
-    drop_caches("3");
+    drop_caches(3);
     for (p, data) in &small {
         assert_eq!(
             &fs::read(p).expect("read small"),
@@ -1540,20 +1358,17 @@ fn size_limit_enospc_and_recovery() {
     assert_eq!(s.f_bfree, 2048 - small_pages, "f_bfree after deleting big");
     let data: Vec<u8> = (0..MIB as usize).map(|i| (i % 251) as u8).collect();
     fs::write(mnt.join("after"), &data).expect("writing after freeing space");
-    drop_caches("3");
+    drop_caches(3);
     assert_eq!(fs::read(mnt.join("after")).expect("read after"), data);
     assert_eq!(statvfs(&mnt).f_bfree, 2048 - small_pages - 256);
 
-    d.finish();
+    finish(d);
 }
 
 #[test]
 fn inode_limit_enospc_at_exact_count() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
-    let d = Daemon::start(&["-o", "nr_inodes=100"], &[("TRIEFS_CHECK", "1")]);
+    let d = daemon(&["-o", "nr_inodes=100"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
     let s = statvfs(&mnt);
     assert_eq!(
@@ -1625,7 +1440,7 @@ fn inode_limit_enospc_at_exact_count() {
     let e = try_create(&mnt.join("again"));
     assert_eq!(e, libc::ENOSPC, "full again: {}", strerror(e));
 
-    d.finish();
+    finish(d);
 }
 
 /// Steps on the inode limit's space (inodes, hard links, xattrs), with
@@ -1705,31 +1520,20 @@ fn inode_space_steps(mnt: &Path, want: Option<&[String]>) -> Vec<String> {
 /// bound with `ln` or `setfattr` on a mount with an inode limit.
 #[test]
 fn inode_space_matches_tmpfs() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
-    let tmp = common::short_tempdir();
-    let t = tmp.path().join("t");
-    fs::create_dir(&t).expect("mkdir");
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "nr_inodes=12,mode=0755", "tmpfs"])
-        .arg(&t)
-        .status()
-        .expect("mount tmpfs");
-    assert!(ok.success());
-    let on_tmpfs = inode_space_steps(&t, None);
-    unmount(&t);
+    let t = common::Tmpfs::with_options("nr_inodes=12,mode=0755");
+    let on_tmpfs = inode_space_steps(t.path(), None);
+    drop(t);
     eprintln!("tmpfs: {on_tmpfs:#?}");
-    let d = Daemon::start(&["-o", "nr_inodes=12"], &[("TRIEFS_CHECK", "1")]);
+    let d = daemon(&["-o", "nr_inodes=12"], &[("TRIEFS_CHECK", "1")]);
     let on_triefs = inode_space_steps(&d.mnt, Some(&on_tmpfs));
     assert_eq!(on_triefs, on_tmpfs);
-    d.finish();
+    finish(d);
 }
 
 /// The daemon's VmRSS (KiB) once `statfs` shows every block free again
 /// (deleted data is freed when the kernel forgets the inodes).
-fn rss_once_all_space_is_back(mnt: &Path, pid: i32) -> u64 {
+fn rss_once_all_space_is_back(mnt: &Path, pid: u32) -> u64 {
     let s = settle_statfs(mnt, |s| s.f_bfree == s.f_blocks);
     assert_eq!(s.f_bfree, s.f_blocks, "space back after the delete");
     proc_kib(pid, "VmRSS")
@@ -1737,11 +1541,8 @@ fn rss_once_all_space_is_back(mnt: &Path, pid: i32) -> u64 {
 
 #[test]
 fn memory_stays_bounded_when_full() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
-    let d = Daemon::start(&["-o", "size=256m"], &[("TRIEFS_CHECK", "1")]);
+    let d = daemon(&["-o", "size=256m"], &[("TRIEFS_CHECK", "1")]);
     let mnt = d.mnt.clone();
     let pid = d.pid();
     let rss0 = proc_kib(pid, "VmRSS");
@@ -1791,16 +1592,13 @@ fn memory_stays_bounded_when_full() {
         after < rss0 + 32 * 1024,
         "the deleted file's memory stayed resident: VmRSS {after} KiB (started at {rss0})"
     );
-    d.finish();
+    finish(d);
 }
 
 #[test]
 fn memory_comes_back_after_deleting_many_small_files() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
-    let d = Daemon::start(&[], &[]);
+    let d = daemon(&[], &[]);
     let mnt = d.mnt.clone();
     let pid = d.pid();
     let dir = mnt.join("many");
@@ -1822,7 +1620,7 @@ fn memory_comes_back_after_deleting_many_small_files() {
         after + 24 * 1024 < full,
         "VmRSS {after} KiB after deleting 32 MiB of small files (was {full} KiB)"
     );
-    d.finish();
+    finish(d);
 }
 
 // ---------------------------------------------------------------------------
@@ -1831,11 +1629,8 @@ fn memory_comes_back_after_deleting_many_small_files() {
 
 #[test]
 fn sigkill_with_active_writer_then_stale_mount_recovery() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
-    let mut d = Daemon::start(&[], &[]);
+    let mut d = daemon(&[], &[]);
     let mnt = d.mnt.clone();
     let mut ws = spawn_workers("writer", &mnt, 1, 60, 1);
     let start = Instant::now();
@@ -1896,34 +1691,15 @@ fn sigkill_with_active_writer_then_stale_mount_recovery() {
     assert!(is_mounted(&mnt), "stale mount should still be listed");
 
     // Mounting on it fails with a one-line diagnosis.
-    let common::Output {
-        status: st,
-        stderr: err,
-        ..
-    } = common::run_timed(
-        {
-            let mut cmd = Command::new(triefs_bin());
-            cmd.arg("-f").arg(&mnt);
-            cmd
-        },
-        Duration::from_secs(10),
-    );
+    let mut cmd = Command::new(triefs_bin());
+    cmd.arg("-f").arg(&mnt);
+    let out = common::run_timed(cmd, Duration::from_secs(10));
     eprintln!(
-        "sigkill: triefs on the stale mount point: {st:?}: {}",
-        err.trim()
+        "sigkill: triefs on the stale mount point: {:?}: {}",
+        out.status,
+        out.stderr.trim()
     );
-    assert_eq!(
-        st.and_then(|s| s.code()),
-        Some(2),
-        "exit status; stderr: {err}"
-    );
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line of stderr expected:\n{err}");
-    assert!(!err.contains("panick"), "{err}");
-    assert!(
-        lines[0].contains("stale"),
-        "message should name the stale mount: {err}"
-    );
+    common::assert_one_line_exit(&out, 2, "triefs on the stale mount point", &["stale"]);
 
     // umount -l clears it; a new triefs on the same point works.
     let st = Command::new("umount")
@@ -1935,8 +1711,11 @@ fn sigkill_with_active_writer_then_stale_mount_recovery() {
     assert!(!is_mounted(&mnt), "still mounted after umount -l");
     assert!(fs::metadata(&mnt).expect("stat after clearing").is_dir());
 
-    let log2 = mnt.with_file_name("daemon2.log");
-    let mut d2 = Daemon::start_at(&mnt, &log2, &[], &[("TRIEFS_CHECK", "1")]);
+    let mut d2 = MountSpec::new()
+        .envs(&[("TRIEFS_CHECK", "1")])
+        .at(&mnt)
+        .log()
+        .mount();
     fs::create_dir(mnt.join("dir")).expect("mkdir on the new mount");
     fs::write(mnt.join("dir/file"), b"alive again").expect("write on the new mount");
     assert_eq!(
@@ -1944,7 +1723,9 @@ fn sigkill_with_active_writer_then_stale_mount_recovery() {
         b"alive again"
     );
     assert!(!mnt.join("w.dat").exists(), "old contents must not survive");
-    let st = d2.unmount_and_wait();
+    let st = d2
+        .unmount_and_wait()
+        .unwrap_or_else(|| panic!("daemon did not exit within 10 s of the unmount"));
     assert_eq!(
         st.code(),
         Some(0),
@@ -1955,21 +1736,15 @@ fn sigkill_with_active_writer_then_stale_mount_recovery() {
 
 #[test]
 fn sigkill_with_auto_unmount_clears_mount() {
-    if !common::can_mount() {
-        return;
-    }
     let _serial = serial();
-    let mut d = Daemon::start(&["-o", "auto_unmount"], &[]);
+    let mut d = daemon(&["-o", "auto_unmount"], &[]);
     let mnt = d.mnt.clone();
     fs::write(mnt.join("f"), b"x").expect("write");
     assert_eq!(fs::read(mnt.join("f")).expect("read"), b"x");
     let st = d.sigkill();
     assert_eq!(st.signal(), Some(libc::SIGKILL), "daemon status {st}");
     let t = Instant::now();
-    while is_mounted(&mnt) && t.elapsed() < Duration::from_secs(5) {
-        thread::sleep(Duration::from_millis(20));
-    }
-    let gone = !is_mounted(&mnt);
+    let gone = common::wait_unmounted(&mnt, Duration::from_secs(5));
     eprintln!(
         "auto_unmount: mount {} {:.0} ms after SIGKILL",
         if gone { "disappeared" } else { "still present" },

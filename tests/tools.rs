@@ -65,9 +65,6 @@ fn same_in_both(what: &str, script: &str) -> String {
 
 #[test]
 fn mkdir_p_nested() {
-    if !common::can_mount() {
-        return;
-    }
     let out = same_in_both(
         "mkdir -p",
         r#"
@@ -88,9 +85,6 @@ find . -printf '%y %n %p\n' | sort
 /// old timestamps added) into triefs matches the same `cp -a` into tmpfs.
 #[test]
 fn cp_a_real_tree_matches_tmpfs() {
-    if !common::can_mount() {
-        return;
-    }
     let t = Tmpfs::new();
     let m = TriefsMount::new(&[]);
     run(
@@ -178,9 +172,6 @@ cp -a src tcopy
 /// the source, `tar --compare`, and re-archiving from the mount.
 #[test]
 fn tar_extract_real_tree() {
-    if !common::can_mount() {
-        return;
-    }
     let t = Tmpfs::new();
     let m = TriefsMount::new(&[]);
     let archive = t.path().join("a.tar");
@@ -244,9 +235,6 @@ fn tar_extract_real_tree() {
 /// same session on tmpfs.
 #[test]
 fn git_session() {
-    if !common::can_mount() {
-        return;
-    }
     let script = r#"
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
 export GIT_AUTHOR_DATE='2020-01-02T03:04:05Z' GIT_COMMITTER_DATE='2020-01-02T03:04:05Z'
@@ -317,9 +305,6 @@ git ls-files -s | sort -k4
 
 #[test]
 fn mv_files_and_dirs_across_directories() {
-    if !common::can_mount() {
-        return;
-    }
     let out = same_in_both(
         "mv",
         r#"
@@ -364,9 +349,6 @@ ls -A a
 
 #[test]
 fn rm_r_deep_tree() {
-    if !common::can_mount() {
-        return;
-    }
     let out = same_in_both(
         "rm -r",
         r#"
@@ -394,9 +376,6 @@ stat -c %h .
 
 #[test]
 fn hard_links() {
-    if !common::can_mount() {
-        return;
-    }
     let out = same_in_both(
         "ln",
         r#"
@@ -440,9 +419,6 @@ ls -A . d
 
 #[test]
 fn symlinks_and_readlink() {
-    if !common::can_mount() {
-        return;
-    }
     let out = same_in_both(
         "ln -s",
         r#"
@@ -481,9 +457,6 @@ ls -d dir
 
 #[test]
 fn chmod_modes() {
-    if !common::can_mount() {
-        return;
-    }
     let out = same_in_both(
         "chmod",
         r#"
@@ -507,9 +480,6 @@ chmod 644 s && { ./s 2>/dev/null || echo "rc=$?"; }
 
 #[test]
 fn find_queries() {
-    if !common::can_mount() {
-        return;
-    }
     let out = same_in_both(
         "find",
         r#"
@@ -551,9 +521,6 @@ echo '--- delete'; find proj -name '*.rs' -delete; find proj -name '*.rs' | wc -
 
 #[test]
 fn sed_in_place() {
-    if !common::can_mount() {
-        return;
-    }
     let out = same_in_both(
         "sed -i",
         r#"
@@ -579,9 +546,6 @@ ls -A
 
 #[test]
 fn vim_style_save() {
-    if !common::can_mount() {
-        return;
-    }
     // Editor pattern by hand: write a swap file, rename it over the original.
     let out = same_in_both(
         "swap-and-rename save",
@@ -633,9 +597,6 @@ ls -A
 
 #[test]
 fn du_and_df() {
-    if !common::can_mount() {
-        return;
-    }
     let m = TriefsMount::new(&[]);
     run(
         m.path(),
@@ -676,9 +637,6 @@ fn du_and_df() {
 
 #[test]
 fn hundred_thousand_entry_directory() {
-    if !common::can_mount() {
-        return;
-    }
     const N: usize = 100_000;
     let m = TriefsMount::new(&[]);
     let dir = m.path().join("big");
@@ -717,9 +675,6 @@ fn hundred_thousand_entry_directory() {
 
 #[test]
 fn xattr_user_roundtrip() {
-    if !common::can_mount() {
-        return;
-    }
     let out = same_in_both(
         "setfattr/getfattr",
         r#"
@@ -758,9 +713,6 @@ cat g; echo
 /// open's listing with offset cookies handed out to another open.)
 #[test]
 fn concurrent_listings_see_every_entry_once() {
-    if !common::can_mount() {
-        return;
-    }
     const N: usize = 20_000;
     let m = TriefsMount::new(&[]);
     let dir = m.path().join("many");
