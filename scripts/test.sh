@@ -59,7 +59,6 @@ if [ "${TRIEFS_SKIP_LINT:-0}" != 1 ]; then
 fi
 
 echo "== cargo test"
-export TRIEFS_REQUIRE_MOUNT=1
 cargo test --release -- --test-threads=4
 echo "== pjdfstest (POSIX suite) against tmpfs and triefs"
 scripts/pjdfstest.sh target/release/triefs

@@ -7,9 +7,9 @@
 //! libtest to report "ok". The harness constructors that mount
 //! ([`TriefsMount`] and [`MountSpec`], [`Tmpfs`]) call [`require_mount`]
 //! first, and every test that needs root without going through one calls
-//! it as its first line. It panics with one line saying why. Without root or `/dev/fuse`, run only the unit
-//! tests (`cargo test --lib`; they live in `src/`). `TRIEFS_REQUIRE_MOUNT`
-//! is ignored: mounting is always required here.
+//! it as its first line. It panics with one line saying why: a mount test
+//! never passes without running. Without root or `/dev/fuse`, run only the
+//! unit tests (`cargo test --lib`; they live in `src/`).
 //!
 //! # Contents, by concern
 //!

@@ -24,7 +24,7 @@ pub fn mount_impossible() -> Option<&'static str> {
 /// Panics, in one line saying why, when mount tests cannot run here: a
 /// mount test that cannot mount fails, it never passes. Called by every
 /// harness constructor that mounts, and first by every test that needs
-/// root without one. `TRIEFS_REQUIRE_MOUNT` is ignored.
+/// root without one. `TRIEFS_REQUIRE_MOUNT` of earlier versions is no longer read.
 #[track_caller]
 pub fn require_mount() {
     if let Some(why) = mount_impossible() {
