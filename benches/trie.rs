@@ -82,7 +82,7 @@ fn bench_paging(c: &mut Criterion) {
             dir,
             OsString::from(format!("f{i:07}")).as_os_str(),
             (),
-            false,
+            triefs::trie::Shape::Leaf,
         )
         .unwrap();
     }

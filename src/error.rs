@@ -44,6 +44,8 @@ impl From<TrieError> for Errno {
             TrieError::InvalidName => libc::EINVAL,
             TrieError::NotEmpty => libc::ENOTEMPTY,
             TrieError::InvalidMove => libc::EINVAL,
+            // As rename(2) of a mount's root.
+            TrieError::Root => libc::EBUSY,
         })
     }
 }

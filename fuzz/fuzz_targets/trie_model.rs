@@ -11,7 +11,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use triefs::trie::{FIRST_COOKIE, NAME_MAX, NodeId, Trie, TrieError};
+use triefs::trie::{FIRST_COOKIE, NAME_MAX, NodeId, Shape, Trie, TrieError};
 use triefs_fuzz::{Name, Path};
 
 type P = Vec<Vec<u8>>;
@@ -238,7 +238,7 @@ impl Model {
     fn remove(&mut self, path: &[u8]) -> Result<Vec<(P, (bool, u64))>, TrieError> {
         let comps = parse(path)?;
         let Some((_, dirs)) = comps.split_last() else {
-            return Err(TrieError::InvalidMove);
+            return Err(TrieError::Root);
         };
         self.walk_dirs(dirs)?;
         if self.get(&comps).is_none() {
@@ -250,7 +250,7 @@ impl Model {
     fn split_parent(&self, path: &[u8]) -> Result<(P, Vec<u8>), TrieError> {
         let comps = parse(path)?;
         let Some((last, dirs)) = comps.split_last() else {
-            return Err(TrieError::InvalidMove);
+            return Err(TrieError::Root);
         };
         self.walk_dirs(dirs)?;
         Ok((dirs.to_vec(), last.clone()))
@@ -485,7 +485,7 @@ impl State {
                 self.next += 1;
                 let v = self.next;
                 let want = self.m.insert(&pp, &name.0, *dir, v);
-                let got = self.t.insert(pid, name.os(), v, *dir);
+                let got = self.t.insert(pid, name.os(), v, Shape::dir_if(*dir));
                 let what = format!("insert({}, {name:?}, dir={dir})", show(&fmt_path(&pp)));
                 match (want, got) {
                     (Ok(p), Ok(id)) => assert_eq!(self.id_of(&p), id, "{what} returned wrong node"),

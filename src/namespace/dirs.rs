@@ -3,16 +3,16 @@
 //! bit of new entries, the inode limit's share of every name).
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::time::SystemTime;
 
 use fuser::FileType;
 
 use super::inode::{Content, Inode, Kind, ROOT_INO, mode};
 use super::{
-    AsBytesChecked, Entry, Errno, Namespace, NewNode, RENAME_EXCHANGE, RENAME_NOREPLACE, Result,
-    err, file_type,
+    Entry, Errno, Namespace, NewNode, RENAME_EXCHANGE, RENAME_NOREPLACE, Result, err, file_type,
 };
-use crate::trie::{NodeId, Trie};
+use crate::trie::{NodeId, Shape, Trie};
 
 impl Namespace {
     /// Looks up `name` in directory `parent`; counts a kernel reference.
@@ -25,7 +25,7 @@ impl Namespace {
     /// The inode number behind `name` in `parent`, without side effects.
     pub fn child_ino(&self, parent: u64, name: &OsStr) -> Result<u64> {
         let dir = self.dir_node(parent)?;
-        Trie::<u64>::check_name(name.as_bytes_checked())?;
+        Trie::<u64>::check_name(name.as_bytes())?;
         let node = self.trie.child(dir, name).ok_or(Errno::new(libc::ENOENT))?;
         self.trie
             .value(node)
@@ -46,18 +46,13 @@ impl Namespace {
     /// Creates a directory, file, symlink or special file `name` in
     /// `parent` and counts a kernel reference to it.
     pub fn create_node(&mut self, parent: u64, name: &OsStr, spec: NewNode<'_>) -> Result<Entry> {
-        let ino = self.create_node_untracked(parent, name, spec)?;
+        let ino = self.create_unreferenced(parent, name, spec)?;
         self.entry(ino)
     }
 
-    fn create_node_untracked(
-        &mut self,
-        parent: u64,
-        name: &OsStr,
-        spec: NewNode<'_>,
-    ) -> Result<u64> {
+    fn create_unreferenced(&mut self, parent: u64, name: &OsStr, spec: NewNode<'_>) -> Result<u64> {
         let dir = self.dir_node(parent)?;
-        Trie::<u64>::check_name(name.as_bytes_checked())?;
+        Trie::<u64>::check_name(name.as_bytes())?;
         if self.trie.child(dir, name).is_some() {
             return err(libc::EEXIST);
         }
@@ -137,7 +132,7 @@ impl Namespace {
         ino: u64,
     ) -> Result<()> {
         let is_dir = self.inode(ino)?.kind == Kind::Directory;
-        let node = self.trie.insert(dir, name, ino, is_dir)?;
+        let node = self.trie.insert(dir, name, ino, Shape::dir_if(is_dir))?;
         let i = self.inode_mut(ino)?;
         if is_dir {
             i.content = Content::Dir(Some(node));
@@ -176,7 +171,7 @@ impl Namespace {
             let dir = self.dir_node(cur)?;
             cur = match self.trie.child(dir, comp) {
                 Some(n) => *self.trie.value(n).ok_or(Errno::new(libc::ENOENT))?,
-                None => self.create_node_untracked(
+                None => self.create_unreferenced(
                     cur,
                     comp,
                     NewNode {
@@ -282,7 +277,7 @@ impl Namespace {
         }
         let pdir = self.dir_node(parent)?;
         let npdir = self.dir_node(newparent)?;
-        Trie::<u64>::check_name(newname.as_bytes_checked())?;
+        Trie::<u64>::check_name(newname.as_bytes())?;
         let src_node = self
             .trie
             .child(pdir, name)

@@ -29,7 +29,6 @@ use crate::trie::{NodeId, Trie};
 use data::PAGE;
 use inode::{Content, Inode, InodeTable, Kind, ROOT_INO};
 pub use limits::{Limits, UNLIMITED_PAGES, Usage};
-pub(crate) use xattr::AsBytesChecked;
 pub use xattr::XattrReply;
 
 /// A directory entry handed to the kernel: attributes plus generation.

@@ -2,6 +2,7 @@
 //! namespaces, with tmpfs's errno rules.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::time::SystemTime;
 
 use crate::error::{Errno, Result, err};
@@ -14,17 +15,6 @@ pub enum XattrReply {
     Size(u32),
     /// The value (or the NUL-separated name list).
     Data(Vec<u8>),
-}
-
-/// Byte view of an `OsStr` (Unix only).
-pub(crate) trait AsBytesChecked {
-    fn as_bytes_checked(&self) -> &[u8];
-}
-
-impl AsBytesChecked for OsStr {
-    fn as_bytes_checked(&self) -> &[u8] {
-        std::os::unix::ffi::OsStrExt::as_bytes(self)
-    }
 }
 
 /// Checks an xattr name: `user.`, `trusted.` and `security.` names are
@@ -60,7 +50,7 @@ impl Namespace {
     /// Sets extended attribute `name` (`XATTR_CREATE`/`XATTR_REPLACE` in
     /// `flags`).
     pub fn setxattr(&mut self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
-        let name = name.as_bytes_checked();
+        let name = name.as_bytes();
         xattr_name_check(name, false)?;
         self.inode(ino)?;
         let exists = self
@@ -83,7 +73,7 @@ impl Namespace {
 
     /// Gets extended attribute `name`; `size` 0 asks for the length only.
     pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Result<XattrReply> {
-        let name = name.as_bytes_checked();
+        let name = name.as_bytes();
         xattr_name_check(name, true)?;
         self.inode(ino)?;
         let v = self
@@ -107,7 +97,7 @@ impl Namespace {
 
     /// Removes extended attribute `name`.
     pub fn removexattr(&mut self, ino: u64, name: &OsStr) -> Result<()> {
-        let name = name.as_bytes_checked();
+        let name = name.as_bytes();
         xattr_name_check(name, false)?;
         self.inode(ino)?;
         self.inodes

@@ -53,6 +53,22 @@ impl NodeId {
     }
 }
 
+/// What a node is: a directory, which may have children, or a leaf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// A directory node.
+    Dir,
+    /// A leaf: a file, symlink or special file.
+    Leaf,
+}
+
+impl Shape {
+    /// `Dir` when `is_dir`.
+    pub fn dir_if(is_dir: bool) -> Shape {
+        if is_dir { Shape::Dir } else { Shape::Leaf }
+    }
+}
+
 /// Why a trie operation was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrieError {
@@ -68,8 +84,10 @@ pub enum TrieError {
     InvalidName,
     /// A directory still has children.
     NotEmpty,
-    /// A directory would be moved into its own subtree, or the root moved.
+    /// A directory would be moved into its own subtree.
     InvalidMove,
+    /// The root was named where it cannot be: removed, moved or replaced.
+    Root,
 }
 
 impl fmt::Display for TrieError {
@@ -82,6 +100,7 @@ impl fmt::Display for TrieError {
             TrieError::InvalidName => "invalid name",
             TrieError::NotEmpty => "directory not empty",
             TrieError::InvalidMove => "cannot move a directory into itself",
+            TrieError::Root => "the root cannot be removed, moved or replaced",
         })
     }
 }
@@ -336,15 +355,16 @@ impl<V> Trie<V> {
         }
     }
 
-    /// Inserts a new child `name` under directory `parent`. `dir` selects a
-    /// directory node or a leaf.
+    /// Inserts a new child `name` under directory `parent`: a directory
+    /// node (it may get children) or a leaf.
     pub fn insert(
         &mut self,
         parent: NodeId,
         name: &OsStr,
         value: V,
-        dir: bool,
+        shape: Shape,
     ) -> Result<NodeId, TrieError> {
+        let dir = shape == Shape::Dir;
         let key = name.as_bytes();
         Self::check_name(key)?;
         if self.dir(parent)?.get(self.cookie(key), key).is_some() {
@@ -497,7 +517,7 @@ impl<V> Trie<V> {
             cur = match self.child(cur, c) {
                 Some(id) if self.is_dir(id) => id,
                 Some(_) => return Err(TrieError::NotADirectory),
-                None => self.insert(cur, c, make(), true)?,
+                None => self.insert(cur, c, make(), Shape::Dir)?,
             };
         }
         Ok(cur)
@@ -507,7 +527,7 @@ impl<V> Trie<V> {
     /// (children before parents). The root cannot be removed.
     pub fn remove(&mut self, path: impl AsRef<OsStr>) -> Result<Vec<V>, TrieError> {
         let comps = Self::components(path.as_ref())?;
-        let (last, dirs) = comps.split_last().ok_or(TrieError::InvalidMove)?;
+        let (last, dirs) = comps.split_last().ok_or(TrieError::Root)?;
         let mut parent = self.root();
         for c in dirs {
             parent = self.child(parent, c).ok_or(TrieError::NotFound)?;
@@ -544,7 +564,7 @@ impl<V> Trie<V> {
 
     fn split_parent<'p>(&self, path: &'p OsStr) -> Result<(NodeId, &'p OsStr), TrieError> {
         let comps = Self::components(path)?;
-        let (last, dirs) = comps.split_last().ok_or(TrieError::InvalidMove)?;
+        let (last, dirs) = comps.split_last().ok_or(TrieError::Root)?;
         let mut cur = self.root();
         for c in dirs {
             cur = self.child(cur, c).ok_or(TrieError::NotFound)?;

@@ -188,7 +188,7 @@ fn dotdot_is_refused() {
     let a = t.lookup("/a").unwrap();
     for bad in [&b".."[..], b".", b"", b"x/y", b"/"] {
         assert_eq!(
-            t.insert(root, os(bad), (), true),
+            t.insert(root, os(bad), (), Shape::Dir),
             Err(TrieError::InvalidName),
             "{bad:?}"
         );
@@ -233,10 +233,10 @@ fn name_length_limit() {
 
     let root = t.root();
     assert_eq!(
-        t.insert(root, OsStr::new(&n256), (), false),
+        t.insert(root, OsStr::new(&n256), (), Shape::Leaf),
         Err(TrieError::NameTooLong)
     );
-    t.insert(root, OsStr::new(&"z".repeat(255)), (), false)
+    t.insert(root, OsStr::new(&"z".repeat(255)), (), Shape::Leaf)
         .unwrap();
     assert_eq!(
         t.rename(format!("/{n255}"), format!("/{n256}")),
@@ -290,7 +290,7 @@ fn non_utf8_names_round_trip() {
         if b == b'/' || b == b'.' {
             continue;
         }
-        t.insert(root, os(&[b, b'.']), (), false).unwrap();
+        t.insert(root, os(&[b, b'.']), (), Shape::Leaf).unwrap();
         assert!(t.exists(os(&[b'/', b, b'.'])));
     }
 }
@@ -304,7 +304,7 @@ fn nul_is_refused() {
     assert!(!t.exists(os(b"/a\0b")));
     let root = t.root();
     assert_eq!(
-        t.insert(root, os(b"\0"), (), false),
+        t.insert(root, os(b"\0"), (), Shape::Leaf),
         Err(TrieError::InvalidName)
     );
     assert_eq!(Trie::<()>::check_name(b"x\0"), Err(TrieError::InvalidName));
@@ -319,7 +319,7 @@ fn add_through_a_leaf_is_not_a_directory() {
     let root = t.root();
     t.add("/d").unwrap();
     let d = t.lookup("/d").unwrap();
-    let f = t.insert(d, os(b"f"), (), false).unwrap();
+    let f = t.insert(d, os(b"f"), (), Shape::Leaf).unwrap();
     assert!(!t.is_dir(f));
     assert_eq!(t.len(), 3);
     assert_eq!(t.add("/d/f/x"), Err(TrieError::NotADirectory));
@@ -330,7 +330,7 @@ fn add_through_a_leaf_is_not_a_directory() {
     assert_eq!(t.lookup("/d/f"), Some(f));
     assert_eq!(leaves_str(&t), ["/d/f"]);
     assert_eq!(
-        t.insert(f, os(b"x"), (), true),
+        t.insert(f, os(b"x"), (), Shape::Dir),
         Err(TrieError::NotADirectory)
     );
     assert_eq!(t.child(f, os(b"x")), None);
@@ -349,17 +349,23 @@ fn add_through_a_leaf_is_not_a_directory() {
 fn insert_duplicate_is_exists() {
     let mut t: Trie<u8> = Trie::new();
     let root = t.root();
-    let a = t.insert(root, os(b"a"), 1, true).unwrap();
-    assert_eq!(t.insert(root, os(b"a"), 2, true), Err(TrieError::Exists));
-    assert_eq!(t.insert(root, os(b"a"), 3, false), Err(TrieError::Exists));
+    let a = t.insert(root, os(b"a"), 1, Shape::Dir).unwrap();
+    assert_eq!(
+        t.insert(root, os(b"a"), 2, Shape::Dir),
+        Err(TrieError::Exists)
+    );
+    assert_eq!(
+        t.insert(root, os(b"a"), 3, Shape::Leaf),
+        Err(TrieError::Exists)
+    );
     assert_eq!(t.len(), 2);
     assert_eq!(t.value(a), Some(&1));
-    let f = t.insert(a, os(b"f"), 4, false).unwrap();
-    assert_eq!(t.insert(a, os(b"f"), 5, true), Err(TrieError::Exists));
+    let f = t.insert(a, os(b"f"), 4, Shape::Leaf).unwrap();
+    assert_eq!(t.insert(a, os(b"f"), 5, Shape::Dir), Err(TrieError::Exists));
     assert_eq!(t.value(f), Some(&4));
     assert_eq!(t.len(), 3);
     // Same name in another directory is fine.
-    t.insert(root, os(b"f"), 6, false).unwrap();
+    t.insert(root, os(b"f"), 6, Shape::Leaf).unwrap();
     assert_eq!(t.len(), 4);
     // Refused inserts allocate no slot.
     assert_eq!(t.nodes.len(), 4);
@@ -370,10 +376,13 @@ fn insert_into_missing_parent_is_not_found() {
     let mut t: Trie = Trie::new();
     let a = t.add("/a").unwrap();
     t.remove("/a").unwrap();
-    assert_eq!(t.insert(a, os(b"x"), (), true), Err(TrieError::NotFound));
+    assert_eq!(
+        t.insert(a, os(b"x"), (), Shape::Dir),
+        Err(TrieError::NotFound)
+    );
     assert_eq!(t.unlink(a, os(b"x")), Err(TrieError::NotFound));
     assert_eq!(
-        t.insert(NodeId(12345), os(b"x"), (), true),
+        t.insert(NodeId(12345), os(b"x"), (), Shape::Dir),
         Err(TrieError::NotFound)
     );
     assert_eq!(t.len(), 1);
@@ -386,9 +395,9 @@ fn insert_into_missing_parent_is_not_found() {
 fn unlink() {
     let mut t: Trie<u8> = Trie::new();
     let root = t.root();
-    let d = t.insert(root, os(b"d"), 1, true).unwrap();
-    let e = t.insert(d, os(b"e"), 2, true).unwrap();
-    let f = t.insert(e, os(b"f"), 3, false).unwrap();
+    let d = t.insert(root, os(b"d"), 1, Shape::Dir).unwrap();
+    let e = t.insert(d, os(b"e"), 2, Shape::Dir).unwrap();
+    let f = t.insert(e, os(b"f"), 3, Shape::Leaf).unwrap();
     assert_eq!(t.unlink(root, os(b"d")), Err(TrieError::NotEmpty));
     assert_eq!(t.unlink(d, os(b"e")), Err(TrieError::NotEmpty));
     assert_eq!(t.unlink(d, os(b"nope")), Err(TrieError::NotFound));
@@ -435,8 +444,8 @@ fn move_entry_rules() {
     assert_eq!(t.rename("/a", "/a/b/c/n"), Err(TrieError::InvalidMove));
     assert_eq!(t.rename("/a", "/a/n"), Err(TrieError::InvalidMove));
     // The root cannot be moved or be a target.
-    assert_eq!(t.rename("/", "/z"), Err(TrieError::InvalidMove));
-    assert_eq!(t.rename("/a", "/"), Err(TrieError::InvalidMove));
+    assert_eq!(t.rename("/", "/z"), Err(TrieError::Root));
+    assert_eq!(t.rename("/a", "/"), Err(TrieError::Root));
     assert_eq!(leaves_str(&t), before);
 
     // Onto itself: Ok no-op.
@@ -480,7 +489,7 @@ fn move_entry_rules() {
     assert_eq!(t.parent(c), Some(root));
     assert_eq!(t.path_of(c), OsString::from("/c"));
     // A leaf can be moved too.
-    let f = t.insert(c, os(b"f"), (), false).unwrap();
+    let f = t.insert(c, os(b"f"), (), Shape::Leaf).unwrap();
     assert_eq!(t.move_entry(c, os(b"f"), a, os(b"g")), Ok(f));
     assert_eq!(t.path_of(f), OsString::from("/a/g"));
     assert_eq!(t.len(), 7);
@@ -566,7 +575,7 @@ fn exchange_swaps_subtrees_and_parents() {
     let q = t.lookup("/a/x/p/q").unwrap();
     let y = t.lookup("/b/y").unwrap();
     let z = t.lookup("/b/y/z").unwrap();
-    let leaf = t.insert(a, os(b"leaf"), 99, false).unwrap();
+    let leaf = t.insert(a, os(b"leaf"), 99, Shape::Leaf).unwrap();
     let len = t.len();
 
     t.exchange(a, os(b"x"), b, os(b"y")).unwrap();
@@ -641,7 +650,7 @@ fn children_are_ordered_bytewise() {
         b"b", b"a", b"B", b"\xff", b"\x80", b"aa", b"a\x01", b"Z", b"0", b"a ", b"\x7f", b"ab",
     ];
     for n in names {
-        t.insert(root, os(n), (), false).unwrap();
+        t.insert(root, os(n), (), Shape::Leaf).unwrap();
     }
     let mut sorted: Vec<Vec<u8>> = names.iter().map(|n| n.to_vec()).collect();
     sorted.sort();
@@ -664,7 +673,7 @@ fn children_after_resumes_strictly_after() {
     let root = t.root();
     let d = t.add("/d").unwrap();
     for n in ["a", "b", "c", "d", "e"] {
-        t.insert(d, OsStr::new(n), (), false).unwrap();
+        t.insert(d, OsStr::new(n), (), Shape::Leaf).unwrap();
     }
     let after = |t: &Trie, k: Option<&[u8]>| -> Vec<Vec<u8>> {
         t.children_after(d, k)
@@ -684,8 +693,8 @@ fn children_after_resumes_strictly_after() {
     t.unlink(d, os(b"d")).unwrap();
     assert_eq!(after(&t, Some(b"c")), [b"e"]);
     // Entries added behind the cursor are not revisited; ones ahead are seen.
-    t.insert(d, os(b"b0"), (), false).unwrap();
-    t.insert(d, os(b"c0"), (), false).unwrap();
+    t.insert(d, os(b"b0"), (), Shape::Leaf).unwrap();
+    t.insert(d, os(b"c0"), (), Shape::Leaf).unwrap();
     assert_eq!(after(&t, Some(b"c")), [b"c0".as_slice(), b"e"]);
 
     // Leaves and missing nodes have no children.
@@ -705,7 +714,7 @@ fn remove_returns_values_children_first_and_frees_nodes() {
         t.add_with(p, &mut make).unwrap();
     }
     let g = t.lookup("/a/g").unwrap();
-    let leaf = t.insert(g, os(b"file"), 1000, false).unwrap();
+    let leaf = t.insert(g, os(b"file"), 1000, Shape::Leaf).unwrap();
     assert_eq!(t.len(), base + 11);
     // value -> parent value, for every node below /a (and /a itself).
     let a = t.lookup("/a").unwrap();
@@ -749,8 +758,8 @@ fn remove_returns_values_children_first_and_frees_nodes() {
     assert_eq!(leaves_str(&t), ["/"]);
 
     // Errors.
-    assert_eq!(t.remove("/"), Err(TrieError::InvalidMove));
-    assert_eq!(t.remove(""), Err(TrieError::InvalidMove));
+    assert_eq!(t.remove("/"), Err(TrieError::Root));
+    assert_eq!(t.remove(""), Err(TrieError::Root));
     assert_eq!(t.remove("/nope"), Err(TrieError::NotFound));
     assert_eq!(t.remove("/nope/deeper"), Err(TrieError::NotFound));
     assert!(t.is_empty());
@@ -760,7 +769,7 @@ fn remove_returns_values_children_first_and_frees_nodes() {
 fn remove_below_a_leaf_fails() {
     let mut t: Trie = Trie::new();
     let root = t.root();
-    t.insert(root, os(b"f"), (), false).unwrap();
+    t.insert(root, os(b"f"), (), Shape::Leaf).unwrap();
     assert_eq!(t.remove("/f/x"), Err(TrieError::NotADirectory));
     // Deeper below the leaf the walk reports NotFound (add/rename report
     // NotADirectory here); only require an error.
@@ -811,9 +820,9 @@ fn node_slots_are_reused_after_removal() {
     assert_eq!(t.len(), 4);
     // Interleaved unlink / insert reuses too.
     let root = t.root();
-    let q = t.insert(root, os(b"q"), 7, false).unwrap();
+    let q = t.insert(root, os(b"q"), 7, Shape::Leaf).unwrap();
     assert_eq!(t.unlink(root, os(b"q")), Ok(7));
-    let r = t.insert(root, os(b"r"), 8, true).unwrap();
+    let r = t.insert(root, os(b"r"), 8, Shape::Dir).unwrap();
     assert_eq!(r, q);
     assert_eq!(t.value(r), Some(&8));
     assert!(t.is_dir(r));
@@ -860,13 +869,13 @@ fn very_deep_path() {
 #[test]
 fn wide_directory_paged_by_cookie() {
     const N: usize = 100_000;
-    const PAGE: usize = 100;
+    const ENTRIES_PER_LISTING: usize = 100;
     let mut t: Trie<u32> = Trie::new();
     let d = t.add("/wide").unwrap();
     // Insert in a scrambled order (multiplicative permutation of 0..N).
     for k in 0..N {
         let i = (k * 7919) % N;
-        t.insert(d, OsStr::new(&format!("f{i:06}")), i as u32, false)
+        t.insert(d, OsStr::new(&format!("f{i:06}")), i as u32, Shape::Leaf)
             .unwrap();
     }
     assert_eq!(t.child_count(d), N);
@@ -878,7 +887,7 @@ fn wide_directory_paged_by_cookie() {
         // Each page resumes from a cookie: O(log n), no cursor state.
         let page: Vec<(u64, Vec<u8>, NodeId)> = t
             .entries_from(d, from)
-            .take(PAGE)
+            .take(ENTRIES_PER_LISTING)
             .map(|(c, n, id)| (c, n.as_bytes().to_vec(), id))
             .collect();
         if page.is_empty() {
@@ -898,7 +907,7 @@ fn wide_directory_paged_by_cookie() {
         }
         from = page.last().unwrap().0 + 1;
     }
-    assert_eq!(pages, N / PAGE);
+    assert_eq!(pages, N / ENTRIES_PER_LISTING);
     assert!(seen.iter().all(|&s| s));
 }
 
@@ -912,7 +921,8 @@ fn colliding_cookies() {
     let e = t.add_with("/e", &mut || 0).unwrap();
     let n = 300u32;
     for i in 0..n {
-        t.insert(d, OsStr::new(&format!("n{i}")), i, false).unwrap();
+        t.insert(d, OsStr::new(&format!("n{i}")), i, Shape::Leaf)
+            .unwrap();
     }
     assert_eq!(t.child_count(d), n as usize);
     for i in 0..n {
@@ -1002,6 +1012,7 @@ fn errors_display() {
         TrieError::InvalidName,
         TrieError::NotEmpty,
         TrieError::InvalidMove,
+        TrieError::Root,
     ] {
         assert!(!e.to_string().is_empty());
     }
@@ -1106,7 +1117,7 @@ impl Model {
 
     fn remove(&mut self, p: &[Vec<u8>]) -> Result<usize, TrieError> {
         if p.is_empty() {
-            return Err(TrieError::InvalidMove);
+            return Err(TrieError::Root);
         }
         if !self.dirs.contains(p) {
             return Err(TrieError::NotFound);
@@ -1125,13 +1136,13 @@ impl Model {
     fn rename(&mut self, from: &[Vec<u8>], to: &[Vec<u8>]) -> Result<(), TrieError> {
         // `rename` resolves `from`'s parent fully before looking at `to`.
         if from.is_empty() {
-            return Err(TrieError::InvalidMove);
+            return Err(TrieError::Root);
         }
         if !self.has(&from[..from.len() - 1]) {
             return Err(TrieError::NotFound);
         }
         if to.is_empty() {
-            return Err(TrieError::InvalidMove);
+            return Err(TrieError::Root);
         }
         if !self.has(&to[..to.len() - 1]) {
             return Err(TrieError::NotFound);
@@ -1329,7 +1340,7 @@ proptest! {
         let d = t.add("/dir").unwrap();
         for n in &names {
             // Mix leaves and (empty) directories.
-            t.insert(d, os(n), (), n.len() % 2 == 0).unwrap();
+            t.insert(d, os(n), (), Shape::dir_if(n.len() % 2 == 0)).unwrap();
         }
         let mut removed: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut yielded: Vec<Vec<u8>> = Vec::new();
@@ -1362,7 +1373,7 @@ proptest! {
             }
             for n in inserts {
                 if Trie::<()>::check_name(n).is_ok() && t.child(d, os(n)).is_none() {
-                    t.insert(d, os(n), (), false).unwrap();
+                    t.insert(d, os(n), (), Shape::Leaf).unwrap();
                 }
             }
             prop_assert!(step < 100_000, "paging does not terminate");
