@@ -39,20 +39,6 @@ const MAX_READ: u32 = 256 << 10;
 /// Bytes moved by read/copy_range per input, to keep executions fast.
 const BYTE_BUDGET: u64 = 64 << 20;
 
-/// `TRIEFS_FUZZ_SKIP_KNOWN=all` (or a list such as `1,3`) skips operations
-/// that hit the numbered, already-reported bugs below, so that fuzzing can
-/// go on past them. The default is strict: every known bug is reported.
-fn skip_known(bug: u32) -> bool {
-    static SKIP: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
-    SKIP.get_or_init(|| {
-        let v = std::env::var("TRIEFS_FUZZ_SKIP_KNOWN").unwrap_or_default();
-        if v.trim() == "all" {
-            return (0..100).collect();
-        }
-        v.split(',').filter_map(|x| x.trim().parse().ok()).collect()
-    })
-    .contains(&bug)
-}
 
 // ---------------------------------------------------------------------------
 // Input types
@@ -928,11 +914,6 @@ impl Fuzz {
             Op::Read { ino, offset, len } => {
                 let ino = self.ino(*ino);
                 let len = *len % (MAX_READ + 1);
-                // Known bug 2: a zero-length read at a page-aligned offset
-                // inside the file panics in FileData::read.
-                if skip_known(2) && len == 0 {
-                    return;
-                }
                 if !self.spend(u64::from(len)) {
                     return;
                 }
@@ -1085,7 +1066,7 @@ impl Fuzz {
             }
             Op::CopyRange { src, src_off, dst, dst_off, len } => {
                 let (src, dst) = (self.ino(*src), self.ino(*dst));
-                if !self.spend(len.0.min(16 << 20)) || (skip_known(2) && len.0 == 0) {
+                if !self.spend(len.0.min(16 << 20)) {
                     return;
                 }
                 let what = format!("copy_range({src}, {}, {dst}, {}, {})", src_off.0, dst_off.0, len.0);
@@ -1278,11 +1259,6 @@ impl Fuzz {
     }
 
     fn setattr(&mut self, ino: u64, a: SetAttr) {
-        // Known bug 4: sizes past i64::MAX (the largest file size; write
-        // and fallocate give EFBIG there) are accepted.
-        if skip_known(4) && a.size.is_some_and(|s| s > i64::MAX as u64) {
-            return;
-        }
         let what = format!("setattr({ino}, {a:?})");
         let kind = self.ns.inodes().get(ino).map(|i| i.kind);
         let r = self.ns.setattr(ino, a);
@@ -1302,20 +1278,13 @@ impl Fuzz {
             if let Some(mode) = a.mode {
                 assert_eq!(u32::from(attr.perm), mode & 0o7777, "{what}: perm");
             }
-            // Known bug 5: exactly i64::MIN seconds reads back 1 s later.
-            let min = UNIX_EPOCH.checked_sub(Duration::from_secs(1 << 63));
-            let check = |t: SystemTime| !(skip_known(5) && Some(t) == min);
-            if let Some(TimeOrNow::SpecificTime(t)) = a.atime
-                && check(t)
-            {
+            if let Some(TimeOrNow::SpecificTime(t)) = a.atime {
                 assert_eq!(attr.atime, t, "{what}: atime does not read back");
             }
-            if let Some(TimeOrNow::SpecificTime(t)) = a.mtime
-                && check(t)
-            {
+            if let Some(TimeOrNow::SpecificTime(t)) = a.mtime {
                 assert_eq!(attr.mtime, t, "{what}: mtime does not read back");
             }
-            if let Some(t) = a.ctime.filter(|&t| check(t)) {
+            if let Some(t) = a.ctime {
                 assert_eq!(attr.ctime, t, "{what}: ctime does not read back");
             }
         } else if a.size.is_some_and(|s| s > i64::MAX as u64) {

@@ -7,7 +7,8 @@
 //! filesystem stores an inode number there, the plain library use stores `()`.
 //!
 //! Names are arbitrary bytes except `/` and NUL, at most [`NAME_MAX`] bytes.
-//! A component name is stored once, as the key in its parent's child map.
+//! A component name is stored once, in its parent's name arena (`dirmap.rs`),
+//! and its parent's child map is keyed by the name's *cookie*, a keyed hash.
 //!
 //! ```
 //! use triefs::trie::Trie;
