@@ -2,7 +2,7 @@
 //! name. Listing in cookie order makes the cookie a stable, stateless
 //! readdir offset: any open of the directory can resume after any entry in
 //! O(log n), even when that entry has been removed meanwhile, which is what
-//! the kernel's readdir cache needs. Names whose cookies collide (64-bit
+//! the kernel's readdir cache needs. Names whose cookies collide (62-bit
 //! hashes of names in one directory: practically never) live in a small
 //! side list and are listed right after their cookie-mate.
 
