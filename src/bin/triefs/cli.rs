@@ -13,7 +13,9 @@ use clap::{ArgAction, Parser, Subcommand};
 ///
 /// Everything lives in the daemon's memory and is gone when it is unmounted.
 /// Unmount with `umount MOUNTPOINT` or `fusermount3 -u MOUNTPOINT`, or send
-/// SIGINT/SIGTERM to the daemon: it unmounts and exits 0.
+/// SIGINT, SIGTERM or SIGHUP to the daemon: it unmounts and exits 0.
+/// Exit codes: 0 done; 1 done, but the final image save failed; 2 refused
+/// or failed; 3 the consistency check at unmount (TRIEFS_CHECK=1) failed.
 #[derive(Parser, Debug)]
 #[command(name = "triefs", version, verbatim_doc_comment)]
 #[command(after_help = "MOUNT OPTIONS (-o):
@@ -160,8 +162,9 @@ pub(crate) enum ImageCmd {
 /// of a mounted triefs, answered by the daemon from the trie, as absolute
 /// paths inside the mount.
 ///
-/// Exit codes: 0 fine; 1 some directories were left out (permission
-/// denied), like find; 2 errors (not a triefs mount, no such prefix).
+/// Exit codes: 0 fine; 1 something was left out, like find: directories
+/// the caller may not list, or paths longer than 4096 bytes (each named on
+/// stderr); 2 errors (not a triefs mount, no such prefix).
 #[derive(Parser, Debug)]
 #[command(
     name = "triefs ls-prefix",
