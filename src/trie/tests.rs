@@ -1259,7 +1259,7 @@ fn parent_id(t: &Trie, p: &[Vec<u8>]) -> Option<NodeId> {
 }
 
 proptest! {
-    // No regression files: this module must not write outside src/trie_tests.rs.
+    // No regression files: this module must not write outside src/trie/tests.rs.
     #![proptest_config(ProptestConfig {
         cases: 256,
         failure_persistence: None,

@@ -46,7 +46,7 @@ pub(crate) fn image_command(cli: ImageCli) -> ExitCode {
     };
     let path = path.as_path();
     let shown = path.display();
-    // What the status file says about the last save (see save_status); one
+    // What the status file says about the last save (see triefs::image::status); one
     // that cannot be read is a problem to report, not a reason to refuse
     // the image itself.
     let (problem, lines) = match status::read(path) {
