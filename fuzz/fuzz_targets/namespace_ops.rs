@@ -1178,7 +1178,7 @@ impl Fuzz {
     }
 
     /// One READDIR request of the open listing, with the offsets that
-    /// `listing::fill` hands out (an entry's cookie + 1, or its cookie when
+    /// `triefs::fuse::readdir::fill` hands out (an entry's cookie + 1, or its cookie when
     /// the next entry shares it).
     fn readdir_next(&mut self) {
         let Some(mut rd) = self.readdir.take() else { return };
