@@ -11,19 +11,27 @@ use std::process::Command;
 /// Installs `/sbin/mount.fuse.triefs` pointing at the binary under test
 /// for the duration of the test (unless one is already installed), and
 /// removes it again, also on panic.
+/// Tests that use it take turns, so one cannot remove it under another.
 struct HelperLink {
     path: PathBuf,
     created: bool,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl HelperLink {
     fn install() -> HelperLink {
+        static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         let path = PathBuf::from("/sbin/mount.fuse.triefs");
         let created = !path.exists();
         if created {
             std::os::unix::fs::symlink(common::triefs_bin(), &path).expect("install helper link");
         }
-        HelperLink { path, created }
+        HelperLink {
+            path,
+            created,
+            _turn: turn,
+        }
     }
 }
 
@@ -116,4 +124,64 @@ fn helper_rejects_bad_calls_in_one_line() {
         .output()
         .unwrap();
     assert!(out.status.success());
+}
+
+/// What a device node and a setuid bit do on a root `mount -t TYPE`, with
+/// mount options `opts`: the mount's per-mount flags, and whether a
+/// character device made there (`/dev/null`'s numbers) can be opened.
+fn devices_and_setuid(fstype: &str, opts: &str) -> (bool, bool, Result<(), i32>) {
+    let dir = common::short_tempdir();
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut cmd = Command::new("mount");
+    cmd.args(["-t", fstype, "src"]).arg(&mnt);
+    if !opts.is_empty() {
+        cmd.args(["-o", opts]);
+    }
+    assert!(
+        cmd.status().unwrap().success(),
+        "mount -t {fstype} -o {opts}"
+    );
+    let _m = common::Unmounts(vec![mnt.clone()]);
+    let info = common::mountinfo(&mnt).expect("mounted");
+    let has = |o: &str| info.mount_opts.iter().any(|m| m == o);
+    let (nodev, nosuid) = (has("nodev"), has("nosuid"));
+    let node = common::cpath(&mnt.join("null"));
+    // SAFETY: a valid path; makes a character device 1:3 (/dev/null).
+    let rc = unsafe { libc::mknod(node.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+    assert_eq!(
+        rc,
+        0,
+        "mknod on {fstype}: {}",
+        std::io::Error::last_os_error()
+    );
+    let opened = std::fs::OpenOptions::new()
+        .write(true)
+        .open(mnt.join("null"))
+        .map(drop)
+        .map_err(|e| e.raw_os_error().unwrap_or(0));
+    (nodev, nosuid, opened)
+}
+
+/// A root `mount -t fuse.triefs` gets tmpfs's defaults: device nodes and
+/// setuid bits work unless `nodev`/`nosuid` are given. (mount(8) drops
+/// `dev` and `suid` before calling the helper; without the helper adding
+/// them back, every such mount was `nodev,nosuid`.)
+#[test]
+fn mount_t_allows_devices_and_setuid_like_tmpfs() {
+    common::require_mount();
+    let _link = HelperLink::install();
+    for opts in ["", "dev,suid", "nodev", "nosuid", "nodev,nosuid"] {
+        let on_tmpfs = devices_and_setuid("tmpfs", opts);
+        let on_triefs = devices_and_setuid("fuse.triefs", opts);
+        assert_eq!(
+            on_triefs, on_tmpfs,
+            "-o {opts:?}: (nodev, nosuid, open of a device node)"
+        );
+    }
+    assert_eq!(
+        devices_and_setuid("fuse.triefs", "").2,
+        Ok(()),
+        "a device node opens"
+    );
 }

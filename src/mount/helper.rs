@@ -47,7 +47,14 @@ pub enum HelperCall {
 /// Translates helper arguments (after argv[0]) into triefs arguments: the
 /// mount options are passed on (minus mount(8)-only ones), SOURCE becomes
 /// `fsname=` unless one is given, and the daemon detaches as usual.
-pub fn translate(args: &[OsString]) -> Result<HelperCall, String> {
+///
+/// mount(8) drops `dev` and `suid` before it calls a helper, because they
+/// are the defaults of every filesystem; `nodev` and `nosuid` it passes
+/// on. So a helper run `as_root` adds `dev,suid` unless their opposites
+/// were given, and a root `mount -t fuse.triefs` gets tmpfs's defaults.
+/// (Mounts by other users are `nodev,nosuid` whatever they ask:
+/// fusermount3 enforces it.)
+pub fn translate(args: &[OsString], as_root: bool) -> Result<HelperCall, String> {
     let mut positional: Vec<OsString> = Vec::new();
     let mut opts: Vec<String> = Vec::new();
     let mut verbose = false;
@@ -89,6 +96,13 @@ pub fn translate(args: &[OsString]) -> Result<HelperCall, String> {
     if verbose {
         out.push("-v".into());
     }
+    if as_root {
+        for (on, off) in [("dev", "nodev"), ("suid", "nosuid")] {
+            if !opts.iter().any(|o| o == on || o == off) {
+                opts.push(on.to_string());
+            }
+        }
+    }
     if !opts.iter().any(|o| o.starts_with("fsname=")) {
         let src = source.to_string_lossy().replace(',', "_");
         opts.insert(0, format!("fsname={src}"));
@@ -109,6 +123,25 @@ mod tests {
         v.iter().map(OsString::from).collect()
     }
 
+    /// As root, mount(8)'s dropped defaults come back unless their
+    /// opposites were given.
+    #[test]
+    fn root_gets_dev_and_suid_back() {
+        let run = |o: &str| translate(&args(&["s", "/m", "-o", o]), true).unwrap();
+        assert_eq!(
+            run("rw"),
+            HelperCall::Run(args(&["triefs", "-o", "fsname=s,rw,dev,suid", "/m"]))
+        );
+        assert_eq!(
+            run("nodev,nosuid"),
+            HelperCall::Run(args(&["triefs", "-o", "fsname=s,nodev,nosuid", "/m"]))
+        );
+        assert_eq!(
+            run("nosuid"),
+            HelperCall::Run(args(&["triefs", "-o", "fsname=s,nosuid,dev", "/m"]))
+        );
+    }
+
     #[test]
     fn names() {
         assert!(is_mount_helper(OsStr::new("/sbin/mount.fuse.triefs")));
@@ -118,13 +151,16 @@ mod tests {
 
     #[test]
     fn fstab_style_call() {
-        let got = translate(&args(&[
-            "scratch",
-            "/mnt/x",
-            "-o",
-            "rw,noauto,user,size=1g,mode=0755,x-systemd.automount,_netdev",
-            "-n",
-        ]))
+        let got = translate(
+            &args(&[
+                "scratch",
+                "/mnt/x",
+                "-o",
+                "rw,noauto,user,size=1g,mode=0755,x-systemd.automount,_netdev",
+                "-n",
+            ]),
+            false,
+        )
         .unwrap();
         assert_eq!(
             got,
@@ -139,30 +175,25 @@ mod tests {
 
     #[test]
     fn explicit_fsname_and_flags() {
-        let got = translate(&args(&[
-            "src",
-            "/m",
-            "-sv",
-            "-o",
-            "fsname=me",
-            "-t",
-            "fuse.triefs",
-        ]))
+        let got = translate(
+            &args(&["src", "/m", "-sv", "-o", "fsname=me", "-t", "fuse.triefs"]),
+            false,
+        )
         .unwrap();
         assert_eq!(
             got,
             HelperCall::Run(args(&["triefs", "-v", "-o", "fsname=me", "/m"]))
         );
         assert_eq!(
-            translate(&args(&["a", "/m", "-f"])).unwrap(),
+            translate(&args(&["a", "/m", "-f"]), false).unwrap(),
             HelperCall::Fake
         );
     }
 
     #[test]
     fn bad_calls() {
-        assert!(translate(&args(&["/m"])).is_err());
-        assert!(translate(&args(&["a", "/m", "-o"])).is_err());
-        assert!(translate(&args(&["a", "/m", "-q"])).is_err());
+        assert!(translate(&args(&["/m"]), false).is_err());
+        assert!(translate(&args(&["a", "/m", "-o"]), false).is_err());
+        assert!(translate(&args(&["a", "/m", "-q"]), false).is_err());
     }
 }

@@ -30,14 +30,16 @@ fn main() -> ExitCode {
     // The mount helper first: its first argument is the mount's source,
     // which may well be called `image`.
     let args = match argv.first() {
-        Some(argv0) if helper::is_mount_helper(argv0) => match helper::translate(&argv[1..]) {
-            Ok(helper::HelperCall::Run(args)) => args,
-            Ok(helper::HelperCall::Fake) => return Exit::Ok.into(),
-            Err(msg) => {
-                eprintln!("triefs: {msg}");
-                return Exit::Failed.into();
+        Some(argv0) if helper::is_mount_helper(argv0) => {
+            match helper::translate(&argv[1..], triefs::sys::euid() == 0) {
+                Ok(helper::HelperCall::Run(args)) => args,
+                Ok(helper::HelperCall::Fake) => return Exit::Ok.into(),
+                Err(msg) => {
+                    eprintln!("triefs: {msg}");
+                    return Exit::Failed.into();
+                }
             }
-        },
+        }
         _ => {
             // Subcommands by their first word; `triefs ./image` or
             // `triefs -- image` mounts on a directory of that name.
