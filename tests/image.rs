@@ -710,7 +710,6 @@ fn detached_daemon_reports_a_failed_save_to_syslog() {
 /// opened through a symlink planted under its predictable name.
 #[test]
 fn image_is_private_and_its_temp_file_never_follows_a_symlink() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = common::short_tempdir_mode(0o1777);
     let img = dir.path().join("img");
     let victim = dir.path().join("victim");
@@ -725,7 +724,7 @@ fn image_is_private_and_its_temp_file_never_follows_a_symlink() {
     m.signal(libc::SIGUSR1);
     wait_for(|| img.exists(), "the SIGUSR1 save");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-    let mode = std::fs::metadata(&img).unwrap().permissions().mode() & 0o7777;
+    let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&img).unwrap()) & 0o7777;
     assert_eq!(mode, 0o600, "image mode {mode:o}");
     assert!(
         planted.symlink_metadata().is_err(),

@@ -461,15 +461,14 @@ impl Filesystem for TrieFs {
     ) {
         // Filling only copies into the reply's buffer; the lock is released
         // before the reply is sent.
-        let mut filled = Err(FsErrno::new(libc::EIO));
-        let ok = guarded("readdir", ino.0, || {
+        let filled = guarded("readdir", ino.0, || {
             let ns = self.ns.read();
-            filled = readdir::fill(&ns, ino.0, offset, &mut reply);
+            readdir::fill(&ns, ino.0, offset, &mut reply)
         });
         match filled {
-            Ok(()) if ok => reply.ok(),
-            Ok(()) => reply.error(Errno::EIO),
-            Err(e) => reply.error(fail("readdir", ino.0, None, e)),
+            Some(Ok(())) => reply.ok(),
+            Some(Err(e)) => reply.error(fail("readdir", ino.0, None, e)),
+            None => reply.error(Errno::EIO),
         }
     }
 
@@ -481,15 +480,14 @@ impl Filesystem for TrieFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let mut filled = Err(FsErrno::new(libc::EIO));
-        let ok = guarded("readdirplus", ino.0, || {
+        let filled = guarded("readdirplus", ino.0, || {
             let ns = self.ns.read();
-            filled = readdir::fill_plus(&ns, ino.0, offset, &mut reply, &TTL);
+            readdir::fill_plus(&ns, ino.0, offset, &mut reply, &TTL)
         });
         match filled {
-            Ok(()) if ok => reply.ok(),
-            Ok(()) => reply.error(Errno::EIO),
-            Err(e) => reply.error(fail("readdirplus", ino.0, None, e)),
+            Some(Ok(())) => reply.ok(),
+            Some(Err(e)) => reply.error(fail("readdirplus", ino.0, None, e)),
+            None => reply.error(Errno::EIO),
         }
     }
 

@@ -1,6 +1,6 @@
-//! The FUSE boundary's small helpers: errno conversion with logged
-//! context, the panic guard around every request, negative entries, time
-//! fixes, and readdir offsets.
+//! The FUSE boundary's small helpers: serving one request (the panic
+//! guard, errno conversion with logged context), negative entries and
+//! time fixes.
 
 use std::ffi::OsStr;
 use std::time::{Duration, SystemTime};
@@ -17,10 +17,10 @@ use crate::namespace::data::PAGE;
 
 /// Runs `f` for request `op`; a panic inside is logged with its context
 /// and the worker keeps serving (parking_lot locks do not poison, so other
-/// requests go on). Returns false after a panic.
-pub(crate) fn guarded(op: &str, ino: u64, f: impl FnOnce()) -> bool {
+/// requests go on). `None` after a panic.
+pub(crate) fn guarded<T>(op: &str, ino: u64, f: impl FnOnce() -> T) -> Option<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(()) => true,
+        Ok(t) => Some(t),
         Err(p) => {
             let msg = p
                 .downcast_ref::<&str>()
@@ -28,7 +28,7 @@ pub(crate) fn guarded(op: &str, ino: u64, f: impl FnOnce()) -> bool {
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             error!("{op}(ino={ino}) panicked: {msg}; answered EIO");
-            false
+            None
         }
     }
 }
@@ -78,11 +78,7 @@ pub(crate) fn serve<R: ErrorReply, T>(
     work: impl FnOnce() -> Result<T, FsErrno>,
     done: impl FnOnce(R, T),
 ) {
-    let mut out = None;
-    if !guarded(op, ino, || out = Some(work())) {
-        return reply.error(Errno::EIO);
-    }
-    match out {
+    match guarded(op, ino, work) {
         Some(Ok(t)) => done(reply, t),
         Some(Err(e)) => reply.error(fail(op, ino, name, e)),
         None => reply.error(Errno::EIO),

@@ -33,13 +33,14 @@ pub fn save_to_path(ns: &Namespace, path: &Path) -> Result<Summary, io::Error> {
     result
 }
 
-/// Creates the temporary file of a save: mode 0600, because an image holds
+/// Creates the temporary file `tmp` of a save (also the check at mount
+/// that a save could create it): mode 0600, because an image holds
 /// every file's contents whatever its mode in the mount (a world-readable
 /// image would show other users what the mount does not); and never through
 /// a symlink or over a file someone else made: the name is predictable and
 /// the directory may be shared. A leftover of our own PID is removed first
 /// (unlinking a planted symlink removes the link, never its target).
-fn create_private(tmp: &Path) -> io::Result<File> {
+pub fn create_private(tmp: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::remove_file(tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),

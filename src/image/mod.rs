@@ -53,7 +53,7 @@ mod read;
 pub mod status;
 mod write;
 
-pub use file::{load_from_path, remove_stale_temps, save_to_path, temp_path};
+pub use file::{create_private, load_from_path, remove_stale_temps, save_to_path, temp_path};
 pub use read::read_image;
 pub use write::write_image;
 

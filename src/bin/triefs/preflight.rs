@@ -1,6 +1,6 @@
 //! Checks before mounting: the mount point, `/dev/fuse`, the image's place.
 
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use triefs::image::{self, ImageError};
@@ -138,22 +138,8 @@ pub(crate) fn check_image_target(p: &Path, force_new: bool) -> Result<(), Fatal>
     // answers for this uid, its groups, ACLs, read-only mounts and quotas
     // alike, where reading mode bits would only guess.
     let probe = image::temp_path(p).map_err(|e| format!("image {shown}: {e}"))?;
-    let create = || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&probe)
-    };
-    let mut made = create();
-    if made
-        .as_ref()
-        .is_err_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists)
-    {
-        // Left by an earlier process with our pid: ours to remove.
-        let _ = std::fs::remove_file(&probe);
-        made = create();
-    }
+    // Exactly as the save will create it (see image::create_private).
+    let made = image::create_private(&probe);
     match made {
         Ok(_) => {
             let _ = std::fs::remove_file(&probe);
