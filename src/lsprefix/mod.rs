@@ -22,7 +22,7 @@
 //! longer than [`MAX_PATH`] (the kernel's `PATH_MAX`) is not listed but
 //! reported as over-long, and nothing deeper is walked; one page visits at
 //! most [`PAGE_STEPS`] entries, so the namespace's read lock is held for
-//! about a millisecond per page, however the tree is shaped.
+//! about a millisecond at most per page, however the tree is shaped.
 //!
 //! Directories the caller could not list (read and search permission,
 //! supplementary groups included) are skipped and reported, like `find`.
@@ -54,9 +54,12 @@ pub const MAX_PATH: usize = 4096;
 /// Longest cursor: a path of [`MAX_PATH`] bytes and one more name.
 pub const MAX_CURSOR: usize = MAX_PATH + 256;
 
-/// Entries visited per page at most: about a millisecond under the read
-/// lock, so writers wait no longer than that for one ls-prefix caller.
-pub const PAGE_STEPS: usize = 16 * 1024;
+/// Entries visited per page at most, so that writers wait about a
+/// millisecond at most for one ls-prefix caller. Measured: a page of 2,048
+/// refused directories in a directory of 200,000 took 0.8 ms (median, 1.0
+/// ms at most); 16,384 steps took 6-8 ms. Pages of paths end earlier, at
+/// [`PAGE_BUDGET`] bytes (0.1 ms).
+pub const PAGE_STEPS: usize = 2048;
 
 /// Bytes of the out header (flags, count, over-long count, cursor length).
 const HEADER: usize = 16;
