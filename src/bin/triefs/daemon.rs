@@ -4,12 +4,13 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 #[cfg(target_os = "linux")]
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fuser::{Config, MountOption, Session, SessionUnmounter};
 use log::{debug, error, info, warn};
+use parking_lot::RwLock;
 
 use triefs::fuse::TrieFs;
 use triefs::image::status::{self, StatusFile};
@@ -189,6 +190,141 @@ pub(crate) fn tune_malloc() {
     );
 }
 
+/// The image's status file, taken, and what the previous daemon left in it.
+type TakenStatus = (StatusFile, Option<status::Status>);
+
+/// The namespace to serve: loaded from the image when there is one (its
+/// status file taken first, so that a second daemon on the same image
+/// stops before serving), else empty with the root's `-o` owner and mode;
+/// then the `--paths` list added.
+fn build_namespace(
+    cli: &Cli,
+    opts: &MountOpts,
+    image_path: Option<&Path>,
+) -> Result<(Namespace, Option<TakenStatus>), Fatal> {
+    let (uid, gid) = (sys::uid(), sys::gid());
+    let limits = Limits::from_options(opts.size, opts.nr_inodes);
+    let empty = || {
+        Namespace::new(
+            opts.uid.unwrap_or(uid),
+            opts.gid.unwrap_or(gid),
+            opts.mode.unwrap_or(0o755),
+            limits,
+        )
+    };
+    let mut status: Option<TakenStatus> = None;
+    if let Some(p) = image_path {
+        let n = image::remove_stale_temps(p);
+        if n > 0 {
+            info!(
+                "removed {n} temporary file(s) of interrupted saves of {}",
+                p.display()
+            );
+        }
+        // Taken before loading: a second daemon on the same image stops
+        // here, before it could serve and later overwrite the first's saves.
+        status = Some(take_status(p)?);
+    }
+    let mut ns = match image_path {
+        Some(p) if p.exists() => {
+            let t = std::time::Instant::now();
+            match image::load_from_path(p, limits) {
+                Ok((ns, sum)) => {
+                    info!(
+                        "loaded image {}: {} inodes, {} entries, {} bytes in {:?}",
+                        p.display(),
+                        sum.inodes,
+                        sum.entries,
+                        sum.data_bytes,
+                        t.elapsed()
+                    );
+                    ns
+                }
+                Err(e) if cli.force_new_image => {
+                    log::warn!(
+                        "image {}: {e}; starting empty (--force-new-image)",
+                        p.display()
+                    );
+                    empty()
+                }
+                Err(e) => return Err(image_load_error(p, &e, true).into()),
+            }
+        }
+        _ => empty(),
+    };
+    if let Some(p) = cli.paths.as_ref().or(opts.paths.as_ref()) {
+        load_paths(&mut ns, p, uid, gid)?;
+    }
+
+    Ok((ns, status))
+}
+
+/// The namespace being served, and the image it is saved to (if any).
+type Served = (Arc<RwLock<Namespace>>, Option<Arc<SaveTarget>>);
+
+/// Waits for the daemon's signals: SIGUSR1 saves the image; SIGINT,
+/// SIGTERM and SIGHUP unmount. `done` tells which of this thread and the
+/// end of the session gets to save and exit.
+fn spawn_signal_thread(
+    set: SignalSet,
+    mp: PathBuf,
+    unmount: Unmount,
+    (ns, image): Served,
+    done: Arc<AtomicBool>,
+) {
+    std::thread::spawn(move || {
+        let sig = loop {
+            let sig = match set.wait() {
+                Ok(sig) => sig,
+                Err(e) => {
+                    error!("waiting for signals: {e}");
+                    continue;
+                }
+            };
+            if sig != libc::SIGUSR1 {
+                break sig;
+            }
+            if let Some(t) = &image {
+                let _ = t.save(&ns.read());
+            }
+        };
+        info!("signal {sig}: unmounting {}", mp.display());
+        unmount.run(&mp);
+        // A busy mount was detached lazily and would keep serving its open
+        // files; like libfuse, stop soon rather than wait for them.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if !done.swap(true, Ordering::SeqCst) {
+            info!("exiting while the detached mount still had open files");
+            let code = match &image {
+                Some(t) => {
+                    let failed = t.save(&ns.read()).is_err();
+                    t.finish();
+                    i32::from(failed)
+                }
+                None => 0,
+            };
+            std::process::exit(code);
+        }
+    });
+}
+
+/// Saves the image every `secs` seconds until the session is `done`.
+fn spawn_interval_saves(
+    secs: u64,
+    t: Arc<SaveTarget>,
+    ns: Arc<RwLock<Namespace>>,
+    done: Arc<AtomicBool>,
+) {
+    std::thread::spawn(move || {
+        while !done.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_secs(secs.max(1)));
+            if !done.load(Ordering::SeqCst) {
+                let _ = t.save(&ns.read());
+            }
+        }
+    });
+}
+
 pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
     tune_malloc();
     let opts = MountOpts::parse(&cli.options)?;
@@ -221,61 +357,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
             .map_err(|e| format!("-o auto_unmount: cannot start its watcher: {e}"))?;
     }
 
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = (sys::uid(), sys::gid());
-    let limits = Limits::from_options(opts.size, opts.nr_inodes);
-    let empty = || {
-        Namespace::new(
-            opts.uid.unwrap_or(uid),
-            opts.gid.unwrap_or(gid),
-            opts.mode.unwrap_or(0o755),
-            limits,
-        )
-    };
-    let mut status: Option<(StatusFile, Option<status::Status>)> = None;
-    if let Some(p) = &image_path {
-        let n = image::remove_stale_temps(p);
-        if n > 0 {
-            info!(
-                "removed {n} temporary file(s) of interrupted saves of {}",
-                p.display()
-            );
-        }
-        // Taken before loading: a second daemon on the same image stops
-        // here, before it could serve and later overwrite the first's saves.
-        status = Some(take_status(p)?);
-    }
-    let mut ns = match &image_path {
-        Some(p) if p.exists() => {
-            let t = std::time::Instant::now();
-            match image::load_from_path(p, limits) {
-                Ok((ns, sum)) => {
-                    info!(
-                        "loaded image {}: {} inodes, {} entries, {} bytes in {:?}",
-                        p.display(),
-                        sum.inodes,
-                        sum.entries,
-                        sum.data_bytes,
-                        t.elapsed()
-                    );
-                    ns
-                }
-                Err(e) if cli.force_new_image => {
-                    log::warn!(
-                        "image {}: {e}; starting empty (--force-new-image)",
-                        p.display()
-                    );
-                    empty()
-                }
-                Err(e) => return Err(image_load_error(p, &e, true).into()),
-            }
-        }
-        _ => empty(),
-    };
-    if let Some(p) = cli.paths.as_ref().or(opts.paths.as_ref()) {
-        load_paths(&mut ns, p, uid, gid)?;
-    }
-
+    let (ns, status) = build_namespace(&cli, &opts, image_path.as_deref())?;
     // Loaded: now the previous daemon's record can be reported, and ours
     // written (a full disk stops the mount here, not the save at unmount).
     let mut status = match (status, &image_path) {
@@ -363,54 +445,17 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
         let _ = std::env::set_current_dir("/");
     }
 
-    let mp = mountpoint.clone();
     let session_done = Arc::new(AtomicBool::new(false));
-    let done = session_done.clone();
-    let (sig_ns, sig_image) = (shared.clone(), target.clone());
-    std::thread::spawn(move || {
-        let sig = loop {
-            let sig = match set.wait() {
-                Ok(sig) => sig,
-                Err(e) => {
-                    error!("waiting for signals: {e}");
-                    continue;
-                }
-            };
-            if sig != libc::SIGUSR1 {
-                break sig;
-            }
-            if let Some(t) = &sig_image {
-                let _ = t.save(&sig_ns.read());
-            }
-        };
-        info!("signal {sig}: unmounting {}", mp.display());
-        unmount.run(&mp);
-        // A busy mount was detached lazily and would keep serving its open
-        // files; like libfuse, stop soon rather than wait for them.
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        if !done.swap(true, Ordering::SeqCst) {
-            info!("exiting while the detached mount still had open files");
-            let code = match &sig_image {
-                Some(t) => {
-                    let failed = t.save(&sig_ns.read()).is_err();
-                    t.finish();
-                    i32::from(failed)
-                }
-                None => 0,
-            };
-            std::process::exit(code);
-        }
-    });
+    let ns_target = (shared.clone(), target.clone());
+    spawn_signal_thread(
+        set,
+        mountpoint.clone(),
+        unmount,
+        ns_target,
+        session_done.clone(),
+    );
     if let (Some(secs), Some(t)) = (cli.save_interval, target.clone()) {
-        let (ns, done) = (shared.clone(), session_done.clone());
-        std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
-                std::thread::sleep(std::time::Duration::from_secs(secs.max(1)));
-                if !done.load(Ordering::SeqCst) {
-                    let _ = t.save(&ns.read());
-                }
-            }
-        });
+        spawn_interval_saves(secs, t, shared.clone(), session_done.clone());
     }
 
     let result = session.run();
