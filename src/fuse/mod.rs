@@ -109,10 +109,16 @@ impl TrieFs {
     /// sticking; a single `stat` racing with the change can still see it
     /// (the kernel's own race, documented in the README).
     fn dir_changed(&self, dir: u64) {
+        self.attrs_changed(dir);
+    }
+
+    /// Drops the kernel's cached attributes of `ino` after a change it did
+    /// not ask for (a mode changed as a side effect of another request).
+    fn attrs_changed(&self, ino: u64) {
         if let Some(n) = self.notifier.get()
-            && let Err(e) = n.inval_inode(INodeNo(dir), -1, 0)
+            && let Err(e) = n.inval_inode(INodeNo(ino), -1, 0)
         {
-            debug!("inval_inode ino {dir}: {e}");
+            debug!("inval_inode ino {ino}: {e}");
         }
     }
 
@@ -142,6 +148,12 @@ impl TrieFs {
     }
 }
 
+/// Whether the caller of `req` is in group `gid`: its fsgid, else its
+/// supplementary groups, read from `/proc` only when this is asked.
+fn caller_in_group(req: &Request, gid: u32) -> bool {
+    gid == req.gid() || Caller::of_process(req.uid(), req.gid(), req.pid()).in_group(gid)
+}
+
 /// Answers a getxattr or listxattr: the size asked for, or the bytes.
 fn xattr_done(reply: ReplyXattr, x: XattrReply) {
     match x {
@@ -157,12 +169,15 @@ impl Filesystem for TrieFs {
         // ENOSYS to the first OPEN turns them off; the kernel then keeps the
         // page cache across opens). PARALLEL_DIROPS: lookups and readdirs in
         // one directory may run concurrently (they share our read lock).
+        // EXPORT_SUPPORT: the kernel may look up `.` and `..` by inode
+        // number, so file handles (open_by_handle_at, NFS) outlive its cache.
         let wanted = InitFlags::FUSE_BIG_WRITES
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_NO_OPEN_SUPPORT
             | InitFlags::FUSE_NO_OPENDIR_SUPPORT
-            | InitFlags::FUSE_PARALLEL_DIROPS;
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_EXPORT_SUPPORT;
         if let Err(missing) = config.add_capabilities(wanted & caps) {
             debug!("kernel lacks capabilities {missing:?}");
         }
@@ -180,7 +195,15 @@ impl Filesystem for TrieFs {
             if name.len() > NAME_MAX {
                 return Err(FsErrno::new(libc::ENAMETOOLONG));
             }
-            match self.ns.read().lookup(parent.0, name) {
+            let ns = self.ns.read();
+            // Never a negative entry for these: the kernel would not cache
+            // it, and a plain ENOENT is what it turns into ESTALE.
+            match name.as_bytes() {
+                b"." => return ns.lookup_dot(parent.0, false).map(Some),
+                b".." => return ns.lookup_dot(parent.0, true).map(Some),
+                _ => {}
+            }
+            match ns.lookup(parent.0, name) {
                 Ok(e) => Ok(Some(e)),
                 Err(e) if e.code() == libc::ENOENT => Ok(None),
                 Err(e) => Err(e),
@@ -630,7 +653,7 @@ impl Filesystem for TrieFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -638,8 +661,20 @@ impl Filesystem for TrieFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let work = || self.ns.write().fallocate(ino.0, offset, length, mode);
-        serve("fallocate", ino.0, None, reply, work, |r, ()| r.ok());
+        // The kernel's FUSE layer does not remove set-id bits and file
+        // capabilities on fallocate (it does on write and truncate); tmpfs
+        // does, so triefs does it here, with the caller's credentials.
+        let work = || {
+            let mut ns = self.ns.write();
+            ns.fallocate(ino.0, offset, length, mode)?;
+            ns.remove_privs(ino.0, req.uid(), |g| caller_in_group(req, g))
+        };
+        serve("fallocate", ino.0, None, reply, work, |r, mode_changed| {
+            if mode_changed {
+                self.attrs_changed(ino.0);
+            }
+            r.ok()
+        });
     }
 
     fn lseek(

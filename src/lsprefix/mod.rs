@@ -106,10 +106,18 @@ impl Caller {
         Caller { uid, gid, groups }
     }
 
+    /// Whether the caller is in group `gid` (effective or supplementary).
+    pub fn in_group(&self, gid: u32) -> bool {
+        gid == self.gid || self.groups.contains(&gid)
+    }
+
     /// Whether the caller may read and search directory `i`.
     fn may_list(&self, i: &Inode) -> bool {
-        let in_group = |g| g == self.gid || self.groups.contains(&g);
-        i.permits(self.uid, in_group, (libc::R_OK | libc::X_OK) as u32)
+        i.permits(
+            self.uid,
+            |g| self.in_group(g),
+            (libc::R_OK | libc::X_OK) as u32,
+        )
     }
 }
 

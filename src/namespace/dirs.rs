@@ -22,6 +22,31 @@ impl Namespace {
         self.entry(ino)
     }
 
+    /// Answers the kernel's lookup of `.` (the inode itself) or `..` (its
+    /// parent directory) in `ino`: the kernel sends these only to turn a
+    /// file handle it no longer has in its cache back into an inode
+    /// (`open_by_handle_at`, NFS export), never for a path walk. Any inode
+    /// still in the table answers, so a handle of a live file (also an
+    /// unlinked one still open) opens; a freed number is ENOENT, which the
+    /// kernel reports as ESTALE, and a reused number answers with a newer
+    /// generation, which the kernel compares with the handle's.
+    pub fn lookup_dot(&self, ino: u64, dotdot: bool) -> Result<Entry> {
+        if !dotdot {
+            self.inode(ino)?;
+            return self.entry(ino);
+        }
+        let dir = self.dir_node(ino)?;
+        let parent = match self.trie.parent(dir) {
+            Some(p) => self
+                .trie
+                .value(p)
+                .copied()
+                .ok_or(Errno::new(libc::ENOENT))?,
+            None => ROOT_INO,
+        };
+        self.entry(parent)
+    }
+
     /// The inode number behind `name` in `parent`, without side effects.
     pub fn child_ino(&self, parent: u64, name: &OsStr) -> Result<u64> {
         let dir = self.dir_node(parent)?;

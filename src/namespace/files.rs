@@ -182,6 +182,45 @@ impl Namespace {
         Ok(())
     }
 
+    /// What the kernel's `file_remove_privs` does on tmpfs when a file's
+    /// contents are changed by `fallocate`, which the kernel's FUSE layer
+    /// does not do for us: the file capabilities
+    /// (`security.capability`) go, whoever the caller; for a caller other
+    /// than root (`uid` 0 stands for CAP_FSETID), `S_ISUID` goes, and
+    /// `S_ISGID` goes with group-execute or when the caller is not in the
+    /// file's group (`in_group`, asked only then). Regular files only.
+    /// Returns whether the mode changed (the kernel's cached one is then
+    /// stale).
+    pub fn remove_privs(
+        &mut self,
+        ino: u64,
+        uid: u32,
+        in_group: impl FnOnce(u32) -> bool,
+    ) -> Result<bool> {
+        let i = self.inode(ino)?;
+        if i.kind != Kind::RegularFile {
+            return Ok(false);
+        }
+        let (perm, gid) = (u32::from(i.perm), i.gid);
+        let mut kill = 0;
+        if uid != 0 && perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
+            kill = perm & libc::S_ISUID;
+            if perm & libc::S_ISGID != 0 && (perm & libc::S_IXGRP != 0 || !in_group(gid)) {
+                kill |= libc::S_ISGID;
+            }
+        }
+        let had_fcaps = self
+            .inodes
+            .remove_xattr(ino, b"security.capability")
+            .is_some();
+        if kill != 0 || had_fcaps {
+            let i = self.inode_mut(ino)?;
+            i.perm &= !(kill as u16);
+            i.ctime = SystemTime::now().into();
+        }
+        Ok(kill != 0)
+    }
+
     /// `lseek` with `SEEK_DATA` or `SEEK_HOLE` (the kernel answers the others).
     pub fn lseek(&self, ino: u64, offset: i64, whence: i32) -> Result<i64> {
         let f = self.file(ino)?;

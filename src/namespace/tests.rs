@@ -2448,3 +2448,34 @@ fn mknod_append_and_open_rules() {
     ns.opendir(d).unwrap();
     assert_eq!(ns.open(9999).unwrap_err(), e(libc::ENOENT));
 }
+
+#[test]
+fn dot_lookups_answer_by_inode_number_for_file_handles() {
+    let mut ns = ns();
+    let d = create(&mut ns, ROOT_INO, "d", Kind::Directory);
+    let s = create(&mut ns, d, "s", Kind::Directory);
+    let f = create(&mut ns, s, "f", Kind::RegularFile);
+    // `.`: the inode itself, with its generation, counting a reference.
+    let before = ns.inodes.get(f).unwrap().lookups();
+    let e = ns.lookup_dot(f, false).unwrap();
+    assert_eq!((e.attr.ino.0, e.generation), (f, ns.generation(f)));
+    assert_eq!(ns.inodes.get(f).unwrap().lookups(), before + 1);
+    // `..`: the parent directory; the root is its own parent.
+    assert_eq!(ns.lookup_dot(s, true).unwrap().attr.ino.0, d);
+    assert_eq!(ns.lookup_dot(d, true).unwrap().attr.ino.0, ROOT_INO);
+    assert_eq!(ns.lookup_dot(ROOT_INO, true).unwrap().attr.ino.0, ROOT_INO);
+    assert_eq!(ns.lookup_dot(f, true).unwrap_err().code(), libc::ENOTDIR);
+    // Numbers never handed out, and freed ones, are ENOENT (ESTALE to the
+    // caller of open_by_handle_at).
+    assert_eq!(
+        ns.lookup_dot(1 << 40, false).unwrap_err().code(),
+        libc::ENOENT
+    );
+    ns.unlink(s, os("f")).unwrap();
+    ns.forget(f, before + 1);
+    assert_eq!(ns.lookup_dot(f, false).unwrap_err().code(), libc::ENOENT);
+    // A removed directory still referenced by the kernel has no parent.
+    ns.rmdir(d, os("s")).unwrap();
+    assert!(ns.lookup_dot(s, false).is_ok());
+    assert_eq!(ns.lookup_dot(s, true).unwrap_err().code(), libc::ENOENT);
+}
