@@ -341,7 +341,7 @@ impl Filesystem for TrieFs {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -351,7 +351,12 @@ impl Filesystem for TrieFs {
     ) {
         let work = || {
             let mut ns = self.ns.write();
-            ns.rename(parent.0, name, newparent.0, newname, flags.bits())
+            if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+                let owner = (req.uid(), req.gid());
+                ns.rename_whiteout(parent.0, name, newparent.0, newname, flags.bits(), owner)
+            } else {
+                ns.rename(parent.0, name, newparent.0, newname, flags.bits())
+            }
         };
         serve("rename", parent.0, Some(name), reply, work, |r, ()| {
             self.dir_changed(parent.0);

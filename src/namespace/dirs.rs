@@ -10,7 +10,8 @@ use fuser::FileType;
 
 use super::inode::{Content, Inode, Kind, ROOT_INO, mode};
 use super::{
-    Entry, Errno, Namespace, NewNode, RENAME_EXCHANGE, RENAME_NOREPLACE, Result, err, file_type,
+    Entry, Errno, Namespace, NewNode, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, Result,
+    err, file_type,
 };
 use crate::trie::{NodeId, Shape, Trie};
 
@@ -283,6 +284,50 @@ impl Namespace {
             p.nlink = p.nlink.saturating_sub(1);
         }
         self.touch_dir(parent, now);
+        Ok(())
+    }
+
+    /// `renameat2(RENAME_WHITEOUT)`, as overlayfs uses it on its upper
+    /// layer: the rename, and at the old name a whiteout, a character
+    /// device 0:0 with mode 0 owned by `(uid, gid)` (tmpfs's
+    /// `shmem_whiteout`). `RENAME_NOREPLACE` may be given too;
+    /// `RENAME_EXCHANGE` is `EINVAL`. The whiteout's inode is reserved
+    /// first, so a full filesystem refuses the whole call (`ENOSPC`) and
+    /// moves nothing. Any user may do this (a 0:0 character device is not
+    /// a device to the kernel).
+    pub fn rename_whiteout(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+        (uid, gid): (u32, u32),
+    ) -> Result<()> {
+        if flags & !(RENAME_NOREPLACE | RENAME_WHITEOUT) != 0 {
+            return err(libc::EINVAL);
+        }
+        // tmpfs refuses a non-empty target directory before it makes the
+        // whiteout; the other errors of a rename come before it too.
+        let npdir = self.dir_node(newparent)?;
+        if let Some(dst) = self.trie.child(npdir, newname)
+            && self.trie.is_dir(dst)
+            && self.trie.child_count(dst) > 0
+            && flags & RENAME_NOREPLACE == 0
+        {
+            return err(libc::ENOTEMPTY);
+        }
+        self.check_inode_space()?;
+        self.rename(parent, name, newparent, newname, flags & RENAME_NOREPLACE)?;
+        let whiteout = NewNode {
+            kind: Kind::CharDevice,
+            perm: 0,
+            uid,
+            gid,
+            rdev: 0,
+            target: None,
+        };
+        self.create_unreferenced(parent, name, whiteout)?;
         Ok(())
     }
 

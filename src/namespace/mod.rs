@@ -80,6 +80,9 @@ pub struct NewNode<'a> {
 pub const RENAME_NOREPLACE: u32 = 1;
 /// Swap source and target.
 pub const RENAME_EXCHANGE: u32 = 2;
+/// Leave a whiteout (a 0:0 character device) at the source name
+/// ([`Namespace::rename_whiteout`]).
+pub const RENAME_WHITEOUT: u32 = 4;
 
 /// Directory size as tmpfs reports it: 20 bytes per entry, `.` and `..`
 /// included.

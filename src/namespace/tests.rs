@@ -2479,3 +2479,49 @@ fn dot_lookups_answer_by_inode_number_for_file_handles() {
     assert!(ns.lookup_dot(s, false).is_ok());
     assert_eq!(ns.lookup_dot(s, true).unwrap_err().code(), libc::ENOENT);
 }
+
+#[test]
+fn rename_whiteout_leaves_a_char_device_and_needs_an_inode() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "a");
+    ns.rename_whiteout(
+        ROOT_INO,
+        os("a"),
+        ROOT_INO,
+        os("b"),
+        RENAME_WHITEOUT,
+        (7, 8),
+    )
+    .unwrap();
+    assert_eq!(ns.child_ino(ROOT_INO, os("b")).unwrap(), f);
+    let w = ns.child_ino(ROOT_INO, os("a")).unwrap();
+    let a = ns.attr(w).unwrap();
+    assert_eq!(
+        (a.kind, a.perm, a.rdev, a.uid, a.gid),
+        (FileType::CharDevice, 0, 0, 7, 8)
+    );
+    assert_eq!(
+        ns.inodes.get(w).unwrap().lookups(),
+        0,
+        "the kernel holds no reference"
+    );
+    let flags = RENAME_WHITEOUT | RENAME_EXCHANGE;
+    let e = ns.rename_whiteout(ROOT_INO, os("b"), ROOT_INO, os("a"), flags, (0, 0));
+    assert_eq!(e.unwrap_err().code(), libc::EINVAL);
+    ns.check().unwrap();
+
+    // Out of inodes: refused before anything moves.
+    let mut ns = ns_with(1024, 2);
+    mkfile(&mut ns, ROOT_INO, "x");
+    let e = ns.rename_whiteout(
+        ROOT_INO,
+        os("x"),
+        ROOT_INO,
+        os("y"),
+        RENAME_WHITEOUT,
+        (0, 0),
+    );
+    assert_eq!(e.unwrap_err().code(), libc::ENOSPC);
+    assert!(ns.child_ino(ROOT_INO, os("x")).is_ok());
+    assert!(ns.child_ino(ROOT_INO, os("y")).is_err());
+}
