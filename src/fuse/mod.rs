@@ -237,7 +237,7 @@ impl Filesystem for TrieFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -262,7 +262,12 @@ impl Filesystem for TrieFs {
             mtime: mtime.map(fix_time),
             ctime: ctime.map(fix_pre_epoch),
         };
-        let work = || self.ns.write().setattr(ino.0, changes);
+        let work = || {
+            let in_group = |g| caller_in_group(req, g);
+            self.ns
+                .write()
+                .setattr_as(ino.0, changes, req.uid(), in_group)
+        };
         serve("setattr", ino.0, None, reply, work, |r, a| r.attr(&TTL, &a));
     }
 

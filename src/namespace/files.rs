@@ -65,6 +65,69 @@ impl Namespace {
         self.attr(ino)
     }
 
+    /// [`Namespace::setattr`] for a caller other than root (`uid`; `0`
+    /// stands for CAP_FSETID and changes nothing here), with the set-id
+    /// rules tmpfs applies and the kernel's FUSE layer leaves out. The
+    /// kernel converts "kill the set-id bits" into a mode with FUSE's older
+    /// rule (`S_ISGID` only together with group-execute) before it asks, or
+    /// into a request with no change at all; today's rule also drops
+    /// `S_ISGID` when the caller is not in the file's group
+    /// (`setattr_should_drop_sgid`). So, as tmpfs does:
+    /// - any new mode loses `S_ISGID` if the caller is not in the file's
+    ///   (new) group (`setattr_copy`);
+    /// - a truncation, and a request with no change (what a write's
+    ///   privilege removal arrives as), of a regular file drop `S_ISUID`,
+    ///   and `S_ISGID` with group-execute or outside the group;
+    /// - a chown of a non-directory drops `S_ISGID` when the caller is not
+    ///   in the file's group; as `chown(f, -1, -1)` (a change of ctime
+    ///   only) that is a mode change, which only the owner may make:
+    ///   `EPERM` for others.
+    ///
+    /// `in_group` is asked only when a set-id bit is at stake.
+    pub fn setattr_as(
+        &mut self,
+        ino: u64,
+        mut a: SetAttr,
+        uid: u32,
+        in_group: impl Fn(u32) -> bool,
+    ) -> Result<FileAttr> {
+        if uid != 0 {
+            let i = self.inode(ino)?;
+            let cur = u32::from(i.perm);
+            let no_change = a.mode.is_none()
+                && a.uid.is_none()
+                && a.gid.is_none()
+                && a.size.is_none()
+                && a.atime.is_none()
+                && a.mtime.is_none();
+            let chown_only = no_change && a.ctime.is_some();
+            let chown = a.uid.is_some() || a.gid.is_some() || chown_only;
+            let is_reg = i.kind == Kind::RegularFile;
+            let removes = (is_reg && (a.size.is_some() || (no_change && a.ctime.is_none())))
+                || (chown && i.kind != Kind::Directory);
+            let base = a.mode.unwrap_or(cur);
+            if removes && base & (libc::S_ISUID | libc::S_ISGID) != 0 {
+                let mut m = base & !libc::S_ISUID;
+                if m & libc::S_ISGID != 0 && (m & libc::S_IXGRP != 0 || !in_group(i.gid)) {
+                    m &= !libc::S_ISGID;
+                }
+                if m != base {
+                    if chown_only && uid != i.uid {
+                        return err(libc::EPERM);
+                    }
+                    a.mode = Some(m);
+                }
+            }
+            if let Some(m) = a.mode
+                && m & libc::S_ISGID != 0
+                && !in_group(a.gid.unwrap_or(i.gid))
+            {
+                a.mode = Some(m & !libc::S_ISGID);
+            }
+        }
+        self.setattr(ino, a)
+    }
+
     /// The target of symlink `ino` (EINVAL for other files).
     pub fn readlink(&self, ino: u64) -> Result<&[u8]> {
         match &self.inode(ino)?.content {

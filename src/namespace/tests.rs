@@ -2525,3 +2525,78 @@ fn rename_whiteout_leaves_a_char_device_and_needs_an_inode() {
     assert!(ns.child_ino(ROOT_INO, os("x")).is_ok());
     assert!(ns.child_ino(ROOT_INO, os("y")).is_err());
 }
+
+#[test]
+fn setattr_as_applies_todays_setid_rules() {
+    let none = SetAttr::default();
+    let perm = |ns: &Namespace, ino| ns.attr(ino).unwrap().perm;
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let set = |ns: &mut Namespace, mode| {
+        let a = SetAttr {
+            mode: Some(mode),
+            ..none
+        };
+        ns.setattr(f, a).unwrap();
+    };
+    let outside = |_| false;
+    let inside = |_| true;
+    // A write's privilege removal (no change) by a stranger: both bits go.
+    set(&mut ns, 0o6666);
+    ns.setattr_as(f, none, 1000, outside).unwrap();
+    assert_eq!(perm(&ns, f), 0o666);
+    // ... by a member of the group: setgid without group-execute stays.
+    set(&mut ns, 0o2666);
+    ns.setattr_as(f, none, 1000, inside).unwrap();
+    assert_eq!(perm(&ns, f), 0o2666);
+    // ... by root: nothing goes.
+    set(&mut ns, 0o6666);
+    ns.setattr_as(f, none, 0, outside).unwrap();
+    assert_eq!(perm(&ns, f), 0o6666);
+    // Truncation by a stranger.
+    set(&mut ns, 0o2666);
+    let trunc = SetAttr {
+        size: Some(0),
+        ..none
+    };
+    ns.setattr_as(f, trunc, 1000, outside).unwrap();
+    assert_eq!(perm(&ns, f), 0o666);
+    // A mode from a caller outside the (new) group loses setgid.
+    let chmod = SetAttr {
+        mode: Some(0o2755),
+        ..none
+    };
+    ns.setattr_as(f, chmod, 1000, outside).unwrap();
+    assert_eq!(perm(&ns, f), 0o755);
+    // chown(-1, -1) (ctime only) by a non-owner that would drop the bit.
+    set(&mut ns, 0o2644);
+    let chown_nop = SetAttr {
+        ctime: Some(SystemTime::now()),
+        ..none
+    };
+    let e = ns.setattr_as(f, chown_nop, 1000, outside);
+    assert_eq!(e.unwrap_err().code(), libc::EPERM);
+    assert_eq!(perm(&ns, f), 0o2644);
+    // ... by the owner (uid 0 here is root, so make the file someone's).
+    let own = SetAttr {
+        uid: Some(1000),
+        ..none
+    };
+    ns.setattr(f, own).unwrap();
+    set(&mut ns, 0o2644);
+    ns.setattr_as(f, chown_nop, 1000, outside).unwrap();
+    assert_eq!(perm(&ns, f), 0o644);
+    // Directories keep their bits through a chown.
+    let d = create(&mut ns, ROOT_INO, "d", Kind::Directory);
+    let a = SetAttr {
+        mode: Some(0o2755),
+        ..none
+    };
+    ns.setattr(d, a).unwrap();
+    let chgrp = SetAttr {
+        gid: Some(5),
+        ..none
+    };
+    ns.setattr_as(d, chgrp, 1000, inside).unwrap();
+    assert_eq!(perm(&ns, d), 0o2755);
+}
