@@ -207,10 +207,20 @@ pub fn serve(ns: &parking_lot::RwLock<Namespace>, uid: u32, data: &[u8]) -> Resu
     } else {
         let mut ns = ns.write();
         let before = Current::of(ns.limits());
-        Reply {
-            refused: ns.reconfigure(req.size, req.nr_inodes).err(),
-            before,
+        let refused = ns.reconfigure(req.size, req.nr_inodes).err();
+        let after = Current::of(ns.limits());
+        drop(ns);
+        match refused {
+            Some(r) => log::info!("remount refused: {}", r.message()),
+            None => log::info!(
+                "remount: size {} -> {}, nr_inodes {} -> {} (0: unlimited)",
+                before.size,
+                after.size,
+                before.nr_inodes,
+                after.nr_inodes
+            ),
         }
+        Reply { refused, before }
     };
     Ok(encode_reply(&reply))
 }

@@ -405,6 +405,19 @@ fn user_mount_auto_unmount_keeps_to_its_owner() {
     });
 }
 
+/// The atime options from a user: fusermount3 (3.14) knows none of them,
+/// and they change nothing on a FUSE mount (the kernel leaves FUSE atimes
+/// to the daemon), so they are accepted and not passed on: the mount
+/// comes up and keeps FUSE's owner-only default.
+#[test]
+fn user_mount_accepts_atime_options() {
+    in_namespace("user_mount_accepts_atime_options", |w| {
+        let _m = w.mount_as_nobody(&["-o", "relatime,strictatime,nodiratime,lazytime"]);
+        w.warm_as_owner();
+        w.assert_owner_only();
+    });
+}
+
 /// `allow_root` cannot be enforced for an owner other than root (the
 /// kernel would have to admit everyone): refused in one line, in terms of
 /// `allow_root`, with or without `user_allow_other`.
