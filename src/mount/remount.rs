@@ -142,6 +142,11 @@ fn io_failed(e: &io::Error, what: String) -> Failed {
     failed(errno, format!("{what}: {text}"))
 }
 
+/// Whether the kernel was told `allow_other` for this mount.
+fn allow_other(m: &mountinfo::Mount) -> bool {
+    m.super_opts.iter().any(|o| o == "allow_other")
+}
+
 /// Remounts the triefs mount at `target` with `options` (mount(8)'s
 /// list). Needs root; checks that `target` is the mount point of a triefs
 /// mount (its daemon answers the control request) before changing
@@ -181,10 +186,20 @@ pub fn remount<S: AsRef<str>>(target: &Path, options: &[S]) -> Result<(), Failed
             libc::EINVAL,
             format!("cannot remount {shown}: not a triefs mount (its daemon does not answer triefs's remount request)"),
         ),
+        Some(libc::EACCES) if !allow_other(&entry) => failed(
+            libc::EACCES,
+            format!(
+                "cannot remount {shown}: its owner (uid {}) mounted it without allow_other, so the kernel keeps root out of it",
+                entry
+                    .super_opts
+                    .iter()
+                    .find_map(|o| o.strip_prefix("user_id="))
+                    .unwrap_or("?")
+            ),
+        ),
         _ => io_failed(&e, format!("cannot remount {shown}: cannot reach its daemon")),
     })?;
-    let has_allow_other = entry.super_opts.iter().any(|o| o == "allow_other");
-    if plan.allow_other.is_some_and(|a| a != has_allow_other) {
+    if plan.allow_other.is_some_and(|a| a != allow_other(&entry)) {
         return Err(failed(
             libc::EINVAL,
             format!(
