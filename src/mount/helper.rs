@@ -2,7 +2,9 @@
 //! `mount.fuse.triefs` (or `mount.triefs`), `mount -t fuse.triefs SOURCE DIR
 //! -o OPTS` and `/etc/fstab` lines run it as
 //! `mount.fuse.triefs SOURCE DIR [-sfnv] [-o OPTS] [-t TYPE]`.
-//! This module turns that into ordinary `triefs` arguments.
+//! This module turns that into ordinary `triefs` arguments, or, for
+//! `mount -o remount,...` (which runs the helper too), into a remount
+//! (see [`crate::mount::remount`]).
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
