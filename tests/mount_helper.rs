@@ -61,16 +61,19 @@ impl HelperLink {
 
 impl Drop for HelperLink {
     fn drop(&mut self) {
+        // Whoever replaced our link meanwhile keeps theirs.
+        let ours = std::fs::read_link(&self.path).ok() == Some(PathBuf::from(common::triefs_bin()));
         match &self.aside {
-            Some(aside) => {
+            Some(aside) if ours => {
                 let _ = std::fs::rename(aside, &self.path);
             }
-            None => {
-                if std::fs::read_link(&self.path).ok() == Some(PathBuf::from(common::triefs_bin()))
-                {
-                    let _ = std::fs::remove_file(&self.path);
-                }
+            Some(aside) => {
+                let _ = std::fs::remove_file(aside);
             }
+            None if ours => {
+                let _ = std::fs::remove_file(&self.path);
+            }
+            None => {}
         }
     }
 }
