@@ -10,7 +10,7 @@
 //! bin/triefs   the command: CLI, daemon, signals, subcommands
 //!    |
 //! fuse         one thin callback per kernel request: arguments in, errno out
-//!    |         (lsprefix: the ls-prefix ioctl's wire format, beside it)
+//!    |         (lsprefix, reconfigure: the ioctls' wire formats, beside it)
 //! namespace    every filesystem rule, with tmpfs semantics, no FUSE
 //!    |
 //! trie         names: one node per path component      namespace::inode,
@@ -30,8 +30,9 @@
 //! | [`sys`] | the operating system behind safe functions: every libc call but the watcher's after fork and mount(2) |
 //! | [`fuse`] | the `fuser::Filesystem` adapter (`mod.rs`), errno and reply helpers (`reply.rs`), directory listings (`readdir.rs`) |
 //! | [`lsprefix`] | `triefs ls-prefix`: the ioctl's wire format and the daemon's side (`mod.rs`), the client (`client.rs`) |
+//! | [`reconfigure`] | the remount control ioctl: its wire format, the daemon's side and the client (a root-only request that changes `size=`/`nr_inodes=` of a live mount) |
 //! | [`image`] | snapshot images: the format (`mod.rs`), writing (`write.rs`), strict reading (`read.rs`), atomic private saves and loading from a path (`file.rs`), the save status file (`status.rs`) |
-//! | [`mount`] | mounting (`mod.rs`): `-o` options (`options.rs`), the mount(8) helper convention (`helper.rs`), the mount table (`mountinfo.rs`), mount(2) as root (`direct.rs`), the `auto_unmount` watcher (`watch.rs`) |
+//! | [`mount`] | mounting (`mod.rs`): `-o` options (`options.rs`), the kernel's mount flags by name (`flags.rs`), the mount(8) helper convention (`helper.rs`), `mount -o remount` through the helper (`remount.rs`), the mount table (`mountinfo.rs`), mount(2) as root (`direct.rs`), the `auto_unmount` watcher (`watch.rs`) |
 //! | `src/bin/triefs/` | the command: dispatch (`main.rs`), the command line (`cli.rs`), exit codes (`exit.rs`), logging (`logging.rs`), checks before mounting (`preflight.rs`), `--paths` (`paths.rs`), the daemon (`daemon.rs`), image saves while serving (`saving.rs`), the subcommands (`commands/`) |
 //!
 //! Each folder's `tests.rs`, where there is one, holds its unit tests;
@@ -67,6 +68,7 @@ pub mod image;
 pub mod lsprefix;
 pub mod mount;
 pub mod namespace;
+pub mod reconfigure;
 pub mod sys;
 pub mod trie;
 

@@ -405,6 +405,43 @@ fn user_mount_auto_unmount_keeps_to_its_owner() {
     });
 }
 
+/// The atime options from a user: fusermount3 (3.14) knows none of them,
+/// and they change nothing on a FUSE mount (the kernel leaves FUSE atimes
+/// to the daemon), so they are accepted and not passed on: the mount
+/// comes up and keeps FUSE's owner-only default.
+#[test]
+fn user_mount_accepts_atime_options() {
+    in_namespace("user_mount_accepts_atime_options", |w| {
+        let _m = w.mount_as_nobody(&["-o", "relatime,strictatime,nodiratime,lazytime"]);
+        w.warm_as_owner();
+        w.assert_owner_only();
+    });
+}
+
+/// Root cannot remount a user's mount that admits only its owner: the
+/// kernel keeps root out of it, so the daemon cannot be asked. One line
+/// that says so, exit 32, and the mount stays as it was.
+#[test]
+fn user_mount_remount_by_root_says_why_not() {
+    in_namespace("user_mount_remount_by_root_says_why_not", |w| {
+        let _m = w.mount_as_nobody(&[]);
+        let helper = w.dir.path().join("mount.fuse.triefs");
+        std::os::unix::fs::symlink(&w.bin.path, &helper).unwrap();
+        let mut cmd = Command::new(&helper);
+        cmd.arg("src").arg(&w.mnt).args(["-o", "remount,ro"]);
+        let out = common::run_timed(cmd, Duration::from_secs(20));
+        let info = common::mountinfo(&w.mnt).expect("still mounted");
+        if sys_admin_bypass() {
+            // The module lets root in: then root may remount.
+            common::assert_exit(&out, 0, "root's remount (allow_sys_admin_access)");
+            assert!(info.mount_opts.iter().any(|o| o == "ro"), "{info:?}");
+            return;
+        }
+        common::assert_one_line_exit(&out, 32, "root's remount", &["allow_other", "uid 65534"]);
+        assert!(info.mount_opts.iter().any(|o| o == "rw"), "{info:?}");
+    });
+}
+
 /// `allow_root` cannot be enforced for an owner other than root (the
 /// kernel would have to admit everyone): refused in one line, in terms of
 /// `allow_root`, with or without `user_allow_other`.

@@ -29,8 +29,9 @@ mod reply;
 use crate::error::Errno as FsErrno;
 use crate::lsprefix::{self, Caller};
 use crate::namespace::data::PAGE;
-use crate::namespace::inode::Kind;
+use crate::namespace::inode::{Kind, ROOT_INO};
 use crate::namespace::{Entry, Namespace, NewNode, SetAttr, XattrReply};
+use crate::reconfigure;
 use crate::trie::NAME_MAX;
 use reply::{fail, fix_pre_epoch, fix_time, guarded, negative_attr, serve};
 
@@ -644,6 +645,17 @@ impl Filesystem for TrieFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        if cmd == reconfigure::IOC_RECONFIGURE {
+            // Only on the root, the directory the helper opens.
+            let work = || match ino.0 {
+                ROOT_INO => reconfigure::serve(&self.ns, req.uid(), in_data),
+                _ => Err(FsErrno::new(libc::ENOTTY)),
+            };
+            serve("remount", ino.0, None, reply, work, |r, out| {
+                r.ioctl(0, &out)
+            });
+            return;
+        }
         let work = || {
             if cmd != lsprefix::IOC_LS {
                 return Err(FsErrno::new(libc::ENOTTY));

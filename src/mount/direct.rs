@@ -13,12 +13,14 @@ use std::path::Path;
 use fuser::{MountOption, SessionACL};
 
 /// Mounts a FUSE filesystem on `mountpoint` with mount(2) and returns the
-/// open `/dev/fuse` descriptor to serve it. Linux only; requires
-/// `CAP_SYS_ADMIN`.
+/// open `/dev/fuse` descriptor to serve it. `kernel_flags` are flag
+/// options by name (see [`super::flags`]), applied after `options`.
+/// Linux only; requires `CAP_SYS_ADMIN`.
 #[cfg(target_os = "linux")]
 pub fn mount_fuse(
     mountpoint: &Path,
     options: &[MountOption],
+    kernel_flags: &[&str],
     acl: SessionACL,
     root_mode: u32,
 ) -> io::Result<OwnedFd> {
@@ -66,7 +68,9 @@ pub fn mount_fuse(
             MountOption::Async => flags &= !libc::MS_SYNCHRONOUS,
         }
     }
+    let flags = super::flags::apply(flags, kernel_flags.iter().copied());
     // Like fuser and fusermount3: no devices or setuid unless asked for.
+    let mut flags = flags;
     if !dev_ok {
         flags |= libc::MS_NODEV;
     }
@@ -97,4 +101,29 @@ pub fn mount_fuse(
         return Err(io::Error::last_os_error());
     }
     Ok(fd)
+}
+
+/// Remounts the mount at `mountpoint` with mount(2) `MS_REMOUNT` and the
+/// generic `flags` (`MS_RDONLY`, `MS_NOSUID`, the atime flags, ...), as
+/// mount(8) does for a kernel filesystem: flags not given are cleared,
+/// except the atime ones, which the kernel keeps unless one is given.
+/// FUSE ignores a remount's option string, so none is passed.
+pub fn remount(mountpoint: &Path, flags: libc::c_ulong) -> io::Result<()> {
+    let target = CString::new(mountpoint.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: target is a valid C string; source, type and data may be
+    // NULL for a remount.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            target.as_ptr(),
+            std::ptr::null(),
+            flags | libc::MS_REMOUNT,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -2,13 +2,15 @@
 //! `mount.fuse.triefs` (or `mount.triefs`), `mount -t fuse.triefs SOURCE DIR
 //! -o OPTS` and `/etc/fstab` lines run it as
 //! `mount.fuse.triefs SOURCE DIR [-sfnv] [-o OPTS] [-t TYPE]`.
-//! This module turns that into ordinary `triefs` arguments.
+//! This module turns that into ordinary `triefs` arguments, or, for
+//! `mount -o remount,...` (which runs the helper too), into a remount
+//! (see [`crate::mount::remount`]).
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
 /// Options that only mean something to mount(8) or fstab, never to us.
-fn is_mount_only(opt: &str) -> bool {
+pub fn is_mount_only(opt: &str) -> bool {
     matches!(
         opt,
         "defaults"
@@ -42,6 +44,14 @@ pub enum HelperCall {
     Run(Vec<OsString>),
     /// `-f` (fake): mount(8) asks to do everything but mount.
     Fake,
+    /// `-o remount,...`: change the live mount at `target` (see
+    /// [`crate::mount::remount`]) with these options, mount(8)'s list.
+    Remount {
+        /// The mount point.
+        target: OsString,
+        /// The options, split at commas, mount-only ones left out.
+        options: Vec<String>,
+    },
 }
 
 /// Translates helper arguments (after argv[0]) into triefs arguments: the
@@ -91,6 +101,12 @@ pub fn translate(args: &[OsString], as_root: bool) -> Result<HelperCall, String>
         .map_err(|_| "usage: mount.fuse.triefs SOURCE DIR [-o OPTIONS]".to_string())?;
     if fake {
         return Ok(HelperCall::Fake);
+    }
+    if opts.iter().any(|o| o == "remount") {
+        return Ok(HelperCall::Remount {
+            target,
+            options: opts,
+        });
     }
     let mut out: Vec<OsString> = vec!["triefs".into()];
     if verbose {
@@ -187,6 +203,26 @@ mod tests {
         assert_eq!(
             translate(&args(&["a", "/m", "-f"]), false).unwrap(),
             HelperCall::Fake
+        );
+    }
+
+    /// A remount keeps mount(8)'s list as it is: no `dev,suid` added (the
+    /// flags given are the flags wanted), no `fsname=`.
+    #[test]
+    fn remounts() {
+        let got = translate(
+            &args(&["s", "/m", "-o", "ro,relatime,remount,user_id=0,noauto"]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            HelperCall::Remount {
+                target: "/m".into(),
+                options: ["ro", "relatime", "remount", "user_id=0"]
+                    .map(String::from)
+                    .to_vec(),
+            }
         );
     }
 

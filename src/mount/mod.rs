@@ -1,11 +1,16 @@
-//! Mounting: the `-o` options, the mount(8) helper convention, reading
-//! the mount table, mount(2) as root, and the `auto_unmount` watcher.
+//! Mounting: the `-o` options, the kernel's mount flags, the mount(8)
+//! helper convention and its remounts, reading the mount table, mount(2)
+//! as root, and the `auto_unmount` watcher.
 
 #[cfg(target_os = "linux")]
 mod direct;
+#[cfg(target_os = "linux")]
+pub mod flags;
 pub mod helper;
 pub mod mountinfo;
 pub mod options;
+#[cfg(target_os = "linux")]
+pub mod remount;
 #[cfg(target_os = "linux")]
 mod watch;
 

@@ -39,6 +39,43 @@ pub fn fuse_owner(path: &Path) -> Option<u32> {
     })
 }
 
+/// What /proc/self/mountinfo says of one mount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The filesystem type (`fuse.triefs`, `tmpfs`).
+    pub fstype: String,
+    /// The per-mount options (`rw`, `nosuid`, `relatime`).
+    pub mount_opts: Vec<String>,
+    /// The superblock's options (`user_id=0`, `allow_other`).
+    pub super_opts: Vec<String>,
+}
+
+/// The topmost mount whose mount point is `path` (absolute, as listed).
+pub fn mount_at(path: &Path) -> Option<Mount> {
+    let info = std::fs::read("/proc/self/mountinfo").ok()?;
+    let want = path.as_os_str().as_bytes();
+    let words = |b: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(b)
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    };
+    info.rsplit(|&b| b == b'\n').find_map(|line| {
+        let (head, tail) = split_once(line, b" - ")?;
+        let mut h = head.split(|&b| b == b' ');
+        let mp = h.nth(4)?;
+        let mount_opts = h.next()?;
+        let mut t = tail.split(|&b| b == b' ');
+        let fstype = t.next()?;
+        let super_opts = t.nth(1)?;
+        (unescape_octal(mp) == want).then(|| Mount {
+            fstype: String::from_utf8_lossy(fstype).into_owned(),
+            mount_opts: words(mount_opts),
+            super_opts: words(super_opts),
+        })
+    })
+}
+
 fn split_once<'a>(s: &'a [u8], sep: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
     let i = s.windows(sep.len()).position(|w| w == sep)?;
     Some((&s[..i], &s[i + sep.len()..]))
@@ -77,5 +114,9 @@ mod tests {
     fn root_is_a_mount_point() {
         assert!(is_mount_point(Path::new("/")));
         assert!(!is_mount_point(Path::new("/definitely/not/mounted")));
+        let root = mount_at(Path::new("/")).expect("/ is mounted");
+        assert!(!root.fstype.is_empty());
+        assert!(root.mount_opts.iter().any(|o| o == "rw" || o == "ro"));
+        assert_eq!(mount_at(Path::new("/definitely/not/mounted")), None);
     }
 }

@@ -36,6 +36,20 @@ impl Access {
     }
 }
 
+/// The atime options fuser has no [`MountOption`] for (`atime` and
+/// `noatime` it has): kept by name in [`MountOpts::kernel_flags`] and
+/// given to mount(2) as flags.
+pub const ATIME_OPTIONS: &[&str] = &[
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "diratime",
+    "nodiratime",
+];
+
 /// Mount settings gathered from `-o` options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountOpts {
@@ -58,6 +72,8 @@ pub struct MountOpts {
     pub paths: Option<std::path::PathBuf>,
     /// Snapshot image (`image=`), like `--image`.
     pub image: Option<std::path::PathBuf>,
+    /// The [`ATIME_OPTIONS`] given, in order: mount(2) flags by name.
+    pub kernel_flags: Vec<&'static str>,
 }
 
 impl Default for MountOpts {
@@ -76,6 +92,7 @@ impl Default for MountOpts {
             nr_inodes: None,
             paths: None,
             image: None,
+            kernel_flags: Vec::new(),
         }
     }
 }
@@ -275,6 +292,12 @@ impl MountOpts {
             "sync" => self.mount.push(flag(MountOption::Sync)?),
             "async" => self.mount.push(flag(MountOption::Async)?),
             "dirsync" => self.mount.push(flag(MountOption::DirSync)?),
+            _ if ATIME_OPTIONS.contains(&key) => {
+                flag(MountOption::RW)?;
+                if let Some(name) = ATIME_OPTIONS.iter().find(|n| **n == key) {
+                    self.kernel_flags.push(name);
+                }
+            }
             "mode" => {
                 let m = number(key, value()?, 8)?;
                 if m > 0o7777 {
@@ -439,6 +462,19 @@ mod tests {
         let o = MountOpts::parse(&["owner_only", "owner_only"]).unwrap();
         assert_eq!(o.access, Access::OwnerOnly);
         assert!(MountOpts::parse(&["owner_only=1"]).is_err());
+    }
+
+    #[test]
+    fn atime_options_kept_in_order() {
+        let o = MountOpts::parse(&["relatime,noatime,strictatime", "lazytime,nodiratime"]).unwrap();
+        assert_eq!(
+            o.kernel_flags,
+            ["relatime", "strictatime", "lazytime", "nodiratime"]
+        );
+        assert!(o.mount.contains(&MountOption::NoAtime));
+        for n in ATIME_OPTIONS {
+            assert!(MountOpts::parse(&[format!("{n}=1")]).is_err(), "{n}=1");
+        }
     }
 
     #[test]

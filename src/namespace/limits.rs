@@ -117,3 +117,76 @@ impl Namespace {
         }
     }
 }
+
+/// Why a remount's new limits were refused: tmpfs's reasons, in the order
+/// `shmem_reconfigure` checks them (each is `EINVAL` there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A size limit on a mount that has none: its use was never counted
+    /// against one (tmpfs: "Cannot retroactively limit size").
+    RetroactiveSize,
+    /// A size below the data already stored.
+    SizeTooSmall,
+    /// An inode limit on a mount that has none.
+    RetroactiveInodes,
+    /// An inode limit below the inode space already used.
+    TooFewInodes,
+}
+
+impl Refusal {
+    /// tmpfs's message for it.
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::RetroactiveSize => "Cannot retroactively limit size",
+            Refusal::SizeTooSmall => "Too small a size for current use",
+            Refusal::RetroactiveInodes => "Cannot retroactively limit inodes",
+            Refusal::TooFewInodes => "Too few inodes for current use",
+        }
+    }
+}
+
+impl Namespace {
+    /// Changes the limits on a live mount as a tmpfs remount does
+    /// (`shmem_reconfigure`): `size` in bytes and `nr_inodes`, `None`
+    /// leaving one as it is and 0 lifting it. A mount without a limit
+    /// cannot be given one, and a limit cannot go below what is in use.
+    /// Everything is checked before anything changes: a refusal leaves
+    /// both limits as they were. Returns the limits before the change.
+    pub fn reconfigure(
+        &mut self,
+        size: Option<u64>,
+        nr_inodes: Option<u64>,
+    ) -> std::result::Result<Limits, Refusal> {
+        let old = self.limits;
+        if let Some(bytes) = size.filter(|&b| b != 0) {
+            if old.max_pages >= UNLIMITED_PAGES {
+                return Err(Refusal::RetroactiveSize);
+            }
+            if self.pages_used > bytes.div_ceil(PAGE as u64) {
+                return Err(Refusal::SizeTooSmall);
+            }
+        }
+        if let Some(n) = nr_inodes.filter(|&n| n != 0) {
+            if self.ispace_max().is_none() {
+                return Err(Refusal::RetroactiveInodes);
+            }
+            if n.saturating_mul(INODE_SPACE) < self.ispace_used() {
+                return Err(Refusal::TooFewInodes);
+            }
+        }
+        let new = Limits::from_options(size, nr_inodes);
+        if size.is_some() {
+            self.limits.max_pages = new.max_pages;
+        }
+        if nr_inodes.is_some() {
+            self.limits.max_inodes = new.max_inodes;
+        }
+        Ok(old)
+    }
+
+    /// Puts limits back as they were, unchecked: undoes a
+    /// [`Namespace::reconfigure`] whose remount failed afterwards.
+    pub fn restore_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+}

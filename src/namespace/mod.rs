@@ -28,7 +28,7 @@ pub use crate::error::{Errno, Result};
 use crate::trie::{NodeId, Trie};
 use data::PAGE;
 use inode::{Content, Inode, InodeTable, Kind, ROOT_INO};
-pub use limits::{Limits, UNLIMITED_PAGES, Usage};
+pub use limits::{Limits, Refusal, UNLIMITED_PAGES, Usage};
 pub use xattr::XattrReply;
 
 /// A directory entry handed to the kernel: attributes plus generation.

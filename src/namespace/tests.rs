@@ -2600,3 +2600,52 @@ fn setattr_as_applies_todays_setid_rules() {
     ns.setattr_as(d, chgrp, 1000, inside).unwrap();
     assert_eq!(perm(&ns, d), 0o2755);
 }
+
+/// Remount rules, as tmpfs's `shmem_reconfigure`: no limit below what is
+/// in use, no limit on an unlimited dimension, 0 lifts a limit, and a
+/// refusal changes nothing.
+#[test]
+fn reconfigure_as_tmpfs_remount() {
+    let mut ns = ns_with(16, 10);
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.write(f, 0, &[1u8; 3 * PAGE]).unwrap();
+    mkfile(&mut ns, ROOT_INO, "g");
+    // In use: 3 pages; 3 inodes (root, f, g).
+    let limits = |ns: &Namespace| (ns.limits().max_pages, ns.limits().max_inodes);
+    assert_eq!(
+        ns.reconfigure(Some(2 * PG), None).unwrap_err(),
+        Refusal::SizeTooSmall
+    );
+    assert_eq!(
+        ns.reconfigure(None, Some(2)).unwrap_err(),
+        Refusal::TooFewInodes
+    );
+    // The first refusal stops everything: the valid size is not applied.
+    assert_eq!(
+        ns.reconfigure(Some(8 * PG), Some(2)).unwrap_err(),
+        Refusal::TooFewInodes
+    );
+    assert_eq!(limits(&ns), (16, 10));
+    // Exactly what is in use is fine; bytes round up to pages.
+    ns.reconfigure(Some(2 * PG + 1), Some(3)).unwrap();
+    assert_eq!(limits(&ns), (3, 3));
+    assert_eq!(ns.write(f, 3 * PG, b"x").unwrap_err(), e(libc::ENOSPC));
+    assert_eq!(ns.usage().ffree, 0);
+    // Lifting, then limiting again, is refused as on tmpfs.
+    let old = ns.reconfigure(Some(0), Some(0)).unwrap();
+    assert_eq!((old.max_pages, old.max_inodes), (3, 3));
+    assert_eq!((ns.usage().blocks, ns.usage().files), (0, 0));
+    assert_eq!(
+        ns.reconfigure(Some(1 << 30), None).unwrap_err(),
+        Refusal::RetroactiveSize
+    );
+    assert_eq!(
+        ns.reconfigure(None, Some(1000)).unwrap_err(),
+        Refusal::RetroactiveInodes
+    );
+    // Asking for 0 on an unlimited mount is no change, and allowed.
+    ns.reconfigure(Some(0), Some(0)).unwrap();
+    ns.restore_limits(old);
+    assert_eq!(limits(&ns), (3, 3));
+    ns.check().unwrap();
+}

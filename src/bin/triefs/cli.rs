@@ -42,14 +42,19 @@ use clap::{ArgAction, Parser, Subcommand};
   default_permissions     accepted; permission checks are always on
   auto_unmount            unmount when the daemon dies (a watcher process,
                           triefs-watch; does not change who may use it)
-  dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync
+  dev, nodev, suid, nosuid, exec, noexec, sync, async, dirsync
                           passed to the kernel as for any filesystem
+  atime, noatime, relatime, norelatime, strictatime, nostrictatime
+  diratime, nodiratime, lazytime, nolazytime
+                          set on the mount as root; reads never update atimes
 
 MOUNT(8) AND FSTAB:
   Installed as /sbin/mount.fuse.triefs (scripts/install.sh does it), the
   binary serves `mount -t fuse.triefs NAME DIR -o size=1g,mode=0755` and
   fstab lines such as `scratch /mnt/x fuse.triefs size=1g,noauto 0 0`.
   Run as root, such mounts serve every user, like tmpfs (owner_only: not).
+  `mount -o remount,ro DIR` (root) changes ro/rw, the flags above, size=
+  and nr_inodes= of a live mount, with tmpfs's rules.
 
 OTHER COMMANDS (each has its own --help):
   triefs ls-prefix [-U] MOUNTPOINT [PREFIX]  leaf paths under PREFIX, answered

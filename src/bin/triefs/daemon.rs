@@ -119,6 +119,7 @@ pub(crate) fn start_session(
             let fd = mount_fuse(
                 mountpoint,
                 &opts.mount,
+                &opts.kernel_flags,
                 config.acl,
                 opts.mode.unwrap_or(0o755),
             )?;
@@ -132,6 +133,15 @@ pub(crate) fn start_session(
         }
     }
     let mut config = config.clone();
+    if !opts.kernel_flags.is_empty() {
+        // fusermount3 (3.14) knows none of them, and they change nothing
+        // a FUSE mount does: the kernel never updates atimes of FUSE
+        // inodes itself (S_NOATIME), the daemon decides.
+        debug!(
+            "-o {}: not passed to fusermount3 (no effect on FUSE mounts)",
+            opts.kernel_flags.join(",")
+        );
+    }
     if cfg!(target_os = "linux") {
         // fuser would hand it to fusermount3, and refuse it for a mount
         // that admits only its owner.

@@ -25,6 +25,28 @@ use crate::daemon::*;
 use crate::exit::Exit;
 use crate::logging::*;
 
+/// `mount -o remount,...`: one line on failure and mount(8)'s exit
+/// codes, 32 for a remount that failed (as mount(8) gives for tmpfs), 1
+/// for a caller who is not root.
+fn remount_command(target: &std::ffi::OsStr, options: &[String]) -> ExitCode {
+    #[cfg(target_os = "linux")]
+    {
+        match triefs::mount::remount::remount(std::path::Path::new(target), options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => {
+                eprintln!("triefs: {f}");
+                ExitCode::from(if f.errno == libc::EPERM { 1 } else { 32 })
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (target, options);
+        eprintln!("triefs: remount is supported on Linux only");
+        ExitCode::from(32)
+    }
+}
+
 fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
     // The mount helper first: its first argument is the mount's source,
@@ -34,6 +56,9 @@ fn main() -> ExitCode {
             match helper::translate(&argv[1..], triefs::sys::euid() == 0) {
                 Ok(helper::HelperCall::Run(args)) => args,
                 Ok(helper::HelperCall::Fake) => return Exit::Ok.into(),
+                Ok(helper::HelperCall::Remount { target, options }) => {
+                    return remount_command(&target, &options);
+                }
                 Err(msg) => {
                     eprintln!("triefs: {msg}");
                     return Exit::Failed.into();
