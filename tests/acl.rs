@@ -516,3 +516,48 @@ fn image_keeps_acls() {
     );
     assert_has(&inherited, "group:3000:r-x");
 }
+
+/// `triefs ls-prefix` answers from the daemon, so it must apply ACLs as the
+/// kernel does: what nobody lists equals what nobody's own walk reaches.
+#[test]
+fn ls_prefix_follows_acls() {
+    let m = TriefsMount::new(&["-o", "allow_other"]);
+    common::chmod(m.dir.path(), 0o755);
+    run_script(
+        m.path(),
+        Who::Root,
+        "mkdir granted denied masked grouped plain && touch granted/a denied/b masked/c \
+         grouped/d plain/e && chmod 700 granted masked grouped && setfacl -m u:nobody:rx granted \
+         && setfacl -m u:nobody:- denied && setfacl -m u:nobody:rx,m::- masked \
+         && setfacl -m g:3000:rx grouped",
+    );
+    let bin = common::shared_binary();
+    for (who, groups) in [(Who::Nobody, &[][..]), (Who::NobodyStaff, &[STAFF][..])] {
+        let walk = run_script(
+            m.path(),
+            who,
+            "find . -type f 2>/dev/null | cut -c2- | sort",
+        );
+        let out = run_as(
+            Command::new(&bin.path).arg("ls-prefix").arg(m.path()),
+            NOBODY,
+            NOBODY,
+            groups,
+        )
+        .output()
+        .expect("run ls-prefix");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{who:?}: some directories refused"
+        );
+        let listed = String::from_utf8_lossy(&out.stdout);
+        let walk: Vec<&str> = walk.lines().skip(1).collect();
+        assert_eq!(listed.lines().collect::<Vec<_>>(), walk, "{who:?}");
+        assert!(
+            walk.contains(&"/granted/a") && !walk.contains(&"/masked/c"),
+            "{walk:?}"
+        );
+        assert_eq!(walk.contains(&"/grouped/d"), groups == [STAFF], "{walk:?}");
+    }
+}
