@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)
 command -v getfattr >/dev/null 2>&1 || need_pkgs+=(attr)
+command -v setfacl >/dev/null 2>&1 || need_pkgs+=(acl)
 command -v git >/dev/null 2>&1 || need_pkgs+=(git)
 command -v tar >/dev/null 2>&1 || need_pkgs+=(tar)
 command -v diff >/dev/null 2>&1 || need_pkgs+=(diffutils)

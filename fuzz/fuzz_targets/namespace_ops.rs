@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arbitrary::{Arbitrary, Result as AResult, Unstructured};
 use fuser::TimeOrNow;
 use libfuzzer_sys::fuzz_target;
+use triefs::namespace::acl;
 use triefs::namespace::data::PAGE;
 use triefs::namespace::inode::{Kind, ROOT_INO};
 use triefs::trie::FIRST_COOKIE;
@@ -618,16 +619,23 @@ fn e(code: i32) -> Error {
     Error::new(code)
 }
 
-fn xattr_name_check(name: &[u8], reading: bool) -> Result<(), Error> {
+fn xattr_name_check(name: &[u8]) -> Result<(), Error> {
     for p in [&b"user."[..], b"trusted.", b"security."] {
         if name.starts_with(p) {
             return if name.len() > p.len() { Ok(()) } else { Err(e(libc::EINVAL)) };
         }
     }
-    if reading && name.starts_with(b"system.posix_acl_") {
-        return Err(e(libc::ENODATA));
+    if is_acl(name) {
+        return Ok(());
     }
     Err(e(libc::EOPNOTSUPP))
+}
+
+/// The two POSIX ACL names. Only invalid ACL values are fuzzed here (a
+/// valid one would change the mode and be inherited, which this model does
+/// not follow); ACL rules are tested in `namespace::acl` and `tests/acl.rs`.
+fn is_acl(name: &[u8]) -> bool {
+    name == acl::ACCESS || name == acl::DEFAULT
 }
 
 fn sized(v: Vec<u8>, size: u32) -> Result<XattrReply, Error> {
@@ -1009,11 +1017,18 @@ impl Fuzz {
             Op::SetXattr { ino, name, value, flags } => {
                 let ino = self.ino(*ino);
                 let flags = flags.0 as i32;
+                let acl_value = is_acl(&name.0).then(|| acl::parse(&value.0));
+                if matches!(acl_value, Some(Ok(_))) {
+                    return;
+                }
                 let r = self.ns.setxattr(ino, name.os(), &value.0, flags);
                 let used = self.ispace_used();
                 let max = self.max_inodes * 1024;
-                let want = xattr_name_check(&name.0, false).and_then(|()| {
+                let want = xattr_name_check(&name.0).and_then(|()| {
                     let m = self.model.get_mut(&ino).ok_or(e(libc::ENOENT))?;
+                    if let Some(Err(err)) = acl_value {
+                        return Err(err);
+                    }
                     let exists = m.xattrs.contains_key(&name.0);
                     if flags & libc::XATTR_CREATE != 0 && exists {
                         return Err(e(libc::EEXIST));
@@ -1034,7 +1049,7 @@ impl Fuzz {
                 let ino = self.ino(*ino);
                 let size = size.0 as u32;
                 let r = self.ns.getxattr(ino, name.os(), size);
-                let want = xattr_name_check(&name.0, true).and_then(|()| {
+                let want = xattr_name_check(&name.0).and_then(|()| {
                     let m = self.model.get(&ino).ok_or(e(libc::ENOENT))?;
                     let v = m.xattrs.get(&name.0).ok_or(e(libc::ENODATA))?;
                     sized(v.clone(), size)
@@ -1058,8 +1073,13 @@ impl Fuzz {
             Op::RemoveXattr { ino, name } => {
                 let ino = self.ino(*ino);
                 let r = self.ns.removexattr(ino, name.os());
-                let want = xattr_name_check(&name.0, false).and_then(|()| {
+                let want = xattr_name_check(&name.0).and_then(|()| {
                     let m = self.model.get_mut(&ino).ok_or(e(libc::ENOENT))?;
+                    if is_acl(&name.0) {
+                        // Removing an ACL that is not there succeeds, as on
+                        // tmpfs; symlinks have no ACLs at all.
+                        return if m.kind == Kind::Symlink { Err(e(libc::EOPNOTSUPP)) } else { Ok(()) };
+                    }
                     m.xattrs.remove(&name.0).map(|_| ()).ok_or(e(libc::ENODATA))
                 });
                 assert_eq!(r, want, "removexattr({ino}, {name:?})");

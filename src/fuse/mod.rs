@@ -28,6 +28,7 @@ mod reply;
 
 use crate::error::Errno as FsErrno;
 use crate::lsprefix::{self, Caller};
+use crate::namespace::acl;
 use crate::namespace::data::PAGE;
 use crate::namespace::inode::{Kind, ROOT_INO};
 use crate::namespace::{Entry, Namespace, NewNode, SetAttr, XattrReply};
@@ -172,7 +173,14 @@ impl Filesystem for TrieFs {
         // one directory may run concurrently (they share our read lock).
         // EXPORT_SUPPORT: the kernel may look up `.` and `..` by inode
         // number, so file handles (open_by_handle_at, NFS) outlive its cache.
+        // POSIX_ACL: the kernel enforces ACLs and leaves the umask to us
+        // (DONT_MASK), since a default ACL replaces it; we keep ACLs and
+        // mode in step (namespace::acl). SETXATTR_EXT, which would tell us
+        // when to clear the setgid bit, is not asked for: fuser 0.18 parses
+        // only the short setxattr header, so we work that out ourselves.
         let wanted = InitFlags::FUSE_BIG_WRITES
+            | InitFlags::FUSE_POSIX_ACL
+            | InitFlags::FUSE_DONT_MASK
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_NO_OPEN_SUPPORT
@@ -287,10 +295,9 @@ impl Filesystem for TrieFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let mode = mode & !(umask & 0o7777);
         let work = || {
             let mut ns = self.ns.write();
-            ns.mknod(parent.0, name, mode, rdev, req.uid(), req.gid())
+            ns.mknod(parent.0, name, mode, umask, rdev, req.uid(), req.gid())
         };
         serve("mknod", parent.0, Some(name), reply, work, |r, e| {
             self.made(r, parent.0, e)
@@ -306,8 +313,8 @@ impl Filesystem for TrieFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let spec = spec_for(req, Kind::Directory, mode & !umask, None);
-        let work = || self.ns.write().create_node(parent.0, name, spec);
+        let spec = spec_for(req, Kind::Directory, mode, None);
+        let work = || self.ns.write().create_masked(parent.0, name, spec, umask);
         serve("mkdir", parent.0, Some(name), reply, work, |r, e| {
             self.made(r, parent.0, e)
         });
@@ -566,7 +573,7 @@ impl Filesystem for TrieFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -575,11 +582,18 @@ impl Filesystem for TrieFs {
         reply: ReplyEmpty,
     ) {
         let work = || {
+            // Only an access ACL needs to know who asks (for the setgid
+            // bit); /proc is read before the lock is taken.
+            let caller = (name.as_bytes() == acl::ACCESS)
+                .then(|| Caller::of_process(req.uid(), req.gid(), req.pid()));
             let mut ns = self.ns.write();
             if self.faults && name == FAULT_PANIC_XATTR {
                 panic!("injected fault: {FAULT_PANIC_XATTR} while holding the write lock");
             }
-            ns.setxattr(ino.0, name, value, flags)
+            let keep_sgid = caller.is_none_or(|c| {
+                c.fsetid || ns.inodes().get(ino.0).is_some_and(|i| c.in_group(i.gid))
+            });
+            ns.setxattr_as(ino.0, name, value, flags, keep_sgid)
         };
         serve("setxattr", ino.0, Some(name), reply, work, |r, ()| r.ok());
     }
@@ -620,8 +634,8 @@ impl Filesystem for TrieFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let spec = spec_for(req, Kind::RegularFile, mode & !umask, None);
-        let work = || self.ns.write().create_node(parent.0, name, spec);
+        let spec = spec_for(req, Kind::RegularFile, mode, None);
+        let work = || self.ns.write().create_masked(parent.0, name, spec, umask);
         serve("create", parent.0, Some(name), reply, work, |r, e| {
             self.dir_changed(parent.0);
             r.created(

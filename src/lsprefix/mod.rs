@@ -29,7 +29,6 @@
 
 use crate::error::{Errno, Result};
 use crate::namespace::Namespace;
-use crate::namespace::inode::Inode;
 use crate::trie::{LeafPage, PageLimits, TOO_LONG_EXTRA};
 
 mod client;
@@ -83,41 +82,56 @@ pub struct Caller {
     pub gid: u32,
     /// Supplementary groups.
     pub groups: Vec<u32>,
+    /// Whether it has `CAP_FSETID` (keeps the setgid bit of a file whose
+    /// group it is not in when it sets an access ACL).
+    pub fsetid: bool,
 }
+
+/// `CAP_FSETID`'s bit in `/proc/PID/status`'s `CapEff`.
+const CAP_FSETID: u64 = 1 << 4;
 
 impl Caller {
     /// The caller of a request from process `pid`, with the supplementary
-    /// groups read from `/proc/PID/status` (none if it cannot be read).
+    /// groups and capabilities read from `/proc/PID/status` (none if it
+    /// cannot be read). Root is taken to have every group and capability
+    /// it needs, without reading anything.
     pub fn of_process(uid: u32, gid: u32, pid: u32) -> Caller {
-        let groups = if uid == 0 {
-            Vec::new()
-        } else {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
-                        g.split_whitespace()
-                            .filter_map(|n| n.parse().ok())
-                            .collect()
-                    })
-                })
-                .unwrap_or_default()
+        let mut c = Caller {
+            uid,
+            gid,
+            groups: Vec::new(),
+            fsetid: uid == 0,
         };
-        Caller { uid, gid, groups }
+        if uid == 0 {
+            return c;
+        }
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            return c;
+        };
+        for l in status.lines() {
+            if let Some(g) = l.strip_prefix("Groups:") {
+                c.groups = g
+                    .split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect();
+            } else if let Some(caps) = l.strip_prefix("CapEff:") {
+                let caps = u64::from_str_radix(caps.trim(), 16).unwrap_or(0);
+                c.fsetid = caps & CAP_FSETID != 0;
+            }
+        }
+        c
     }
 
-    /// Whether the caller is in group `gid` (effective or supplementary).
-    pub fn in_group(&self, gid: u32) -> bool {
-        gid == self.gid || self.groups.contains(&gid)
+    /// Whether the caller is in group `g`.
+    pub fn in_group(&self, g: u32) -> bool {
+        g == self.gid || self.groups.contains(&g)
     }
 
-    /// Whether the caller may read and search directory `i`.
-    fn may_list(&self, i: &Inode) -> bool {
-        i.permits(
-            self.uid,
-            |g| self.in_group(g),
-            (libc::R_OK | libc::X_OK) as u32,
-        )
+    /// Whether the caller may read and search directory `ino` (its mode
+    /// and access ACL).
+    fn may_list(&self, ns: &Namespace, ino: u64) -> bool {
+        let mask = (libc::R_OK | libc::X_OK) as u32;
+        ns.permits(ino, self.uid, |g| self.in_group(g), mask)
     }
 }
 
@@ -136,8 +150,7 @@ impl Namespace {
         let enter = |n| {
             self.trie()
                 .value(n)
-                .and_then(|&i| self.inodes().get(i))
-                .is_some_and(|i| caller.may_list(i))
+                .is_some_and(|&i| caller.may_list(self, i))
         };
         Ok(self.trie().leaves_page(node, after, limits, enter)?)
     }
@@ -199,7 +212,7 @@ pub fn encode_page(page: &LeafPage) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::inode::{Content, Kind};
+    use crate::namespace::inode::Kind;
 
     #[test]
     fn request_and_reply_round_trip() {
@@ -274,26 +287,90 @@ mod tests {
 
     #[test]
     fn permission_to_list() {
-        let dir =
-            |perm: u16, uid, gid| Inode::new(Kind::Directory, perm, uid, gid, Content::Dir(None));
+        use crate::namespace::acl;
+        use crate::namespace::{Limits, NewNode};
+        use std::ffi::OsStr;
+        let mut ns = Namespace::new(0, 0, 0o755, Limits::from_options(Some(0), Some(0)));
+        let mut n = 0;
+        let mut dir = |ns: &mut Namespace, perm: u32, uid, gid| {
+            n += 1;
+            let spec = NewNode {
+                kind: Kind::Directory,
+                perm,
+                uid,
+                gid,
+                rdev: 0,
+                target: None,
+            };
+            let name = format!("d{n}");
+            ns.create_node(1, OsStr::new(&name), spec)
+                .unwrap()
+                .attr
+                .ino
+                .0
+        };
         let c = Caller {
             uid: 1000,
             gid: 100,
             groups: vec![50],
+            fsetid: false,
         };
-        assert!(c.may_list(&dir(0o500, 1000, 0)));
-        assert!(
-            !c.may_list(&dir(0o077, 1000, 100)),
-            "owner bits decide for the owner"
-        );
-        assert!(c.may_list(&dir(0o050, 0, 50)), "supplementary group");
-        assert!(!c.may_list(&dir(0o040, 0, 100)), "read without search");
-        assert!(c.may_list(&dir(0o005, 0, 0)));
+        let d = dir(&mut ns, 0o500, 1000, 0);
+        assert!(c.may_list(&ns, d));
+        let d = dir(&mut ns, 0o077, 1000, 100);
+        assert!(!c.may_list(&ns, d), "owner bits decide for the owner");
+        let d = dir(&mut ns, 0o050, 0, 50);
+        assert!(c.may_list(&ns, d), "supplementary group");
+        let d = dir(&mut ns, 0o040, 0, 100);
+        assert!(!c.may_list(&ns, d), "read without search");
+        let d = dir(&mut ns, 0o005, 0, 0);
+        assert!(c.may_list(&ns, d));
         let root = Caller {
             uid: 0,
             gid: 0,
             groups: vec![],
+            fsetid: true,
         };
-        assert!(root.may_list(&dir(0, 1, 1)));
+        let d = dir(&mut ns, 0, 1, 1);
+        assert!(root.may_list(&ns, d));
+        // An access ACL decides for others: a named entry for the caller
+        // grants what the mode does not, a mask limits it.
+        let d = dir(&mut ns, 0o700, 0, 0);
+        let named = |perm: u16, mask: u16| {
+            acl::Acl(vec![
+                acl::AclEntry {
+                    tag: acl::USER_OBJ,
+                    perm: 7,
+                    id: u32::MAX,
+                },
+                acl::AclEntry {
+                    tag: acl::USER,
+                    perm,
+                    id: 1000,
+                },
+                acl::AclEntry {
+                    tag: acl::GROUP_OBJ,
+                    perm: 0,
+                    id: u32::MAX,
+                },
+                acl::AclEntry {
+                    tag: acl::MASK,
+                    perm: mask,
+                    id: u32::MAX,
+                },
+                acl::AclEntry {
+                    tag: acl::OTHER,
+                    perm: 0,
+                    id: u32::MAX,
+                },
+            ])
+            .encode()
+        };
+        let name = OsStr::new("system.posix_acl_access");
+        assert!(!c.may_list(&ns, d));
+        ns.setxattr(d, name, &named(5, 5), 0).unwrap();
+        assert!(c.may_list(&ns, d), "named user entry");
+        ns.setxattr(d, name, &named(5, 4), 0).unwrap();
+        assert!(!c.may_list(&ns, d), "the mask takes search away");
     }
 }

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use crate::namespace::Namespace;
-use crate::namespace::inode::{Content, Kind, xattr_space};
+use crate::namespace::acl;
+use crate::namespace::inode::{Content, Inode, Kind, Xattrs, xattr_space};
 
 impl Namespace {
     /// Verifies every invariant; returns a description of each violation.
@@ -17,7 +18,10 @@ impl Namespace {
     /// - every live inode has a name, or none and kernel references left;
     /// - the stored-page count equals the pages held by live files, and the
     ///   counts of extra file names and xattr bytes (the inode limit's
-    ///   space) equal what is held.
+    ///   space) equal what is held;
+    /// - the only `system.` attributes are valid ACLs: a default ACL on a
+    ///   directory, an access ACL (not a symlink's) that the mode alone
+    ///   cannot say and whose mode bits are the inode's.
     pub fn check(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
         let mut names: HashMap<u64, u32> = HashMap::new();
@@ -53,6 +57,7 @@ impl Namespace {
             }
             if let Some(x) = self.inodes.xattrs(ino) {
                 xattr_bytes += x.iter().map(|(k, v)| xattr_space(k, v)).sum::<u64>();
+                check_acls(ino, inode, x, &mut errors);
             }
             if let Content::File(d) = &inode.content {
                 pages += d.pages();
@@ -98,6 +103,36 @@ impl Namespace {
             Ok(())
         } else {
             Err(errors)
+        }
+    }
+}
+
+/// The ACL invariants of one inode's attributes (see [`Namespace::check`]).
+fn check_acls(ino: u64, inode: &Inode, x: &Xattrs, errors: &mut Vec<String>) {
+    for (k, v) in x.iter().filter(|(k, _)| k.starts_with(b"system.")) {
+        let name = String::from_utf8_lossy(k);
+        let allowed = match &**k {
+            acl::ACCESS => inode.kind != Kind::Symlink,
+            acl::DEFAULT => inode.kind == Kind::Directory,
+            _ => false,
+        };
+        if !allowed {
+            errors.push(format!("inode {ino} ({:?}) has {name}", inode.kind));
+            continue;
+        }
+        let Ok(Some(a)) = acl::parse(v) else {
+            errors.push(format!("inode {ino}: {name} is not a valid ACL"));
+            continue;
+        };
+        if &**k == acl::ACCESS {
+            let (bits, equiv) = a.equiv_mode();
+            if equiv || bits != u32::from(inode.perm) & 0o777 {
+                errors.push(format!(
+                    "inode {ino}: access ACL (mode {bits:o}{}) disagrees with mode {:o}",
+                    if equiv { ", equivalent" } else { "" },
+                    inode.perm
+                ));
+            }
         }
     }
 }

@@ -8,7 +8,8 @@ use std::time::SystemTime;
 
 use fuser::FileType;
 
-use super::inode::{Content, Inode, Kind, ROOT_INO, mode};
+use super::acl;
+use super::inode::{Content, Inode, Kind, ROOT_INO, mode, xattr_space};
 use super::{
     Entry, Errno, Namespace, NewNode, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, Result,
     err, file_type,
@@ -70,24 +71,63 @@ impl Namespace {
     }
 
     /// Creates a directory, file, symlink or special file `name` in
-    /// `parent` and counts a kernel reference to it.
+    /// `parent` and counts a kernel reference to it. `spec.perm` is taken
+    /// as it is (the umask already applied), unless `parent` has a default
+    /// ACL: see [`Namespace::create_masked`].
     pub fn create_node(&mut self, parent: u64, name: &OsStr, spec: NewNode<'_>) -> Result<Entry> {
-        let ino = self.create_unreferenced(parent, name, spec)?;
+        self.create_masked(parent, name, spec, 0)
+    }
+
+    /// [`Namespace::create_node`] for a creation request with the umask
+    /// not yet applied (`spec.perm` is the requested mode), as tmpfs does
+    /// it on a filesystem with ACLs: if `parent` has a default ACL, the new
+    /// node's access ACL and permission bits derive from it and the
+    /// requested mode (the umask is ignored), and a new directory inherits
+    /// the default ACL; otherwise the umask applies. Symlinks get neither.
+    pub fn create_masked(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        spec: NewNode<'_>,
+        umask: u32,
+    ) -> Result<Entry> {
+        let ino = self.create_unreferenced(parent, name, spec, umask)?;
         self.entry(ino)
     }
 
-    fn create_unreferenced(&mut self, parent: u64, name: &OsStr, spec: NewNode<'_>) -> Result<u64> {
+    fn create_unreferenced(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        spec: NewNode<'_>,
+        umask: u32,
+    ) -> Result<u64> {
         let dir = self.dir_node(parent)?;
         Trie::<u64>::check_name(name.as_bytes())?;
         if self.trie.child(dir, name).is_some() {
             return err(libc::EEXIST);
         }
-        self.check_inode_space()?;
         let (pperm, pgid) = {
             let p = self.inode(parent)?;
             (u32::from(p.perm), p.gid)
         };
         let mut perm = spec.perm & 0o7777;
+        let mut acls: Vec<(&[u8], Vec<u8>)> = Vec::new();
+        match self.acl(parent, acl::DEFAULT) {
+            Some(default) if spec.kind != Kind::Symlink => {
+                let (p, access) = default.create_from_default(perm);
+                perm = p;
+                if let Some(a) = access {
+                    acls.push((acl::ACCESS, a.encode()));
+                }
+                if spec.kind == Kind::Directory {
+                    acls.push((acl::DEFAULT, default.encode()));
+                }
+            }
+            _ => perm &= !(umask & 0o777),
+        }
+        let acl_space: u64 = acls.iter().map(|(n, v)| xattr_space(n, v)).sum();
+        self.reserve_ispace(crate::namespace::limits::INODE_SPACE + acl_space)?;
         let mut gid = spec.gid;
         if pperm & mode::S_ISGID != 0 {
             // BSD group semantics under a setgid directory, as tmpfs does.
@@ -107,6 +147,9 @@ impl Namespace {
         let mut inode = Inode::new(spec.kind, perm as u16, spec.uid, gid, content);
         inode.nlink = 0;
         let (ino, _) = self.inodes.insert(inode);
+        for (n, v) in &acls {
+            self.inodes.set_xattr(ino, n, v);
+        }
         if let Err(e) = self.attach(parent, dir, name, ino) {
             self.free_if_unused(ino);
             return Err(e);
@@ -117,12 +160,15 @@ impl Namespace {
 
     /// `mknod`: creates a regular file (file type 0 or `S_IFREG`), FIFO,
     /// socket or device node from the full `mode`; a directory, symlink or
-    /// unknown type is `EINVAL`, as on tmpfs. Counts a kernel reference.
+    /// unknown type is `EINVAL`, as on tmpfs. `umask` applies as in
+    /// [`Namespace::create_masked`]. Counts a kernel reference.
+    #[allow(clippy::too_many_arguments)]
     pub fn mknod(
         &mut self,
         parent: u64,
         name: &OsStr,
         mode: u32,
+        umask: u32,
         rdev: u32,
         uid: u32,
         gid: u32,
@@ -141,7 +187,7 @@ impl Namespace {
             rdev,
             target: None,
         };
-        self.create_node(parent, name, spec)
+        self.create_masked(parent, name, spec, umask)
     }
 
     /// Gives inode `ino` the name `name` in directory `parent` (trie node
@@ -208,6 +254,7 @@ impl Namespace {
                         rdev: 0,
                         target: None,
                     },
+                    0,
                 )?,
             };
             if self.inode(cur)?.kind != Kind::Directory {
@@ -327,7 +374,7 @@ impl Namespace {
             rdev: 0,
             target: None,
         };
-        self.create_unreferenced(parent, name, whiteout)?;
+        self.create_unreferenced(parent, name, whiteout, 0)?;
         Ok(())
     }
 

@@ -45,10 +45,11 @@ impl Namespace {
             }
             self.pages_freed(freed);
         }
-        let i = self.inode_mut(ino)?;
         if let Some(mode) = a.mode {
-            i.perm = (mode & 0o7777) as u16;
+            self.inode_mut(ino)?.perm = (mode & 0o7777) as u16;
+            self.chmod_acl(ino, mode);
         }
+        let i = self.inode_mut(ino)?;
         if let Some(uid) = a.uid {
             i.uid = uid;
         }

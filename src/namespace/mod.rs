@@ -5,14 +5,16 @@
 //!
 //! One type, [`Namespace`], split by concern: this file holds its state,
 //! attributes and inode lifetime; `dirs.rs` names and directories;
-//! `files.rs` file contents; `xattr.rs` extended attributes; `limits.rs`
-//! the size and inode limits; `check.rs` the invariant checker.
+//! `files.rs` file contents; `xattr.rs` extended attributes; `acl.rs`
+//! POSIX ACL rules; `limits.rs` the size and inode limits; `check.rs` the
+//! invariant checker.
 
 use std::time::SystemTime;
 
 use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
 use log::debug;
 
+pub mod acl;
 pub mod check;
 pub mod data;
 mod dirs;
@@ -64,7 +66,8 @@ pub struct SetAttr {
 pub struct NewNode<'a> {
     /// File type.
     pub kind: Kind,
-    /// Permission bits, umask already applied.
+    /// Permission bits, umask already applied (but see
+    /// [`Namespace::create_masked`]).
     pub perm: u32,
     /// Owner.
     pub uid: u32,
@@ -283,11 +286,11 @@ impl Namespace {
     /// Permission check for `access(2)` (the kernel normally does this
     /// itself under `default_permissions`).
     pub fn access(&self, ino: u64, mask: i32, uid: u32, gid: u32) -> Result<()> {
-        let i = self.inode(ino)?;
+        self.inode(ino)?;
         if mask == libc::F_OK {
             return Ok(());
         }
-        if i.permits(uid, |g| g == gid, mask as u32) {
+        if self.permits(ino, uid, |g| g == gid, mask as u32) {
             Ok(())
         } else {
             err(libc::EACCES)

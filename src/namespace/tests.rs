@@ -2412,16 +2412,16 @@ fn xattrs_go_with_the_inode_not_with_its_number() {
 fn mknod_append_and_open_rules() {
     use inode::mode;
     let mut ns = ns();
-    let f = ns.mknod(ROOT_INO, os("plain"), 0o644, 0, 0, 0).unwrap();
+    let f = ns.mknod(ROOT_INO, os("plain"), 0o644, 0, 0, 0, 0).unwrap();
     assert_eq!(
         f.attr.kind,
         FileType::RegularFile,
         "type 0 is a regular file"
     );
-    let fifo = ns.mknod(ROOT_INO, os("fifo"), mode::S_IFIFO | 0o600, 0, 0, 0);
+    let fifo = ns.mknod(ROOT_INO, os("fifo"), mode::S_IFIFO | 0o600, 0, 0, 0, 0);
     assert_eq!(fifo.unwrap().attr.kind, FileType::NamedPipe);
     let dev = ns
-        .mknod(ROOT_INO, os("dev"), mode::S_IFCHR | 0o600, 0x0103, 0, 0)
+        .mknod(ROOT_INO, os("dev"), mode::S_IFCHR | 0o600, 0, 0x0103, 0, 0)
         .unwrap();
     assert_eq!(dev.attr.rdev, 0x0103);
     for (name, m) in [
@@ -2430,7 +2430,7 @@ fn mknod_append_and_open_rules() {
         ("bad", 0o170000),
     ] {
         assert_eq!(
-            ns.mknod(ROOT_INO, os(name), m | 0o644, 0, 0, 0)
+            ns.mknod(ROOT_INO, os(name), m | 0o644, 0, 0, 0, 0)
                 .unwrap_err(),
             e(libc::EINVAL),
             "mknod of type {m:o}"
@@ -2648,4 +2648,261 @@ fn reconfigure_as_tmpfs_remount() {
     ns.restore_limits(old);
     assert_eq!(limits(&ns), (3, 3));
     ns.check().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// POSIX ACLs: the namespace side (the rules themselves are unit-tested in
+// acl.rs)
+// ---------------------------------------------------------------------------
+
+mod acls {
+    use super::*;
+    use crate::namespace::acl::{self, Acl, AclEntry};
+
+    const U: u32 = u32::MAX;
+
+    fn blob(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+        Acl(entries
+            .iter()
+            .map(|&(tag, perm, id)| AclEntry { tag, perm, id })
+            .collect())
+        .encode()
+    }
+
+    /// `u::rwx,u:1000:rw-,g::r-x,m::rw-,o::--x`
+    fn named() -> Vec<u8> {
+        blob(&[
+            (acl::USER_OBJ, 7, U),
+            (acl::USER, 6, 1000),
+            (acl::GROUP_OBJ, 5, U),
+            (acl::MASK, 6, U),
+            (acl::OTHER, 1, U),
+        ])
+    }
+
+    fn access() -> &'static OsStr {
+        os("system.posix_acl_access")
+    }
+
+    fn default() -> &'static OsStr {
+        os("system.posix_acl_default")
+    }
+
+    fn stored(ns: &Namespace, ino: u64, name: &OsStr) -> Option<Vec<u8>> {
+        match ns.getxattr(ino, name, 4096) {
+            Ok(XattrReply::Data(d)) => Some(d),
+            Err(err) if err == e(libc::ENODATA) => None,
+            other => panic!("getxattr: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn access_acl_sets_mode_and_ctime() {
+        let mut ns = ns();
+        let f = mkfile(&mut ns, ROOT_INO, "f");
+        age(&mut ns, f);
+        ns.setxattr(f, access(), &named(), 0).unwrap();
+        let a = ns.attr(f).unwrap();
+        assert_eq!(a.perm, 0o761, "group bits from the mask");
+        assert!(a.ctime > past());
+        assert_eq!(stored(&ns, f, access()), Some(named()));
+        // An ACL the mode says entirely is not stored; only the mode changes.
+        let plain = blob(&[
+            (acl::USER_OBJ, 6, U),
+            (acl::GROUP_OBJ, 0, U),
+            (acl::OTHER, 4, U),
+        ]);
+        ns.setxattr(f, access(), &plain, 0).unwrap();
+        assert_eq!(ns.attr(f).unwrap().perm, 0o604);
+        assert_eq!(stored(&ns, f, access()), None);
+        let listed = ns.listxattr(f, 0).unwrap();
+        assert_eq!(listed, XattrReply::Size(0));
+        ns.check().unwrap();
+    }
+
+    #[test]
+    fn access_acl_clears_setgid_for_outsiders() {
+        let mut ns = ns();
+        let f = mkfile(&mut ns, ROOT_INO, "f");
+        let set_mode = |ns: &mut Namespace, m| {
+            let a = SetAttr {
+                mode: Some(m),
+                ..Default::default()
+            };
+            ns.setattr(f, a).unwrap();
+        };
+        set_mode(&mut ns, 0o2775);
+        ns.setxattr_as(f, access(), &named(), 0, true).unwrap();
+        assert_eq!(ns.attr(f).unwrap().perm, 0o2761, "kept for a group member");
+        set_mode(&mut ns, 0o2775);
+        ns.setxattr_as(f, access(), &named(), 0, false).unwrap();
+        assert_eq!(ns.attr(f).unwrap().perm, 0o761, "cleared for an outsider");
+    }
+
+    #[test]
+    fn chmod_rewrites_the_acl() {
+        let mut ns = ns();
+        let f = mkfile(&mut ns, ROOT_INO, "f");
+        ns.setxattr(f, access(), &named(), 0).unwrap();
+        let bytes = ns.inodes.xattr_bytes();
+        let a = SetAttr {
+            mode: Some(0o640),
+            ..Default::default()
+        };
+        ns.setattr(f, a).unwrap();
+        let want = blob(&[
+            (acl::USER_OBJ, 6, U),
+            (acl::USER, 6, 1000),
+            (acl::GROUP_OBJ, 5, U),
+            (acl::MASK, 4, U),
+            (acl::OTHER, 0, U),
+        ]);
+        assert_eq!(stored(&ns, f, access()), Some(want));
+        assert_eq!(ns.inodes.xattr_bytes(), bytes);
+        ns.check().unwrap();
+    }
+
+    #[test]
+    fn default_acl_rules() {
+        let mut ns = ns();
+        let f = mkfile(&mut ns, ROOT_INO, "f");
+        let l = symlink(&mut ns, ROOT_INO, "l", b"f");
+        let d = mkdir(&mut ns, ROOT_INO, "d");
+        assert_eq!(
+            ns.setxattr(f, default(), &named(), 0).unwrap_err(),
+            e(libc::EACCES)
+        );
+        assert_eq!(
+            ns.setxattr(l, access(), &named(), 0).unwrap_err(),
+            e(libc::EOPNOTSUPP)
+        );
+        // Removing an ACL that is not there succeeds, as on tmpfs.
+        ns.removexattr(f, access()).unwrap();
+        ns.removexattr(d, default()).unwrap();
+        ns.setxattr(d, default(), &named(), 0).unwrap();
+        assert_eq!(ns.attr(d).unwrap().perm, 0o755, "mode unchanged");
+        // Other system. names stay unsupported.
+        for bad in ["system.posix_acl_other", "system.posix_acl_access2"] {
+            assert_eq!(
+                ns.setxattr(d, os(bad), &named(), 0).unwrap_err(),
+                e(libc::EOPNOTSUPP)
+            );
+        }
+        // Invalid blobs.
+        assert_eq!(
+            ns.setxattr(d, default(), b"\x02\0\0\0\x01\0", 0)
+                .unwrap_err(),
+            e(libc::EINVAL)
+        );
+        // A bare header removes.
+        ns.setxattr(d, default(), &2u32.to_le_bytes(), 0).unwrap();
+        assert_eq!(stored(&ns, d, default()), None);
+        ns.check().unwrap();
+    }
+
+    #[test]
+    fn inheritance_and_umask() {
+        let mut ns = ns();
+        let d = mkdir(&mut ns, ROOT_INO, "d");
+        // No default ACL: the umask applies.
+        let s = NewNode {
+            perm: 0o666,
+            ..spec(Kind::RegularFile)
+        };
+        let f = ns.create_masked(d, os("f"), s.clone(), 0o022).unwrap();
+        assert_eq!(f.attr.perm, 0o644);
+        ns.setxattr(d, default(), &named(), 0).unwrap();
+        // With one: the umask is ignored, the ACL is ANDed with the mode.
+        let g = ns.create_masked(d, os("g"), s.clone(), 0o077).unwrap();
+        assert_eq!(g.attr.perm, 0o660);
+        let g_acl = blob(&[
+            (acl::USER_OBJ, 6, U),
+            (acl::USER, 6, 1000),
+            (acl::GROUP_OBJ, 5, U),
+            (acl::MASK, 6, U),
+            (acl::OTHER, 0, U),
+        ]);
+        let gi = g.attr.ino.0;
+        assert_eq!(stored(&ns, gi, access()), Some(g_acl));
+        assert_eq!(stored(&ns, gi, default()), None, "files get no default");
+        // A directory inherits the default ACL as well.
+        let sd = NewNode {
+            perm: 0o777,
+            ..spec(Kind::Directory)
+        };
+        let sub = ns.create_masked(d, os("sub"), sd, 0o077).unwrap();
+        let si = sub.attr.ino.0;
+        assert_eq!(sub.attr.perm, 0o761);
+        assert_eq!(stored(&ns, si, access()), Some(named()));
+        assert_eq!(stored(&ns, si, default()), Some(named()));
+        // Symlinks get nothing.
+        let l = symlink(&mut ns, d, "l", b"x");
+        assert!(ns.inodes.xattrs(l).is_none());
+        // mknod follows the same rules.
+        let fifo = ns
+            .mknod(d, os("p"), inode::mode::S_IFIFO | 0o644, 0o077, 0, 0, 0)
+            .unwrap();
+        assert_eq!(fifo.attr.perm, 0o640);
+        ns.check().unwrap();
+    }
+
+    #[test]
+    fn acls_count_against_the_inode_space() {
+        // Two inodes' worth of space: the root and one more.
+        let mut ns = ns_with(16, 2);
+        let d = mkdir(&mut ns, ROOT_INO, "d");
+        // 511 entries: the largest ACL FUSE passes.
+        let mut entries = vec![(acl::USER_OBJ, 7, U)];
+        entries.extend((0..507).map(|i| (acl::USER, 7, i)));
+        entries.extend([
+            (acl::GROUP_OBJ, 5, U),
+            (acl::MASK, 7, U),
+            (acl::OTHER, 5, U),
+        ]);
+        let big = blob(&entries);
+        assert_eq!(big.len(), 4 + 511 * 8);
+        assert!(big.len() + 8 > acl::MAX_BYTES, "one more entry is too many");
+        assert_eq!(
+            ns.setxattr(d, default(), &big, 0).unwrap_err(),
+            e(libc::ENOSPC),
+            "a 4 KiB ACL does not fit in 2 KiB of inode space"
+        );
+        let mut ns = ns_with(16, 16);
+        let d = mkdir(&mut ns, ROOT_INO, "d");
+        ns.setxattr(d, default(), &big, 0).unwrap();
+        let used = ns.inodes.xattr_bytes();
+        assert_eq!(used, 40 + 24 + 4092);
+        // Creating under it needs room for the inherited ACLs too.
+        let mut n = 0;
+        let err = loop {
+            let s = spec(Kind::Directory);
+            match ns.create_node(d, os(&format!("s{n}")), s) {
+                Ok(_) => n += 1,
+                Err(err) => break err,
+            }
+        };
+        assert_eq!(err, e(libc::ENOSPC));
+        assert!(n < 4, "each subdirectory holds two 4 KiB ACLs: {n}");
+        let too_big = [big.clone(), vec![0; 8]].concat();
+        assert_eq!(
+            ns.setxattr(d, default(), &too_big, 0).unwrap_err(),
+            e(libc::E2BIG)
+        );
+        ns.check().unwrap();
+    }
+
+    #[test]
+    fn check_finds_bad_acls() {
+        let mut ns = ns();
+        let f = mkfile(&mut ns, ROOT_INO, "f");
+        ns.inodes.set_xattr(f, acl::DEFAULT, &named());
+        assert!(ns.check().is_err(), "default ACL on a file");
+        ns.inodes.remove_xattr(f, acl::DEFAULT);
+        ns.inodes.set_xattr(f, acl::ACCESS, &named());
+        assert!(ns.check().is_err(), "mode 0644 disagrees with the ACL");
+        ns.setxattr(f, access(), &named(), 0).unwrap();
+        ns.check().unwrap();
+        ns.inodes.set_xattr(f, b"system.other", b"x");
+        assert!(ns.check().is_err());
+    }
 }
