@@ -29,6 +29,7 @@ mod reply;
 use crate::error::Errno as FsErrno;
 use crate::lsprefix::{self, Caller};
 use crate::namespace::data::PAGE;
+use crate::namespace::flags;
 use crate::namespace::inode::Kind;
 use crate::namespace::{Entry, Namespace, NewNode, SetAttr, XattrReply};
 use crate::trie::NAME_MAX;
@@ -64,6 +65,9 @@ fn spec_for<'a>(req: &Request, kind: Kind, perm: u32, target: Option<&'a [u8]>) 
 pub struct TrieFs {
     ns: Arc<RwLock<Namespace>>,
     /// The kernel opens files without asking us (FUSE_NO_OPEN_SUPPORT).
+    /// Then open(2) flags are never seen here, so the rules of immutable
+    /// and append-only files are applied to each write instead (see
+    /// [`TrieFs::write`]).
     no_open: bool,
     /// Likewise for directories (FUSE_NO_OPENDIR_SUPPORT).
     no_opendir: bool,
@@ -155,8 +159,12 @@ impl Filesystem for TrieFs {
         let caps = config.capabilities();
         // NO_OPEN_SUPPORT: opening a file costs no round trip (answering
         // ENOSYS to the first OPEN turns them off; the kernel then keeps the
-        // page cache across opens). PARALLEL_DIROPS: lookups and readdirs in
-        // one directory may run concurrently (they share our read lock).
+        // page cache across opens). Serving OPEN would let an immutable
+        // file be refused at open(2) as on tmpfs, but costs a round trip
+        // per open and a RELEASE per close (measured: small-file reads
+        // about a third slower), so writes are checked instead.
+        // PARALLEL_DIROPS: lookups and readdirs in one directory may run
+        // concurrently (they share our read lock).
         let wanted = InitFlags::FUSE_BIG_WRITES
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
@@ -223,7 +231,7 @@ impl Filesystem for TrieFs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
@@ -238,6 +246,11 @@ impl Filesystem for TrieFs {
             atime: atime.map(fix_time),
             mtime: mtime.map(fix_time),
             ctime: ctime.map(fix_pre_epoch),
+            // The kernel names the file only for ftruncate(2) (for
+            // open(O_TRUNC) it leaves it out). A descriptor shows the file
+            // was opened for writing before it became immutable only if
+            // opens were checked.
+            through_fd: fh.is_some() && !self.no_open,
         };
         let work = || self.ns.write().setattr(ino.0, changes);
         serve("setattr", ino.0, None, reply, work, |r, a| r.attr(&TTL, &a));
@@ -353,13 +366,13 @@ impl Filesystem for TrieFs {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let work = || {
             if self.no_open {
                 // Stateless opens: the kernel stops sending OPEN and RELEASE.
                 return Err(FsErrno::new(libc::ENOSYS));
             }
-            self.ns.read().open(ino.0)
+            self.ns.read().open(ino.0, flags.0)
         };
         // Only the kernel writes through us, so its page cache stays valid.
         serve("open", ino.0, None, reply, work, |r, ()| {
@@ -399,6 +412,12 @@ impl Filesystem for TrieFs {
             flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         let work = || {
             let mut ns = self.ns.write();
+            if self.no_open {
+                // The open was not checked: refuse here what tmpfs refuses
+                // at open(2), so an immutable file cannot be written and
+                // an append-only one only appended to.
+                ns.may_write(ino.0, append)?;
+            }
             if append {
                 ns.append(ino.0, data)
             } else {
@@ -611,21 +630,33 @@ impl Filesystem for TrieFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        let work = || {
-            if cmd != lsprefix::IOC_LS {
-                return Err(FsErrno::new(libc::ENOTTY));
+        let ino = ino.0;
+        let work = || match cmd {
+            lsprefix::IOC_LS => {
+                let cursor = lsprefix::decode_request(in_data)?;
+                let caller = Caller::of_process(req.uid(), req.gid(), req.pid());
+                let page =
+                    self.ns
+                        .read()
+                        .leaves_page(ino, cursor, lsprefix::PAGE_LIMITS, &caller)?;
+                Ok(lsprefix::encode_page(&page))
             }
-            let cursor = lsprefix::decode_request(in_data)?;
-            let caller = Caller::of_process(req.uid(), req.gid(), req.pid());
-            let page = self
-                .ns
-                .read()
-                .leaves_page(ino.0, cursor, lsprefix::PAGE_LIMITS, &caller)?;
-            Ok(lsprefix::encode_page(&page))
+            // The kernel sends these for FS_IOC_* on a file or directory
+            // after its own checks (owner, CAP_LINUX_IMMUTABLE), with an
+            // int or a struct fsxattr in and out.
+            flags::IOC_GETFLAGS => Ok(self.ns.read().get_flags(ino)?.to_ne_bytes().to_vec()),
+            flags::IOC_SETFLAGS => {
+                let fs = flags::flags_from_bytes(in_data)?;
+                self.ns.write().set_flags(ino, fs).map(|()| Vec::new())
+            }
+            flags::IOC_FSGETXATTR => Ok(self.ns.read().get_fsxattr(ino)?.to_bytes().to_vec()),
+            flags::IOC_FSSETXATTR => {
+                let x = flags::FsXattr::from_bytes(in_data)?;
+                self.ns.write().set_fsxattr(ino, x).map(|()| Vec::new())
+            }
+            _ => Err(FsErrno::new(libc::ENOTTY)),
         };
-        serve("ls-prefix", ino.0, None, reply, work, |r, out| {
-            r.ioctl(0, &out)
-        });
+        serve("ioctl", ino, None, reply, work, |r, out| r.ioctl(0, &out));
     }
 
     fn fallocate(
@@ -670,6 +701,11 @@ impl Filesystem for TrieFs {
     ) {
         let work = || {
             let mut ns = self.ns.write();
+            if self.no_open {
+                // As for writes (the target is never O_APPEND: the kernel
+                // refuses that itself).
+                ns.may_write(ino_out.0, false)?;
+            }
             ns.copy_range(ino_in.0, offset_in, ino_out.0, offset_out, len)
         };
         serve("copy_file_range", ino_in.0, None, reply, work, |r, n| {

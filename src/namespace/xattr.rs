@@ -47,12 +47,22 @@ fn sized_reply(v: Vec<u8>, size: u32) -> Result<XattrReply> {
 }
 
 impl Namespace {
+    /// Extended attributes of immutable and append-only files are fixed;
+    /// the kernel refuses that before it looks at the name
+    /// (`xattr_permission`), so this comes first.
+    fn may_change_xattrs(&self, ino: u64) -> Result<()> {
+        if self.inode(ino)?.flags.fixed() {
+            return err(libc::EPERM);
+        }
+        Ok(())
+    }
+
     /// Sets extended attribute `name` (`XATTR_CREATE`/`XATTR_REPLACE` in
     /// `flags`).
     pub fn setxattr(&mut self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
         let name = name.as_bytes();
+        self.may_change_xattrs(ino)?;
         xattr_name_check(name, false)?;
-        self.inode(ino)?;
         let exists = self
             .inodes
             .xattrs(ino)
@@ -98,8 +108,8 @@ impl Namespace {
     /// Removes extended attribute `name`.
     pub fn removexattr(&mut self, ino: u64, name: &OsStr) -> Result<()> {
         let name = name.as_bytes();
+        self.may_change_xattrs(ino)?;
         xattr_name_check(name, false)?;
-        self.inode(ino)?;
         self.inodes
             .remove_xattr(ino, name)
             .ok_or(Errno::new(libc::ENODATA))?;
