@@ -113,10 +113,18 @@ impl TrieFs {
     /// sticking; a single `stat` racing with the change can still see it
     /// (the kernel's own race, documented in the README).
     fn dir_changed(&self, dir: u64) {
+        self.attrs_changed(dir);
+    }
+
+    /// Drops the kernel's cached attributes of `ino` (a negative offset:
+    /// not its page cache). Also after a change the kernel does not expect
+    /// to move attributes: setting flags moves the change time, but the
+    /// kernel keeps what it cached across FUSE ioctls.
+    fn attrs_changed(&self, ino: u64) {
         if let Some(n) = self.notifier.get()
-            && let Err(e) = n.inval_inode(INodeNo(dir), -1, 0)
+            && let Err(e) = n.inval_inode(INodeNo(ino), -1, 0)
         {
-            debug!("inval_inode ino {dir}: {e}");
+            debug!("inval_inode ino {ino}: {e}");
         }
     }
 
@@ -656,7 +664,12 @@ impl Filesystem for TrieFs {
             }
             _ => Err(FsErrno::new(libc::ENOTTY)),
         };
-        serve("ioctl", ino, None, reply, work, |r, out| r.ioctl(0, &out));
+        serve("ioctl", ino, None, reply, work, |r, out| {
+            if matches!(cmd, flags::IOC_SETFLAGS | flags::IOC_FSSETXATTR) {
+                self.attrs_changed(ino);
+            }
+            r.ioctl(0, &out)
+        });
     }
 
     fn fallocate(
