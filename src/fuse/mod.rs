@@ -66,8 +66,8 @@ pub struct TrieFs {
     ns: Arc<RwLock<Namespace>>,
     /// The kernel opens files without asking us (FUSE_NO_OPEN_SUPPORT).
     /// Then open(2) flags are never seen here, so the rules of immutable
-    /// and append-only files are applied to each write instead (see
-    /// [`TrieFs::write`]).
+    /// and append-only files are applied to each write (and
+    /// copy_file_range) instead.
     no_open: bool,
     /// Likewise for directories (FUSE_NO_OPENDIR_SUPPORT).
     no_opendir: bool,
