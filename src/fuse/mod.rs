@@ -170,7 +170,8 @@ impl Filesystem for TrieFs {
         // page cache across opens). Serving OPEN would let an immutable
         // file be refused at open(2) as on tmpfs, but costs a round trip
         // per open and a RELEASE per close (measured: small-file reads
-        // about a third slower), so writes are checked instead.
+        // a quarter to a half slower, see docs/design.md), so writes are
+        // checked instead.
         // PARALLEL_DIROPS: lookups and readdirs in one directory may run
         // concurrently (they share our read lock).
         let wanted = InitFlags::FUSE_BIG_WRITES
