@@ -2044,6 +2044,11 @@ enum Op {
         which: usize,
         size: u64,
     },
+    /// chattr flags on a reachable inode (files and directories only exist).
+    SetFlags {
+        which: usize,
+        flags: u32,
+    },
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -2060,6 +2065,13 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         3 => (idx(), 1u64..4).prop_map(|(which, n)| Op::Forget { which, n }),
         2 => (idx(), 0u64..4).prop_map(|(which, page)| Op::Write { which, page }),
         1 => (idx(), 0u64..3 * PG).prop_map(|(which, size)| Op::Truncate { which, size }),
+        1 => (idx(), prop_oneof![
+            Just(0u32),
+            Just(crate::namespace::flags::FS_IMMUTABLE_FL),
+            Just(crate::namespace::flags::FS_APPEND_FL),
+            Just(crate::namespace::flags::FS_NODUMP_FL | crate::namespace::flags::FS_NOATIME_FL),
+        ])
+            .prop_map(|(which, flags)| Op::SetFlags { which, flags }),
     ]
 }
 
@@ -2192,12 +2204,29 @@ fn check_invariants(ns: &Namespace, held: &BTreeMap<u64, u64>) {
 }
 
 fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
+    // An operation the flags refuse changes no name.
+    let names = ns.trie.leaves();
+    let refused = apply_op(ns, held, op);
+    if refused {
+        assert_eq!(
+            ns.trie.leaves(),
+            names,
+            "{op:?} was refused but changed names"
+        );
+    }
+}
+
+/// Applies `op`; true when the chattr flags refused it (`EPERM`).
+fn apply_op(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) -> bool {
+    let perm = |r: &Result<()>| *r == Err(e(libc::EPERM));
     let dirs = reachable_dirs(ns);
     let name = |i: usize| os(NAMES[i]);
     let mut hold = |r: Result<Entry>| {
+        let refused = matches!(r, Err(err) if err == e(libc::EPERM));
         if let Ok(ent) = r {
             *held.entry(ent.attr.ino.0).or_default() += 1;
         }
+        refused
     };
     match *op {
         Op::Create {
@@ -2211,21 +2240,17 @@ fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
             } else {
                 Kind::RegularFile
             };
-            hold(ns.create_node(d, name(n), spec(kind)));
+            hold(ns.create_node(d, name(n), spec(kind)))
         }
-        Op::Unlink { dir, name: n } => {
-            let _ = ns.unlink(pick(&dirs, dir).unwrap(), name(n));
-        }
-        Op::Rmdir { dir, name: n } => {
-            let _ = ns.rmdir(pick(&dirs, dir).unwrap(), name(n));
-        }
+        Op::Unlink { dir, name: n } => perm(&ns.unlink(pick(&dirs, dir).unwrap(), name(n))),
+        Op::Rmdir { dir, name: n } => perm(&ns.rmdir(pick(&dirs, dir).unwrap(), name(n))),
         Op::Link {
             target,
             dir,
             name: n,
         } => {
             let t = pick(&reachable_inos(ns), target).unwrap();
-            hold(ns.link(t, pick(&dirs, dir).unwrap(), name(n)));
+            hold(ns.link(t, pick(&dirs, dir).unwrap(), name(n)))
         }
         Op::Rename {
             d1,
@@ -2235,10 +2260,11 @@ fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
             flags,
         } => {
             let (p1, p2) = (pick(&dirs, d1).unwrap(), pick(&dirs, d2).unwrap());
-            let _ = ns.rename(p1, name(n1), p2, name(n2), flags);
+            perm(&ns.rename(p1, name(n1), p2, name(n2), flags))
         }
         Op::Lookup { dir, name: n } => {
             hold(ns.lookup(pick(&dirs, dir).unwrap(), name(n)));
+            false
         }
         Op::Forget { which, n } => {
             let keys: Vec<u64> = held.keys().copied().collect();
@@ -2251,6 +2277,7 @@ fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
                 }
                 ns.forget(ino, n);
             }
+            false
         }
         Op::Write { which, page } => {
             let files: Vec<u64> = ns
@@ -2269,6 +2296,7 @@ fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
                     }
                 }
             }
+            false
         }
         Op::Truncate { which, size } => {
             let files: Vec<u64> = ns
@@ -2278,18 +2306,36 @@ fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
                 .map(|(ino, _)| ino)
                 .collect();
             if let Some(f) = pick(&files, which) {
-                let a = ns
-                    .setattr(
-                        f,
-                        SetAttr {
-                            size: Some(size),
-                            ..Default::default()
-                        },
-                    )
-                    .unwrap();
-                assert_eq!(a.size, size);
+                let fixed = ns.inodes.get(f).unwrap().flags.fixed();
+                let r = ns.setattr(
+                    f,
+                    SetAttr {
+                        size: Some(size),
+                        ..Default::default()
+                    },
+                );
+                if fixed {
+                    assert_eq!(r.map(|_| ()), Err(e(libc::EPERM)));
+                    return true;
+                }
+                assert_eq!(r.unwrap().size, size);
             }
+            false
         }
+        Op::SetFlags { which, flags } => {
+            let ino = pick(&reachable_inos(ns), which).unwrap();
+            ns.set_flags(ino, flags).unwrap();
+            assert_eq!(ns.get_flags(ino), Ok(flags));
+            false
+        }
+    }
+}
+
+/// Clears every inode's chattr flags, so that everything can be removed.
+fn clear_flags(ns: &mut Namespace) {
+    let inos: Vec<u64> = ns.inodes.iter().map(|(ino, _)| ino).collect();
+    for ino in inos {
+        let _ = ns.set_flags(ino, 0);
     }
 }
 
@@ -2326,6 +2372,7 @@ proptest! {
             apply(&mut ns, &mut held, op);
             check_invariants(&ns, &held);
         }
+        clear_flags(&mut ns);
         remove_all(&mut ns, ROOT_INO);
         check_invariants(&ns, &held);
         for (&ino, &n) in &held {
