@@ -27,7 +27,8 @@ impl Namespace {
     /// Applies `setattr` changes and returns the new attributes.
     pub fn setattr(&mut self, ino: u64, a: SetAttr) -> Result<FileAttr> {
         let now = SystemTime::now();
-        let flags = self.inode(ino)?.flags;
+        // (A missing inode has none; the checks below report it.)
+        let flags = self.flags_of(ino);
         // As tmpfs (`may_setattr`, `notify_change`): owner, mode and times
         // set explicitly are fixed for immutable and append-only files;
         // "touch" (both times to now, `utimes(NULL)`) only for immutable.

@@ -49,9 +49,10 @@ fn sized_reply(v: Vec<u8>, size: u32) -> Result<XattrReply> {
 impl Namespace {
     /// Extended attributes of immutable and append-only files are fixed;
     /// the kernel refuses that before it looks at the name
-    /// (`xattr_permission`), so this comes first.
+    /// (`xattr_permission`), so this comes first (a missing inode is
+    /// reported after the name check, as before).
     fn may_change_xattrs(&self, ino: u64) -> Result<()> {
-        if self.inode(ino)?.flags.fixed() {
+        if self.flags_of(ino).fixed() {
             return err(libc::EPERM);
         }
         Ok(())
@@ -63,6 +64,7 @@ impl Namespace {
         let name = name.as_bytes();
         self.may_change_xattrs(ino)?;
         xattr_name_check(name, false)?;
+        self.inode(ino)?;
         let exists = self
             .inodes
             .xattrs(ino)
@@ -110,6 +112,7 @@ impl Namespace {
         let name = name.as_bytes();
         self.may_change_xattrs(ino)?;
         xattr_name_check(name, false)?;
+        self.inode(ino)?;
         self.inodes
             .remove_xattr(ino, name)
             .ok_or(Errno::new(libc::ENODATA))?;
