@@ -192,7 +192,7 @@ fn sigusr1_and_sigterm_save() {
         .unwrap();
     let info = String::from_utf8_lossy(&out.stdout);
     assert!(
-        info.contains("entries: 2") && info.contains("format version: 1"),
+        info.contains("entries: 2") && info.contains("format version: 2"),
         "{info}"
     );
     let out = Command::new(common::triefs_bin())

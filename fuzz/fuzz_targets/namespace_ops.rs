@@ -908,6 +908,7 @@ impl Fuzz {
                     atime: atime.and_then(Time::or_now),
                     mtime: mtime.and_then(Time::or_now),
                     ctime: ctime.and_then(Time::system),
+                    through_fd: false,
                 };
                 self.setattr(ino, a);
             }

@@ -30,6 +30,7 @@ use crate::error::Errno as FsErrno;
 use crate::lsprefix::{self, Caller};
 use crate::namespace::acl;
 use crate::namespace::data::PAGE;
+use crate::namespace::flags;
 use crate::namespace::inode::{Kind, ROOT_INO};
 use crate::namespace::{Entry, Namespace, NewNode, SetAttr, XattrReply};
 use crate::reconfigure;
@@ -66,6 +67,9 @@ fn spec_for<'a>(req: &Request, kind: Kind, perm: u32, target: Option<&'a [u8]>) 
 pub struct TrieFs {
     ns: Arc<RwLock<Namespace>>,
     /// The kernel opens files without asking us (FUSE_NO_OPEN_SUPPORT).
+    /// Then open(2) flags are never seen here, so the rules of immutable
+    /// and append-only files are applied to each write (and
+    /// copy_file_range) instead.
     no_open: bool,
     /// Likewise for directories (FUSE_NO_OPENDIR_SUPPORT).
     no_opendir: bool,
@@ -114,8 +118,10 @@ impl TrieFs {
         self.attrs_changed(dir);
     }
 
-    /// Drops the kernel's cached attributes of `ino` after a change it did
-    /// not ask for (a mode changed as a side effect of another request).
+    /// Drops the kernel's cached attributes of `ino` (a negative offset:
+    /// not its page cache). Also after a change the kernel does not expect
+    /// to move attributes: setting flags moves the change time, but the
+    /// kernel keeps what it cached across FUSE ioctls.
     fn attrs_changed(&self, ino: u64) {
         if let Some(n) = self.notifier.get()
             && let Err(e) = n.inval_inode(INodeNo(ino), -1, 0)
@@ -169,8 +175,13 @@ impl Filesystem for TrieFs {
         let caps = config.capabilities();
         // NO_OPEN_SUPPORT: opening a file costs no round trip (answering
         // ENOSYS to the first OPEN turns them off; the kernel then keeps the
-        // page cache across opens). PARALLEL_DIROPS: lookups and readdirs in
-        // one directory may run concurrently (they share our read lock).
+        // page cache across opens). Serving OPEN would let an immutable
+        // file be refused at open(2) as on tmpfs, but costs a round trip
+        // per open and a RELEASE per close (measured: small-file reads
+        // a quarter to a half slower, see docs/design.md), so writes are
+        // checked instead.
+        // PARALLEL_DIROPS: lookups and readdirs in one directory may run
+        // concurrently (they share our read lock).
         // EXPORT_SUPPORT: the kernel may look up `.` and `..` by inode
         // number, so file handles (open_by_handle_at, NFS) outlive its cache.
         // POSIX_ACL: the kernel enforces ACLs and leaves the umask to us
@@ -255,7 +266,7 @@ impl Filesystem for TrieFs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
@@ -270,6 +281,11 @@ impl Filesystem for TrieFs {
             atime: atime.map(fix_time),
             mtime: mtime.map(fix_time),
             ctime: ctime.map(fix_pre_epoch),
+            // The kernel names the file only for ftruncate(2) (for
+            // open(O_TRUNC) it leaves it out). A descriptor shows the file
+            // was opened for writing before it became immutable only if
+            // opens were checked.
+            through_fd: fh.is_some() && !self.no_open,
         };
         let work = || {
             let in_group = |g| caller_in_group(req, g);
@@ -394,13 +410,13 @@ impl Filesystem for TrieFs {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let work = || {
             if self.no_open {
                 // Stateless opens: the kernel stops sending OPEN and RELEASE.
                 return Err(FsErrno::new(libc::ENOSYS));
             }
-            self.ns.read().open(ino.0)
+            self.ns.read().open(ino.0, flags.0)
         };
         // Only the kernel writes through us, so its page cache stays valid.
         serve("open", ino.0, None, reply, work, |r, ()| {
@@ -440,6 +456,12 @@ impl Filesystem for TrieFs {
             flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         let work = || {
             let mut ns = self.ns.write();
+            if self.no_open {
+                // The open was not checked: refuse here what tmpfs refuses
+                // at open(2), so an immutable file cannot be written and
+                // an append-only one only appended to.
+                ns.may_write(ino.0, append)?;
+            }
             if append {
                 ns.append(ino.0, data)
             } else {
@@ -659,30 +681,45 @@ impl Filesystem for TrieFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        if cmd == reconfigure::IOC_RECONFIGURE {
-            // Only on the root, the directory the helper opens.
-            let work = || match ino.0 {
-                ROOT_INO => reconfigure::serve(&self.ns, req.uid(), in_data),
-                _ => Err(FsErrno::new(libc::ENOTTY)),
-            };
-            serve("remount", ino.0, None, reply, work, |r, out| {
-                r.ioctl(0, &out)
-            });
-            return;
-        }
-        let work = || {
-            if cmd != lsprefix::IOC_LS {
-                return Err(FsErrno::new(libc::ENOTTY));
-            }
-            let cursor = lsprefix::decode_request(in_data)?;
-            let caller = Caller::of_process(req.uid(), req.gid(), req.pid());
-            let page = self
-                .ns
-                .read()
-                .leaves_page(ino.0, cursor, lsprefix::PAGE_LIMITS, &caller)?;
-            Ok(lsprefix::encode_page(&page))
+        let ino = ino.0;
+        let op = match cmd {
+            reconfigure::IOC_RECONFIGURE => "remount",
+            lsprefix::IOC_LS => "ls-prefix",
+            _ => "ioctl",
         };
-        serve("ls-prefix", ino.0, None, reply, work, |r, out| {
+        let work = || match cmd {
+            // Only on the root, the directory the helper opens.
+            reconfigure::IOC_RECONFIGURE if ino == ROOT_INO => {
+                reconfigure::serve(&self.ns, req.uid(), in_data)
+            }
+            lsprefix::IOC_LS => {
+                let cursor = lsprefix::decode_request(in_data)?;
+                let caller = Caller::of_process(req.uid(), req.gid(), req.pid());
+                let page =
+                    self.ns
+                        .read()
+                        .leaves_page(ino, cursor, lsprefix::PAGE_LIMITS, &caller)?;
+                Ok(lsprefix::encode_page(&page))
+            }
+            // The kernel sends these for FS_IOC_* on a file or directory
+            // after its own checks (owner, CAP_LINUX_IMMUTABLE), with an
+            // int or a struct fsxattr in and out.
+            flags::IOC_GETFLAGS => Ok(self.ns.read().get_flags(ino)?.to_ne_bytes().to_vec()),
+            flags::IOC_SETFLAGS => {
+                let fs = flags::flags_from_bytes(in_data)?;
+                self.ns.write().set_flags(ino, fs).map(|()| Vec::new())
+            }
+            flags::IOC_FSGETXATTR => Ok(self.ns.read().get_fsxattr(ino)?.to_bytes().to_vec()),
+            flags::IOC_FSSETXATTR => {
+                let x = flags::FsXattr::from_bytes(in_data)?;
+                self.ns.write().set_fsxattr(ino, x).map(|()| Vec::new())
+            }
+            _ => Err(FsErrno::new(libc::ENOTTY)),
+        };
+        serve(op, ino, None, reply, work, |r, out| {
+            if matches!(cmd, flags::IOC_SETFLAGS | flags::IOC_FSSETXATTR) {
+                self.attrs_changed(ino);
+            }
             r.ioctl(0, &out)
         });
     }
@@ -741,6 +778,11 @@ impl Filesystem for TrieFs {
     ) {
         let work = || {
             let mut ns = self.ns.write();
+            if self.no_open {
+                // As for writes (the target is never O_APPEND: the kernel
+                // refuses that itself).
+                ns.may_write(ino_out.0, false)?;
+            }
             ns.copy_range(ino_in.0, offset_in, ino_out.0, offset_out, len)
         };
         serve("copy_file_range", ino_in.0, None, reply, work, |r, n| {

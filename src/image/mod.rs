@@ -2,13 +2,13 @@
 //! symlinks, hard links, file data with holes kept as holes) written to and
 //! read from a file as a stream of checksummed records.
 //!
-//! Format, version 1 (integers little-endian):
+//! Format, version 2 (integers little-endian):
 //!
 //! ```text
-//! header   "TRIEFSIM" (8 bytes), version u32 = 1, reserved u32 = 0
+//! header   "TRIEFSIM" (8 bytes), version u32 = 2, reserved u32 = 0
 //! record   tag u8, length u32, payload[length], crc32 u32 over tag+length+payload
 //! INODE  1 ino u64, kind u8, perm u16, uid u32, gid u32, rdev u32,
-//!          atime/mtime/ctime (sec i64, nsec u32) x3, size u64,
+//!          atime/mtime/ctime (sec i64, nsec u32) x3, size u64, flags u32,
 //!          xattr count u32, per xattr (name len u16, name, value len u32, value),
 //!          symlink target (rest of the payload)
 //! DATA   2 ino u64, offset u64, bytes (rest; at most 1 MiB, stored pages only)
@@ -16,7 +16,9 @@
 //! END  255 inodes u64, entries u64, data bytes u64
 //! ```
 //!
-//! Inodes come first (each file followed by its data), then the entries,
+//! Version 1 is version 2 without the `flags` field (chattr flags, `FS_*_FL`
+//! bits); it is still read (no flags). Inodes come first (each file
+//! followed by its data), then the entries,
 //! parents before children. Writing and reading stream: neither needs a
 //! second copy of the tree in memory. Saving is atomic and durable: the
 //! image goes to a temporary file in the same directory, is fsynced, renamed
@@ -60,8 +62,10 @@ pub use write::write_image;
 use crate::namespace::inode::Kind;
 
 const MAGIC: &[u8; 8] = b"TRIEFSIM";
-/// The image format version this build reads and writes.
-pub const VERSION: u32 = 1;
+/// The image format version this build writes.
+pub const VERSION: u32 = 2;
+/// The oldest version this build still reads: 1 has no inode flags.
+pub const OLDEST_VERSION: u32 = 1;
 const TAG_INODE: u8 = 1;
 const TAG_DATA: u8 = 2;
 const TAG_ENTRY: u8 = 3;
@@ -94,7 +98,7 @@ impl fmt::Display for ImageError {
             ImageError::Version(v) => {
                 write!(
                     f,
-                    "unsupported image version {v} (this triefs reads {VERSION})"
+                    "unsupported image version {v} (this triefs reads {OLDEST_VERSION} to {VERSION})"
                 )
             }
             ImageError::Truncated => {
@@ -121,6 +125,8 @@ pub struct Summary {
     pub entries: u64,
     /// Bytes of stored file data.
     pub data_bytes: u64,
+    /// The format version of the image (not part of the END record).
+    pub version: u32,
 }
 
 fn kind_code(k: Kind) -> u8 {
@@ -154,6 +160,7 @@ mod tests {
     use std::os::unix::ffi::OsStrExt;
 
     use super::*;
+    use crate::namespace::flags::{FS_APPEND_FL, FS_IMMUTABLE_FL, FS_NOATIME_FL, FS_NODUMP_FL};
     use crate::namespace::inode::ROOT_INO;
     use crate::namespace::{Limits, Namespace, NewNode};
 
@@ -202,10 +209,56 @@ mod tests {
         let odd = OsStr::from_bytes(b"\xffname");
         ns.create_node(d, odd, node(Kind::Directory, 0o700, None))
             .unwrap();
+        // chattr flags last: an immutable directory takes no new names.
+        ns.set_flags(f, FS_APPEND_FL | FS_NODUMP_FL).unwrap();
+        ns.set_flags(d, FS_IMMUTABLE_FL | FS_NOATIME_FL).unwrap();
         ns
     }
 
+    /// The same image in format version 1: no flags field in INODE
+    /// records (the 4 bytes after the size), checksums redone.
+    fn as_version_1(img: &[u8]) -> Vec<u8> {
+        let mut out = img[..16].to_vec();
+        out[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let mut at = 16;
+        while at < img.len() {
+            let tag = img[at];
+            let len = u32::from_le_bytes(img[at + 1..at + 5].try_into().unwrap()) as usize;
+            let mut payload = img[at + 5..at + 5 + len].to_vec();
+            if tag == TAG_INODE {
+                // ino, kind, perm, uid, gid, rdev, three times, size.
+                let flags_at = 8 + 1 + 2 + 4 * 3 + 12 * 3 + 8;
+                payload.drain(flags_at..flags_at + 4);
+            }
+            let mut rec = vec![tag];
+            rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            rec.extend_from_slice(&payload);
+            let crc = crc32fast::hash(&rec);
+            out.extend_from_slice(&rec);
+            out.extend_from_slice(&crc.to_le_bytes());
+            at += 5 + len + 4;
+        }
+        out
+    }
+
     fn listing(ns: &Namespace) -> Vec<String> {
+        let flags = flag_listing(ns);
+        let mut all = listing_without_flags(ns);
+        all.extend(flags);
+        all
+    }
+
+    fn flag_listing(ns: &Namespace) -> Vec<String> {
+        let mut out: Vec<String> = ns
+            .inodes()
+            .iter()
+            .map(|(ino, i)| format!("{ino} flags {:#x}", i.flags.to_fs()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn listing_without_flags(ns: &Namespace) -> Vec<String> {
         let mut out = Vec::new();
         let mut stack = vec![(ROOT_INO, String::new())];
         while let Some((dir, prefix)) = stack.pop() {
@@ -259,6 +312,51 @@ mod tests {
     }
 
     #[test]
+    fn flags_survive_and_version_1_images_still_load() {
+        let ns = sample();
+        let mut img = Vec::new();
+        write_image(&ns, &mut img).unwrap();
+        let (back, sum) = read_image(&img[..], limits()).unwrap();
+        assert_eq!(sum.version, 2);
+        let with_flags: Vec<_> = flag_listing(&back)
+            .into_iter()
+            .filter(|l| !l.ends_with(" 0x0"))
+            .collect();
+        assert_eq!(with_flags.len(), 2, "{with_flags:?}");
+        assert_eq!(flag_listing(&ns), flag_listing(&back));
+
+        let old = as_version_1(&img);
+        assert_eq!(old.len(), img.len() - 4 * sum.inodes as usize);
+        let (back1, sum1) = read_image(&old[..], limits()).unwrap();
+        assert_eq!(sum1.version, 1);
+        assert_eq!((sum1.inodes, sum1.entries), (sum.inodes, sum.entries));
+        assert_eq!(listing_without_flags(&ns), listing_without_flags(&back1));
+        assert!(back1.inodes().iter().all(|(_, i)| i.flags.to_fs() == 0));
+        back1.check().unwrap();
+    }
+
+    #[test]
+    fn unknown_flags_are_refused() {
+        let mut ns = Namespace::new(0, 0, 0o755, limits());
+        ns.set_flags(ROOT_INO, FS_NODUMP_FL).unwrap();
+        let mut img = Vec::new();
+        write_image(&ns, &mut img).unwrap();
+        // The root's INODE record is the first: set FS_COMPR_FL (0x4) in
+        // its flags and redo the checksum.
+        let flags_at = 16 + 5 + 8 + 1 + 2 + 4 * 3 + 12 * 3 + 8;
+        assert_eq!(img[flags_at], FS_NODUMP_FL as u8);
+        img[flags_at] |= 0x4;
+        let len = u32::from_le_bytes(img[17..21].try_into().unwrap()) as usize;
+        let crc = crc32fast::hash(&img[16..21 + len]);
+        img[21 + len..25 + len].copy_from_slice(&crc.to_le_bytes());
+        match read_image(&img[..], limits()) {
+            Err(ImageError::Corrupt(why)) => assert!(why.contains("flags"), "{why}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("unknown flags accepted"),
+        }
+    }
+
+    #[test]
     fn damage_is_refused_never_a_panic() {
         let mut img = Vec::new();
         write_image(&sample(), &mut img).unwrap();
@@ -274,12 +372,14 @@ mod tests {
             read_image(&b"TRIEFSIX"[..], limits()),
             Err(ImageError::NotAnImage)
         ));
-        let mut v2 = img.clone();
-        v2[8] = 2;
-        assert!(matches!(
-            read_image(&v2[..], limits()),
-            Err(ImageError::Version(2))
-        ));
+        for v in [0, 3] {
+            let mut other = img.clone();
+            other[8] = v;
+            assert!(matches!(
+                read_image(&other[..], limits()),
+                Err(ImageError::Version(n)) if n == u32::from(v)
+            ));
+        }
         // Cut anywhere, also inside the magic or the header: truncated.
         for cut in [3, 8, 12, 15, 16, 20, img.len() / 2, img.len() - 1] {
             assert!(

@@ -72,12 +72,15 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
         return Err(ImageError::Truncated);
     }
     let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(ImageError::Version(version));
     }
     let mut ns = Namespace::new(0, 0, 0o755, limits);
     let mut map: HashMap<u64, u64> = HashMap::new();
-    let mut sum = Summary::default();
+    let mut sum = Summary {
+        version,
+        ..Summary::default()
+    };
     let mut pos = 16u64;
     let mut payload = Vec::new();
     let mut entries_started = false;
@@ -102,7 +105,7 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
         let mut p = Payload(&payload);
         match tag {
             TAG_INODE if !entries_started => {
-                load_inode(&mut ns, &mut map, &mut p)?;
+                load_inode(&mut ns, &mut map, &mut p, version)?;
                 sum.inodes += 1;
             }
             TAG_DATA if !entries_started => {
@@ -133,6 +136,7 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
                     inodes: p.u64()?,
                     entries: p.u64()?,
                     data_bytes: p.u64()?,
+                    version,
                 };
                 if want != sum {
                     return corrupt(format!("END counts {want:?} but the records hold {sum:?}"));
@@ -187,6 +191,7 @@ fn load_inode(
     ns: &mut Namespace,
     map: &mut HashMap<u64, u64>,
     p: &mut Payload<'_>,
+    version: u32,
 ) -> Result<(), ImageError> {
     let old = p.u64()?;
     let kind = kind_of(p.u8()?).ok_or(ImageError::Corrupt("unknown file type".into()))?;
@@ -194,6 +199,11 @@ fn load_inode(
     let (uid, gid, rdev) = (p.u32()?, p.u32()?, p.u32()?);
     let (atime, mtime, ctime) = (p.time()?, p.time()?, p.time()?);
     let size = p.u64()?;
+    // Version 1 had no flags.
+    let flags = if version >= 2 { p.u32()? } else { 0 };
+    if flags & !crate::namespace::flags::MODIFIABLE != 0 {
+        return corrupt(format!("inode flags {flags:#x} triefs does not keep"));
+    }
     let mut xattrs = Xattrs::new();
     for _ in 0..p.u32()? {
         let n = p.u16()? as usize;
@@ -233,6 +243,7 @@ fn load_inode(
         gid,
         times: [atime, mtime, ctime],
         size,
+        flags,
     };
     if !ns.set_loaded_attrs(ino, &attrs, &xattrs) {
         return corrupt("inode vanished");

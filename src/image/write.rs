@@ -42,7 +42,10 @@ pub fn write_image<W: Write>(ns: &Namespace, w: W) -> Result<Summary, io::Error>
     out.w.write_all(MAGIC)?;
     out.w.write_all(&VERSION.to_le_bytes())?;
     out.w.write_all(&0u32.to_le_bytes())?;
-    let mut sum = Summary::default();
+    let mut sum = Summary {
+        version: VERSION,
+        ..Summary::default()
+    };
     for (ino, i) in ns.inodes().iter() {
         if i.nlink == 0 && ino != ROOT_INO {
             continue;
@@ -58,6 +61,7 @@ pub fn write_image<W: Write>(ns: &Namespace, w: W) -> Result<Summary, io::Error>
             put_time(b, t);
         }
         b.extend_from_slice(&i.file().map_or(0, |d| d.size()).to_le_bytes());
+        b.extend_from_slice(&i.flags.to_fs().to_le_bytes());
         let xattrs: Vec<_> = ns
             .inodes()
             .xattrs(ino)

@@ -107,6 +107,7 @@ impl Namespace {
         if self.trie.child(dir, name).is_some() {
             return err(libc::EEXIST);
         }
+        self.may_create(parent)?;
         let (pperm, pgid) = {
             let p = self.inode(parent)?;
             (u32::from(p.perm), p.gid)
@@ -146,6 +147,7 @@ impl Namespace {
         };
         let mut inode = Inode::new(spec.kind, perm as u16, spec.uid, gid, content);
         inode.nlink = 0;
+        inode.flags = self.flags_of(parent).inherited();
         let (ino, _) = self.inodes.insert(inode);
         for (n, v) in &acls {
             self.inodes.set_xattr(ino, n, v);
@@ -273,6 +275,11 @@ impl Namespace {
         if self.trie.child(dir, newname).is_some() {
             return err(libc::EEXIST);
         }
+        self.may_create(newparent)?;
+        // No new name for a file whose names are fixed (`vfs_link`).
+        if self.flags_of(ino).fixed() {
+            return err(libc::EPERM);
+        }
         // A second name costs an inode's worth of the limit, as on tmpfs:
         // hard links must not grow the daemon past nr_inodes.
         if self.inode(ino)?.nlink > 0 {
@@ -288,6 +295,7 @@ impl Namespace {
     /// Removes the non-directory `name` from `parent`.
     pub fn unlink(&mut self, parent: u64, name: &OsStr) -> Result<()> {
         let ino = self.child_ino(parent, name)?;
+        self.may_delete(parent, ino)?;
         if self.inode(ino)?.kind == Kind::Directory {
             return err(libc::EISDIR);
         }
@@ -319,6 +327,7 @@ impl Namespace {
     /// Removes the empty directory `name` from `parent`.
     pub fn rmdir(&mut self, parent: u64, name: &OsStr) -> Result<()> {
         let ino = self.child_ino(parent, name)?;
+        self.may_delete(parent, ino)?;
         let node = self.dir_node(ino)?;
         if self.trie.child_count(node) > 0 {
             return err(libc::ENOTEMPTY);
@@ -407,6 +416,10 @@ impl Namespace {
         if flags & RENAME_EXCHANGE != 0 {
             let dst_node = dst_node.ok_or(Errno::new(libc::ENOENT))?;
             let dst = *self.trie.value(dst_node).ok_or(Errno::new(libc::ENOENT))?;
+            if src != dst {
+                self.may_delete(parent, src)?;
+                self.may_delete(newparent, dst)?;
+            }
             let dst_dir = self.trie.is_dir(dst_node);
             self.trie.exchange(pdir, name, npdir, newname)?;
             if parent != newparent && src_dir != dst_dir {
@@ -444,6 +457,8 @@ impl Namespace {
                 // Two names of one file (or the same name): POSIX says do nothing.
                 return Ok(());
             }
+            self.may_delete(parent, src)?;
+            self.may_delete(newparent, dst)?;
             let dst_dir = self.trie.is_dir(dst_node);
             match (src_dir, dst_dir) {
                 (true, false) => return err(libc::ENOTDIR),
@@ -458,6 +473,9 @@ impl Namespace {
                 p.nlink = p.nlink.saturating_sub(1);
             }
             self.drop_link(dst, now);
+        } else {
+            self.may_delete(parent, src)?;
+            self.may_create(newparent)?;
         }
         self.trie.move_entry(pdir, name, npdir, newname)?;
         if src_dir && parent != newparent {

@@ -27,6 +27,20 @@ impl Namespace {
     /// Applies `setattr` changes and returns the new attributes.
     pub fn setattr(&mut self, ino: u64, a: SetAttr) -> Result<FileAttr> {
         let now = SystemTime::now();
+        // (A missing inode has none; the checks below report it.)
+        let flags = self.flags_of(ino);
+        // As tmpfs (`may_setattr`, `notify_change`): owner, mode and times
+        // set explicitly are fixed for immutable and append-only files;
+        // "touch" (both times to now, `utimes(NULL)`) only for immutable.
+        let touch = matches!(
+            (a.atime, a.mtime),
+            (Some(TimeOrNow::Now), Some(TimeOrNow::Now))
+        );
+        let times_set = (a.atime.is_some() || a.mtime.is_some()) && !touch;
+        let owner_or_mode = a.mode.is_some() || a.uid.is_some() || a.gid.is_some();
+        if (flags.fixed() && (owner_or_mode || times_set)) || (flags.immutable() && touch) {
+            return err(libc::EPERM);
+        }
         if let Some(size) = a.size {
             if size > i64::MAX as u64 {
                 return err(libc::EFBIG);
@@ -36,6 +50,12 @@ impl Namespace {
                 Kind::RegularFile => {}
                 Kind::Directory => return err(libc::EISDIR),
                 _ => return err(libc::EINVAL),
+            }
+            // truncate(2) and open(O_TRUNC) of an immutable file are
+            // refused, ftruncate(2) of one opened before is not; nothing
+            // truncates an append-only file.
+            if flags.append() || (flags.immutable() && !a.through_fd) {
+                return err(libc::EPERM);
             }
             // Growing stores no pages: the new range is a hole.
             let i = self.inodes.get_mut(ino).ok_or(Errno::new(libc::ENOENT))?;
@@ -193,7 +213,9 @@ impl Namespace {
 
     /// `copy_file_range`: copies up to `len` bytes (at most 16 MiB per
     /// call; callers loop on short counts) from `src` to `dst`. Returns the
-    /// number of bytes copied, 0 at the end of `src`.
+    /// number of bytes copied, 0 at the end of `src`. An immutable `dst`
+    /// is `EPERM`, as the kernel checks for tmpfs (an append-only one is
+    /// not: only opening it without `O_APPEND` is refused).
     pub fn copy_range(
         &mut self,
         src: u64,
@@ -203,6 +225,9 @@ impl Namespace {
         len: u64,
     ) -> Result<u32> {
         const MAX_CHUNK: u64 = 16 << 20;
+        if self.flags_of(dst).immutable() {
+            return err(libc::EPERM);
+        }
         let data = self.read(src, src_off, len.min(MAX_CHUNK) as u32)?;
         if data.is_empty() {
             return Ok(0);
@@ -217,6 +242,12 @@ impl Namespace {
         }
         const KEEP_SIZE: i32 = FALLOC_KEEP_SIZE;
         const PUNCH: i32 = FALLOC_PUNCH_HOLE;
+        // As `vfs_fallocate`: nothing on an immutable file, only plain
+        // allocation on an append-only one.
+        let flags = self.flags_of(ino);
+        if flags.immutable() || (flags.append() && mode & !KEEP_SIZE != 0) {
+            return err(libc::EPERM);
+        }
         let f = self.file(ino)?;
         if offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
             return err(libc::EFBIG);

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::namespace::data::FileData;
+use crate::namespace::flags::Flags;
 use crate::trie::NodeId;
 
 /// Inode number of the root directory (FUSE's `FUSE_ROOT_ID`).
@@ -189,6 +190,8 @@ pub struct Inode {
     pub perm: u16,
     /// File type.
     pub kind: Kind,
+    /// `chattr` flags (one byte: it fits the padding after `kind`).
+    pub flags: Flags,
     /// Owner.
     pub uid: u32,
     /// Group.
@@ -215,6 +218,7 @@ impl Inode {
             ctime: now,
             perm: perm & 0o7777,
             kind,
+            flags: Flags::default(),
             uid,
             gid,
             generation: 1,

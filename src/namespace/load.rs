@@ -23,6 +23,8 @@ pub(crate) struct StoredAttrs {
     pub times: [Time; 3],
     /// File size (regular files; ignored for others).
     pub size: u64,
+    /// chattr flags (`FS_*_FL` bits; the loader refuses others).
+    pub flags: u32,
 }
 
 impl Namespace {
@@ -44,6 +46,7 @@ impl Namespace {
         i.perm = a.perm & 0o7777;
         (i.uid, i.gid) = (a.uid, a.gid);
         [i.atime, i.mtime, i.ctime] = a.times;
+        i.flags = super::flags::Flags::from_fs(a.flags);
         if let Some(d) = i.file_mut() {
             d.truncate(a.size);
         }

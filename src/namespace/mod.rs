@@ -6,8 +6,8 @@
 //! One type, [`Namespace`], split by concern: this file holds its state,
 //! attributes and inode lifetime; `dirs.rs` names and directories;
 //! `files.rs` file contents; `xattr.rs` extended attributes; `acl.rs`
-//! POSIX ACL rules; `limits.rs` the size and inode limits; `check.rs` the
-//! invariant checker.
+//! POSIX ACL rules; `flags.rs` the `chattr` flags and their rules;
+//! `limits.rs` the size and inode limits; `check.rs` the invariant checker.
 
 use std::time::SystemTime;
 
@@ -19,6 +19,7 @@ pub mod check;
 pub mod data;
 mod dirs;
 pub mod files;
+pub mod flags;
 pub mod inode;
 pub mod limits;
 mod load;
@@ -59,6 +60,10 @@ pub struct SetAttr {
     pub mtime: Option<TimeOrNow>,
     /// Explicit change time (otherwise now).
     pub ctime: Option<SystemTime>,
+    /// The change comes through an open file (`ftruncate`): an immutable
+    /// file opened for writing before it became immutable may still be
+    /// truncated through it, as on tmpfs.
+    pub through_fd: bool,
 }
 
 /// What to create in [`Namespace::create_node`].
@@ -179,11 +184,13 @@ impl Namespace {
         self.limits
     }
 
-    /// Opening `ino` as a file: anything but a directory (`EISDIR`).
-    pub fn open(&self, ino: u64) -> Result<()> {
+    /// Opening `ino` as a file with open(2) `flags`: anything but a
+    /// directory (`EISDIR`), and not for writing an immutable file or
+    /// for writing other than appending to an append-only one (`EPERM`).
+    pub fn open(&self, ino: u64, flags: i32) -> Result<()> {
         match self.inode(ino)?.kind {
             Kind::Directory => err(libc::EISDIR),
-            _ => Ok(()),
+            _ => self.may_open(ino, flags),
         }
     }
 

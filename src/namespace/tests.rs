@@ -2044,6 +2044,11 @@ enum Op {
         which: usize,
         size: u64,
     },
+    /// chattr flags on a reachable inode (files and directories only exist).
+    SetFlags {
+        which: usize,
+        flags: u32,
+    },
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -2060,6 +2065,13 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         3 => (idx(), 1u64..4).prop_map(|(which, n)| Op::Forget { which, n }),
         2 => (idx(), 0u64..4).prop_map(|(which, page)| Op::Write { which, page }),
         1 => (idx(), 0u64..3 * PG).prop_map(|(which, size)| Op::Truncate { which, size }),
+        1 => (idx(), prop_oneof![
+            Just(0u32),
+            Just(crate::namespace::flags::FS_IMMUTABLE_FL),
+            Just(crate::namespace::flags::FS_APPEND_FL),
+            Just(crate::namespace::flags::FS_NODUMP_FL | crate::namespace::flags::FS_NOATIME_FL),
+        ])
+            .prop_map(|(which, flags)| Op::SetFlags { which, flags }),
     ]
 }
 
@@ -2192,12 +2204,29 @@ fn check_invariants(ns: &Namespace, held: &BTreeMap<u64, u64>) {
 }
 
 fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
+    // An operation the flags refuse changes no name.
+    let names = ns.trie.leaves();
+    let refused = apply_op(ns, held, op);
+    if refused {
+        assert_eq!(
+            ns.trie.leaves(),
+            names,
+            "{op:?} was refused but changed names"
+        );
+    }
+}
+
+/// Applies `op`; true when the chattr flags refused it (`EPERM`).
+fn apply_op(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) -> bool {
+    let perm = |r: &Result<()>| *r == Err(e(libc::EPERM));
     let dirs = reachable_dirs(ns);
     let name = |i: usize| os(NAMES[i]);
     let mut hold = |r: Result<Entry>| {
+        let refused = matches!(r, Err(err) if err == e(libc::EPERM));
         if let Ok(ent) = r {
             *held.entry(ent.attr.ino.0).or_default() += 1;
         }
+        refused
     };
     match *op {
         Op::Create {
@@ -2211,21 +2240,17 @@ fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
             } else {
                 Kind::RegularFile
             };
-            hold(ns.create_node(d, name(n), spec(kind)));
+            hold(ns.create_node(d, name(n), spec(kind)))
         }
-        Op::Unlink { dir, name: n } => {
-            let _ = ns.unlink(pick(&dirs, dir).unwrap(), name(n));
-        }
-        Op::Rmdir { dir, name: n } => {
-            let _ = ns.rmdir(pick(&dirs, dir).unwrap(), name(n));
-        }
+        Op::Unlink { dir, name: n } => perm(&ns.unlink(pick(&dirs, dir).unwrap(), name(n))),
+        Op::Rmdir { dir, name: n } => perm(&ns.rmdir(pick(&dirs, dir).unwrap(), name(n))),
         Op::Link {
             target,
             dir,
             name: n,
         } => {
             let t = pick(&reachable_inos(ns), target).unwrap();
-            hold(ns.link(t, pick(&dirs, dir).unwrap(), name(n)));
+            hold(ns.link(t, pick(&dirs, dir).unwrap(), name(n)))
         }
         Op::Rename {
             d1,
@@ -2235,10 +2260,11 @@ fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
             flags,
         } => {
             let (p1, p2) = (pick(&dirs, d1).unwrap(), pick(&dirs, d2).unwrap());
-            let _ = ns.rename(p1, name(n1), p2, name(n2), flags);
+            perm(&ns.rename(p1, name(n1), p2, name(n2), flags))
         }
         Op::Lookup { dir, name: n } => {
             hold(ns.lookup(pick(&dirs, dir).unwrap(), name(n)));
+            false
         }
         Op::Forget { which, n } => {
             let keys: Vec<u64> = held.keys().copied().collect();
@@ -2251,6 +2277,7 @@ fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
                 }
                 ns.forget(ino, n);
             }
+            false
         }
         Op::Write { which, page } => {
             let files: Vec<u64> = ns
@@ -2269,6 +2296,7 @@ fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
                     }
                 }
             }
+            false
         }
         Op::Truncate { which, size } => {
             let files: Vec<u64> = ns
@@ -2278,18 +2306,36 @@ fn apply(ns: &mut Namespace, held: &mut BTreeMap<u64, u64>, op: &Op) {
                 .map(|(ino, _)| ino)
                 .collect();
             if let Some(f) = pick(&files, which) {
-                let a = ns
-                    .setattr(
-                        f,
-                        SetAttr {
-                            size: Some(size),
-                            ..Default::default()
-                        },
-                    )
-                    .unwrap();
-                assert_eq!(a.size, size);
+                let fixed = ns.inodes.get(f).unwrap().flags.fixed();
+                let r = ns.setattr(
+                    f,
+                    SetAttr {
+                        size: Some(size),
+                        ..Default::default()
+                    },
+                );
+                if fixed {
+                    assert_eq!(r.map(|_| ()), Err(e(libc::EPERM)));
+                    return true;
+                }
+                assert_eq!(r.unwrap().size, size);
             }
+            false
         }
+        Op::SetFlags { which, flags } => {
+            let ino = pick(&reachable_inos(ns), which).unwrap();
+            ns.set_flags(ino, flags).unwrap();
+            assert_eq!(ns.get_flags(ino), Ok(flags));
+            false
+        }
+    }
+}
+
+/// Clears every inode's chattr flags, so that everything can be removed.
+fn clear_flags(ns: &mut Namespace) {
+    let inos: Vec<u64> = ns.inodes.iter().map(|(ino, _)| ino).collect();
+    for ino in inos {
+        let _ = ns.set_flags(ino, 0);
     }
 }
 
@@ -2326,6 +2372,7 @@ proptest! {
             apply(&mut ns, &mut held, op);
             check_invariants(&ns, &held);
         }
+        clear_flags(&mut ns);
         remove_all(&mut ns, ROOT_INO);
         check_invariants(&ns, &held);
         for (&ino, &n) in &held {
@@ -2442,11 +2489,441 @@ fn mknod_append_and_open_rules() {
     assert_eq!(ns.append(ino, b"f").unwrap(), 1);
     assert_eq!(ns.read(ino, 0, 100).unwrap(), b"abcdef");
     let d = mkdir(&mut ns, ROOT_INO, "dir");
-    assert_eq!(ns.open(d).unwrap_err(), e(libc::EISDIR));
+    assert_eq!(ns.open(d, libc::O_RDONLY).unwrap_err(), e(libc::EISDIR));
     assert_eq!(ns.opendir(ino).unwrap_err(), e(libc::ENOTDIR));
-    ns.open(ino).unwrap();
+    ns.open(ino, libc::O_RDWR).unwrap();
     ns.opendir(d).unwrap();
-    assert_eq!(ns.open(9999).unwrap_err(), e(libc::ENOENT));
+    assert_eq!(ns.open(9999, libc::O_RDONLY).unwrap_err(), e(libc::ENOENT));
+}
+
+// ---------------------------------------------------------------------------
+// chattr flags (tmpfs's rules; the errnos were taken from a tmpfs)
+// ---------------------------------------------------------------------------
+
+use crate::namespace::flags::{
+    FS_APPEND_FL, FS_IMMUTABLE_FL, FS_NOATIME_FL, FS_NODUMP_FL, FsXattr,
+};
+
+#[test]
+fn flags_set_get_and_refuse_what_tmpfs_refuses() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    let l = symlink(&mut ns, ROOT_INO, "l", b"f");
+    for ino in [f, d] {
+        assert_eq!(ns.get_flags(ino), Ok(0));
+        age(&mut ns, ino);
+        ns.set_flags(ino, FS_NODUMP_FL | FS_NOATIME_FL).unwrap();
+        assert_eq!(ns.get_flags(ino), Ok(FS_NODUMP_FL | FS_NOATIME_FL));
+        // The change time moves (xfstests generic/277), the others not.
+        let a = ns.attr(ino).unwrap();
+        assert!(a.ctime > past());
+        assert_eq!((a.atime, a.mtime), (past(), past()));
+        // Flags tmpfs does not keep: compression, sync, casefold.
+        for other in [0x4, 0x8, 0x4000_0000] {
+            assert_eq!(ns.set_flags(ino, other), Err(e(libc::EOPNOTSUPP)));
+        }
+        assert_eq!(ns.get_flags(ino), Ok(FS_NODUMP_FL | FS_NOATIME_FL));
+        ns.set_flags(ino, 0).unwrap();
+    }
+    assert_eq!(ns.get_flags(l), Err(e(libc::ENOTTY)));
+    assert_eq!(ns.set_flags(l, 0), Err(e(libc::ENOTTY)));
+    assert_eq!(ns.get_flags(9999), Err(e(libc::ENOENT)));
+}
+
+#[test]
+fn fsxattr_carries_the_same_flags() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.set_flags(f, FS_APPEND_FL | FS_NODUMP_FL).unwrap();
+    let x = ns.get_fsxattr(f).unwrap();
+    assert_eq!(
+        x,
+        FsXattr {
+            xflags: 0x10 | 0x80,
+            ..FsXattr::default()
+        }
+    );
+    ns.set_fsxattr(
+        f,
+        FsXattr {
+            xflags: 0x08,
+            ..FsXattr::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ns.get_flags(f), Ok(FS_IMMUTABLE_FL));
+    // Extent sizes, projects, sync and xflags without a flag twin: tmpfs
+    // refuses them all.
+    for bad in [
+        FsXattr {
+            extsize: 4096,
+            ..FsXattr::default()
+        },
+        FsXattr {
+            projid: 1,
+            ..FsXattr::default()
+        },
+        FsXattr {
+            cowextsize: 1,
+            ..FsXattr::default()
+        },
+        FsXattr {
+            xflags: 0x20,
+            ..FsXattr::default()
+        },
+        FsXattr {
+            xflags: 0x1,
+            ..FsXattr::default()
+        },
+    ] {
+        assert_eq!(ns.set_fsxattr(f, bad), Err(e(libc::EOPNOTSUPP)), "{bad:?}");
+    }
+    // The extent count is an output; tmpfs ignores it on input.
+    ns.set_fsxattr(
+        f,
+        FsXattr {
+            nextents: 7,
+            ..FsXattr::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ns.get_flags(f), Ok(0));
+}
+
+#[test]
+fn new_inodes_inherit_nodump_and_noatime_only() {
+    let mut ns = ns();
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    ns.set_flags(d, FS_NODUMP_FL | FS_NOATIME_FL | FS_APPEND_FL)
+        .unwrap();
+    let f = mkfile(&mut ns, d, "f");
+    let sub = mkdir(&mut ns, d, "sub");
+    assert_eq!(ns.get_flags(f), Ok(FS_NODUMP_FL | FS_NOATIME_FL));
+    assert_eq!(ns.get_flags(sub), Ok(FS_NODUMP_FL | FS_NOATIME_FL));
+    let deeper = mkfile(&mut ns, sub, "g");
+    assert_eq!(ns.get_flags(deeper), Ok(FS_NODUMP_FL | FS_NOATIME_FL));
+}
+
+#[test]
+fn immutable_file_refuses_changes_but_not_reads() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.write(f, 0, b"data").unwrap();
+    ns.setxattr(f, os("user.a"), b"1", 0).unwrap();
+    ns.set_flags(f, FS_IMMUTABLE_FL).unwrap();
+    let perm = Err(e(libc::EPERM));
+    assert_eq!(ns.open(f, libc::O_RDONLY), Ok(()));
+    for fl in [
+        libc::O_WRONLY,
+        libc::O_RDWR,
+        libc::O_WRONLY | libc::O_APPEND,
+        libc::O_RDONLY | libc::O_TRUNC,
+    ] {
+        assert_eq!(ns.open(f, fl), perm, "open {fl:#o}");
+    }
+    let set = |a: SetAttr| a;
+    for a in [
+        set(SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        }),
+        set(SetAttr {
+            uid: Some(1),
+            ..Default::default()
+        }),
+        set(SetAttr {
+            gid: Some(1),
+            ..Default::default()
+        }),
+        set(SetAttr {
+            size: Some(0),
+            ..Default::default()
+        }),
+        set(SetAttr {
+            atime: Some(TimeOrNow::SpecificTime(past())),
+            ..Default::default()
+        }),
+        set(SetAttr {
+            atime: Some(TimeOrNow::Now),
+            ..Default::default()
+        }),
+        set(SetAttr {
+            atime: Some(TimeOrNow::Now),
+            mtime: Some(TimeOrNow::Now),
+            ..Default::default()
+        }),
+    ] {
+        assert_eq!(ns.setattr(f, a).map(|_| ()), perm, "{a:?}");
+    }
+    // chown(f, -1, -1) changes nothing and is allowed; ftruncate through a
+    // descriptor opened before the flag was set is too (tmpfs).
+    ns.setattr(f, SetAttr::default()).unwrap();
+    ns.setattr(
+        f,
+        SetAttr {
+            size: Some(2),
+            through_fd: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ns.setxattr(f, os("user.b"), b"1", 0), perm);
+    assert_eq!(
+        ns.setxattr(f, os("bogus.b"), b"1", 0),
+        perm,
+        "EPERM before the name"
+    );
+    assert_eq!(ns.removexattr(f, os("user.a")), perm);
+    assert_eq!(ns.removexattr(f, os("user.none")), perm);
+    assert_eq!(ns.getxattr(f, os("user.a"), 0), Ok(XattrReply::Size(1)));
+    assert_eq!(ns.fallocate(f, 0, 4096, 0), perm);
+    assert_eq!(ns.fallocate(f, 0, 4096, FALLOC_KEEP_SIZE), perm);
+    assert_eq!(
+        ns.fallocate(f, 0, 4096, FALLOC_PUNCH_HOLE | FALLOC_KEEP_SIZE),
+        perm
+    );
+    let src = mkfile(&mut ns, ROOT_INO, "src");
+    ns.write(src, 0, b"xyz").unwrap();
+    assert_eq!(ns.copy_range(src, 0, f, 0, 3), Err(e(libc::EPERM)));
+    assert_eq!(
+        ns.copy_range(f, 0, src, 0, 2),
+        Ok(2),
+        "copying from it is fine"
+    );
+    assert_eq!(ns.link(f, ROOT_INO, os("f2")).map(|_| ()), perm);
+    assert_eq!(ns.unlink(ROOT_INO, os("f")), perm);
+    assert_eq!(ns.rename(ROOT_INO, os("f"), ROOT_INO, os("g"), 0), perm);
+    assert_eq!(ns.rename(ROOT_INO, os("src"), ROOT_INO, os("f"), 0), perm);
+    assert_eq!(
+        ns.rename(ROOT_INO, os("src"), ROOT_INO, os("f"), RENAME_EXCHANGE),
+        perm
+    );
+    // Writes through a descriptor opened before stay possible (tmpfs).
+    ns.write(f, 0, b"D").unwrap();
+    assert_eq!(ns.read(f, 0, 10).unwrap(), b"Da");
+    // Clearing the flag gives everything back.
+    ns.set_flags(f, 0).unwrap();
+    ns.setattr(
+        f,
+        SetAttr {
+            size: Some(0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    ns.unlink(ROOT_INO, os("f")).unwrap();
+}
+
+#[test]
+fn append_only_file_takes_appends_and_touches_only() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.write(f, 0, b"data").unwrap();
+    ns.set_flags(f, FS_APPEND_FL).unwrap();
+    let perm = Err(e(libc::EPERM));
+    assert_eq!(ns.open(f, libc::O_RDONLY), Ok(()));
+    assert_eq!(ns.open(f, libc::O_WRONLY | libc::O_APPEND), Ok(()));
+    assert_eq!(ns.open(f, libc::O_RDWR | libc::O_APPEND), Ok(()));
+    for fl in [
+        libc::O_WRONLY,
+        libc::O_RDWR,
+        libc::O_WRONLY | libc::O_APPEND | libc::O_TRUNC,
+        libc::O_RDONLY | libc::O_TRUNC,
+    ] {
+        assert_eq!(ns.open(f, fl), perm, "open {fl:#o}");
+    }
+    for a in [
+        SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        },
+        SetAttr {
+            uid: Some(1),
+            ..Default::default()
+        },
+        SetAttr {
+            size: Some(10),
+            ..Default::default()
+        },
+        SetAttr {
+            size: Some(10),
+            through_fd: true,
+            ..Default::default()
+        },
+        SetAttr {
+            mtime: Some(TimeOrNow::SpecificTime(past())),
+            ..Default::default()
+        },
+        SetAttr {
+            atime: Some(TimeOrNow::Now),
+            ..Default::default()
+        },
+    ] {
+        assert_eq!(ns.setattr(f, a).map(|_| ()), perm, "{a:?}");
+    }
+    // utimes(f, NULL) is allowed on an append-only file.
+    ns.setattr(
+        f,
+        SetAttr {
+            atime: Some(TimeOrNow::Now),
+            mtime: Some(TimeOrNow::Now),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ns.setxattr(f, os("user.b"), b"1", 0), perm);
+    assert_eq!(
+        ns.fallocate(f, 0, 8192, FALLOC_PUNCH_HOLE | FALLOC_KEEP_SIZE),
+        perm
+    );
+    ns.fallocate(f, 0, 8192, 0).unwrap();
+    ns.fallocate(f, 0, 16384, FALLOC_KEEP_SIZE).unwrap();
+    assert_eq!(ns.append(f, b"+").unwrap(), 1);
+    assert_eq!(ns.link(f, ROOT_INO, os("f2")).map(|_| ()), perm);
+    assert_eq!(ns.unlink(ROOT_INO, os("f")), perm);
+    assert_eq!(ns.rename(ROOT_INO, os("f"), ROOT_INO, os("g"), 0), perm);
+}
+
+#[test]
+fn immutable_directory_keeps_its_names_not_its_files() {
+    let mut ns = ns();
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    let f = mkfile(&mut ns, d, "f");
+    let sub = mkdir(&mut ns, d, "sub");
+    let empty = mkdir(&mut ns, d, "empty");
+    let out = mkfile(&mut ns, ROOT_INO, "out");
+    ns.set_flags(d, FS_IMMUTABLE_FL).unwrap();
+    let perm = Err(e(libc::EPERM));
+    for kind in [
+        Kind::RegularFile,
+        Kind::Directory,
+        Kind::Symlink,
+        Kind::Fifo,
+    ] {
+        assert_eq!(
+            ns.create_node(d, os("new"), spec(kind)).map(|_| ()),
+            perm,
+            "{kind:?}"
+        );
+    }
+    assert_eq!(
+        ns.mknod(d, os("n"), libc::S_IFCHR | 0o600, 0, 0x0103, 0, 0)
+            .map(|_| ()),
+        perm
+    );
+    // An existing name is EEXIST first, a missing one ENOENT.
+    assert_eq!(
+        ns.create_node(d, os("f"), spec(Kind::RegularFile))
+            .map(|_| ()),
+        Err(e(libc::EEXIST))
+    );
+    assert_eq!(ns.unlink(d, os("none")), Err(e(libc::ENOENT)));
+    assert_eq!(ns.link(out, d, os("l")).map(|_| ()), perm);
+    assert_eq!(ns.unlink(d, os("f")), perm);
+    assert_eq!(ns.rmdir(d, os("empty")), perm);
+    assert_eq!(
+        ns.rmdir(d, os("sub")),
+        perm,
+        "before ENOTEMPTY or anything else"
+    );
+    assert_eq!(ns.rename(ROOT_INO, os("out"), d, os("in"), 0), perm);
+    assert_eq!(ns.rename(d, os("f"), ROOT_INO, os("f"), 0), perm);
+    assert_eq!(ns.rename(d, os("f"), d, os("g"), 0), perm);
+    assert_eq!(
+        ns.setattr(
+            d,
+            SetAttr {
+                mode: Some(0o700),
+                ..Default::default()
+            }
+        )
+        .map(|_| ()),
+        perm
+    );
+    // Files and directories inside stay as usable as ever.
+    ns.write(f, 0, b"x").unwrap();
+    ns.setattr(
+        f,
+        SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    mkfile(&mut ns, sub, "inner");
+    ns.unlink(sub, os("inner")).unwrap();
+    assert_eq!(ns.get_flags(empty), Ok(0));
+    // The directory itself cannot go either.
+    ns.set_flags(d, 0).unwrap();
+    ns.set_flags(empty, FS_IMMUTABLE_FL).unwrap();
+    assert_eq!(ns.rmdir(d, os("empty")), perm);
+    assert_eq!(ns.rename(d, os("empty"), ROOT_INO, os("moved"), 0), perm);
+    ns.check().unwrap();
+}
+
+#[test]
+fn append_only_directory_takes_new_names_only() {
+    let mut ns = ns();
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    mkfile(&mut ns, d, "f");
+    mkdir(&mut ns, d, "sub");
+    let out = mkfile(&mut ns, ROOT_INO, "out");
+    mkfile(&mut ns, ROOT_INO, "out2");
+    ns.set_flags(d, FS_APPEND_FL).unwrap();
+    let perm = Err(e(libc::EPERM));
+    mkfile(&mut ns, d, "new");
+    mkdir(&mut ns, d, "newdir");
+    ns.link(out, d, os("hl")).unwrap();
+    ns.rename(ROOT_INO, os("out2"), d, os("moved"), 0).unwrap();
+    assert_eq!(ns.unlink(d, os("f")), perm);
+    assert_eq!(ns.rmdir(d, os("sub")), perm);
+    assert_eq!(ns.rename(d, os("f"), d, os("g"), 0), perm);
+    assert_eq!(ns.rename(d, os("f"), ROOT_INO, os("g"), 0), perm);
+    // Replacing a name removes one: refused.
+    assert_eq!(ns.rename(ROOT_INO, os("out"), d, os("f"), 0), perm);
+    assert_eq!(
+        ns.rename(ROOT_INO, os("out"), d, os("f"), RENAME_EXCHANGE),
+        perm
+    );
+    ns.setattr(
+        d,
+        SetAttr {
+            atime: Some(TimeOrNow::Now),
+            mtime: Some(TimeOrNow::Now),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    ns.check().unwrap();
+}
+
+#[test]
+fn rename_onto_another_name_of_itself_ignores_flags() {
+    // rename(2) between two names of one file does nothing, before any check.
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    ns.link(f, ROOT_INO, os("g")).unwrap();
+    ns.set_flags(f, FS_IMMUTABLE_FL).unwrap();
+    ns.rename(ROOT_INO, os("f"), ROOT_INO, os("g"), 0).unwrap();
+    assert_eq!(nlink(&ns, f), 2);
+}
+
+#[test]
+fn writes_checked_when_opens_were_not() {
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let d = mkdir(&mut ns, ROOT_INO, "d");
+    ns.may_write(f, false).unwrap();
+    ns.set_flags(f, FS_APPEND_FL).unwrap();
+    assert_eq!(ns.may_write(f, false), Err(e(libc::EPERM)));
+    ns.may_write(f, true).unwrap();
+    ns.set_flags(f, FS_IMMUTABLE_FL).unwrap();
+    assert_eq!(ns.may_write(f, true), Err(e(libc::EPERM)));
+    ns.set_flags(f, FS_NODUMP_FL | FS_NOATIME_FL).unwrap();
+    ns.may_write(f, false).unwrap();
+    ns.may_write(d, false).unwrap();
+    assert_eq!(ns.may_write(9999, false), Err(e(libc::ENOENT)));
 }
 
 #[test]

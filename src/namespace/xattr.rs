@@ -55,6 +55,17 @@ fn sized_reply(v: Vec<u8>, size: u32) -> Result<XattrReply> {
 }
 
 impl Namespace {
+    /// Extended attributes of immutable and append-only files are fixed;
+    /// the kernel refuses that before it looks at the name
+    /// (`xattr_permission`), so this comes first (a missing inode is
+    /// reported after the name check, as before).
+    fn may_change_xattrs(&self, ino: u64) -> Result<()> {
+        if self.flags_of(ino).fixed() {
+            return err(libc::EPERM);
+        }
+        Ok(())
+    }
+
     /// Sets extended attribute `name` (`XATTR_CREATE`/`XATTR_REPLACE` in
     /// `flags`), as a caller who is in the file's group or has
     /// `CAP_FSETID` (see [`Namespace::setxattr_as`]).
@@ -74,6 +85,7 @@ impl Namespace {
         in_group_or_capable: bool,
     ) -> Result<()> {
         let name = name.as_bytes();
+        self.may_change_xattrs(ino)?;
         xattr_name_check(name)?;
         self.inode(ino)?;
         if is_acl(name) {
@@ -134,6 +146,7 @@ impl Namespace {
     /// Removes extended attribute `name`.
     pub fn removexattr(&mut self, ino: u64, name: &OsStr) -> Result<()> {
         let name = name.as_bytes();
+        self.may_change_xattrs(ino)?;
         xattr_name_check(name)?;
         self.inode(ino)?;
         if is_acl(name) {

@@ -69,7 +69,7 @@ pub(crate) fn image_command(cli: ImageCli) -> ExitCode {
     };
     match cli.cmd {
         ImageCmd::Info { .. } => {
-            println!("format version: {}", image::VERSION);
+            println!("format version: {}", sum.version);
             println!("inodes: {}", sum.inodes);
             println!("entries: {}", sum.entries);
             println!("data bytes: {}", sum.data_bytes);
