@@ -74,6 +74,10 @@ pub struct MountOpts {
     pub image: Option<std::path::PathBuf>,
     /// The [`ATIME_OPTIONS`] given, in order: mount(2) flags by name.
     pub kernel_flags: Vec<&'static str>,
+    /// `strict_open`: have the kernel send every open to the daemon, so
+    /// that `chattr` flags refuse an open for writing as on tmpfs (at a
+    /// round trip per open and one per close).
+    pub strict_open: bool,
 }
 
 impl Default for MountOpts {
@@ -93,6 +97,7 @@ impl Default for MountOpts {
             paths: None,
             image: None,
             kernel_flags: Vec::new(),
+            strict_open: false,
         }
     }
 }
@@ -279,6 +284,10 @@ impl MountOpts {
                 flag(MountOption::DefaultPermissions)?;
             }
             "auto_unmount" => set_unique(&mut self.mount, flag(MountOption::AutoUnmount)?),
+            "strict_open" => {
+                flag(MountOption::RW)?;
+                self.strict_open = true;
+            }
             "fsname" => set_unique(&mut self.mount, MountOption::FSName(value()?.to_string())),
             "subtype" => set_unique(&mut self.mount, MountOption::Subtype(value()?.to_string())),
             "dev" => self.mount.push(flag(MountOption::Dev)?),

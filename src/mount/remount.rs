@@ -100,7 +100,7 @@ impl Plan {
                 "fsname" | "subtype" | "paths" | "image" => {
                     value()?;
                 }
-                "auto_unmount" if val.is_none() => {}
+                "auto_unmount" | "strict_open" if val.is_none() => {}
                 _ if is_mount_only(opt) => {}
                 _ => return Err(bad(format!("unknown mount option '{opt}'"))),
             }

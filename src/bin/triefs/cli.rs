@@ -42,6 +42,9 @@ use clap::{ArgAction, Parser, Subcommand};
   default_permissions     accepted; permission checks are always on
   auto_unmount            unmount when the daemon dies (a watcher process,
                           triefs-watch; does not change who may use it)
+  strict_open             every open reaches the daemon: chattr +i/+a refuse
+                          an open for writing as on tmpfs (not at the first
+                          write); small-file reads get several times slower
   dev, nodev, suid, nosuid, exec, noexec, sync, async, dirsync
                           passed to the kernel as for any filesystem
   atime, noatime, relatime, norelatime, strictatime, nostrictatime

@@ -426,6 +426,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
     if std::env::var_os("TRIEFS_FAULTS").is_some_and(|v| v == "1") {
         fs = fs.with_fault_injection();
     }
+    if opts.strict_open {
+        fs = fs.serving_opens();
+    }
     let started = start_session(fs, &mountpoint, &opts, &config);
     let (session, unmount) = match started {
         Ok(s) => s,
