@@ -284,6 +284,9 @@ statuses triefs >"$work/triefs.st"
       fail | notrun) d=$(detail triefs "$t" "$b") ;;
       *) d="tmpfs: $(detail tmpfs "$t" "$a")" ;;
     esac
+    # Work paths change from run to run: name them as xfstests does.
+    d=${d//"$work/t"/TEST_DIR}
+    d=${d//"$work/s"/SCRATCH_MNT}
     d=$(printf '%s' "$d" | tr '|' '/')
     printf '| %s | %s | %s | %s |\n' "$t" "$a" "$b" "${d//\`/\'}"
   done
