@@ -295,4 +295,8 @@ statuses triefs >"$work/triefs.st"
 echo
 cat "$out/summary.md"
 echo
-echo "results: $out (results.tsv, summary.md, differences.md; $(($(wc -l <"$out/differences.md") - 2)) tests differ)"
+if [ "$which" = both ]; then
+  echo "results: $out (results.tsv, summary.md, differences.md: $(($(wc -l <"$out/differences.md") - 2)) tests differ)"
+else
+  echo "results: $out (results.tsv, summary.md)"
+fi
