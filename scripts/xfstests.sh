@@ -30,8 +30,9 @@
 # and nothing changes outside it:
 # - triefs is mounted by mount(8) as `-t fuse.triefs`, which runs the helper
 #   /sbin/mount.fuse.triefs; inside the namespace a read-only overlay on
-#   /usr/sbin adds that helper, a link to TRIEFS_BIN, on top of the real
-#   directory (so an installed helper is neither used nor touched);
+#   /sbin (/usr/sbin on merged-/usr systems) adds that helper, a link to
+#   TRIEFS_BIN, on top of the real directory (so an installed helper is
+#   neither used nor touched);
 # - xfstests' `_fs_type` reports a FUSE mount as `fuse.SUBTYPE` while
 #   FSTYP=fuse, and then refuses the mount; a copy of common/rc that counts
 #   `fuse.triefs` as `fuse` is bound over common/rc inside the namespace.
@@ -69,7 +70,9 @@ if [ "${1:-}" = --in-namespace ]; then
   trap 'unmount "$work/s" || true; unmount "$work/t" || true' EXIT
   trap 'exit 130' INT TERM
   if [ "$fs" = triefs ]; then
-    mount -t overlay -o "ro,lowerdir=$work/helper:/usr/sbin" triefs-helper /usr/sbin
+    # mount(8) looks for helpers in /sbin: /usr/sbin where /sbin links there.
+    sbin=$(realpath /sbin)
+    mount -t overlay -o "ro,lowerdir=$work/helper:$sbin" triefs-helper "$sbin"
   fi
   mount --bind "$work/rc" "$xt/common/rc"
   cd "$xt"
