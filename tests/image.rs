@@ -630,6 +630,60 @@ fn second_daemon_on_the_same_image_is_refused() {
     assert!(again.unmount_and_wait().unwrap().success());
 }
 
+/// `umount` returns before the daemon's final save of its image is done.
+/// Mounting the same image right away (`umount DIR && mount DIR` with an
+/// fstab line, xfstests' cycle mounts) waits for that save instead of
+/// being refused, and finds everything.
+#[test]
+fn mount_right_after_umount_waits_for_the_final_save() {
+    let dir = common::short_tempdir();
+    let img = dir.path().join("img");
+    let mut first = mount_with_image(&img, &[]);
+    // Enough data (not zeros) that the final save takes a while.
+    let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(first.path().join("big")).unwrap();
+        for _ in 0..768 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let pid = first.pid() as i32;
+    let mnt = first.path().to_path_buf();
+    let st = Command::new("umount").arg(&mnt).status().unwrap();
+    assert!(st.success(), "umount");
+    assert!(
+        !common::has_exited(pid),
+        "the first daemon had already saved and exited: the test shows nothing"
+    );
+    let args = [OsStr::new("--image"), img.as_os_str()];
+    let mut cmd = triefs_mount_cmd(false, &args, &mnt);
+    let out = common::run_timed(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.is_some_and(|s| s.success()),
+        "second mount: {:?}: {}",
+        out.status,
+        out.stderr
+    );
+    let _u = Unmounts(vec![mnt.clone()]);
+    assert!(
+        first
+            .wait_exit(Duration::from_secs(60))
+            .is_some_and(|s| s.success()),
+        "the first daemon's exit"
+    );
+    let md = std::fs::metadata(mnt.join("big")).unwrap();
+    assert_eq!(md.len(), 768 << 20);
+    let mut got = vec![0u8; chunk.len()];
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(mnt.join("big")).unwrap();
+        f.seek(SeekFrom::Start(767 << 20)).unwrap();
+        f.read_exact(&mut got).unwrap();
+    }
+    assert!(got == chunk, "the last MiB differs after the reload");
+}
+
 /// A detached daemon has no stderr: a save that fails after the mount
 /// goes to syslog. The daemon runs in a private mount namespace whose
 /// /dev/log is a socket of this test (the machine's logger, if any, is

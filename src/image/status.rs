@@ -67,6 +67,9 @@ pub struct Status {
     pub started: u64,
     /// Whether the daemon had exited when it last wrote the file.
     pub exited: bool,
+    /// Whether the daemon's mount was gone and its final save under way
+    /// (a new daemon on the image waits for it instead of giving up).
+    pub unmounted: bool,
     /// The last successful save, if any.
     pub saved: Option<u64>,
     /// A save that failed after the last successful one: when, and why.
@@ -80,7 +83,13 @@ impl Status {
             "{HEADER}\npid {}\nstarted {}\nstate {}\n",
             self.pid,
             self.started,
-            if self.exited { "exited" } else { "serving" }
+            if self.exited {
+                "exited"
+            } else if self.unmounted {
+                "unmounted"
+            } else {
+                "serving"
+            }
         );
         if let Some(t) = self.saved {
             s.push_str(&format!("saved {t}\n"));
@@ -109,7 +118,10 @@ impl Status {
             match key {
                 "pid" => st.pid = val.parse().ok()?,
                 "started" => st.started = val.parse().ok()?,
-                "state" => st.exited = val == "exited",
+                "state" => {
+                    st.exited = val == "exited";
+                    st.unmounted = val == "unmounted";
+                }
                 "saved" => st.saved = Some(val.parse().ok()?),
                 "failed" => {
                     let (t, why) = val.split_once(' ').unwrap_or((val, ""));
@@ -191,6 +203,9 @@ pub struct StatusFile {
 pub enum OpenError {
     /// Another daemon (this pid, if known) serves the same image.
     InUse(Option<u32>),
+    /// Another daemon (this pid) holds the image but has unmounted: it is
+    /// saving it one last time and will let go when done.
+    Closing(u32),
     /// Creating, locking or writing the file failed.
     Io(io::Error),
 }
@@ -219,8 +234,10 @@ impl StatusFile {
             if !crate::sys::try_flock(&file, true).map_err(OpenError::Io)? {
                 let mut bytes = Vec::new();
                 let _ = (&file).take(64 * 1024).read_to_end(&mut bytes);
-                let pid = Status::decode(&bytes).map(|s| s.pid);
-                return Err(OpenError::InUse(pid));
+                return Err(match Status::decode(&bytes) {
+                    Some(s) if s.unmounted => OpenError::Closing(s.pid),
+                    s => OpenError::InUse(s.map(|s| s.pid)),
+                });
             }
             let same = match (file.metadata(), std::fs::symlink_metadata(&path)) {
                 (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
@@ -277,6 +294,14 @@ impl StatusFile {
     pub fn saved(&mut self) -> io::Result<()> {
         self.status.saved = Some(now());
         self.status.failed = None;
+        self.write()
+    }
+
+    /// The mount is gone and the final save begins: a daemon mounting
+    /// the same image meanwhile (`umount` then `mount` again) waits for
+    /// it instead of refusing.
+    pub fn unmounted(&mut self) -> io::Result<()> {
+        self.status.unmounted = true;
         self.write()
     }
 
@@ -351,12 +376,19 @@ mod tests {
             pid: 42,
             started: 1000,
             exited: true,
+            unmounted: false,
             saved: Some(2000),
             failed: Some((3000, "No space left on device (os error 28)".into())),
         };
         let bytes = st.encode();
         assert_eq!(bytes.len(), RESERVED);
-        assert_eq!(Status::decode(&bytes), Some(st));
+        assert_eq!(Status::decode(&bytes), Some(st.clone()));
+        let closing = Status {
+            exited: false,
+            unmounted: true,
+            ..st
+        };
+        assert_eq!(Status::decode(&closing.encode()), Some(closing));
         assert_eq!(Status::decode(b"something else\n"), None);
     }
 
@@ -385,6 +417,12 @@ mod tests {
             Err(OpenError::InUse(Some(p))) if p == std::process::id()
         ));
         sf.saved().unwrap();
+        // Unmounted and saving: a new daemon is told to wait, not refused.
+        sf.unmounted().unwrap();
+        assert!(matches!(
+            StatusFile::open(&img),
+            Err(OpenError::Closing(p)) if p == std::process::id()
+        ));
         sf.failed("disk full").unwrap();
         sf.finish().unwrap();
         match read(&img).unwrap() {

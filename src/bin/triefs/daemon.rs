@@ -307,6 +307,7 @@ fn spawn_signal_thread(
             info!("exiting while the detached mount still had open files");
             let code = match &image {
                 Some(t) => {
+                    t.unmounted();
                     let failed = t.save(&ns.read()).is_err();
                     t.finish();
                     i32::from(failed)
@@ -479,6 +480,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
         }
     }
     if let Some(t) = &target {
+        t.unmounted();
         let saved = t.save(&shared.read());
         t.finish();
         if let Err(e) = saved {

@@ -62,6 +62,18 @@ impl SaveTarget {
         }
     }
 
+    /// The mount is gone; the final save follows (see
+    /// [`StatusFile::unmounted`]).
+    pub(crate) fn unmounted(&self) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Err(e)) = status.as_mut().map(StatusFile::unmounted) {
+            log::warn!(
+                "image {}: cannot update its status file: {e}",
+                self.path.display()
+            );
+        }
+    }
+
     /// The mount failed: the status file goes back to how it was found.
     pub(crate) fn abandon(&self) {
         drop(self.status.lock().unwrap_or_else(|e| e.into_inner()).take());
@@ -80,12 +92,39 @@ impl SaveTarget {
     }
 }
 
+/// How long a new daemon waits for one that has unmounted to finish its
+/// final save of the same image (a save writes at disk speed: gigabytes
+/// take seconds).
+const CLOSING_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Takes the image's status file for this daemon, with what the previous
 /// daemon left there.
 pub(crate) fn take_status(p: &Path) -> Result<(StatusFile, Option<status::Status>), Fatal> {
     let shown = p.display();
-    match StatusFile::open(p) {
+    let deadline = std::time::Instant::now() + CLOSING_WAIT;
+    let mut waiting = false;
+    let opened = loop {
+        match StatusFile::open(p) {
+            // `umount` returns before the old daemon's final save ends:
+            // `umount DIR && mount DIR` must find the image, not a refusal.
+            Err(OpenError::Closing(pid)) if std::time::Instant::now() < deadline => {
+                if !waiting {
+                    log::info!("image {shown}: waiting for daemon {pid} to finish saving it");
+                    waiting = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other,
+        }
+    };
+    match opened {
         Ok(x) => Ok(x),
+        Err(OpenError::Closing(pid)) => Err(format!(
+            "image {shown} is still being saved by daemon {pid}, which unmounted {} s ago \
+             or more; try again when it has exited",
+            CLOSING_WAIT.as_secs()
+        )
+        .into()),
         Err(OpenError::InUse(pid)) => {
             let who = pid.map_or(String::new(), |p| format!(" (pid {p})"));
             Err(format!(
