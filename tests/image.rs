@@ -657,7 +657,7 @@ fn mount_right_after_umount_waits_for_the_final_save() {
         "the first daemon had already saved and exited: the test shows nothing"
     );
     let args = [OsStr::new("--image"), img.as_os_str()];
-    let mut cmd = triefs_mount_cmd(false, &args, &mnt);
+    let cmd = triefs_mount_cmd(false, &args, &mnt);
     let out = common::run_timed(cmd, Duration::from_secs(120));
     assert!(
         out.status.is_some_and(|s| s.success()),
