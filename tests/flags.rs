@@ -9,6 +9,8 @@
 //! `docs/tmpfs-differences.md` names (triefs does not see opens, so it
 //! refuses at the first write what tmpfs refuses at open(2)), which are
 //! listed here by name with both exact outcomes.
+// Mount tests drive Linux: tmpfs as the oracle, Linux system calls.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -32,7 +32,7 @@ use crate::namespace::acl;
 use crate::namespace::data::PAGE;
 use crate::namespace::flags;
 use crate::namespace::inode::{Kind, ROOT_INO};
-use crate::namespace::{Entry, Namespace, NewNode, SetAttr, XattrReply};
+use crate::namespace::{Entry, Namespace, NewNode, RENAME_WHITEOUT, SetAttr, XattrReply};
 use crate::reconfigure;
 use crate::trie::NAME_MAX;
 use reply::{fail, fix_pre_epoch, fix_time, guarded, negative_attr, serve};
@@ -394,7 +394,7 @@ impl Filesystem for TrieFs {
     ) {
         let work = || {
             let mut ns = self.ns.write();
-            if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+            if flags.bits() & RENAME_WHITEOUT != 0 {
                 let owner = (req.uid(), req.gid());
                 ns.rename_whiteout(parent.0, name, newparent.0, newname, flags.bits(), owner)
             } else {

@@ -7,7 +7,7 @@ use fuser::{FileAttr, TimeOrNow};
 
 use crate::error::{Errno, Result, err};
 use crate::namespace::data::FileData;
-use crate::namespace::inode::{Content, Kind};
+use crate::namespace::inode::{Content, Kind, mode};
 use crate::namespace::{Namespace, SetAttr};
 
 fn resolve(t: TimeOrNow, now: SystemTime) -> SystemTime {
@@ -127,10 +127,10 @@ impl Namespace {
             let removes = (is_reg && (a.size.is_some() || (no_change && a.ctime.is_none())))
                 || (chown && i.kind != Kind::Directory);
             let base = a.mode.unwrap_or(cur);
-            if removes && base & (libc::S_ISUID | libc::S_ISGID) != 0 {
-                let mut m = base & !libc::S_ISUID;
-                if m & libc::S_ISGID != 0 && (m & libc::S_IXGRP != 0 || !in_group(i.gid)) {
-                    m &= !libc::S_ISGID;
+            if removes && base & (mode::S_ISUID | mode::S_ISGID) != 0 {
+                let mut m = base & !mode::S_ISUID;
+                if m & mode::S_ISGID != 0 && (m & mode::S_IXGRP != 0 || !in_group(i.gid)) {
+                    m &= !mode::S_ISGID;
                 }
                 if m != base {
                     if chown_only && uid != i.uid {
@@ -140,10 +140,10 @@ impl Namespace {
                 }
             }
             if let Some(m) = a.mode
-                && m & libc::S_ISGID != 0
+                && m & mode::S_ISGID != 0
                 && !in_group(a.gid.unwrap_or(i.gid))
             {
-                a.mode = Some(m & !libc::S_ISGID);
+                a.mode = Some(m & !mode::S_ISGID);
             }
         }
         self.setattr(ino, a)
@@ -298,10 +298,10 @@ impl Namespace {
         }
         let (perm, gid) = (u32::from(i.perm), i.gid);
         let mut kill = 0;
-        if uid != 0 && perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
-            kill = perm & libc::S_ISUID;
-            if perm & libc::S_ISGID != 0 && (perm & libc::S_IXGRP != 0 || !in_group(gid)) {
-                kill |= libc::S_ISGID;
+        if uid != 0 && perm & (mode::S_ISUID | mode::S_ISGID) != 0 {
+            kill = perm & mode::S_ISUID;
+            if perm & mode::S_ISGID != 0 && (perm & mode::S_IXGRP != 0 || !in_group(gid)) {
+                kill |= mode::S_ISGID;
             }
         }
         let had_fcaps = self

@@ -55,8 +55,12 @@ pub mod mode {
     pub const S_IFCHR: u32 = 0o020000;
     /// Block device.
     pub const S_IFBLK: u32 = 0o060000;
+    /// Set-user-ID bit.
+    pub const S_ISUID: u32 = 0o4000;
     /// Set-group-ID bit.
     pub const S_ISGID: u32 = 0o2000;
+    /// Group execute permission.
+    pub const S_IXGRP: u32 = 0o010;
 }
 
 impl Kind {
@@ -478,7 +482,9 @@ mod tests {
             mode::S_IFSOCK,
             mode::S_IFCHR,
             mode::S_IFBLK,
+            mode::S_ISUID,
             mode::S_ISGID,
+            mode::S_IXGRP,
         ];
         let libc = [
             libc::S_IFMT,
@@ -489,7 +495,9 @@ mod tests {
             libc::S_IFSOCK,
             libc::S_IFCHR,
             libc::S_IFBLK,
+            libc::S_ISUID,
             libc::S_ISGID,
+            libc::S_IXGRP,
         ]
         .map(|m| m as u32);
         assert_eq!(ours, libc);

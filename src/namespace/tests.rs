@@ -2808,8 +2808,16 @@ fn immutable_directory_keeps_its_names_not_its_files() {
         );
     }
     assert_eq!(
-        ns.mknod(d, os("n"), libc::S_IFCHR | 0o600, 0, 0x0103, 0, 0)
-            .map(|_| ()),
+        ns.mknod(
+            d,
+            os("n"),
+            crate::namespace::inode::mode::S_IFCHR | 0o600,
+            0,
+            0x0103,
+            0,
+            0
+        )
+        .map(|_| ()),
         perm
     );
     // An existing name is EEXIST first, a missing one ENOENT.
