@@ -27,14 +27,19 @@ impl Namespace {
     /// Answers the kernel's lookup of `.` (the inode itself) or `..` (its
     /// parent directory) in `ino`: the kernel sends these only to turn a
     /// file handle it no longer has in its cache back into an inode
-    /// (`open_by_handle_at`, NFS export), never for a path walk. Any inode
-    /// still in the table answers, so a handle of a live file (also an
-    /// unlinked one still open) opens; a freed number is ENOENT, which the
-    /// kernel reports as ESTALE, and a reused number answers with a newer
-    /// generation, which the kernel compares with the handle's.
+    /// (`open_by_handle_at`, NFS export), never for a path walk. A named
+    /// inode answers, so a handle of a live file opens; a freed number is
+    /// ENOENT, which the kernel reports as ESTALE, and a reused number
+    /// answers with a newer generation, which the kernel compares with the
+    /// handle's. An inode without names is ENOENT too: one still open is in
+    /// the kernel's cache, which answers without asking, so the kernel asks
+    /// only after dropping it, and its forget may simply not have reached
+    /// us yet (tmpfs has freed such an inode: ESTALE).
     pub fn lookup_dot(&self, ino: u64, dotdot: bool) -> Result<Entry> {
         if !dotdot {
-            self.inode(ino)?;
+            if self.inode(ino)?.nlink == 0 {
+                return err(libc::ENOENT);
+            }
             return self.entry(ino);
         }
         let dir = self.dir_node(ino)?;
