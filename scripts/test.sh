@@ -16,6 +16,12 @@ need_pkgs=()
 command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)
 command -v getfattr >/dev/null 2>&1 || need_pkgs+=(attr)
 command -v setfacl >/dev/null 2>&1 || need_pkgs+=(acl)
+# tests/flags.rs compares chattr, lsattr (e2fsprogs), xfs_io (xfsprogs) and
+# capsh (libcap2-bin) output on tmpfs and triefs; they live in sbin dirs.
+PATH="$PATH:/usr/sbin:/sbin"
+command -v chattr >/dev/null 2>&1 || need_pkgs+=(e2fsprogs)
+command -v xfs_io >/dev/null 2>&1 || need_pkgs+=(xfsprogs)
+command -v capsh >/dev/null 2>&1 || need_pkgs+=(libcap2-bin)
 command -v git >/dev/null 2>&1 || need_pkgs+=(git)
 command -v tar >/dev/null 2>&1 || need_pkgs+=(tar)
 command -v diff >/dev/null 2>&1 || need_pkgs+=(diffutils)
