@@ -17,6 +17,18 @@ fn resolve(t: TimeOrNow, now: SystemTime) -> SystemTime {
     }
 }
 
+/// The set-id bits of `perm` that a change of a regular file by a caller
+/// without CAP_FSETID removes (the kernel's `setattr_should_drop_suidgid`):
+/// `S_ISUID`, and `S_ISGID` with group-execute or when the caller is not in
+/// the file's group `gid` (`in_group`, asked only then).
+fn setid_to_drop(perm: u32, gid: u32, in_group: impl FnOnce(u32) -> bool) -> u32 {
+    let mut kill = perm & mode::S_ISUID;
+    if perm & mode::S_ISGID != 0 && (perm & mode::S_IXGRP != 0 || !in_group(gid)) {
+        kill |= mode::S_ISGID;
+    }
+    kill
+}
+
 /// `FALLOC_FL_KEEP_SIZE`: the FUSE protocol's value (Linux's), defined
 /// here because not every platform's `libc` has it.
 pub const FALLOC_KEEP_SIZE: i32 = 0x01;
@@ -128,10 +140,7 @@ impl Namespace {
                 || (chown && i.kind != Kind::Directory);
             let base = a.mode.unwrap_or(cur);
             if removes && base & (mode::S_ISUID | mode::S_ISGID) != 0 {
-                let mut m = base & !mode::S_ISUID;
-                if m & mode::S_ISGID != 0 && (m & mode::S_IXGRP != 0 || !in_group(i.gid)) {
-                    m &= !mode::S_ISGID;
-                }
+                let m = base & !setid_to_drop(base, i.gid, &in_group);
                 if m != base {
                     if chown_only && uid != i.uid {
                         return err(libc::EPERM);
@@ -297,13 +306,11 @@ impl Namespace {
             return Ok(false);
         }
         let (perm, gid) = (u32::from(i.perm), i.gid);
-        let mut kill = 0;
-        if uid != 0 && perm & (mode::S_ISUID | mode::S_ISGID) != 0 {
-            kill = perm & mode::S_ISUID;
-            if perm & mode::S_ISGID != 0 && (perm & mode::S_IXGRP != 0 || !in_group(gid)) {
-                kill |= mode::S_ISGID;
-            }
-        }
+        let kill = if uid != 0 && perm & (mode::S_ISUID | mode::S_ISGID) != 0 {
+            setid_to_drop(perm, gid, in_group)
+        } else {
+            0
+        };
         let had_fcaps = self
             .inodes
             .remove_xattr(ino, b"security.capability")
