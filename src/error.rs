@@ -46,6 +46,7 @@ impl From<TrieError> for Errno {
             TrieError::InvalidMove => libc::EINVAL,
             // As rename(2) of a mount's root.
             TrieError::Root => libc::EBUSY,
+            TrieError::NoSpace => libc::ENOSPC,
         })
     }
 }

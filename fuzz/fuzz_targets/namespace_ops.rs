@@ -597,6 +597,7 @@ impl Fuzz {
     fn ispace_used(&self) -> u64 {
         let mut names: HashMap<u64, u64> = HashMap::new();
         for (_, _, &ino, _) in self.ns.trie().nodes() {
+            let ino = u64::from(ino);
             *names.entry(ino).or_default() += 1;
         }
         let extra: u64 = self

@@ -109,11 +109,11 @@ pub fn write_image<W: Write>(ns: &Namespace, w: W) -> Result<Summary, io::Error>
     // Entries, parents before children.
     let mut queue = vec![ns.trie().root()];
     while let Some(dir) = queue.pop() {
-        let Some(&pino) = ns.trie().value(dir) else {
+        let Some(pino) = ns.trie().value(dir).map(|&v| u64::from(v)) else {
             continue;
         };
         for (_, name, node) in ns.trie().entries_from(dir, 0) {
-            let Some(&cino) = ns.trie().value(node) else {
+            let Some(cino) = ns.trie().value(node).map(|&v| u64::from(v)) else {
                 continue;
             };
             let b = &mut out.buf;

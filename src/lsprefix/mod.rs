@@ -150,7 +150,7 @@ impl Namespace {
         let enter = |n| {
             self.trie()
                 .value(n)
-                .is_some_and(|&i| caller.may_list(self, i))
+                .is_some_and(|&i| caller.may_list(self, u64::from(i)))
         };
         Ok(self.trie().leaves_page(node, after, limits, enter)?)
     }

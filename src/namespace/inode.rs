@@ -202,7 +202,7 @@ pub struct Inode {
     pub gid: u32,
     /// Generation of this inode number: raised each time the number is
     /// reused, so the kernel can tell the new file from an old one.
-    generation: u32,
+    pub(crate) generation: u32,
     /// Number of names (directories: 2 + subdirectories).
     pub nlink: u32,
     /// References the kernel holds (lookups not yet forgotten). Atomic so
@@ -317,12 +317,76 @@ impl Inode {
     }
 }
 
+/// Attributes many inodes share (see [`InodeTable::share_attributes`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Template {
+    kind: Kind,
+    perm: u16,
+    uid: u32,
+    gid: u32,
+    times: [Time; 3],
+}
+
+/// Most distinct templates: more would make finding one slow.
+const MAX_TEMPLATES: usize = 256;
+
+/// What a slot holds, in the top bits of [`Slot::tag`].
+const FREE: u32 = 0;
+const FULL: u32 = 1 << 30;
+const SHARED: u32 = 2 << 30;
+const TAG: u32 = 3 << 30;
+
+/// One inode number's slot: 12 bytes.
+/// - free: `a` = the last generation;
+/// - full: `a` = index of the inode in [`InodeTable`]'s `full`;
+/// - shared (low bits of `tag`: a template): a directory with `a` = nlink,
+///   `b` = trie node; a regular file of size `a | b << 32`, no pages, one
+///   name. Generation 1, no flags, no xattrs.
+#[derive(Clone, Copy)]
+struct Slot {
+    tag: u32,
+    a: u32,
+    b: u32,
+}
+
+/// An inode as [`InodeTable::get`] returns it: the stored record, or one
+/// built from a shared template (changing it goes through
+/// [`InodeTable::get_mut`], which gives the inode a record of its own).
+pub enum InodeRef<'a> {
+    /// An inode with its own record.
+    Full(&'a Inode),
+    /// An inode that shares its attributes with others.
+    Shared(Inode),
+}
+
+impl std::ops::Deref for InodeRef<'_> {
+    type Target = Inode;
+    fn deref(&self) -> &Inode {
+        match self {
+            InodeRef::Full(i) => i,
+            InodeRef::Shared(i) => i,
+        }
+    }
+}
+
 /// Inode numbers mapped onto inodes. Slot `i` holds inode number `i + 1`;
-/// a free slot's last generation waits in the free list.
+/// a free slot keeps its last generation and waits in the free list.
+///
+/// An inode has its own 80-byte record, or, when it was loaded in bulk and
+/// never changed since, only a 12-byte slot pointing at attributes it
+/// shares with others ([`InodeTable::share_attributes`]). Whoever wants to
+/// change an inode takes [`InodeTable::get_mut`], which gives it a record.
 #[derive(Default)]
 pub struct InodeTable {
-    slots: Vec<Option<Inode>>,
-    free: Vec<(u64, u32)>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Records of inodes that have their own (`None`: a free record).
+    full: Vec<Option<Inode>>,
+    full_free: Vec<u32>,
+    templates: Vec<Template>,
+    /// Kernel references of shared inodes, which have no record to count
+    /// in; only inodes the kernel holds are here.
+    shared_lookups: parking_lot::Mutex<HashMap<u64, u64>>,
     live: u64,
     /// Extended attributes by inode number, kept out of [`Inode`]: few
     /// inodes have any, and every inode would pay 8 bytes for a pointer.
@@ -331,12 +395,28 @@ pub struct InodeTable {
     xattr_bytes: u64,
 }
 
+/// Heap bytes an inode table holds, by structure.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InodeMemory {
+    /// Slots (12 bytes per inode number) and the free list.
+    pub slots: usize,
+    /// Own records (80 bytes each) and their free list.
+    pub records: usize,
+    /// Inodes with their own record.
+    pub full: u64,
+    /// Inodes sharing a template.
+    pub shared: u64,
+}
+
 /// What one extended attribute costs against the inode limit, as tmpfs
 /// counts it (`simple_xattr_space`): 40 bytes of bookkeeping, the full
 /// name and the value.
 pub fn xattr_space(name: &[u8], value: &[u8]) -> u64 {
     40 + name.len() as u64 + value.len() as u64
 }
+
+/// The largest inode number (trie nodes store inode numbers in 32 bits).
+pub const MAX_INO: u64 = u32::MAX as u64;
 
 impl InodeTable {
     /// An empty table.
@@ -349,51 +429,173 @@ impl InodeTable {
         self.live
     }
 
-    /// Stores `inode` under a fresh (or safely reused) number and returns
-    /// `(ino, generation)`.
-    pub fn insert(&mut self, mut inode: Inode) -> (u64, u64) {
-        self.live += 1;
-        if let Some((ino, generation)) = self.free.pop() {
-            inode.generation = generation.wrapping_add(1).max(1);
-            let g = inode.generation;
-            self.slots[(ino - 1) as usize] = Some(inode);
-            (ino, u64::from(g))
-        } else {
-            inode.generation = 1;
-            self.slots.push(Some(inode));
-            (self.slots.len() as u64, 1)
+    fn index(ino: u64) -> Option<usize> {
+        usize::try_from(ino.checked_sub(1)?).ok()
+    }
+
+    fn slot(&self, ino: u64) -> Option<Slot> {
+        self.slots.get(Self::index(ino)?).copied()
+    }
+
+    /// Stores a record, returning its index.
+    fn add_record(&mut self, inode: Inode) -> u32 {
+        match self.full_free.pop() {
+            Some(i) => {
+                self.full[i as usize] = Some(inode);
+                i
+            }
+            None => {
+                self.full.push(Some(inode));
+                (self.full.len() - 1) as u32
+            }
         }
     }
 
-    /// The inode numbered `ino`.
-    pub fn get(&self, ino: u64) -> Option<&Inode> {
-        self.slots
-            .get(usize::try_from(ino.checked_sub(1)?).ok()?)?
-            .as_ref()
+    /// Stores `inode` under a fresh (or safely reused) number and returns
+    /// `(ino, generation)`; `None` when every number up to [`MAX_INO`] is
+    /// taken.
+    pub fn insert(&mut self, mut inode: Inode) -> Option<(u64, u64)> {
+        let (ino, generation) = match self.free.pop() {
+            Some(i) => {
+                let g = self.slots[i as usize].a.wrapping_add(1).max(1);
+                (u64::from(i) + 1, g)
+            }
+            None => {
+                let n = self.slots.len() as u64 + 1;
+                if n > MAX_INO {
+                    return None;
+                }
+                self.slots.push(Slot {
+                    tag: FREE,
+                    a: 0,
+                    b: 0,
+                });
+                (n, 1)
+            }
+        };
+        inode.generation = generation;
+        let r = self.add_record(inode);
+        self.slots[(ino - 1) as usize] = Slot {
+            tag: FULL,
+            a: r,
+            b: 0,
+        };
+        self.live += 1;
+        Some((ino, u64::from(generation)))
     }
 
-    /// Mutable access to inode `ino`.
+    /// The inode built from shared slot `s` of `ino`.
+    fn build(&self, ino: u64, s: Slot) -> Option<Inode> {
+        let t = self.templates.get((s.tag & !TAG) as usize)?;
+        let (nlink, content) = match t.kind {
+            Kind::Directory => (s.a, Content::Dir(Some(NodeId::from_index(s.b)))),
+            _ => {
+                let size = u64::from(s.a) | u64::from(s.b) << 32;
+                (1, Content::File(Box::new(FileData::listed(size))))
+            }
+        };
+        let lookups = self.shared_lookups.lock().get(&ino).copied().unwrap_or(0);
+        Some(Inode {
+            atime: t.times[0],
+            mtime: t.times[1],
+            ctime: t.times[2],
+            perm: t.perm,
+            kind: t.kind,
+            flags: Flags::default(),
+            uid: t.uid,
+            gid: t.gid,
+            generation: 1,
+            nlink,
+            lookups: AtomicU64::new(lookups),
+            content,
+        })
+    }
+
+    /// The inode numbered `ino`.
+    pub fn get(&self, ino: u64) -> Option<InodeRef<'_>> {
+        let s = self.slot(ino)?;
+        match s.tag & TAG {
+            FULL => self.full.get(s.a as usize)?.as_ref().map(InodeRef::Full),
+            SHARED => self.build(ino, s).map(InodeRef::Shared),
+            _ => None,
+        }
+    }
+
+    /// The record of `ino`, if it has one of its own (symlinks, special
+    /// files and every changed inode do).
+    pub fn record(&self, ino: u64) -> Option<&Inode> {
+        let s = self.slot(ino)?;
+        if s.tag & TAG != FULL {
+            return None;
+        }
+        self.full.get(s.a as usize)?.as_ref()
+    }
+
+    /// Mutable access to inode `ino`; a shared inode gets its own record
+    /// first.
     pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
-        let i = usize::try_from(ino.checked_sub(1)?).ok()?;
-        self.slots.get_mut(i)?.as_mut()
+        let s = self.slot(ino)?;
+        let r = match s.tag & TAG {
+            FULL => s.a,
+            SHARED => {
+                let inode = self.build(ino, s)?;
+                self.shared_lookups.get_mut().remove(&ino);
+                let r = self.add_record(inode);
+                self.slots[(ino - 1) as usize] = Slot {
+                    tag: FULL,
+                    a: r,
+                    b: 0,
+                };
+                r
+            }
+            _ => return None,
+        };
+        self.full.get_mut(r as usize)?.as_mut()
     }
 
     /// Generation number of live inode `ino` (0 if there is none).
     pub fn generation(&self, ino: u64) -> u64 {
-        self.get(ino).map_or(0, |i| u64::from(i.generation))
+        match self.slot(ino) {
+            Some(s) if s.tag & TAG == FULL => self
+                .full
+                .get(s.a as usize)
+                .and_then(Option::as_ref)
+                .map_or(0, |i| u64::from(i.generation)),
+            Some(s) if s.tag & TAG == SHARED => 1,
+            _ => 0,
+        }
     }
 
     /// Records one more kernel reference (a successful lookup-like reply).
     /// Needs only shared access.
     pub fn add_lookup(&self, ino: u64) {
-        if let Some(i) = self.get(ino) {
-            i.lookups.fetch_add(1, Ordering::Relaxed);
+        match self.slot(ino) {
+            Some(s) if s.tag & TAG == FULL => {
+                if let Some(Some(i)) = self.full.get(s.a as usize) {
+                    i.lookups.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Some(s) if s.tag & TAG == SHARED => {
+                *self.shared_lookups.lock().entry(ino).or_default() += 1;
+            }
+            _ => {}
         }
     }
 
     /// Drops `n` kernel references; frees the inode when it has neither
     /// names nor references left. Returns the freed inode, if any.
     pub fn forget(&mut self, ino: u64, n: u64) -> Option<Inode> {
+        if self.slot(ino)?.tag & TAG == SHARED {
+            // A shared inode has a name (unlinking changes it): it stays.
+            let map = self.shared_lookups.get_mut();
+            if let Some(l) = map.get_mut(&ino) {
+                *l = l.saturating_sub(n);
+                if *l == 0 {
+                    map.remove(&ino);
+                }
+            }
+            return None;
+        }
         let i = self.get_mut(ino)?;
         let l = i.lookups.get_mut();
         *l = l.saturating_sub(n);
@@ -405,18 +607,124 @@ impl InodeTable {
         if ino == ROOT_INO {
             return None;
         }
-        let i = self.get(ino)?;
+        let s = self.slot(ino)?;
+        if s.tag & TAG != FULL {
+            return None;
+        }
+        let i = self.full.get(s.a as usize)?.as_ref()?;
         if i.nlink > 0 || i.lookups() > 0 {
             return None;
         }
-        let inode = self.slots[(ino - 1) as usize].take()?;
+        let inode = self.full[s.a as usize].take()?;
+        self.full_free.push(s.a);
         if let Some(x) = self.xattrs.remove(&ino) {
             let freed: u64 = x.iter().map(|(k, v)| xattr_space(k, v)).sum();
             self.xattr_bytes -= freed;
         }
-        self.free.push((ino, inode.generation));
+        self.slots[(ino - 1) as usize] = Slot {
+            tag: FREE,
+            a: inode.generation,
+            b: 0,
+        };
+        self.free.push((ino - 1) as u32);
         self.live -= 1;
         Some(inode)
+    }
+
+    /// Lets inodes loaded in bulk share their attributes: every inode
+    /// changed at or after `since` gets `stamp` as its times (those at or
+    /// after `since`), and each inode that is a plain directory or an
+    /// empty or listed regular file with one name, generation 1, no
+    /// flags, no xattrs and no kernel references gives up its record for
+    /// a slot pointing at a shared template. Then the records are packed.
+    /// Returns the number of inodes that now share.
+    pub fn share_attributes(&mut self, since: Time, stamp: Time) -> u64 {
+        let mut shared = 0;
+        for idx in 0..self.slots.len() {
+            let s = self.slots[idx];
+            if s.tag & TAG != FULL {
+                continue;
+            }
+            let ino = idx as u64 + 1;
+            let Some(Some(i)) = self.full.get_mut(s.a as usize) else {
+                continue;
+            };
+            for t in [&mut i.atime, &mut i.mtime, &mut i.ctime] {
+                if t.sec > since.sec || (t.sec == since.sec && t.nsec >= since.nsec) {
+                    *t = stamp;
+                }
+            }
+            if ino == ROOT_INO
+                || i.generation != 1
+                || i.flags != Flags::default()
+                || i.lookups() != 0
+                || self.xattrs.contains_key(&ino)
+            {
+                continue;
+            }
+            let (a, b) = match &i.content {
+                Content::Dir(Some(node)) if i.kind == Kind::Directory => (i.nlink, node.index()),
+                Content::File(d) if i.kind == Kind::RegularFile && i.nlink == 1 => {
+                    match d.listed_size() {
+                        Some(size) => (size as u32, (size >> 32) as u32),
+                        None => continue,
+                    }
+                }
+                _ => continue,
+            };
+            let t = Template {
+                kind: i.kind,
+                perm: i.perm,
+                uid: i.uid,
+                gid: i.gid,
+                times: [i.atime, i.mtime, i.ctime],
+            };
+            let ti = match self.templates.iter().position(|x| *x == t) {
+                Some(ti) => ti,
+                None if self.templates.len() < MAX_TEMPLATES => {
+                    self.templates.push(t);
+                    self.templates.len() - 1
+                }
+                None => continue,
+            };
+            self.full[s.a as usize] = None;
+            self.full_free.push(s.a);
+            self.slots[idx] = Slot {
+                tag: SHARED | ti as u32,
+                a,
+                b,
+            };
+            shared += 1;
+        }
+        self.pack_records();
+        shared
+    }
+
+    /// Moves the remaining records to the front and releases the rest.
+    fn pack_records(&mut self) {
+        let mut full: Vec<Option<Inode>> = Vec::new();
+        for s in self.slots.iter_mut().filter(|s| s.tag & TAG == FULL) {
+            if let Some(i) = self.full.get_mut(s.a as usize).and_then(Option::take) {
+                s.a = full.len() as u32;
+                full.push(Some(i));
+            }
+        }
+        full.shrink_to_fit();
+        self.full = full;
+        self.full_free = Vec::new();
+        self.slots.shrink_to_fit();
+    }
+
+    /// Heap bytes held, by structure.
+    pub fn memory(&self) -> InodeMemory {
+        let shared = self.slots.iter().filter(|s| s.tag & TAG == SHARED).count() as u64;
+        InodeMemory {
+            slots: self.slots.capacity() * size_of::<Slot>() + self.free.capacity() * 4,
+            records: self.full.capacity() * size_of::<Option<Inode>>()
+                + self.full_free.capacity() * 4,
+            full: self.live - shared,
+            shared,
+        }
     }
 
     /// The extended attributes of `ino`, if it has any.
@@ -424,9 +732,10 @@ impl InodeTable {
         self.xattrs.get(&ino)
     }
 
-    /// Sets extended attribute `name` of live inode `ino`.
+    /// Sets extended attribute `name` of live inode `ino` (the inode gets
+    /// its own record: shared ones have no xattrs).
     pub fn set_xattr(&mut self, ino: u64, name: &[u8], value: &[u8]) {
-        if self.get(ino).is_some() {
+        if self.get_mut(ino).is_some() {
             self.xattr_bytes += xattr_space(name, value);
             let old = self
                 .xattrs
@@ -458,11 +767,8 @@ impl InodeTable {
     }
 
     /// Iterates over live `(ino, inode)` pairs.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &Inode)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|n| (i as u64 + 1, n)))
+    pub fn iter(&self) -> impl Iterator<Item = (u64, InodeRef<'_>)> {
+        (1..=self.slots.len() as u64).filter_map(|ino| Some((ino, self.get(ino)?)))
     }
 }
 
@@ -516,16 +822,16 @@ mod tests {
     #[test]
     fn numbers_start_at_one_and_grow() {
         let mut t = InodeTable::new();
-        assert_eq!(t.insert(file()), (1, 1));
-        assert_eq!(t.insert(file()), (2, 1));
+        assert_eq!(t.insert(file()), Some((1, 1)));
+        assert_eq!(t.insert(file()), Some((2, 1)));
         assert_eq!(t.live(), 2);
     }
 
     #[test]
     fn unlinked_inode_lives_until_forgotten() {
         let mut t = InodeTable::new();
-        t.insert(file());
-        let (ino, _) = t.insert(file());
+        t.insert(file()).unwrap();
+        let (ino, _) = t.insert(file()).unwrap();
         t.add_lookup(ino);
         t.add_lookup(ino);
         t.get_mut(ino).unwrap().nlink = 0;
@@ -540,7 +846,7 @@ mod tests {
     #[test]
     fn linked_inode_survives_forget() {
         let mut t = InodeTable::new();
-        let (ino, _) = t.insert(file());
+        let (ino, _) = t.insert(file()).unwrap();
         t.add_lookup(ino);
         assert!(t.forget(ino, 5).is_none());
         assert_eq!(t.get(ino).unwrap().lookups(), 0);
@@ -549,11 +855,11 @@ mod tests {
     #[test]
     fn reused_number_gets_new_generation() {
         let mut t = InodeTable::new();
-        t.insert(file());
-        let (ino, g1) = t.insert(file());
+        t.insert(file()).unwrap();
+        let (ino, g1) = t.insert(file()).unwrap();
         t.get_mut(ino).unwrap().nlink = 0;
         assert!(t.free_if_unused(ino).is_some());
-        let (ino2, g2) = t.insert(file());
+        let (ino2, g2) = t.insert(file()).unwrap();
         assert_eq!(ino2, ino);
         assert!(g2 > g1);
     }
@@ -561,7 +867,7 @@ mod tests {
     #[test]
     fn root_is_never_freed() {
         let mut t = InodeTable::new();
-        let (ino, _) = t.insert(file());
+        let (ino, _) = t.insert(file()).unwrap();
         assert_eq!(ino, ROOT_INO);
         t.get_mut(ino).unwrap().nlink = 0;
         assert!(t.forget(ino, 1).is_none());

@@ -34,7 +34,7 @@ impl Namespace {
     pub(crate) fn insert_unnamed(&mut self, mut inode: Inode) -> Option<u64> {
         self.reserve_ispace(INODE_SPACE).ok()?;
         inode.nlink = 0;
-        Some(self.inodes.insert(inode).0)
+        Some(self.inodes.insert(inode)?.0)
     }
 
     /// Sets the stored attributes and extended attributes of `ino` as an
@@ -88,7 +88,7 @@ impl Namespace {
         let dir = self
             .inodes
             .get(parent)
-            .and_then(Inode::dir_node)
+            .and_then(|i| i.dir_node())
             .ok_or("parent is not a linked directory")?;
         let i = self.inodes.get(child).ok_or("unknown inode")?;
         if child == ROOT_INO || (i.kind == Kind::Directory && i.nlink > 0) {
@@ -105,5 +105,20 @@ impl Namespace {
             .iter()
             .find(|(ino, i)| *ino != ROOT_INO && i.nlink == 0)
             .map(|(ino, _)| ino)
+    }
+
+    /// Packs a namespace after a bulk load that started at `since`: every
+    /// inode changed since then gets one time, the end of the load, so
+    /// that the loaded entries can share one attribute template instead
+    /// of a record each ([`super::inode::InodeTable::share_attributes`]);
+    /// spare capacity goes back to the system. Returns how many inodes
+    /// share. (An image's inodes keep their stored times: they are older.)
+    pub fn settle_after_load(&mut self, since: std::time::SystemTime) -> u64 {
+        let stamp = Time::from(std::time::SystemTime::now());
+        let shared = self.inodes.share_attributes(Time::from(since), stamp);
+        self.trie.shrink_to_fit();
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        crate::sys::trim_heap();
+        shared
     }
 }

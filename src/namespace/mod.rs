@@ -18,6 +18,7 @@ pub mod acl;
 pub mod check;
 pub mod data;
 mod dirs;
+pub use dirs::PathLoader;
 pub mod files;
 pub mod flags;
 pub mod inode;
@@ -102,7 +103,7 @@ const TRIM_AFTER_PAGES: u64 = 1024;
 /// The whole in-memory filesystem: trie (names) plus inode table (files).
 pub struct Namespace {
     /// Names: each trie node's value is the inode number it links to.
-    trie: Trie<u64>,
+    trie: Trie<u32>,
     /// Inodes by number.
     inodes: InodeTable,
     /// The size and inode limits.
@@ -132,19 +133,22 @@ impl Namespace {
     /// A filesystem holding only its root directory, owned by `uid:gid`
     /// with permission bits `perm`.
     pub fn new(uid: u32, gid: u32, perm: u32, limits: Limits) -> Namespace {
-        let mut trie = Trie::with_root(ROOT_INO);
+        let mut trie = Trie::with_root(ROOT_INO as u32);
         let mut inodes = InodeTable::new();
         let root = trie.root();
-        let (ino, _) = inodes.insert(Inode::new(
-            Kind::Directory,
-            perm as u16,
-            uid,
-            gid,
-            Content::Dir(Some(root)),
-        ));
+        // The first number of an empty table: always there.
+        let (ino, _) = inodes
+            .insert(Inode::new(
+                Kind::Directory,
+                perm as u16,
+                uid,
+                gid,
+                Content::Dir(Some(root)),
+            ))
+            .unwrap_or((ROOT_INO, 1));
         debug_assert_eq!(ino, ROOT_INO);
         if let Some(v) = trie.value_mut(root) {
-            *v = ino;
+            *v = ino as u32;
         }
         Namespace {
             trie,
@@ -164,13 +168,13 @@ impl Namespace {
             self.trie.is_empty(),
             "set the cookie mask on a new namespace"
         );
-        self.trie = Trie::with_root(ROOT_INO).with_cookie_mask(mask);
+        self.trie = Trie::with_root(ROOT_INO as u32).with_cookie_mask(mask);
         self
     }
 
     /// The names, read-only: a trie whose values are inode numbers. Every
     /// change goes through the namespace's operations.
-    pub fn trie(&self) -> &Trie<u64> {
+    pub fn trie(&self) -> &Trie<u32> {
         &self.trie
     }
 
@@ -202,7 +206,7 @@ impl Namespace {
         }
     }
 
-    pub(crate) fn inode(&self, ino: u64) -> Result<&Inode> {
+    pub(crate) fn inode(&self, ino: u64) -> Result<inode::InodeRef<'_>> {
         self.inodes.get(ino).ok_or(Errno::new(libc::ENOENT))
     }
 

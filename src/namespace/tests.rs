@@ -2080,7 +2080,10 @@ fn trie_nodes(ns: &Namespace) -> Vec<(NodeId, u64)> {
     let mut out = Vec::new();
     let mut stack = vec![ns.trie.root()];
     while let Some(n) = stack.pop() {
-        out.push((n, *ns.trie.value(n).expect("live trie node has a value")));
+        out.push((
+            n,
+            u64::from(*ns.trie.value(n).expect("live trie node has a value")),
+        ));
         stack.extend(ns.trie.children(n).map(|(_, c)| c));
     }
     out
@@ -2136,7 +2139,7 @@ fn check_invariants(ns: &Namespace, held: &BTreeMap<u64, u64>) {
             assert_eq!(ns.entries_after(ino, None).unwrap().count() as u64, entries);
             for (_, c) in ns.trie.children(node) {
                 if ns.trie.is_dir(c) {
-                    assert_eq!(ns.parent_of(*ns.trie.value(c).unwrap()), ino);
+                    assert_eq!(ns.parent_of(u64::from(*ns.trie.value(c).unwrap())), ino);
                 }
             }
         }
@@ -3395,4 +3398,76 @@ mod acls {
         ns.inodes.set_xattr(f, b"system.other", b"x");
         assert!(ns.check().is_err());
     }
+}
+
+/// Entries loaded in bulk share one attribute template after
+/// `settle_after_load`, look exactly as before (but for the one load
+/// time), and get a record of their own when anything changes them.
+#[test]
+fn loaded_entries_share_attributes_until_changed() {
+    let mut ns = ns();
+    let since = SystemTime::now();
+    {
+        let mut l = PathLoader::new(&mut ns, 7, 8);
+        for p in ["/a/b/c", "/a/b/d", "/a/e", "/f", "a/b/c"] {
+            l.add(os(p), log::Level::Debug).unwrap();
+        }
+    }
+    let ino = |ns: &Namespace, path: &str| {
+        let mut cur = ROOT_INO;
+        for c in path.split('/').filter(|c| !c.is_empty()) {
+            cur = ns.child_ino(cur, os(c)).unwrap();
+        }
+        cur
+    };
+    let paths = ["/a", "/a/b", "/a/b/c", "/a/b/d", "/a/e", "/f"];
+    let before: Vec<FileAttr> = paths.iter().map(|p| ns.attr(ino(&ns, p)).unwrap()).collect();
+    assert_eq!(ns.settle_after_load(since), 6, "all but the root share");
+    assert_eq!(ns.inodes.memory().shared, 6);
+    ns.check().unwrap();
+    let stamp = ns.attr(ino(&ns, "/a")).unwrap().mtime;
+    for (p, b) in paths.iter().zip(&before) {
+        let a = ns.attr(ino(&ns, p)).unwrap();
+        assert_eq!(
+            (a.ino, a.kind, a.perm, a.nlink, a.uid, a.gid, a.size),
+            (b.ino, b.kind, b.perm, b.nlink, b.uid, b.gid, b.size),
+            "{p}"
+        );
+        assert_eq!((a.atime, a.mtime, a.ctime), (stamp, stamp, stamp), "{p}");
+        assert_eq!(ns.inodes.generation(a.ino.0), 1);
+    }
+    let (a, b, e) = (ino(&ns, "/a"), ino(&ns, "/a/b"), ino(&ns, "/a/e"));
+    assert_eq!(nlink(&ns, a), 4);
+    // Kernel references of a shared inode are counted, and kept when the
+    // inode gets its own record.
+    ns.inodes.add_lookup(b);
+    ns.inodes.add_lookup(b);
+    assert_eq!(lookups(&ns, b), 2);
+    ns.setattr(
+        b,
+        SetAttr {
+            mode: Some(0o700),
+            ..SetAttr::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(ns.attr(b).unwrap().perm, 0o700);
+    assert_eq!(lookups(&ns, b), 2);
+    assert_eq!(ns.inodes.memory().shared, 5);
+    // Names change under shared directories: each changed one gets a
+    // record, the others keep sharing.
+    mkdir(&mut ns, e, "new");
+    assert_eq!(nlink(&ns, e), 3);
+    ns.rmdir(b, os("c")).unwrap();
+    ns.rename(b, os("d"), ROOT_INO, os("d2"), 0).unwrap();
+    assert_eq!(nlink(&ns, a), 4);
+    ns.check().unwrap();
+    ns.forget(b, 2);
+    assert_eq!(lookups(&ns, b), 0);
+    let f = ino(&ns, "/f");
+    ns.inodes.add_lookup(f);
+    ns.forget(f, 1);
+    assert_eq!(lookups(&ns, f), 0);
+    assert!(ns.inodes.memory().shared >= 1);
+    ns.check().unwrap();
 }

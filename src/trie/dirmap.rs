@@ -1,209 +1,278 @@
-//! The children of one trie directory, ordered by a *cookie*: a hash of the
-//! name. Listing in cookie order makes the cookie a stable, stateless
-//! readdir offset: any open of the directory can resume after any entry in
-//! O(log n), even when that entry has been removed meanwhile, which is what
-//! the kernel's readdir cache needs. Names whose cookies collide (62-bit
-//! hashes of names in one directory: practically never) live in a small
-//! side list and are listed right after their cookie-mate.
-
-use std::collections::BTreeMap;
-use std::iter::Peekable;
+//! The children of one trie directory: their node ids, ordered by a
+//! *cookie* (a keyed hash of the name) and then by name. Listing in cookie
+//! order makes the cookie a stable, stateless readdir offset: any open of
+//! the directory can resume after any entry in O(log n), even when that
+//! entry has been removed meanwhile, which is what the kernel's readdir
+//! cache needs.
+//!
+//! A child costs 4 bytes here: names live in the trie's name arena and
+//! cookies are recomputed from them ([`Keys`]) rather than stored. Small
+//! directories are one sorted vector; large ones are split into chunks of
+//! at most [`CHUNK_MAX`] ids with each chunk's first cookie kept, so an
+//! insertion moves at most one chunk and a search hashes only within one.
 
 use crate::trie::NodeId;
 
-/// One child: where its name lies in the directory's name arena, and its
-/// node. 12 bytes, where a boxed name alone took 16 plus a heap block.
-#[derive(Clone, Copy)]
-struct Entry {
-    at: u32,
-    len: u8,
-    node: NodeId,
+/// A directory with more children than this is split into chunks.
+const FLAT_MAX: usize = 2048;
+/// Most ids in one chunk; a fuller one is split in two.
+const CHUNK_MAX: usize = 2048;
+/// A chunk this small is merged into a neighbour when both fit.
+const CHUNK_MIN: usize = CHUNK_MAX / 4;
+
+/// The name and cookie of a node, as the trie knows them.
+pub(crate) trait Keys {
+    /// The cookie of `id`'s name.
+    fn cookie(&self, id: NodeId) -> u64;
+    /// The name of `id`.
+    fn name(&self, id: NodeId) -> &[u8];
 }
 
-/// The name of `e` in the arena `names`.
-fn name_in<'a>(names: &'a [u8], e: &Entry) -> &'a [u8] {
-    &names[e.at as usize..e.at as usize + e.len as usize]
+impl<K: Keys> Keys for &K {
+    fn cookie(&self, id: NodeId) -> u64 {
+        (**self).cookie(id)
+    }
+    fn name(&self, id: NodeId) -> &[u8] {
+        (**self).name(id)
+    }
 }
 
-/// Arenas smaller than this are never compacted.
-const COMPACT_MIN: usize = 4096;
-
-/// Children of a directory keyed by cookie.
+/// Large directories: chunks and the cookie each starts with.
 #[derive(Default)]
-pub(crate) struct DirMap {
-    map: BTreeMap<u64, Entry>,
-    /// Entries whose cookie is already taken in `map`, sorted by cookie.
-    collided: Vec<(u64, Entry)>,
-    /// The names of all children back to back (names are at most 255
-    /// bytes); removed names stay as garbage until compaction.
-    names: Vec<u8>,
-    /// Bytes of `names` that belong to removed children.
-    garbage: usize,
+pub(crate) struct Chunked {
+    chunks: Vec<Vec<NodeId>>,
+    firsts: Vec<u64>,
+    len: usize,
 }
+
+/// Children of a directory. See the module docs.
+pub(crate) enum DirMap {
+    /// At most [`FLAT_MAX`] children, sorted.
+    Flat(Vec<NodeId>),
+    /// More: sorted chunks.
+    Chunked(Box<Chunked>),
+}
+
+/// A position: chunk and index inside it (`(n, 0)` past the end).
+pub(crate) type Pos = (usize, usize);
 
 impl DirMap {
-    /// An empty map, usable in statics.
-    pub(crate) const EMPTY: DirMap = DirMap {
-        map: BTreeMap::new(),
-        collided: Vec::new(),
-        names: Vec::new(),
-        garbage: 0,
-    };
+    /// A map without children.
+    pub(crate) fn new() -> DirMap {
+        DirMap::Flat(Vec::new())
+    }
 
     /// Number of children.
     pub(crate) fn len(&self) -> usize {
-        self.map.len() + self.collided.len()
+        match self {
+            DirMap::Flat(v) => v.len(),
+            DirMap::Chunked(c) => c.len,
+        }
     }
 
     /// True without children.
     pub(crate) fn is_empty(&self) -> bool {
-        self.map.is_empty() && self.collided.is_empty()
+        self.len() == 0
     }
 
-    fn name(&self, e: &Entry) -> &[u8] {
-        name_in(&self.names, e)
-    }
-
-    /// The node named `name` (whose cookie is `c`).
-    pub(crate) fn get(&self, c: u64, name: &[u8]) -> Option<NodeId> {
-        match self.map.get(&c) {
-            Some(e) if self.name(e) == name => Some(e.node),
-            Some(_) => self
-                .collided
-                .iter()
-                .find(|(k, e)| *k == c && self.name(e) == name)
-                .map(|(_, e)| e.node),
-            None => None,
+    fn nchunks(&self) -> usize {
+        match self {
+            DirMap::Flat(_) => 1,
+            DirMap::Chunked(c) => c.chunks.len(),
         }
     }
 
-    /// Adds `name` -> `node`; false (and no change) if the name exists.
-    /// Names are at most 255 bytes (the trie checks).
-    pub(crate) fn insert(&mut self, c: u64, name: &[u8], node: NodeId) -> bool {
-        if self.get(c, name).is_some() {
-            return false;
+    fn chunk(&self, i: usize) -> &[NodeId] {
+        match self {
+            DirMap::Flat(v) if i == 0 => v,
+            DirMap::Flat(_) => &[],
+            DirMap::Chunked(c) => c.chunks.get(i).map_or(&[], |v| v),
         }
-        let Ok(len) = u8::try_from(name.len()) else {
-            return false;
-        };
-        let Ok(at) = u32::try_from(self.names.len()) else {
-            return false;
-        };
-        self.names.extend_from_slice(name);
-        let entry = Entry { at, len, node };
-        match self.map.entry(c) {
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(entry);
+    }
+
+    /// The first position whose cookie is `>= c`.
+    fn lower_bound(&self, c: u64, k: &impl Keys) -> Pos {
+        match self {
+            DirMap::Flat(v) => (0, v.partition_point(|&id| k.cookie(id) < c)),
+            DirMap::Chunked(b) => {
+                let j = b.firsts.partition_point(|&f| f < c);
+                if j == 0 {
+                    return (0, 0);
+                }
+                let ch = &b.chunks[j - 1];
+                let p = ch.partition_point(|&id| k.cookie(id) < c);
+                if p < ch.len() { (j - 1, p) } else { (j, 0) }
             }
-            std::collections::btree_map::Entry::Occupied(_) => {
-                let at = self.collided.partition_point(|(k, _)| *k <= c);
-                self.collided.insert(at, (c, entry));
+        }
+    }
+
+    /// The position after `p`.
+    fn step(&self, (ci, i): Pos) -> Pos {
+        if i + 1 < self.chunk(ci).len() {
+            (ci, i + 1)
+        } else {
+            (ci + 1, 0)
+        }
+    }
+
+    fn at(&self, (ci, i): Pos) -> Option<NodeId> {
+        self.chunk(ci).get(i).copied()
+    }
+
+    /// Where `name` (cookie `c`) is, or where it would go: `Ok` when found.
+    fn search(&self, c: u64, name: &[u8], k: &impl Keys) -> Result<Pos, Pos> {
+        let mut p = self.lower_bound(c, k);
+        while let Some(id) = self.at(p) {
+            if k.cookie(id) != c {
+                break;
+            }
+            match k.name(id).cmp(name) {
+                std::cmp::Ordering::Less => p = self.step(p),
+                std::cmp::Ordering::Equal => return Ok(p),
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        Err(p)
+    }
+
+    /// The child named `name` (whose cookie is `c`).
+    pub(crate) fn get(&self, c: u64, name: &[u8], k: &impl Keys) -> Option<NodeId> {
+        self.search(c, name, k).ok().and_then(|p| self.at(p))
+    }
+
+    /// Adds `id`, whose name is `name` with cookie `c`; false (and no
+    /// change) if the name exists.
+    pub(crate) fn insert(&mut self, c: u64, name: &[u8], id: NodeId, k: &impl Keys) -> bool {
+        let Err((ci, i)) = self.search(c, name, k) else {
+            return false;
+        };
+        match self {
+            DirMap::Flat(v) => {
+                // Past the end is `(1, 0)`.
+                let i = if ci > 0 { v.len() } else { i };
+                v.insert(i, id);
+                if v.len() > FLAT_MAX {
+                    let all = std::mem::take(v);
+                    *self = DirMap::from_sorted_chunks(&all, k);
+                }
+            }
+            DirMap::Chunked(b) => {
+                // Past the end of the last chunk: append to it.
+                let (ci, i) = if ci == b.chunks.len() {
+                    (ci - 1, b.chunks[ci - 1].len())
+                } else {
+                    (ci, i)
+                };
+                let ch = &mut b.chunks[ci];
+                ch.insert(i, id);
+                if i == 0 {
+                    b.firsts[ci] = c;
+                }
+                b.len += 1;
+                if ch.len() > CHUNK_MAX {
+                    let tail = ch.split_off(ch.len() / 2);
+                    b.firsts.insert(ci + 1, k.cookie(tail[0]));
+                    b.chunks.insert(ci + 1, tail);
+                }
             }
         }
         true
     }
 
-    /// Points the existing `name` at `node`; false if the name is absent.
-    pub(crate) fn set(&mut self, c: u64, name: &[u8], node: NodeId) -> bool {
-        let names = &self.names;
-        let is = |e: &Entry| name_in(names, e) == name;
-        if let Some(e) = self.map.get_mut(&c)
-            && is(e)
-        {
-            e.node = node;
-            return true;
+    fn from_sorted_chunks(ids: &[NodeId], k: &impl Keys) -> DirMap {
+        let mut c = Chunked::default();
+        for part in ids.chunks(CHUNK_MAX / 2) {
+            c.firsts.push(k.cookie(part[0]));
+            c.chunks.push(part.to_vec());
         }
-        match self.collided.iter_mut().find(|(k, e)| *k == c && is(e)) {
-            Some((_, e)) => {
-                e.node = node;
-                true
+        c.len = ids.len();
+        DirMap::Chunked(Box::new(c))
+    }
+
+    /// Where the child named `name` (cookie `c`) is.
+    pub(crate) fn find(&self, c: u64, name: &[u8], k: &impl Keys) -> Option<Pos> {
+        self.search(c, name, k).ok()
+    }
+
+    /// Puts `id` at `p` (from [`DirMap::find`], with no change since): the
+    /// caller makes sure `id` sorts there (an exchange swaps nodes and
+    /// their names, so every place keeps its name).
+    pub(crate) fn put(&mut self, (ci, i): Pos, id: NodeId) {
+        match self {
+            DirMap::Flat(v) => v[i] = id,
+            DirMap::Chunked(b) => b.chunks[ci][i] = id,
+        }
+    }
+
+    /// Removes the child named `name` and returns it.
+    pub(crate) fn remove(&mut self, c: u64, name: &[u8], k: &impl Keys) -> Option<NodeId> {
+        let (ci, i) = self.search(c, name, k).ok()?;
+        match self {
+            DirMap::Flat(v) => {
+                let id = v.remove(i);
+                if v.capacity() > 2 * v.len() + 4 {
+                    v.shrink_to(v.len() + v.len() / 4);
+                }
+                Some(id)
             }
-            None => false,
-        }
-    }
-
-    /// Removes `name`, returning its node.
-    pub(crate) fn remove(&mut self, c: u64, name: &[u8]) -> Option<NodeId> {
-        let in_map = self.map.get(&c).is_some_and(|e| self.name(e) == name);
-        let gone = if in_map {
-            let gone = self.map.remove(&c).map(|e| e.node);
-            // Promote a cookie-mate, if any, so `map` stays the first stop.
-            if let Some(i) = self.collided.iter().position(|(k, _)| *k == c) {
-                let (_, e) = self.collided.remove(i);
-                self.map.insert(c, e);
+            DirMap::Chunked(b) => {
+                let id = b.chunks[ci].remove(i);
+                b.len -= 1;
+                if b.chunks[ci].is_empty() {
+                    b.chunks.remove(ci);
+                    b.firsts.remove(ci);
+                } else if i == 0 {
+                    b.firsts[ci] = k.cookie(b.chunks[ci][0]);
+                }
+                // Keep chunks from thinning out: merge a small one into
+                // its successor when they fit together.
+                if ci + 1 < b.chunks.len()
+                    && b.chunks[ci].len() < CHUNK_MIN
+                    && b.chunks[ci].len() + b.chunks[ci + 1].len() <= CHUNK_MAX
+                {
+                    let next = b.chunks.remove(ci + 1);
+                    b.firsts.remove(ci + 1);
+                    b.chunks[ci].extend(next);
+                }
+                if b.len <= FLAT_MAX / 2 {
+                    let all: Vec<NodeId> = b.chunks.concat();
+                    *self = DirMap::Flat(all);
+                }
+                Some(id)
             }
-            gone
-        } else {
-            let i = self
-                .collided
-                .iter()
-                .position(|(k, e)| *k == c && self.name(e) == name)?;
-            Some(self.collided.remove(i).1.node)
-        };
-        self.garbage += name.len();
-        if self.is_empty() {
-            self.names = Vec::new();
-            self.garbage = 0;
-        } else if self.garbage > COMPACT_MIN && self.garbage * 2 > self.names.len() {
-            self.compact();
-        }
-        gone
-    }
-
-    /// Rewrites the name arena without the removed names: O(children),
-    /// once per as many removals as there are live names, so O(1) each.
-    fn compact(&mut self) {
-        let mut names = Vec::with_capacity(self.names.len() - self.garbage);
-        let entries = self
-            .map
-            .values_mut()
-            .chain(self.collided.iter_mut().map(|(_, e)| e));
-        for e in entries {
-            let at = names.len() as u32;
-            names.extend_from_slice(name_in(&self.names, e));
-            e.at = at;
-        }
-        self.names = names;
-        self.garbage = 0;
-    }
-
-    /// Children with cookie `>= from`, in cookie order.
-    pub(crate) fn iter_from(&self, from: u64) -> impl Iterator<Item = (u64, &[u8], NodeId)> + '_ {
-        let start = self.collided.partition_point(|(k, _)| *k < from);
-        Merge {
-            a: self.map.range(from..).peekable(),
-            b: self.collided[start..].iter().peekable(),
-            dir: self,
         }
     }
-}
 
-/// Merges the main map and the collision list by cookie (main map first).
-struct Merge<'a, A: Iterator<Item = (&'a u64, &'a Entry)>, B: Iterator<Item = &'a (u64, Entry)>> {
-    a: Peekable<A>,
-    b: Peekable<B>,
-    dir: &'a DirMap,
-}
+    /// Children with cookie `>= from`, in order, as `(cookie, id)`.
+    pub(crate) fn iter_from<'a, K: Keys + 'a>(
+        &'a self,
+        from: u64,
+        k: K,
+    ) -> impl Iterator<Item = (u64, NodeId)> + 'a {
+        let mut p = self.lower_bound(from, &k);
+        std::iter::from_fn(move || {
+            let id = self.at(p)?;
+            p = self.step(p);
+            Some((k.cookie(id), id))
+        })
+    }
 
-impl<'a, A, B> Iterator for Merge<'a, A, B>
-where
-    A: Iterator<Item = (&'a u64, &'a Entry)>,
-    B: Iterator<Item = &'a (u64, Entry)>,
-{
-    type Item = (u64, &'a [u8], NodeId);
+    /// Every child id, in order, without computing cookies.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        (0..self.nchunks()).flat_map(move |i| self.chunk(i).iter().copied())
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
-        let take_b = match (self.a.peek(), self.b.peek()) {
-            (Some((ka, _)), Some((kb, _))) => kb < ka,
-            (None, Some(_)) => true,
-            (_, None) => false,
-        };
-        let (k, e) = if take_b {
-            self.b.next().map(|(k, e)| (*k, e))?
-        } else {
-            self.a.next().map(|(k, e)| (*k, e))?
-        };
-        Some((k, self.dir.name(e), e.node))
+    /// Heap bytes held.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            DirMap::Flat(v) => v.capacity() * 4,
+            DirMap::Chunked(b) => {
+                size_of::<Chunked>()
+                    + b.chunks.capacity() * size_of::<Vec<NodeId>>()
+                    + b.firsts.capacity() * 8
+                    + b.chunks.iter().map(|c| c.capacity() * 4).sum::<usize>()
+            }
+        }
     }
 }
 
@@ -211,64 +280,112 @@ where
 mod tests {
     use super::*;
 
+    /// Names `n<i>` with a cookie chosen by the test.
+    struct TestKeys {
+        names: Vec<Vec<u8>>,
+        cookies: Vec<u64>,
+    }
+
+    impl Keys for TestKeys {
+        fn cookie(&self, id: NodeId) -> u64 {
+            self.cookies[id.index() as usize]
+        }
+        fn name(&self, id: NodeId) -> &[u8] {
+            &self.names[id.index() as usize]
+        }
+    }
+
     fn id(i: u32) -> NodeId {
         NodeId::from_index(i)
     }
 
+    fn keys(cookie: impl Fn(u32) -> u64, n: u32) -> TestKeys {
+        TestKeys {
+            names: (0..n).map(|i| format!("n{i}").into_bytes()).collect(),
+            cookies: (0..n).map(cookie).collect(),
+        }
+    }
+
+    fn add(d: &mut DirMap, k: &TestKeys, i: u32) -> bool {
+        let c = k.cookie(id(i));
+        d.insert(c, &k.names[i as usize].clone(), id(i), k)
+    }
+
+    fn del(d: &mut DirMap, k: &TestKeys, i: u32) -> Option<NodeId> {
+        let c = k.cookie(id(i));
+        d.remove(c, &k.names[i as usize].clone(), k)
+    }
+
     #[test]
-    fn collisions_are_stored_found_listed_and_promoted() {
-        let mut d = DirMap::default();
-        assert!(d.insert(10, b"a", id(1)));
-        assert!(d.insert(10, b"b", id(2)));
-        assert!(d.insert(10, b"c", id(3)));
-        assert!(d.insert(5, b"x", id(4)));
-        assert!(d.insert(20, b"y", id(5)));
-        assert!(!d.insert(10, b"b", id(9)));
+    fn collisions_are_stored_found_and_listed_together() {
+        let k = keys(|i| [10, 10, 10, 5, 20][i as usize], 5);
+        let mut d = DirMap::new();
+        for i in 0..5 {
+            assert!(add(&mut d, &k, i));
+        }
+        assert!(!add(&mut d, &k, 1));
         assert_eq!(d.len(), 5);
-        assert_eq!(d.get(10, b"c"), Some(id(3)));
-        assert_eq!(d.get(10, b"z"), None);
-        let all: Vec<_> = d.iter_from(0).map(|(k, n, _)| (k, n.to_vec())).collect();
-        let keys: Vec<u64> = all.iter().map(|(k, _)| *k).collect();
-        assert_eq!(keys, [5, 10, 10, 10, 20]);
-        assert_eq!(d.iter_from(11).count(), 1);
-        assert_eq!(d.iter_from(10).count(), 4);
-        assert!(d.set(10, b"b", id(7)));
-        assert_eq!(d.get(10, b"b"), Some(id(7)));
-        // Removing the main entry promotes a cookie-mate.
-        assert_eq!(d.remove(10, b"a"), Some(id(1)));
-        assert_eq!(d.get(10, b"b"), Some(id(7)));
-        assert_eq!(d.get(10, b"c"), Some(id(3)));
-        assert_eq!(d.remove(10, b"c"), Some(id(3)));
-        assert_eq!(d.remove(10, b"c"), None);
-        assert_eq!(d.len(), 3);
-        assert_eq!(d.remove(10, b"b"), Some(id(7)));
-        assert_eq!(d.remove(5, b"x"), Some(id(4)));
-        assert_eq!(d.remove(20, b"y"), Some(id(5)));
+        for i in 0..5 {
+            assert_eq!(
+                d.get(k.cookie(id(i)), &k.names[i as usize], &k),
+                Some(id(i))
+            );
+        }
+        assert_eq!(d.get(10, b"zz", &k), None);
+        let order: Vec<u32> = d.iter_from(0, &k).map(|(_, n)| n.index()).collect();
+        assert_eq!(order, [3, 0, 1, 2, 4]);
+        assert_eq!(d.iter_from(11, &k).count(), 1);
+        assert_eq!(d.iter_from(10, &k).count(), 4);
+        assert_eq!(del(&mut d, &k, 0), Some(id(0)));
+        assert_eq!(d.get(10, b"n1", &k), Some(id(1)));
+        assert_eq!(del(&mut d, &k, 0), None);
+        for i in 1..5 {
+            assert_eq!(del(&mut d, &k, i), Some(id(i)));
+        }
         assert!(d.is_empty());
     }
 
     #[test]
-    fn names_survive_compaction() {
-        let mut d = DirMap::default();
-        let name = |i: u32| format!("entry-with-a-longish-name-{i:06}").into_bytes();
-        for i in 0..2000 {
-            assert!(d.insert(u64::from(i) * 7 + 3, &name(i), id(i)));
+    fn large_directories_split_merge_and_stay_ordered() {
+        const N: u32 = 20_000;
+        // A scrambled cookie per name, with some collisions.
+        let k = keys(|i| u64::from(i.wrapping_mul(2_654_435_761) % 15_000), N);
+        let mut d = DirMap::new();
+        for i in 0..N {
+            assert!(add(&mut d, &k, i));
         }
-        // Remove three in four: compaction runs several times.
-        for i in (0..2000).filter(|i| i % 4 != 0) {
-            assert_eq!(d.remove(u64::from(i) * 7 + 3, &name(i)), Some(id(i)));
+        assert!(matches!(d, DirMap::Chunked(_)));
+        let check = |d: &DirMap, live: &dyn Fn(u32) -> bool| {
+            let got: Vec<(u64, Vec<u8>)> = d
+                .iter_from(0, &k)
+                .map(|(c, n)| (c, k.name(n).to_vec()))
+                .collect();
+            let mut want: Vec<(u64, Vec<u8>)> = (0..N)
+                .filter(|&i| live(i))
+                .map(|i| (k.cookie(id(i)), k.names[i as usize].clone()))
+                .collect();
+            want.sort();
+            assert_eq!(got, want);
+            assert_eq!(d.len(), want.len());
+            for i in 0..N {
+                let want = live(i).then(|| id(i));
+                assert_eq!(d.get(k.cookie(id(i)), &k.names[i as usize], &k), want);
+            }
+            // Resuming at any cookie gives the tail.
+            for from in [0, 1, 7_000, 14_999, 15_000] {
+                let n = d.iter_from(from, &k).count();
+                assert_eq!(n, got.iter().filter(|(c, _)| *c >= from).count());
+            }
+        };
+        check(&d, &|_| true);
+        for i in (0..N).filter(|i| i % 3 != 0) {
+            assert_eq!(del(&mut d, &k, i), Some(id(i)));
         }
-        assert!(d.names.len() < 2 * 500 * name(0).len() + COMPACT_MIN * 2);
-        for i in 0..2000 {
-            let want = (i % 4 == 0).then(|| id(i));
-            assert_eq!(d.get(u64::from(i) * 7 + 3, &name(i)), want);
+        check(&d, &|i| i % 3 == 0);
+        for i in (0..N).filter(|i| i % 3 == 0 && i % 7 != 0) {
+            assert_eq!(del(&mut d, &k, i), Some(id(i)));
         }
-        let listed: Vec<Vec<u8>> = d.iter_from(0).map(|(_, n, _)| n.to_vec()).collect();
-        let want: Vec<Vec<u8>> = (0..2000).filter(|i| i % 4 == 0).map(name).collect();
-        assert_eq!(listed, want);
-        for i in (0..2000).filter(|i| i % 4 == 0) {
-            d.remove(u64::from(i) * 7 + 3, &name(i));
-        }
-        assert!(d.is_empty() && d.names.is_empty());
+        assert!(matches!(d, DirMap::Flat(_)));
+        check(&d, &|i| i % 21 == 0);
     }
 }

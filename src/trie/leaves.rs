@@ -83,7 +83,7 @@ struct Frame<'a> {
     last: Option<(u64, &'a [u8])>,
 }
 
-impl<V> Trie<V> {
+impl<V: Default> Trie<V> {
     /// One page of the leaf paths under `id`, continuing at the cursor
     /// `after` of a previous page (`None` to start), within `limits`.
     ///
@@ -291,9 +291,8 @@ impl<V> Trie<V> {
         dir: NodeId,
         last: Option<(u64, &[u8])>,
     ) -> Option<(u64, &'a [u8], NodeId)> {
-        let map = self.dir(dir).ok()?;
         let mut best: Option<(u64, &'a [u8], NodeId)> = None;
-        for (k, name, n) in map.iter_from(last.map_or(0, |l| l.0)) {
+        for (k, name, n) in self.raw_entries_from(dir, last.map_or(0, |l| l.0)) {
             if best.is_some_and(|b| b.0 != k) {
                 break;
             }

@@ -7,8 +7,10 @@
 //! filesystem stores an inode number there, the plain library use stores `()`.
 //!
 //! Names are arbitrary bytes except `/` and NUL, at most [`NAME_MAX`] bytes.
-//! A component name is stored once, in its parent's name arena (`dirmap.rs`),
-//! and its parent's child map is keyed by the name's *cookie*, a keyed hash.
+//! A node is 12 bytes plus its value: its parent, its children map (if it
+//! is a directory with children) and its name, stored once in the trie's
+//! name arena (`names.rs`). A directory's children map (`dirmap.rs`) holds
+//! 4-byte node ids ordered by the names' *cookies*, a keyed hash.
 //!
 //! ```
 //! use triefs::trie::Trie;
@@ -30,9 +32,11 @@ use log::info;
 
 mod dirmap;
 mod leaves;
+mod names;
 
-use dirmap::DirMap;
+use dirmap::{DirMap, Keys};
 pub use leaves::{LeafPage, PageLimits, TOO_LONG_EXTRA, TOO_LONG_HEAD, TooLong};
+use names::Names;
 
 /// Longest allowed component name, in bytes (Linux `NAME_MAX`).
 pub const NAME_MAX: usize = 255;
@@ -48,7 +52,6 @@ impl NodeId {
         self.0
     }
 
-    #[cfg(test)]
     pub(crate) fn from_index(i: u32) -> NodeId {
         NodeId(i)
     }
@@ -89,6 +92,8 @@ pub enum TrieError {
     InvalidMove,
     /// The root was named where it cannot be: removed, moved or replaced.
     Root,
+    /// The trie's 32-bit node or name space is used up.
+    NoSpace,
 }
 
 impl fmt::Display for TrieError {
@@ -102,27 +107,32 @@ impl fmt::Display for TrieError {
             TrieError::NotEmpty => "directory not empty",
             TrieError::InvalidMove => "cannot move a directory into itself",
             TrieError::Root => "the root cannot be removed, moved or replaced",
+            TrieError::NoSpace => "no room for more names",
         })
     }
 }
 
 impl std::error::Error for TrieError {}
 
-type Children = DirMap;
+/// `dir` of a leaf node.
+const LEAF: u32 = u32::MAX;
+/// `dir` of a directory without children (no map allocated: most
+/// directories of a big tree are leaves).
+const NO_MAP: u32 = u32::MAX - 1;
+/// `parent` of a free node slot.
+const FREE: u32 = u32::MAX;
 
-/// 24 bytes for `Node<u64>`; `Option<Node>` uses the `bool`'s spare values,
-/// so a slot costs no more.
+/// One node: 12 bytes plus the value (16 for `Node<u32>`).
+#[derive(Clone, Copy)]
 struct Node<V> {
-    parent: NodeId,
-    is_dir: bool,
-    /// Allocated on a directory's first child, dropped with its last one:
-    /// most directories of a big tree are leaves.
-    children: Option<Box<Children>>,
+    /// Parent's index; [`FREE`] for a free slot.
+    parent: u32,
+    /// [`LEAF`], [`NO_MAP`] or the index of the children in `dirs`.
+    dir: u32,
+    /// The node's name in the arena.
+    name: names::Slot,
     value: V,
 }
-
-/// What an empty directory lists.
-static NO_CHILDREN: Children = DirMap::EMPTY;
 
 /// Smallest cookie of an entry; 0, 1 and 2 are left for readdir's start,
 /// `.` and `..`.
@@ -130,12 +140,54 @@ pub const FIRST_COOKIE: u64 = 3;
 
 /// A trie of path components with a value per node. See the module docs.
 pub struct Trie<V = ()> {
-    nodes: Vec<Option<Node<V>>>,
+    nodes: Vec<Node<V>>,
     free: Vec<u32>,
     len: usize,
+    names: Names,
+    /// Children maps of directories that have children.
+    dirs: Vec<DirMap>,
+    dirs_free: Vec<u32>,
     /// Keyed per process, so names cannot be chosen to collide on purpose.
     hasher: RandomState,
     cookie_mask: u64,
+}
+
+/// Names and cookies of one trie's nodes, for its child maps.
+struct TrieKeys<'a, V> {
+    nodes: &'a [Node<V>],
+    names: &'a Names,
+    hasher: &'a RandomState,
+    mask: u64,
+}
+
+impl<V> Keys for TrieKeys<'_, V> {
+    fn cookie(&self, id: NodeId) -> u64 {
+        cookie_of(self.hasher, self.mask, self.name(id))
+    }
+
+    fn name(&self, id: NodeId) -> &[u8] {
+        self.nodes
+            .get(id.0 as usize)
+            .map_or(&[], |n| self.names.get(n.name))
+    }
+}
+
+fn cookie_of(hasher: &RandomState, mask: u64, name: &[u8]) -> u64 {
+    FIRST_COOKIE + (hasher.hash_one(name) & mask)
+}
+
+/// Heap bytes a trie holds, by structure (capacities, not allocator
+/// overhead).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrieMemory {
+    /// Node slots (free ones included) and the free list.
+    pub nodes: usize,
+    /// The name arena and its free lists.
+    pub names: usize,
+    /// Bytes of the name arena in freed slots (part of `names`).
+    pub names_garbage: usize,
+    /// Child maps: the slot vector and each map's heap.
+    pub dirs: usize,
 }
 
 impl<V: Default> Default for Trie<V> {
@@ -155,21 +207,22 @@ impl<V: Default> Trie<V> {
     pub fn add(&mut self, path: impl AsRef<OsStr>) -> Result<NodeId, TrieError> {
         self.add_with(path, &mut V::default)
     }
-}
 
-impl<V> Trie<V> {
     /// An empty trie whose root directory carries `value`.
     pub fn with_root(value: V) -> Self {
         let root = Node {
-            parent: NodeId(0),
-            is_dir: true,
-            children: None,
+            parent: 0,
+            dir: NO_MAP,
+            name: names::EMPTY,
             value,
         };
         Trie {
-            nodes: vec![Some(root)],
+            nodes: vec![root],
             free: Vec::new(),
             len: 1,
+            names: Names::new(),
+            dirs: Vec::new(),
+            dirs_free: Vec::new(),
             hasher: RandomState::new(),
             cookie_mask: u64::MAX >> 2,
         }
@@ -188,7 +241,7 @@ impl<V> Trie<V> {
     /// the name, at least [`FIRST_COOKIE`] and below 2^62. Children are
     /// listed in cookie order.
     pub fn cookie(&self, name: &[u8]) -> u64 {
-        FIRST_COOKIE + (self.hasher.hash_one(name) & self.cookie_mask)
+        cookie_of(&self.hasher, self.cookie_mask, name)
     }
 
     /// The root directory.
@@ -206,39 +259,127 @@ impl<V> Trie<V> {
         self.len == 1
     }
 
-    fn node(&self, id: NodeId) -> Option<&Node<V>> {
-        self.nodes.get(id.0 as usize).and_then(Option::as_ref)
-    }
-
-    fn node_mut(&mut self, id: NodeId) -> Option<&mut Node<V>> {
-        self.nodes.get_mut(id.0 as usize).and_then(Option::as_mut)
-    }
-
-    fn dir(&self, id: NodeId) -> Result<&Children, TrieError> {
-        match self.node(id) {
-            None => Err(TrieError::NotFound),
-            Some(n) if !n.is_dir => Err(TrieError::NotADirectory),
-            Some(n) => Ok(n.children.as_deref().unwrap_or(&NO_CHILDREN)),
+    /// Heap bytes held, by structure.
+    pub fn memory(&self) -> TrieMemory {
+        TrieMemory {
+            nodes: self.nodes.capacity() * size_of::<Node<V>>() + self.free.capacity() * 4,
+            names: self.names.heap_bytes(),
+            names_garbage: self.names.garbage(),
+            dirs: self.dirs.capacity() * size_of::<DirMap>()
+                + self.dirs_free.capacity() * 4
+                + self.dirs.iter().map(DirMap::heap_bytes).sum::<usize>(),
         }
     }
 
-    /// Mutable children of a directory, allocating the map if needed.
-    fn dir_mut(&mut self, id: NodeId) -> Result<&mut Children, TrieError> {
-        match self.node_mut(id) {
+    /// Releases spare capacity of the trie's vectors, e.g. after loading
+    /// a large tree; later growth allocates again.
+    pub fn shrink_to_fit(&mut self) {
+        self.nodes.shrink_to_fit();
+        self.names.shrink();
+        self.dirs.shrink_to_fit();
+    }
+
+    fn node(&self, id: NodeId) -> Option<&Node<V>> {
+        self.nodes.get(id.0 as usize).filter(|n| n.parent != FREE)
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> Option<&mut Node<V>> {
+        self.nodes
+            .get_mut(id.0 as usize)
+            .filter(|n| n.parent != FREE)
+    }
+
+    fn keys(&self) -> TrieKeys<'_, V> {
+        TrieKeys {
+            nodes: &self.nodes,
+            names: &self.names,
+            hasher: &self.hasher,
+            mask: self.cookie_mask,
+        }
+    }
+
+    /// The children of directory `id` (`None` for an empty one).
+    fn dir(&self, id: NodeId) -> Result<Option<&DirMap>, TrieError> {
+        match self.node(id) {
             None => Err(TrieError::NotFound),
-            Some(n) if !n.is_dir => Err(TrieError::NotADirectory),
-            Some(n) => Ok(n.children.get_or_insert_with(Box::default)),
+            Some(n) if n.dir == LEAF => Err(TrieError::NotADirectory),
+            Some(n) if n.dir == NO_MAP => Ok(None),
+            Some(n) => Ok(self.dirs.get(n.dir as usize)),
+        }
+    }
+
+    /// The name of node `id` (empty for the root).
+    fn name_of(&self, id: NodeId) -> &[u8] {
+        self.node(id).map_or(&[], |n| self.names.get(n.name))
+    }
+
+    /// Adds `id` (already named) to directory `parent`'s map, allocating
+    /// the map on its first child; false if the name exists.
+    fn link_child(&mut self, parent: NodeId, id: NodeId) -> Result<bool, TrieError> {
+        let p = self.node(parent).ok_or(TrieError::NotFound)?;
+        let slot = match p.dir {
+            LEAF => return Err(TrieError::NotADirectory),
+            NO_MAP => {
+                let slot = match self.dirs_free.pop() {
+                    Some(s) => s,
+                    None => {
+                        let s = u32::try_from(self.dirs.len())
+                            .ok()
+                            .filter(|&s| s < NO_MAP)
+                            .ok_or(TrieError::NotFound)?;
+                        self.dirs.push(DirMap::new());
+                        s
+                    }
+                };
+                self.nodes[parent.0 as usize].dir = slot;
+                slot
+            }
+            s => s,
+        };
+        let keys = TrieKeys {
+            nodes: &self.nodes,
+            names: &self.names,
+            hasher: &self.hasher,
+            mask: self.cookie_mask,
+        };
+        let name = keys.name(id);
+        let c = keys.cookie(id);
+        let added = self.dirs[slot as usize].insert(c, name, id, &keys);
+        if !added && self.dirs[slot as usize].is_empty() {
+            self.free_map(parent);
+        }
+        Ok(added)
+    }
+
+    /// Frees the (empty) children map of `parent`.
+    fn free_map(&mut self, parent: NodeId) {
+        let Some(n) = self.nodes.get_mut(parent.0 as usize) else {
+            return;
+        };
+        if n.dir != LEAF && n.dir != NO_MAP {
+            self.dirs[n.dir as usize] = DirMap::new();
+            self.dirs_free.push(n.dir);
+            n.dir = NO_MAP;
         }
     }
 
     /// Removes `name` from directory `id`, freeing the map when it empties.
     fn remove_child(&mut self, id: NodeId, name: &[u8]) -> Option<NodeId> {
+        let slot = self.node(id)?.dir;
+        if slot == LEAF || slot == NO_MAP {
+            return None;
+        }
         let c = self.cookie(name);
-        let n = self.node_mut(id)?;
-        let map = n.children.as_deref_mut()?;
-        let removed = map.remove(c, name);
+        let keys = TrieKeys {
+            nodes: &self.nodes,
+            names: &self.names,
+            hasher: &self.hasher,
+            mask: self.cookie_mask,
+        };
+        let map = &mut self.dirs[slot as usize];
+        let removed = map.remove(c, name, &keys);
         if map.is_empty() {
-            n.children = None;
+            self.free_map(id);
         }
         removed
     }
@@ -258,23 +399,25 @@ impl<V> Trie<V> {
         if id == self.root() {
             return None;
         }
-        self.node(id).map(|n| n.parent)
+        self.node(id).map(|n| NodeId(n.parent))
     }
 
     /// Whether `id` is a directory node.
     pub fn is_dir(&self, id: NodeId) -> bool {
-        self.node(id).is_some_and(|n| n.is_dir)
+        self.node(id).is_some_and(|n| n.dir != LEAF)
     }
 
     /// Looks up the child `name` of directory `parent`.
     pub fn child(&self, parent: NodeId, name: &OsStr) -> Option<NodeId> {
         let name = name.as_bytes();
-        self.dir(parent).ok()?.get(self.cookie(name), name)
+        self.dir(parent)
+            .ok()??
+            .get(self.cookie(name), name, &self.keys())
     }
 
     /// Number of children of `id` (0 for leaves).
     pub fn child_count(&self, id: NodeId) -> usize {
-        self.dir(id).map_or(0, |c| c.len())
+        self.dir(id).ok().flatten().map_or(0, DirMap::len)
     }
 
     /// Children of `id` in byte order of their names (sorted on each call:
@@ -293,10 +436,12 @@ impl<V> Trie<V> {
         let mut v: Vec<(&'a OsStr, NodeId)> = self
             .dir(id)
             .ok()
+            .flatten()
             .into_iter()
-            .flat_map(|c| c.iter_from(0))
-            .filter(|(_, name, _)| after.is_none_or(|a| *name > a))
-            .map(|(_, name, n)| (OsStr::from_bytes(name), n))
+            .flat_map(|c| c.ids())
+            .map(|n| (self.name_of(n), n))
+            .filter(|(name, _)| after.is_none_or(|a| *name > a))
+            .map(|(name, n)| (OsStr::from_bytes(name), n))
             .collect();
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         v.into_iter()
@@ -312,21 +457,34 @@ impl<V> Trie<V> {
         id: NodeId,
         from: u64,
     ) -> impl Iterator<Item = (u64, &OsStr, NodeId)> + '_ {
+        self.raw_entries_from(id, from)
+            .map(|(k, name, n)| (k, OsStr::from_bytes(name), n))
+    }
+
+    /// [`Trie::entries_from`] with names as bytes.
+    fn raw_entries_from(
+        &self,
+        id: NodeId,
+        from: u64,
+    ) -> impl Iterator<Item = (u64, &[u8], NodeId)> + '_ {
         self.dir(id)
             .ok()
+            .flatten()
             .into_iter()
-            .flat_map(move |c| c.iter_from(from))
-            .map(|(k, name, n)| (k, OsStr::from_bytes(name), n))
+            .flat_map(move |m| m.iter_from(from, self.keys()))
+            .map(|(c, n)| (c, self.name_of(n), n))
     }
 
     /// Every live node with its parent (`None` for the root), value and
     /// whether it is a directory, in no particular order.
     pub fn nodes(&self) -> impl Iterator<Item = (NodeId, Option<NodeId>, &V, bool)> + '_ {
         self.nodes.iter().enumerate().filter_map(|(i, n)| {
-            let n = n.as_ref()?;
+            if n.parent == FREE {
+                return None;
+            }
             let id = NodeId(i as u32);
-            let parent = (i != 0).then_some(n.parent);
-            Some((id, parent, &n.value, n.is_dir))
+            let parent = (i != 0).then_some(NodeId(n.parent));
+            Some((id, parent, &n.value, n.dir != LEAF))
         })
     }
 
@@ -344,16 +502,18 @@ impl<V> Trie<V> {
         Ok(())
     }
 
-    fn alloc(&mut self, node: Node<V>) -> NodeId {
-        self.len += 1;
-        if let Some(i) = self.free.pop() {
-            self.nodes[i as usize] = Some(node);
+    /// A new node slot; `None` when the 32-bit node space is used up.
+    fn alloc(&mut self, node: Node<V>) -> Option<NodeId> {
+        let id = if let Some(i) = self.free.pop() {
+            self.nodes[i as usize] = node;
             NodeId(i)
         } else {
-            let i = u32::try_from(self.nodes.len()).expect("more than 2^32 trie nodes");
-            self.nodes.push(Some(node));
+            let i = u32::try_from(self.nodes.len()).ok().filter(|&i| i < FREE)?;
+            self.nodes.push(node);
             NodeId(i)
-        }
+        };
+        self.len += 1;
+        Some(id)
     }
 
     /// Inserts a new child `name` under directory `parent`: a directory
@@ -365,20 +525,26 @@ impl<V> Trie<V> {
         value: V,
         shape: Shape,
     ) -> Result<NodeId, TrieError> {
-        let dir = shape == Shape::Dir;
         let key = name.as_bytes();
         Self::check_name(key)?;
-        if self.dir(parent)?.get(self.cookie(key), key).is_some() {
+        self.dir(parent)?;
+        // Out of node or name space: nothing more fits (a limit far above
+        // any nr_inodes this machine could hold).
+        let slot = self.names.add(key).ok_or(TrieError::NoSpace)?;
+        let Some(id) = self.alloc(Node {
+            parent: parent.0,
+            dir: if shape == Shape::Dir { NO_MAP } else { LEAF },
+            name: slot,
+            value,
+        }) else {
+            self.names.remove(slot);
+            return Err(TrieError::NoSpace);
+        };
+        // One search both checks the name and places it.
+        if !self.link_child(parent, id)? {
+            self.release(id);
             return Err(TrieError::Exists);
         }
-        let id = self.alloc(Node {
-            parent,
-            is_dir: dir,
-            children: None,
-            value,
-        });
-        let c = self.cookie(key);
-        self.dir_mut(parent)?.insert(c, key, id);
         Ok(id)
     }
 
@@ -391,14 +557,55 @@ impl<V> Trie<V> {
             return Err(TrieError::NotEmpty);
         }
         self.remove_child(parent, name.as_bytes());
-        Ok(self.release(id))
+        let v = self.release(id);
+        self.maybe_compact_names();
+        Ok(v)
     }
 
+    /// Frees node `id` (already out of its parent's map) and its name.
     fn release(&mut self, id: NodeId) -> V {
-        let node = self.nodes[id.0 as usize].take().expect("live node");
+        self.free_map(id);
+        let n = &mut self.nodes[id.0 as usize];
+        let value = std::mem::take(&mut n.value);
+        let name = n.name;
+        n.parent = FREE;
+        n.dir = LEAF;
+        n.name = names::EMPTY;
+        self.names.remove(name);
         self.free.push(id.0);
         self.len -= 1;
-        node.value
+        value
+    }
+
+    /// Rewrites the name arena when most of it is garbage: O(nodes), once
+    /// per as many freed bytes as there are live ones.
+    fn maybe_compact_names(&mut self) {
+        if !self.names.wants_compaction() {
+            return;
+        }
+        let mut fresh = self.names.compacted();
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            if n.parent == FREE || i == 0 {
+                continue;
+            }
+            match fresh.add(self.names.get(n.name)) {
+                Some(s) => n.name = s,
+                None => return, // cannot happen: the new arena is smaller
+            }
+        }
+        self.names = fresh;
+    }
+
+    /// Gives node `id` the name `name` (its old one is freed).
+    fn rename_node(&mut self, id: NodeId, name: &[u8]) -> Result<(), TrieError> {
+        let old = self.node(id).ok_or(TrieError::NotFound)?.name;
+        if self.names.get(old) == name {
+            return Ok(());
+        }
+        let slot = self.names.add(name).ok_or(TrieError::NoSpace)?;
+        self.nodes[id.0 as usize].name = slot;
+        self.names.remove(old);
+        Ok(())
     }
 
     /// True when `a` is `b` or one of its ancestors.
@@ -439,11 +646,14 @@ impl<V> Trie<V> {
             return Err(TrieError::InvalidMove);
         }
         self.remove_child(parent, name.as_bytes());
-        let c = self.cookie(new_name.as_bytes());
-        self.dir_mut(new_parent)?.insert(c, new_name.as_bytes(), id);
-        if let Some(n) = self.node_mut(id) {
-            n.parent = new_parent;
+        // Name first (the new map orders by it); on failure put it back.
+        if let Err(e) = self.rename_node(id, new_name.as_bytes()) {
+            self.link_child(parent, id)?;
+            return Err(e);
         }
+        self.nodes[id.0 as usize].parent = new_parent.0;
+        self.link_child(new_parent, id)?;
+        self.maybe_compact_names();
         Ok(id)
     }
 
@@ -466,14 +676,26 @@ impl<V> Trie<V> {
             return Err(TrieError::InvalidMove);
         }
         let (c1, c2) = (self.cookie(n1.as_bytes()), self.cookie(n2.as_bytes()));
-        self.dir_mut(p1)?.set(c1, n1.as_bytes(), b);
-        self.dir_mut(p2)?.set(c2, n2.as_bytes(), a);
-        if let Some(n) = self.node_mut(a) {
-            n.parent = p2;
-        }
-        if let Some(n) = self.node_mut(b) {
-            n.parent = p1;
-        }
+        let (m1, m2) = (self.nodes[p1.0 as usize].dir, self.nodes[p2.0 as usize].dir);
+        let (Some(d1), Some(d2)) = (self.dirs.get(m1 as usize), self.dirs.get(m2 as usize)) else {
+            return Err(TrieError::NotFound);
+        };
+        let keys = self.keys();
+        let (Some(at1), Some(at2)) = (
+            d1.find(c1, n1.as_bytes(), &keys),
+            d2.find(c2, n2.as_bytes(), &keys),
+        ) else {
+            return Err(TrieError::NotFound);
+        };
+        // Each node takes the other's place and name: every place in the
+        // maps keeps its name (and cookie), only the ids there swap.
+        let (sa, sb) = (self.nodes[a.0 as usize].name, self.nodes[b.0 as usize].name);
+        self.nodes[a.0 as usize].name = sb;
+        self.nodes[b.0 as usize].name = sa;
+        self.nodes[a.0 as usize].parent = p2.0;
+        self.nodes[b.0 as usize].parent = p1.0;
+        self.dirs[m1 as usize].put(at1, b);
+        self.dirs[m2 as usize].put(at2, a);
         Ok(())
     }
 
@@ -544,11 +766,13 @@ impl<V> Trie<V> {
         let mut stack = vec![id];
         while let Some(n) = stack.pop() {
             order.push(n);
-            if let Ok(c) = self.dir(n) {
-                stack.extend(c.iter_from(0).map(|(_, _, child)| child));
+            if let Ok(Some(c)) = self.dir(n) {
+                stack.extend(c.ids());
             }
         }
-        Ok(order.into_iter().rev().map(|n| self.release(n)).collect())
+        let out = order.into_iter().rev().map(|n| self.release(n)).collect();
+        self.maybe_compact_names();
+        Ok(out)
     }
 
     /// Moves the subtree at `from` to `to` (whose parent must exist and whose
@@ -603,8 +827,9 @@ impl<V> Trie<V> {
         let mut stack: Vec<(NodeId, Vec<u8>)> = vec![(id, std::mem::take(prefix))];
         while let Some((n, path)) = stack.pop() {
             match self.dir(n) {
-                Ok(c) if !c.is_empty() => {
-                    for (_, name, child) in c.iter_from(0) {
+                Ok(Some(c)) if !c.is_empty() => {
+                    for child in c.ids() {
+                        let name = self.name_of(child);
                         let mut p = Vec::with_capacity(path.len() + 1 + name.len());
                         p.extend_from_slice(&path);
                         p.push(b'/');
@@ -618,17 +843,13 @@ impl<V> Trie<V> {
         }
     }
 
-    /// The absolute path of node `id`, found by walking up to the root.
-    /// Costs one sibling scan per level; meant for diagnostics and tools.
+    /// The absolute path of node `id`, found by walking up to the root:
+    /// O(depth), each node knows its name.
     pub fn path_of(&self, id: NodeId) -> OsString {
         let mut parts: Vec<&[u8]> = Vec::new();
         let mut cur = id;
         while let Some(p) = self.parent(cur) {
-            if let Ok(c) = self.dir(p)
-                && let Some((_, name, _)) = c.iter_from(0).find(|(_, _, v)| *v == cur)
-            {
-                parts.push(name);
-            }
+            parts.push(self.name_of(cur));
             cur = p;
         }
         if parts.is_empty() {

@@ -13,18 +13,18 @@ fn os(b: &[u8]) -> &OsStr {
     OsStr::from_bytes(b)
 }
 
-fn leaves_bytes<V>(t: &Trie<V>) -> Vec<Vec<u8>> {
+fn leaves_bytes<V: Default>(t: &Trie<V>) -> Vec<Vec<u8>> {
     t.leaves().into_iter().map(OsString::into_vec).collect()
 }
 
-fn leaves_str<V>(t: &Trie<V>) -> Vec<String> {
+fn leaves_str<V: Default>(t: &Trie<V>) -> Vec<String> {
     t.leaves()
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
         .collect()
 }
 
-fn child_names<V>(t: &Trie<V>, id: NodeId) -> Vec<Vec<u8>> {
+fn child_names<V: Default>(t: &Trie<V>, id: NodeId) -> Vec<Vec<u8>> {
     t.children(id).map(|(n, _)| n.as_bytes().to_vec()).collect()
 }
 

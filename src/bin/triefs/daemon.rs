@@ -263,7 +263,10 @@ fn build_namespace(
         _ => empty(),
     };
     if let Some(p) = cli.paths.as_ref().or(opts.paths.as_ref()) {
+        let since = std::time::SystemTime::now();
         load_paths(&mut ns, p, uid, gid)?;
+        let shared = ns.settle_after_load(since);
+        info!("{shared} loaded inodes share their attributes");
     }
 
     Ok((ns, status))

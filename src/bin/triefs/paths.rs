@@ -7,7 +7,7 @@ use std::path::Path;
 
 use log::info;
 
-use triefs::namespace::Namespace;
+use triefs::namespace::{Namespace, PathLoader};
 
 use crate::exit::*;
 
@@ -37,6 +37,7 @@ pub(crate) fn load_paths(
     let mut next_report = started + std::time::Duration::from_secs(1);
     let (mut added, mut bytes, mut n) = (0u64, 0u64, 0u64);
     let mut line = Vec::new();
+    let mut loader = PathLoader::new(ns, uid, gid);
     loop {
         line.clear();
         let got = input.read_until(b'\n', &mut line).map_err(cannot_read)?;
@@ -58,18 +59,17 @@ pub(crate) fn load_paths(
         if added == CHATTY_PATHS {
             info!("more than {CHATTY_PATHS} paths: the rest are logged at debug level (-vv)");
         }
-        ns.add_path_logged(OsStr::from_bytes(path), uid, gid, level)
-            .map_err(|e| {
-                let why = match e.code() {
-                    libc::EINVAL => "'..' and NUL are not allowed in paths".to_string(),
-                    libc::ENAMETOOLONG => "a component is longer than 255 bytes".to_string(),
-                    libc::ENOSPC => {
-                        "inode limit reached (raise it with -o nr_inodes=N, 0 for none)".to_string()
-                    }
-                    _ => e.to_string(),
-                };
-                format!("{shown}:{n}: {why}")
-            })?;
+        loader.add(OsStr::from_bytes(path), level).map_err(|e| {
+            let why = match e.code() {
+                libc::EINVAL => "'..' and NUL are not allowed in paths".to_string(),
+                libc::ENAMETOOLONG => "a component is longer than 255 bytes".to_string(),
+                libc::ENOSPC => {
+                    "inode limit reached (raise it with -o nr_inodes=N, 0 for none)".to_string()
+                }
+                _ => e.to_string(),
+            };
+            format!("{shown}:{n}: {why}")
+        })?;
         added += 1;
         if added % 4096 == 0 && std::time::Instant::now() >= next_report {
             next_report += std::time::Duration::from_secs(1);
@@ -77,11 +77,11 @@ pub(crate) fn load_paths(
                 Some(size) => info!(
                     "{shown}: {added} paths added ({}% of the file), {} entries",
                     bytes * 100 / size,
-                    ns.trie().len()
+                    loader.namespace().trie().len()
                 ),
                 None => info!(
                     "{shown}: {added} paths added so far, {} entries",
-                    ns.trie().len()
+                    loader.namespace().trie().len()
                 ),
             }
         }
