@@ -9,7 +9,8 @@
 # Environment:
 #   FSBENCH=path/to/fsbench.sh   workload set (default: ../shared/bench/fsbench.sh
 #                                 next to the repository)
-#   BENCH_ENTRIES=1000000        entries for the memory/load measurement
+#   BENCH_ENTRIES=1000000        entries for the ls-prefix and memory/load measurements
+#                                 (memory: each data set of scripts/datasets.sh)
 #   BENCH_WALK_ENTRIES=100000    directories in the tree-walk measurement
 #   BENCH_SKIP="fsbench floor readdir parallel walk lsprefix memory"   parts to skip
 #   TRIEFS_ARGS="..."            extra triefs options (e.g. "--threads 1")
@@ -193,20 +194,7 @@ if ! skip parallel; then
 fi
 
 gen_paths() { # gen_paths FILE N: real-looking deep paths with shared prefixes
-  python3 - "$1" "$2" <<'PY'
-import sys
-out, want = sys.argv[1], int(sys.argv[2])
-# Real-looking deep paths with shared prefixes: top/project/module/file.d
-tops = ["usr", "var", "home", "srv", "opt", "etc", "data", "build", "mnt", "media"]
-per_top = max(1, want // len(tops))
-b_n = 20; c_n = 50; d_n = max(1, per_top // (b_n * c_n))
-with open(out, "w") as f:
-    for a in tops:
-        for b in range(b_n):
-            for c in range(c_n):
-                for d in range(d_n):
-                    f.write(f"/{a}/project-{b:02d}/module_{c:03d}/src-file-{d:04d}.d\n")
-PY
+  scripts/datasets.sh flat "$2" "$1" 2>/dev/null
 }
 
 secs() { # secs CMD...: wall seconds of CMD (output discarded)
@@ -279,28 +267,42 @@ if ! skip lsprefix; then
   echo "ls-prefix listings in 6 s: $(cat "$work/lp.n"); daemon RSS at rest $((rest / 1024)) MiB, peak during the listings $((peak / 1024)) MiB"
 fi
 
+rss_kib() { awk "/^$2:/ {print \$2}" "/proc/$1/status"; } # rss_kib PID VmRSS|VmHWM
+summary() { awk -F'\t' -v k="$1" '$1 == k {print $2}' "$work/sum"; } # summary KEY: of datasets.sh
+
 if ! skip memory; then
   echo
-  echo "### Memory and load time: $ENTRIES directory entries from --paths"
+  echo "### Memory and load time: about $ENTRIES directory entries from --paths, per data set (scripts/datasets.sh)"
   echo
-  gen_paths "$work/paths.txt" "$ENTRIES"
-  t0=$(date +%s.%N)
-  "$bin" --paths "$work/paths.txt" "$work/f"   # daemon mode: returns when the mount is live
-  t1=$(date +%s.%N)
-  dpid=$(pgrep -n -f -- "--paths $work/paths.txt") || true
-  entries=$(find "$work/f" -mindepth 1 | wc -l)
-  rss=$(awk '/VmRSS/ {print $2}' "/proc/$dpid/status")
-  base=$(make_workdir tbench.e); "$bin" "$base"; epid=$(pgrep -n -f -- "$bin $base"); erss=$(awk '/VmRSS/ {print $2}' "/proc/$epid/status"); unmount "$base"; rmdir "$base"
-  unmount "$work/f"
-  naive=$(target/release/examples/naive_paths "$work/paths.txt")
-  awk -v e="$entries" -v r="$rss" -v b="$erss" -v t0="$t0" -v t1="$t1" -v naive="$naive" 'BEGIN {
-    printf "| measure | value |\n|---|---:|\n";
-    printf "| entries | %d |\n", e;
-    printf "| mount ready after | %.2f s |\n", t1 - t0;
-    printf "| daemon RSS | %.1f MiB |\n", r / 1024;
-    printf "| empty daemon RSS | %.1f MiB |\n", b / 1024;
-    printf "| triefs bytes per entry (RSS above empty daemon) | %.0f |\n", (r - b) * 1024 / e;
-    split(naive, n, " ");
-    printf "| naive baseline: full path strings in a hash set, bytes per entry | %.0f |\n", n[7];
-  }'
+  # The empty daemon: what a mount costs before any entry.
+  start_triefs "$work/f"
+  erss=$(rss_kib "$daemon_pid" VmRSS)
+  stop_triefs "$work/f"
+  echo "| data set | entries | lines | avg path | avg name | mount ready | paths/s | daemon RSS | peak RSS | RSS after find | triefs bytes/entry | naive bytes/entry |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  for kind in usr keys flat; do
+    DATASETS_SUMMARY="$work/sum" scripts/datasets.sh "$kind" "$ENTRIES" "$work/paths.txt" 2>/dev/null
+    t0=$(date +%s.%N)
+    MOUNT_WAIT=600 start_triefs "$work/f" --paths "$work/paths.txt" -o nr_inodes=0
+    t1=$(date +%s.%N)
+    rss=$(rss_kib "$daemon_pid" VmRSS)
+    hwm=$(rss_kib "$daemon_pid" VmHWM)
+    # Counted through the kernel, after the RSS: the lookups find makes
+    # are not what the entries cost.
+    entries=$(find "$work/f" -mindepth 1 | wc -l)
+    frss=$(rss_kib "$daemon_pid" VmRSS)
+    stop_triefs "$work/f"
+    read -r _ _ nentries _ _ _ naive <<< "$(target/release/examples/naive_paths "$work/paths.txt")"
+    [ "$entries" = "$(summary entries)" ] && [ "$entries" = "$nentries" ] ||
+      echo "bench.sh: $kind: entries differ: find $entries, datasets.sh $(summary entries), naive_paths $nentries" >&2
+    awk -v k="$kind" -v e="$entries" -v l="$(summary lines)" -v ap="$(summary avg_path)" \
+      -v an="$(summary avg_name)" -v r="$rss" -v h="$hwm" -v fr="$frss" -v b="$erss" \
+      -v t0="$t0" -v t1="$t1" -v naive="$naive" 'BEGIN {
+        printf "| %s | %d | %d | %s | %s | %.2f s | %.0f | %.1f MiB | %.1f MiB | %.1f MiB | %.0f | %.0f |\n",
+          k, e, l, ap, an, t1 - t0, l / (t1 - t0), r / 1024, h / 1024, fr / 1024,
+          (r - b) * 1024 / e, naive
+      }'
+  done
+  echo
+  echo "Empty daemon RSS: $(awk -v b="$erss" 'BEGIN { printf "%.1f", b / 1024 }') MiB. triefs bytes/entry: daemon RSS (right after the mount is ready) above the empty daemon's, per entry; naive: full path strings (intermediate directories included) in a hash set (examples/naive_paths.rs), per entry of the same count. Mount ready: from starting the daemon (-f) to the mount appearing, reading the list included."
 fi
