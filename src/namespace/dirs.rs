@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use fuser::FileType;
 
 use super::acl;
+use super::data::FileData;
 use super::inode::{Content, Inode, Kind, ROOT_INO, mode, xattr_space};
 use super::{
     Entry, Errno, Namespace, NewNode, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, Result,
@@ -245,8 +246,13 @@ impl Namespace {
         level: log::Level,
     ) -> Result<u64> {
         log::log!(level, "Adding directory {}", path.to_string_lossy());
-        let mut cur = ROOT_INO;
-        for comp in Trie::<u64>::components(path)? {
+        self.add_dirs(ROOT_INO, &Trie::<u64>::components(path)?, uid, gid)
+    }
+
+    /// Walks `comps` down from directory `cur`, creating the missing
+    /// directories as [`Namespace::add_path`] does; returns the last one.
+    fn add_dirs(&mut self, mut cur: u64, comps: &[&OsStr], uid: u32, gid: u32) -> Result<u64> {
+        for &comp in comps {
             let dir = self.dir_node(cur)?;
             cur = match self.trie.child(dir, comp) {
                 Some(n) => *self.trie.value(n).ok_or(Errno::new(libc::ENOENT))?,
@@ -269,6 +275,78 @@ impl Namespace {
             }
         }
         Ok(cur)
+    }
+
+    /// Adds `path` (relative to the root) as a *listed* regular file of
+    /// `size` bytes (`--paths-files`), owned by `uid:gid` with mode `0644`,
+    /// creating missing intermediate directories as [`Namespace::add_path`]
+    /// does. A listed file stores no data (it reads as zeros and costs no
+    /// share of `size=`), counts one inode, and reports `st_blocks` as if
+    /// its data were stored, until its contents are first changed. Logs
+    /// `Adding file {path} ({size} bytes)` at `level`.
+    ///
+    /// If the file exists: a listed one takes the new size (the last line
+    /// of a listing wins); any other regular file (from an image) is left
+    /// as it is, and counts as listed again if it stores no data and has
+    /// this size (so loading a listing over its own saved image gives the
+    /// same tree). Errors: `EFBIG` for a size past `i64::MAX`, `EISDIR`
+    /// when the path is a directory (the root included), `EEXIST` when it
+    /// is another kind of file, `ENOTDIR` for a path through a file, and
+    /// those of [`Namespace::add_path`].
+    pub fn add_listed_file(
+        &mut self,
+        path: &OsStr,
+        size: u64,
+        uid: u32,
+        gid: u32,
+        level: log::Level,
+    ) -> Result<u64> {
+        log::log!(
+            level,
+            "Adding file {} ({size} bytes)",
+            path.to_string_lossy()
+        );
+        if size > i64::MAX as u64 {
+            return err(libc::EFBIG);
+        }
+        let comps = Trie::<u64>::components(path)?;
+        let Some((&name, dirs)) = comps.split_last() else {
+            return err(libc::EISDIR);
+        };
+        let parent = self.add_dirs(ROOT_INO, dirs, uid, gid)?;
+        let dir = self.dir_node(parent)?;
+        if let Some(node) = self.trie.child(dir, name) {
+            let ino = *self.trie.value(node).ok_or(Errno::new(libc::ENOENT))?;
+            let i = self.inode_mut(ino)?;
+            match i.kind {
+                Kind::RegularFile => {}
+                Kind::Directory => return err(libc::EISDIR),
+                _ => return err(libc::EEXIST),
+            }
+            if let Some(d) = i.file_mut()
+                && (d.is_listed() || d.size() == size)
+            {
+                d.relist(size);
+            }
+            return Ok(ino);
+        }
+        let ino = self.create_unreferenced(
+            parent,
+            name,
+            NewNode {
+                kind: Kind::RegularFile,
+                perm: 0o644,
+                uid,
+                gid,
+                rdev: 0,
+                target: None,
+            },
+            0,
+        )?;
+        if let Some(d) = self.inode_mut(ino)?.file_mut() {
+            *d = FileData::listed(size);
+        }
+        Ok(ino)
     }
 
     /// Adds a hard link `newname` in `newparent` to `ino`.
