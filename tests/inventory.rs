@@ -219,6 +219,27 @@ fn listed_files_show_their_sizes_in_stat_ls_du_and_find() {
 }
 
 #[test]
+fn ncdu_exports_the_listed_sizes() {
+    let tmp = short_tempdir();
+    let (m, _) = mount_listing(tmp.path());
+    // scripts/test.sh installs ncdu; without it this fails, never skips.
+    let out = Command::new("ncdu")
+        .args(["-x", "-o-"])
+        .arg(m.path())
+        .output()
+        .expect("run ncdu (package ncdu)");
+    assert!(out.status.success(), "{out:?}");
+    let export = String::from_utf8_lossy(&out.stdout);
+    for (name, size) in [("big", BIG), ("small", 3), ("file one", 10000)] {
+        let entry = format!(
+            "{{\"name\":\"{name}\",\"asize\":{size},\"dsize\":{}}}",
+            full_blocks(size) * 512
+        );
+        assert!(export.contains(&entry), "{entry} not in {export}");
+    }
+}
+
+#[test]
 fn df_counts_listed_files_as_inodes_not_as_data() {
     let tmp = short_tempdir();
     let (m, want) = mount_listing(tmp.path());
