@@ -112,7 +112,8 @@ fn files_under(root: &Path) -> BTreeMap<Vec<u8>, (u64, u64)> {
     out
 }
 
-/// The listing, mounted with `-v` and a log, `size=1m`, `nr_inodes=1000`.
+/// The listing, mounted with `-v` and a log, `size=1m`, `nr_inodes=1000`,
+/// and the namespace's consistency check at unmount (exit 3 if it fails).
 fn mount_listing(dir: &Path) -> (TriefsMount, BTreeMap<Vec<u8>, u64>) {
     let (text, want) = listing();
     let list = dir.join("l.txt");
@@ -120,6 +121,7 @@ fn mount_listing(dir: &Path) -> (TriefsMount, BTreeMap<Vec<u8>, u64>) {
     let m = MountSpec::new()
         .args(["-v", "-o", "size=1m,nr_inodes=1000", "--paths-files"])
         .args([&list])
+        .envs(&[("TRIEFS_CHECK", "1")])
         .log()
         .mount();
     (m, want)
@@ -272,8 +274,9 @@ fn df_counts_listed_files_as_inodes_not_as_data() {
 #[test]
 fn a_change_makes_a_listed_file_an_ordinary_sparse_file() {
     let tmp = short_tempdir();
-    let (m, want) = mount_listing(tmp.path());
-    let mnt = m.path();
+    let (mut m, want) = mount_listing(tmp.path());
+    let mnt = m.path().to_path_buf();
+    let mnt = mnt.as_path();
     let t = Tmpfs::new();
     let cases = [
         (
@@ -324,6 +327,8 @@ fn a_change_makes_a_listed_file_an_ordinary_sparse_file() {
     assert_eq!(df_used(mnt).0, (1 << 20));
     // Unchanged listed files are still reported in full.
     assert_eq!(size_blocks(mnt, "a/b c/file one"), (10000, 24));
+    let st = m.unmount_and_wait().expect("daemon exits after umount");
+    assert_eq!(st.code(), Some(0), "consistency check at unmount");
 }
 
 #[test]
@@ -517,14 +522,15 @@ fn images_keep_sizes_and_a_listing_loads_again_over_them() {
         OsStr::new("--paths-files"),
         list.as_os_str(),
     ];
-    let mut m = TriefsMount::with_args(with_list);
+    let check = [("TRIEFS_CHECK", "1")];
+    let mut m = TriefsMount::with_args_env(with_list, &check);
     run(m.path(), "printf data | dd of=w conv=notrunc status=none");
     assert_eq!(size_blocks(m.path(), "u"), (BIG, full_blocks(BIG)));
     assert_eq!(size_blocks(m.path(), "w"), (10000, 8));
     assert_eq!(m.unmount_and_wait().and_then(|s| s.code()), Some(0));
     drop(m);
 
-    let mut m = TriefsMount::with_args([OsStr::new("--image"), img.as_os_str()]);
+    let mut m = TriefsMount::with_args_env([OsStr::new("--image"), img.as_os_str()], &check);
     assert_eq!(
         size_blocks(m.path(), "u"),
         (BIG, 0),
@@ -534,11 +540,12 @@ fn images_keep_sizes_and_a_listing_loads_again_over_them() {
     assert_eq!(m.unmount_and_wait().and_then(|s| s.code()), Some(0));
     drop(m);
 
-    let m = TriefsMount::with_args(with_list);
+    let mut m = TriefsMount::with_args_env(with_list, &check);
     assert_eq!(size_blocks(m.path(), "u"), (BIG, full_blocks(BIG)));
     assert_eq!(size_blocks(m.path(), "w"), (10000, 8));
     assert_eq!(
         run(m.path(), "head -c 5 w | od -An -c"),
         "   d   a   t   a  \\0\n"
     );
+    assert_eq!(m.unmount_and_wait().and_then(|s| s.code()), Some(0));
 }
