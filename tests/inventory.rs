@@ -354,28 +354,37 @@ fn other_users_read_listed_files_but_may_not_write_them() {
     assert_eq!(size_blocks(mnt, "small"), (3, 8), "still listed");
 }
 
-/// `triefs -f ARGS MNT` must fail with exit 2 and one stderr line
-/// mentioning each of `mentions`, leaving nothing mounted.
+/// `triefs [-f] ARGS MNT` must fail with exit 2 and one stderr line
+/// mentioning each of `mentions`, leaving nothing mounted: in the
+/// foreground and detaching (only in the foreground with `stdin`).
 fn refused(args: &[&OsStr], mnt: &Path, stdin: Option<&[u8]>, mentions: &[&str]) {
-    let mut cmd = Command::new(triefs_bin());
-    cmd.env_remove("RUST_LOG").arg("-f").args(args).arg(mnt);
-    let run = match stdin {
-        None => common::run_timed(cmd, Duration::from_secs(10)),
-        Some(text) => {
-            // run_timed gives /dev/null as stdin: go through a file.
-            let f = mnt.with_extension("stdin");
-            fs::write(&f, text).unwrap();
-            cmd.stdin(fs::File::open(&f).unwrap());
-            let out = cmd.output().unwrap();
-            common::Output {
-                status: Some(out.status),
-                stdout: String::from_utf8_lossy(&out.stdout).into(),
-                stderr: String::from_utf8_lossy(&out.stderr).into(),
-            }
+    for foreground in [true, false] {
+        let mut cmd = Command::new(triefs_bin());
+        cmd.env_remove("RUST_LOG");
+        if foreground {
+            cmd.arg("-f");
         }
-    };
-    common::assert_one_line_exit(&run, 2, &format!("{args:?}"), mentions);
-    assert!(!is_mounted(mnt), "{args:?} left a mount behind");
+        cmd.args(args).arg(mnt);
+        let run = match stdin {
+            None => common::run_timed(cmd, Duration::from_secs(10)),
+            Some(_) if !foreground => continue,
+            Some(text) => {
+                // run_timed gives /dev/null as stdin: go through a file.
+                let f = mnt.with_extension("stdin");
+                fs::write(&f, text).unwrap();
+                cmd.stdin(fs::File::open(&f).unwrap());
+                let out = cmd.output().unwrap();
+                common::Output {
+                    status: Some(out.status),
+                    stdout: String::from_utf8_lossy(&out.stdout).into(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into(),
+                }
+            }
+        };
+        let what = format!("{args:?} (foreground={foreground})");
+        common::assert_one_line_exit(&run, 2, &what, mentions);
+        assert!(!is_mounted(mnt), "{what} left a mount behind");
+    }
 }
 
 #[test]
