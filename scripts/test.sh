@@ -22,6 +22,8 @@ PATH="$PATH:/usr/sbin:/sbin"
 command -v chattr >/dev/null 2>&1 || need_pkgs+=(e2fsprogs)
 command -v xfs_io >/dev/null 2>&1 || need_pkgs+=(xfsprogs)
 command -v capsh >/dev/null 2>&1 || need_pkgs+=(libcap2-bin)
+# tests/inventory.rs reads ncdu's export of listed files.
+command -v ncdu >/dev/null 2>&1 || need_pkgs+=(ncdu)
 command -v git >/dev/null 2>&1 || need_pkgs+=(git)
 command -v tar >/dev/null 2>&1 || need_pkgs+=(tar)
 command -v diff >/dev/null 2>&1 || need_pkgs+=(diffutils)

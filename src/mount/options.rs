@@ -70,6 +70,8 @@ pub struct MountOpts {
     pub nr_inodes: Option<u64>,
     /// Paths file to load (`paths=`), like `--paths`.
     pub paths: Option<std::path::PathBuf>,
+    /// Listing of files to load (`paths_files=`), like `--paths-files`.
+    pub paths_files: Option<std::path::PathBuf>,
     /// Snapshot image (`image=`), like `--image`.
     pub image: Option<std::path::PathBuf>,
     /// The [`ATIME_OPTIONS`] given, in order: mount(2) flags by name.
@@ -95,6 +97,7 @@ impl Default for MountOpts {
             size: None,
             nr_inodes: None,
             paths: None,
+            paths_files: None,
             image: None,
             kernel_flags: Vec::new(),
             strict_open: false,
@@ -316,6 +319,7 @@ impl MountOpts {
             }
             "size" => self.size = Some(parse_size(key, value()?, true)?),
             "paths" => self.paths = Some(value()?.into()),
+            "paths_files" => self.paths_files = Some(value()?.into()),
             "image" => self.image = Some(value()?.into()),
             "nr_inodes" => self.nr_inodes = Some(parse_size(key, value()?, false)?),
             "uid" => self.uid = Some(number(key, value()?, 10)?),
@@ -334,6 +338,15 @@ impl MountOpts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listing_options_name_their_files() {
+        let o = MountOpts::parse(&["paths=/a b,paths_files=/c", "image=/i"]).unwrap();
+        assert_eq!(o.paths, Some("/a b".into()));
+        assert_eq!(o.paths_files, Some("/c".into()));
+        assert_eq!(o.image, Some("/i".into()));
+        assert!(MountOpts::parse(&["paths_files"]).is_err());
+    }
 
     #[test]
     fn defaults_have_name_and_permissions() {

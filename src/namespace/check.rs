@@ -16,9 +16,9 @@ impl Namespace {
     /// - a non-directory's `nlink` equals the number of names it has;
     /// - a directory's `nlink` is 2 + its subdirectories;
     /// - every live inode has a name, or none and kernel references left;
-    /// - the stored-page count equals the pages held by live files, and the
-    ///   counts of extra file names and xattr bytes (the inode limit's
-    ///   space) equal what is held;
+    /// - the stored-page count equals the pages held by live files (a listed
+    ///   file holds none), and the counts of extra file names and xattr
+    ///   bytes (the inode limit's space) equal what is held;
     /// - the only `system.` attributes are valid ACLs: a default ACL on a
     ///   directory, an access ACL (not a symlink's) that the mode alone
     ///   cannot say and whose mode bits are the inode's.
@@ -63,6 +63,9 @@ impl Namespace {
             }
             if let Content::File(d) = &inode.content {
                 pages += d.pages();
+                if d.is_listed() && d.pages() > 0 {
+                    errors.push(format!("listed file {ino} stores {} pages", d.pages()));
+                }
             }
             if inode.kind == Kind::Directory {
                 if n > 1 {

@@ -2,6 +2,11 @@
 //!
 //! Only pages that were written (or explicitly allocated) exist; everything
 //! else reads as zeros. Writing 4 bytes at offset 1 GiB stores one page.
+//!
+//! A *listed* file (`--paths-files`: an inventory entry) has a size and no
+//! pages, yet reports blocks as if all its data were stored, so that `du`
+//! sums an inventory; the first change of its contents makes it an
+//! ordinary sparse file.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +19,10 @@ const PAGE64: u64 = PAGE as u64;
 pub struct FileData {
     size: u64,
     pages: BTreeMap<u64, Box<[u8]>>,
+    /// Loaded from a listing and unchanged since: [`FileData::blocks`]
+    /// reports `size` as stored. Any write, truncate or `fallocate` clears
+    /// it; it holds no memory, so nothing else consults it.
+    listed: bool,
 }
 
 fn zero_page() -> Box<[u8]> {
@@ -26,17 +35,10 @@ impl FileData {
         Self::default()
     }
 
-    /// A file of `size` bytes that stores nothing (what an inode sharing
-    /// its attributes holds; see [`FileData::listed_size`]).
-    pub fn listed(size: u64) -> Self {
-        let _ = size;
-        Self::default()
-    }
-
-    /// The size, if this file can be rebuilt by [`FileData::listed`]: it
-    /// stores no pages.
+    /// The size of a listed file (see [`FileData::listed`]), which is all
+    /// there is to it: an inode sharing its attributes keeps just that.
     pub fn listed_size(&self) -> Option<u64> {
-        (self.size == 0 && self.pages.is_empty()).then_some(0)
+        self.listed.then_some(self.size)
     }
 
     /// Logical size in bytes.
@@ -49,9 +51,42 @@ impl FileData {
         self.pages.len() as u64
     }
 
-    /// Stored bytes in 512-byte units, for `st_blocks`.
+    /// A listed file of `size` bytes: no pages, reads as zeros, and
+    /// reports the blocks a fully written file of that size would hold.
+    pub fn listed(size: u64) -> Self {
+        FileData {
+            size,
+            pages: BTreeMap::new(),
+            listed: true,
+        }
+    }
+
+    /// Whether this is a listed file not changed since it was listed.
+    pub fn is_listed(&self) -> bool {
+        self.listed
+    }
+
+    /// Makes this file a listed file of `size` bytes, if it stores no
+    /// pages (a listed file never does); returns whether it did.
+    pub fn relist(&mut self, size: u64) -> bool {
+        if !self.pages.is_empty() {
+            return false;
+        }
+        self.size = size;
+        self.listed = true;
+        true
+    }
+
+    /// Bytes in 512-byte units, for `st_blocks`: the stored pages, or for a
+    /// listed file the pages its size would take (as tmpfs reports a fully
+    /// written file), so that `du` shows the listing's sizes.
     pub fn blocks(&self) -> u64 {
-        self.pages() * (PAGE64 / 512)
+        let pages = if self.listed {
+            self.size.div_ceil(PAGE64)
+        } else {
+            self.pages()
+        };
+        pages * (PAGE64 / 512)
     }
 
     /// Reads up to `len` bytes at `offset`, clamped to the file size.
@@ -112,6 +147,7 @@ impl FileData {
             // Writing nothing changes nothing, even past the end.
             return 0;
         }
+        self.listed = false;
         let mut added = 0;
         let mut pos = offset;
         let mut rest = data;
@@ -137,6 +173,7 @@ impl FileData {
     pub fn truncate(&mut self, size: u64) -> u64 {
         // Like tmpfs (since Linux 4.2), truncating to the current size or
         // less also frees pages preallocated past the end.
+        self.listed = false;
         let mut freed = 0;
         if size <= self.size {
             let keep = size.div_ceil(PAGE64);
@@ -165,6 +202,7 @@ impl FileData {
         if len == 0 {
             return 0;
         }
+        self.listed = false;
         let mut added = 0;
         for idx in offset / PAGE64..=(offset + len - 1) / PAGE64 {
             self.pages.entry(idx).or_insert_with(|| {
@@ -184,6 +222,7 @@ impl FileData {
         if len == 0 {
             return 0;
         }
+        self.listed = false;
         let end = offset.saturating_add(len);
         let mut freed = 0;
         let first = offset / PAGE64;
@@ -322,6 +361,45 @@ mod tests {
         assert_eq!(f.seek_hole(1 << 20), Some((1 << 20) + 1));
         assert_eq!(f.seek_data((1 << 20) + 1), None);
         assert_eq!(f.seek_hole((1 << 20) + 1), None);
+    }
+
+    #[test]
+    fn listed_file_reports_full_blocks_until_changed() {
+        let size = 5 * (1u64 << 30) + 1;
+        let f = FileData::listed(size);
+        assert_eq!((f.size(), f.pages()), (size, 0));
+        assert_eq!(f.blocks(), size.div_ceil(PAGE64) * 8);
+        assert_eq!(FileData::listed(0).blocks(), 0);
+        assert_eq!(FileData::listed(1).blocks(), 8);
+        assert_eq!(f.read(size - 3, 10), vec![0; 3]);
+        assert_eq!(f.seek_data(0), None, "a listed file stores no data");
+        // Each change makes it an ordinary sparse file of its size.
+        type Change = fn(&mut FileData) -> u64;
+        let changes: [(&str, Change); 6] = [
+            ("write", |f| f.write(PAGE64, b"x")),
+            ("truncate down", |f| f.truncate(10)),
+            ("truncate to its size", |f| f.truncate(f.size())),
+            ("truncate up", |f| f.truncate(f.size() + 1)),
+            ("allocate", |f| f.allocate(0, 1, true)),
+            ("punch", |f| f.punch_hole(0, 1)),
+        ];
+        for (what, change) in changes {
+            let mut f = FileData::listed(size);
+            change(&mut f);
+            assert!(!f.is_listed(), "{what}");
+            assert_eq!(f.blocks(), f.pages() * 8, "{what}");
+        }
+        // Writing nothing changes nothing.
+        let mut f = FileData::listed(size);
+        assert_eq!(f.write(0, b""), 0);
+        assert!(f.is_listed());
+        // Only a file without pages can be listed again.
+        let mut g = FileData::new();
+        assert!(g.relist(7));
+        assert_eq!((g.size(), g.blocks()), (7, 8));
+        g.write(0, b"a");
+        assert!(!g.relist(7));
+        assert!(!g.is_listed());
     }
 
     #[test]

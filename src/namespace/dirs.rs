@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use fuser::FileType;
 
 use super::acl;
+use super::data::FileData;
 use super::inode::{Content, Inode, Kind, ROOT_INO, mode, xattr_space};
 use super::{
     Entry, Errno, Namespace, NewNode, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, Result,
@@ -250,8 +251,13 @@ impl Namespace {
         level: log::Level,
     ) -> Result<u64> {
         log::log!(level, "Adding directory {}", path.to_string_lossy());
-        let mut cur = ROOT_INO;
-        for comp in Trie::<u32>::components(path)? {
+        self.add_dirs(ROOT_INO, &Trie::<u32>::components(path)?, uid, gid)
+    }
+
+    /// Walks `comps` down from directory `cur`, creating the missing
+    /// directories as [`Namespace::add_path`] does; returns the last one.
+    fn add_dirs(&mut self, mut cur: u64, comps: &[&OsStr], uid: u32, gid: u32) -> Result<u64> {
+        for &comp in comps {
             cur = self.add_dir_component(cur, comp, uid, gid)?;
         }
         Ok(cur)
@@ -279,6 +285,94 @@ impl Namespace {
         };
         if self.inode(ino)?.kind != Kind::Directory {
             return err(libc::ENOTDIR);
+        }
+        Ok(ino)
+    }
+
+    /// Adds `path` (relative to the root) as a *listed* regular file of
+    /// `size` bytes (`--paths-files`), owned by `uid:gid` with mode `0644`,
+    /// creating missing intermediate directories as [`Namespace::add_path`]
+    /// does. A listed file stores no data (it reads as zeros and costs no
+    /// share of `size=`), counts one inode, and reports `st_blocks` as if
+    /// its data were stored, until its contents are first changed. Logs
+    /// `Adding file {path} ({size} bytes)` at `level`.
+    ///
+    /// If the file exists: a listed one takes the new size (the last line
+    /// of a listing wins); any other regular file (from an image) is left
+    /// as it is, and counts as listed again if it stores no data and has
+    /// this size (so loading a listing over its own saved image gives the
+    /// same tree). Errors: `EFBIG` for a size past `i64::MAX`, `EISDIR`
+    /// when the path is a directory (the root included), `EEXIST` when it
+    /// is another kind of file, `ENOTDIR` for a path through a file, and
+    /// those of [`Namespace::add_path`].
+    pub fn add_listed_file(
+        &mut self,
+        path: &OsStr,
+        size: u64,
+        uid: u32,
+        gid: u32,
+        level: log::Level,
+    ) -> Result<u64> {
+        log::log!(
+            level,
+            "Adding file {} ({size} bytes)",
+            path.to_string_lossy()
+        );
+        if size > i64::MAX as u64 {
+            return err(libc::EFBIG);
+        }
+        let comps = Trie::<u32>::components(path)?;
+        let Some((&name, dirs)) = comps.split_last() else {
+            return err(libc::EISDIR);
+        };
+        let parent = self.add_dirs(ROOT_INO, dirs, uid, gid)?;
+        self.add_listed_in(parent, name, size, uid, gid)
+    }
+
+    /// The last step of [`Namespace::add_listed_file`]: the listed file
+    /// `name` in directory `parent`.
+    fn add_listed_in(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        size: u64,
+        uid: u32,
+        gid: u32,
+    ) -> Result<u64> {
+        if size > i64::MAX as u64 {
+            return err(libc::EFBIG);
+        }
+        let dir = self.dir_node(parent)?;
+        if let Some(node) = self.trie.child(dir, name) {
+            let ino = u64::from(*self.trie.value(node).ok_or(Errno::new(libc::ENOENT))?);
+            let i = self.inode_mut(ino)?;
+            match i.kind {
+                Kind::RegularFile => {}
+                Kind::Directory => return err(libc::EISDIR),
+                _ => return err(libc::EEXIST),
+            }
+            if let Some(d) = i.file_mut()
+                && (d.is_listed() || d.size() == size)
+            {
+                d.relist(size);
+            }
+            return Ok(ino);
+        }
+        let ino = self.create_unreferenced(
+            parent,
+            name,
+            NewNode {
+                kind: Kind::RegularFile,
+                perm: 0o644,
+                uid,
+                gid,
+                rdev: 0,
+                target: None,
+            },
+            0,
+        )?;
+        if let Some(d) = self.inode_mut(ino)?.file_mut() {
+            *d = FileData::listed(size);
         }
         Ok(ino)
     }
@@ -605,7 +699,29 @@ impl<'a> PathLoader<'a> {
     /// `Adding directory {path}` at `level`.
     pub fn add(&mut self, path: &OsStr, level: log::Level) -> Result<u64> {
         log::log!(level, "Adding directory {}", path.to_string_lossy());
+        self.resolve(&Trie::<u32>::components(path)?)
+    }
+
+    /// Adds `path` as a listed file of `size` bytes, as
+    /// [`Namespace::add_listed_file`] does, and returns its inode.
+    pub fn add_file(&mut self, path: &OsStr, size: u64, level: log::Level) -> Result<u64> {
+        log::log!(
+            level,
+            "Adding file {} ({size} bytes)",
+            path.to_string_lossy()
+        );
         let comps = Trie::<u32>::components(path)?;
+        let Some((&name, dirs)) = comps.split_last() else {
+            return err(libc::EISDIR);
+        };
+        let parent = self.resolve(dirs)?;
+        self.ns
+            .add_listed_in(parent, name, size, self.uid, self.gid)
+    }
+
+    /// The directory at `comps`, created as needed, starting from the
+    /// deepest directory the previous path shares.
+    fn resolve(&mut self, comps: &[&OsStr]) -> Result<u64> {
         let shared = comps
             .iter()
             .zip(&self.prev)

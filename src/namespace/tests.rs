@@ -3421,7 +3421,10 @@ fn loaded_entries_share_attributes_until_changed() {
         cur
     };
     let paths = ["/a", "/a/b", "/a/b/c", "/a/b/d", "/a/e", "/f"];
-    let before: Vec<FileAttr> = paths.iter().map(|p| ns.attr(ino(&ns, p)).unwrap()).collect();
+    let before: Vec<FileAttr> = paths
+        .iter()
+        .map(|p| ns.attr(ino(&ns, p)).unwrap())
+        .collect();
     assert_eq!(ns.settle_after_load(since), 6, "all but the root share");
     assert_eq!(ns.inodes.memory().shared, 6);
     ns.check().unwrap();
@@ -3470,4 +3473,215 @@ fn loaded_entries_share_attributes_until_changed() {
     assert_eq!(lookups(&ns, f), 0);
     assert!(ns.inodes.memory().shared >= 1);
     ns.check().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Listed files (`--paths-files`)
+// ---------------------------------------------------------------------------
+
+fn listed(ns: &mut Namespace, path: &str, size: u64) -> Result<u64> {
+    ns.add_listed_file(os(path), size, 4, 5, log::Level::Debug)
+}
+
+fn is_listed(ns: &Namespace, ino: u64) -> bool {
+    ns.inode(ino).unwrap().file().unwrap().is_listed()
+}
+
+#[test]
+fn listed_files_report_their_size_and_hold_no_data() {
+    // 8 pages of data and 16 inodes: the listing's bytes do not count.
+    let mut ns = ns_with(8, 16);
+    let big = 5 * (1 << 30) + 1;
+    let f = listed(&mut ns, "/a/b c/deep/file", big).unwrap();
+    let z = listed(&mut ns, "zero", 0).unwrap();
+    let s = listed(&mut ns, "a/small", 3).unwrap();
+    let a = ns.attr(f).unwrap();
+    assert_eq!(
+        (a.kind, a.perm, a.uid, a.gid, a.nlink),
+        (FileType::RegularFile, 0o644, 4, 5, 1)
+    );
+    assert_eq!((a.size, a.blocks), (big, big.div_ceil(PG) * 8));
+    assert_eq!(
+        (ns.attr(z).unwrap().size, ns.attr(z).unwrap().blocks),
+        (0, 0)
+    );
+    assert_eq!(
+        (ns.attr(s).unwrap().size, ns.attr(s).unwrap().blocks),
+        (3, 8)
+    );
+    let a_dir = ns.child_ino(ROOT_INO, os("a")).unwrap();
+    let dir = ns.child_ino(a_dir, os("b c")).unwrap();
+    let dir = ns.child_ino(dir, os("deep")).unwrap();
+    assert_eq!(ns.child_ino(dir, os("file")).unwrap(), f);
+    let da = ns.attr(dir).unwrap();
+    assert_eq!((da.perm, da.uid, da.gid), (0o755, 4, 5));
+    assert_eq!(ns.read(f, big - 2, 100).unwrap(), vec![0; 2]);
+    assert_eq!(ns.read(s, 0, 100).unwrap(), vec![0; 3]);
+    // No memory, so nothing in df's used blocks; one inode each (root,
+    // a, b c, deep, 3 files).
+    assert_eq!(ns.pages_used(), 0);
+    let u = ns.usage();
+    assert_eq!((u.blocks, u.bfree), (8, 8));
+    assert_eq!((u.files, u.ffree), (16, 16 - 7));
+    for i in [f, z, s, dir] {
+        assert_eq!(lookups(&ns, i), 0, "loading counts no kernel lookups");
+    }
+    ns.check().unwrap();
+    // A listed file is ordinary otherwise: it can be removed.
+    ns.unlink(a_dir, os("small")).unwrap();
+    assert_eq!(ns.usage().ffree, 16 - 6);
+    ns.check().unwrap();
+}
+
+#[test]
+fn listed_file_lines_that_cannot_be_files() {
+    let mut ns = ns_with(8, 10);
+    listed(&mut ns, "d/f", 1).unwrap();
+    symlink(&mut ns, ROOT_INO, "sl", b"d");
+    let live = ns.inodes.live();
+    let cases: [(&str, u64, i32); 9] = [
+        ("x", i64::MAX as u64 + 1, libc::EFBIG),
+        ("d", 1, libc::EISDIR),
+        ("", 1, libc::EISDIR),
+        ("/", 1, libc::EISDIR),
+        ("d/f/g", 1, libc::ENOTDIR),
+        ("sl", 1, libc::EEXIST),
+        ("sl/x", 1, libc::ENOTDIR),
+        ("d/../x", 1, libc::EINVAL),
+        ("", 0, libc::EISDIR),
+    ];
+    for (path, size, code) in cases {
+        assert_eq!(
+            listed(&mut ns, path, size).unwrap_err(),
+            e(code),
+            "{path:?}"
+        );
+    }
+    let long = "n".repeat(256);
+    assert_eq!(
+        listed(&mut ns, &format!("d/{long}"), 1).unwrap_err(),
+        e(libc::ENAMETOOLONG)
+    );
+    assert_eq!(ns.inodes.live(), live, "refused lines add nothing");
+    // The largest file size is fine.
+    let m = listed(&mut ns, "max", i64::MAX as u64).unwrap();
+    assert_eq!(ns.attr(m).unwrap().size, i64::MAX as u64);
+    // The inode limit: 10 inodes, 6 used (root, d, f, sl, max + this one).
+    listed(&mut ns, "e/g", 0).unwrap();
+    assert_eq!(ns.usage().ffree, 3);
+    listed(&mut ns, "h", 0).unwrap();
+    listed(&mut ns, "i", 0).unwrap();
+    listed(&mut ns, "j", 0).unwrap();
+    assert_eq!(listed(&mut ns, "k", 0).unwrap_err(), e(libc::ENOSPC));
+    assert_eq!(listed(&mut ns, "e/k/l", 0).unwrap_err(), e(libc::ENOSPC));
+    ns.check().unwrap();
+}
+
+#[test]
+fn the_last_line_for_a_listed_file_wins() {
+    let mut ns = ns();
+    let f = listed(&mut ns, "f", 10 * PG).unwrap();
+    let live = ns.inodes.live();
+    assert_eq!(listed(&mut ns, "/f", 3).unwrap(), f);
+    assert_eq!(listed(&mut ns, "./f", 5000).unwrap(), f);
+    assert_eq!(ns.inodes.live(), live);
+    let a = ns.attr(f).unwrap();
+    assert_eq!((a.size, a.blocks), (5000, 16));
+    assert!(is_listed(&ns, f));
+    ns.check().unwrap();
+}
+
+#[test]
+fn a_change_makes_a_listed_file_an_ordinary_sparse_file() {
+    // 4 pages of data allowed; each file lists 1 GiB.
+    let mut ns = ns_with(4, 100);
+    let g = 1u64 << 30;
+    let w = listed(&mut ns, "w", g).unwrap();
+    assert_eq!(ns.write(w, 100, b"abc").unwrap(), 3);
+    let a = ns.attr(w).unwrap();
+    assert_eq!(
+        (a.size, a.blocks),
+        (g, 8),
+        "its size stays, blocks are stored pages"
+    );
+    assert!(!is_listed(&ns, w));
+    assert_eq!(ns.pages_used(), 1, "written pages count against size=");
+    assert_eq!(ns.read(w, 98, 6).unwrap(), b"\0\0abc\0");
+    assert_eq!(ns.usage().bfree, 3);
+    // Truncating, to any size, and fallocate do it too.
+    let t = listed(&mut ns, "t", g).unwrap();
+    let set = SetAttr {
+        size: Some(g),
+        ..SetAttr::default()
+    };
+    ns.setattr(t, set).unwrap();
+    assert_eq!(
+        (ns.attr(t).unwrap().size, ns.attr(t).unwrap().blocks),
+        (g, 0)
+    );
+    let k = listed(&mut ns, "k", g).unwrap();
+    ns.fallocate(k, 0, PG, FALLOC_KEEP_SIZE).unwrap();
+    assert_eq!(
+        (ns.attr(k).unwrap().size, ns.attr(k).unwrap().blocks),
+        (g, 8)
+    );
+    let p = listed(&mut ns, "p", g).unwrap();
+    ns.fallocate(p, 0, PG, FALLOC_PUNCH_HOLE | FALLOC_KEEP_SIZE)
+        .unwrap();
+    assert_eq!(ns.attr(p).unwrap().blocks, 0);
+    // The size limit applies to what is stored: 2 pages are left.
+    assert_eq!(ns.write(p, 0, &[1; 3 * PAGE]).unwrap(), 2 * PAGE as u32);
+    assert_eq!(ns.write(p, 3 * PG, b"x").unwrap_err(), e(libc::ENOSPC));
+    // A listed file larger than the whole size limit loads all the same.
+    let huge = listed(&mut ns, "huge", 1 << 40).unwrap();
+    assert_eq!(ns.attr(huge).unwrap().blocks, (1u64 << 40) / 512);
+    ns.check().unwrap();
+}
+
+#[test]
+fn listing_over_an_image_keeps_written_files_and_relists_untouched_ones() {
+    use crate::image::{read_image, write_image};
+    let limits = Limits {
+        max_pages: 1024,
+        max_inodes: 1024,
+    };
+    let mut ns = Namespace::new(0, 0, 0o755, limits);
+    let u = listed(&mut ns, "d/untouched", 5 * PG + 1).unwrap();
+    let w = listed(&mut ns, "d/written", 5 * PG + 1).unwrap();
+    ns.write(w, 0, b"data").unwrap();
+    let before = (ns.attr(u).unwrap(), ns.attr(w).unwrap());
+    let mut img = Vec::new();
+    write_image(&ns, &mut img).unwrap();
+    let (mut back, _) = read_image(&img[..], limits).unwrap();
+    let ino = |ns: &Namespace, name: &str| {
+        let d = ns.child_ino(ROOT_INO, os("d")).unwrap();
+        ns.child_ino(d, os(name)).unwrap()
+    };
+    let (u2, w2) = (ino(&back, "untouched"), ino(&back, "written"));
+    // Images keep sizes and stored pages, not the listed state.
+    assert_eq!(back.attr(u2).unwrap().size, before.0.size);
+    assert_eq!(back.attr(u2).unwrap().blocks, 0);
+    assert_eq!(back.attr(w2).unwrap().blocks, before.1.blocks);
+    // The same listing again: the untouched file is listed again, the
+    // written one keeps its contents, a file of another size is kept.
+    assert_eq!(listed(&mut back, "d/untouched", 5 * PG + 1).unwrap(), u2);
+    assert_eq!(listed(&mut back, "d/written", 5 * PG + 1).unwrap(), w2);
+    assert_eq!(back.attr(u2).unwrap().blocks, before.0.blocks);
+    assert!(is_listed(&back, u2));
+    assert_eq!(back.attr(w2).unwrap().blocks, 8);
+    assert_eq!(back.read(w2, 0, 5).unwrap(), b"data\0");
+    assert!(!is_listed(&back, w2));
+    let e2 = back
+        .create_node(ROOT_INO, os("empty"), spec(Kind::RegularFile))
+        .unwrap()
+        .attr
+        .ino
+        .0;
+    listed(&mut back, "empty", 7).unwrap();
+    assert_eq!(
+        (back.attr(e2).unwrap().size, back.attr(e2).unwrap().blocks),
+        (0, 0)
+    );
+    assert!(!is_listed(&back, e2));
+    back.check().unwrap();
 }

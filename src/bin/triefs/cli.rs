@@ -38,6 +38,7 @@ use clap::{ArgAction, Parser, Subcommand};
                           Numbers are read as tmpfs reads them: 0x... hex,
                           a leading 0 octal, else decimal.
   paths=FILE              same as --paths FILE (for fstab and mount -t)
+  paths_files=FILE        same as --paths-files FILE
   image=FILE              same as --image FILE (for fstab and mount -t)
   default_permissions     accepted; permission checks are always on
   auto_unmount            unmount when the daemon dies (a watcher process,
@@ -72,6 +73,8 @@ EXAMPLES:
   triefs /mnt/scratch                      # mount in the background
   triefs -f -v /mnt/scratch                # serve in the foreground, log info
   find / -type d | triefs --paths - /mnt/x # materialize a list of directories
+  find / -type f -printf '%p\t%s\n' | triefs --paths-files - /mnt/x
+                                           # ... or an inventory of files
   umount /mnt/scratch                      # unmount; the daemon exits 0
 
 Logging: -v (info), -vv (debug: every failed request), -vvv (trace: also the
@@ -91,6 +94,14 @@ pub(crate) struct Cli {
     /// are ignored, relative paths are taken from the root.
     #[arg(long, value_name = "FILE")]
     pub(crate) paths: Option<PathBuf>,
+
+    /// Before serving (after --paths), add every line of FILE as a listed
+    /// file: `path` or `path<TAB>size` (decimal bytes, default 0), with
+    /// missing parents. It stores no data and reads as zeros, but
+    /// reports its size in st_size and st_blocks (du), not in df, until
+    /// written; `-` reads stdin.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) paths_files: Option<PathBuf>,
 
     /// Snapshot image: loaded at mount if it exists (a missing file starts
     /// empty), written at unmount, on SIGTERM/SIGINT and on SIGUSR1. Its

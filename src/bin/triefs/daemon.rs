@@ -206,7 +206,7 @@ type TakenStatus = (StatusFile, Option<status::Status>);
 /// The namespace to serve: loaded from the image when there is one (its
 /// status file taken first, so that a second daemon on the same image
 /// stops before serving), else empty with the root's `-o` owner and mode;
-/// then the `--paths` list added.
+/// then the `--paths` list added, then the `--paths-files` listing.
 fn build_namespace(
     cli: &Cli,
     opts: &MountOpts,
@@ -262,9 +262,20 @@ fn build_namespace(
         }
         _ => empty(),
     };
-    if let Some(p) = cli.paths.as_ref().or(opts.paths.as_ref()) {
-        let since = std::time::SystemTime::now();
+    let dirs = cli.paths.as_ref().or(opts.paths.as_ref());
+    let files = cli.paths_files.as_ref().or(opts.paths_files.as_ref());
+    let stdin = Path::new("-");
+    if dirs.is_some_and(|p| p == stdin) && files.is_some_and(|p| p == stdin) {
+        return Err("--paths and --paths-files cannot both read stdin ('-')".into());
+    }
+    let since = std::time::SystemTime::now();
+    if let Some(p) = dirs {
         load_paths(&mut ns, p, uid, gid)?;
+    }
+    if let Some(p) = files {
+        load_paths_files(&mut ns, p, uid, gid)?;
+    }
+    if dirs.is_some() || files.is_some() {
         let shared = ns.settle_after_load(since);
         info!("{shared} loaded inodes share their attributes");
     }
