@@ -326,7 +326,7 @@ impl Namespace {
             return err(libc::EISDIR);
         };
         let parent = self.add_dirs(ROOT_INO, dirs, uid, gid)?;
-        self.add_listed_in(parent, name, size, uid, gid)
+        self.add_listed_in(parent, name, size, uid, gid, None)
     }
 
     /// The last step of [`Namespace::add_listed_file`]: the listed file
@@ -338,6 +338,7 @@ impl Namespace {
         size: u64,
         uid: u32,
         gid: u32,
+        share_at: Option<SystemTime>,
     ) -> Result<u64> {
         if size > i64::MAX as u64 {
             return err(libc::EFBIG);
@@ -371,8 +372,16 @@ impl Namespace {
             },
             0,
         )?;
-        if let Some(d) = self.inode_mut(ino)?.file_mut() {
+        let i = self.inode_mut(ino)?;
+        if let Some(d) = i.file_mut() {
             *d = FileData::listed(size);
+        }
+        // A bulk load shares each new file's attributes at once (all its
+        // files get one time): its record and data box are freed while
+        // the next file's can reuse them, which keeps the heap dense.
+        if let Some(t) = share_at {
+            (i.atime, i.mtime, i.ctime) = (t.into(), t.into(), t.into());
+            self.inodes.share(ino);
         }
         Ok(ino)
     }
@@ -673,6 +682,8 @@ pub struct PathLoader<'a> {
     ns: &'a mut Namespace,
     uid: u32,
     gid: u32,
+    /// When the load started: the time of every file it lists.
+    now: SystemTime,
     /// Components of the previous path and the directories they resolved to.
     prev: Vec<Vec<u8>>,
     inos: Vec<u64>,
@@ -685,6 +696,7 @@ impl<'a> PathLoader<'a> {
             ns,
             uid,
             gid,
+            now: SystemTime::now(),
             prev: Vec::new(),
             inos: Vec::new(),
         }
@@ -716,7 +728,7 @@ impl<'a> PathLoader<'a> {
         };
         let parent = self.resolve(dirs)?;
         self.ns
-            .add_listed_in(parent, name, size, self.uid, self.gid)
+            .add_listed_in(parent, name, size, self.uid, self.gid, Some(self.now))
     }
 
     /// The directory at `comps`, created as needed, starting from the

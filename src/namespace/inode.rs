@@ -631,73 +631,89 @@ impl InodeTable {
         Some(inode)
     }
 
-    /// Lets inodes loaded in bulk share their attributes: every inode
-    /// changed at or after `since` gets `stamp` as its times (those at or
-    /// after `since`), and each inode that is a plain directory or an
-    /// empty or listed regular file with one name, generation 1, no
-    /// flags, no xattrs and no kernel references gives up its record for
-    /// a slot pointing at a shared template. Then the records are packed.
-    /// Returns the number of inodes that now share.
+    /// Lets inodes loaded in bulk share their attributes: every inode and
+    /// template changed at or after `since` gets `stamp` as its times
+    /// (those at or after `since`), and every inode [`InodeTable::share`]
+    /// accepts gives up its record. Then the records are packed. Returns
+    /// the number of inodes that share.
     pub fn share_attributes(&mut self, since: Time, stamp: Time) -> u64 {
-        let mut shared = 0;
-        for idx in 0..self.slots.len() {
-            let s = self.slots[idx];
-            if s.tag & TAG != FULL {
-                continue;
-            }
-            let ino = idx as u64 + 1;
-            let Some(Some(i)) = self.full.get_mut(s.a as usize) else {
-                continue;
-            };
-            for t in [&mut i.atime, &mut i.mtime, &mut i.ctime] {
-                if t.sec > since.sec || (t.sec == since.sec && t.nsec >= since.nsec) {
-                    *t = stamp;
+        let after = |t: &Time| t.sec > since.sec || (t.sec == since.sec && t.nsec >= since.nsec);
+        for t in &mut self.templates {
+            for x in &mut t.times {
+                if after(x) {
+                    *x = stamp;
                 }
             }
-            if ino == ROOT_INO
-                || i.generation != 1
-                || i.flags != Flags::default()
-                || i.lookups() != 0
-                || self.xattrs.contains_key(&ino)
-            {
-                continue;
-            }
-            let (a, b) = match &i.content {
-                Content::Dir(Some(node)) if i.kind == Kind::Directory => (i.nlink, node.index()),
-                Content::File(d) if i.kind == Kind::RegularFile && i.nlink == 1 => {
-                    match d.listed_size() {
-                        Some(size) => (size as u32, (size >> 32) as u32),
-                        None => continue,
+        }
+        for s in self.slots.iter().filter(|s| s.tag & TAG == FULL) {
+            if let Some(Some(i)) = self.full.get_mut(s.a as usize) {
+                for t in [&mut i.atime, &mut i.mtime, &mut i.ctime] {
+                    if after(t) {
+                        *t = stamp;
                     }
                 }
-                _ => continue,
-            };
-            let t = Template {
-                kind: i.kind,
-                perm: i.perm,
-                uid: i.uid,
-                gid: i.gid,
-                times: [i.atime, i.mtime, i.ctime],
-            };
-            let ti = match self.templates.iter().position(|x| *x == t) {
-                Some(ti) => ti,
-                None if self.templates.len() < MAX_TEMPLATES => {
-                    self.templates.push(t);
-                    self.templates.len() - 1
-                }
-                None => continue,
-            };
-            self.full[s.a as usize] = None;
-            self.full_free.push(s.a);
-            self.slots[idx] = Slot {
-                tag: SHARED | ti as u32,
-                a,
-                b,
-            };
-            shared += 1;
+            }
+        }
+        for ino in 1..=self.slots.len() as u64 {
+            self.share(ino);
         }
         self.pack_records();
-        shared
+        self.slots.iter().filter(|s| s.tag & TAG == SHARED).count() as u64
+    }
+
+    /// Gives up the record of `ino` for a slot pointing at a template of
+    /// the same attributes, if it is a plain directory or a listed regular
+    /// file with one name, generation 1, no flags, no xattrs and no kernel
+    /// references (the root never shares); true if it shares now.
+    pub fn share(&mut self, ino: u64) -> bool {
+        let Some(s) = self.slot(ino) else {
+            return false;
+        };
+        if s.tag & TAG == SHARED {
+            return true;
+        }
+        if s.tag & TAG != FULL || ino == ROOT_INO || self.xattrs.contains_key(&ino) {
+            return false;
+        }
+        let Some(Some(i)) = self.full.get(s.a as usize) else {
+            return false;
+        };
+        if i.generation != 1 || i.flags != Flags::default() || i.lookups() != 0 {
+            return false;
+        }
+        let (a, b) = match &i.content {
+            Content::Dir(Some(node)) if i.kind == Kind::Directory => (i.nlink, node.index()),
+            Content::File(d) if i.kind == Kind::RegularFile && i.nlink == 1 => {
+                match d.listed_size() {
+                    Some(size) => (size as u32, (size >> 32) as u32),
+                    None => return false,
+                }
+            }
+            _ => return false,
+        };
+        let t = Template {
+            kind: i.kind,
+            perm: i.perm,
+            uid: i.uid,
+            gid: i.gid,
+            times: [i.atime, i.mtime, i.ctime],
+        };
+        let ti = match self.templates.iter().position(|x| *x == t) {
+            Some(ti) => ti,
+            None if self.templates.len() < MAX_TEMPLATES => {
+                self.templates.push(t);
+                self.templates.len() - 1
+            }
+            None => return false,
+        };
+        self.full[s.a as usize] = None;
+        self.full_free.push(s.a);
+        self.slots[(ino - 1) as usize] = Slot {
+            tag: SHARED | ti as u32,
+            a,
+            b,
+        };
+        true
     }
 
     /// Moves the remaining records to the front and releases the rest.

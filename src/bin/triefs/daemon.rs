@@ -239,7 +239,10 @@ fn build_namespace(
         Some(p) if p.exists() => {
             let t = std::time::Instant::now();
             match image::load_from_path(p, limits) {
-                Ok((ns, sum)) => {
+                Ok((mut ns, sum)) => {
+                    // Inodes saved from a load still share their
+                    // attributes: let them share again.
+                    ns.settle_after_load(std::time::SystemTime::now());
                     info!(
                         "loaded image {}: {} inodes, {} entries, {} bytes in {:?}",
                         p.display(),
