@@ -77,6 +77,7 @@ fn main() {
             std::process::exit(2);
         }
     }
+    drop(loader);
     let shared = ns.settle_after_load(since);
     let secs = started.elapsed().as_secs_f64();
     let rss = rss_kib().saturating_sub(before) * 1024;

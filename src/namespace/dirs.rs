@@ -67,9 +67,7 @@ impl Namespace {
     }
 
     fn touch_dir(&mut self, ino: u64, now: SystemTime) {
-        if let Some(i) = self.inodes.get_mut(ino) {
-            i.touch_modified(now);
-        }
+        self.inodes.touch(ino, now);
     }
 
     fn check_inode_space(&self) -> Result<()> {
@@ -113,6 +111,21 @@ impl Namespace {
         if self.trie.child(dir, name).is_some() {
             return err(libc::EEXIST);
         }
+        self.create_absent(parent, dir, name, spec, umask)
+    }
+
+    /// [`Namespace::create_unreferenced`] for a checked `name` the caller
+    /// has just looked up in `parent` (trie node `dir`) and not found:
+    /// loaders save a search per entry. (Were it there after all, the trie
+    /// insertion refuses it: `EEXIST`, nothing changed.)
+    fn create_absent(
+        &mut self,
+        parent: u64,
+        dir: NodeId,
+        name: &OsStr,
+        spec: NewNode<'_>,
+        umask: u32,
+    ) -> Result<u64> {
         self.may_create(parent)?;
         let (pperm, pgid) = {
             let p = self.inode(parent)?;
@@ -151,7 +164,9 @@ impl Namespace {
             Kind::CharDevice | Kind::BlockDevice => Content::Special(spec.rdev),
             Kind::Fifo | Kind::Socket => Content::Special(0),
         };
-        let mut inode = Inode::new(spec.kind, perm as u16, spec.uid, gid, content);
+        // One clock reading for the new inode and its parent's change.
+        let now = self.clock.unwrap_or_else(SystemTime::now);
+        let mut inode = Inode::new_at(spec.kind, perm as u16, spec.uid, gid, content, now);
         inode.nlink = 0;
         inode.flags = self.flags_of(parent).inherited();
         let Some((ino, _)) = self.inodes.insert(inode) else {
@@ -164,7 +179,7 @@ impl Namespace {
             self.free_if_unused(ino);
             return Err(e);
         }
-        self.touch_dir(parent, SystemTime::now());
+        self.touch_dir(parent, now);
         Ok(ino)
     }
 
@@ -222,9 +237,7 @@ impl Namespace {
         if is_dir {
             i.content = Content::Dir(Some(node));
             i.nlink = 2;
-            if let Some(p) = self.inodes.get_mut(parent) {
-                p.nlink += 1;
-            }
+            self.inodes.add_dir_link(parent);
         } else {
             let extra = i.nlink > 0;
             i.nlink += 1;
@@ -269,19 +282,29 @@ impl Namespace {
         let dir = self.dir_node(parent)?;
         let ino = match self.trie.child(dir, name) {
             Some(n) => u64::from(*self.trie.value(n).ok_or(Errno::new(libc::ENOENT))?),
-            None => self.create_unreferenced(
-                parent,
-                name,
-                NewNode {
-                    kind: Kind::Directory,
-                    perm: 0o755,
-                    uid,
-                    gid,
-                    rdev: 0,
-                    target: None,
-                },
-                0,
-            )?,
+            None => {
+                let ino = self.create_absent(
+                    parent,
+                    dir,
+                    name,
+                    NewNode {
+                        kind: Kind::Directory,
+                        perm: 0o755,
+                        uid,
+                        gid,
+                        rdev: 0,
+                        target: None,
+                    },
+                    0,
+                )?;
+                // Under a loader's clock the new directory shares its
+                // attributes at once: adding its children changes only
+                // its link count, which its slot holds.
+                if self.clock.is_some() {
+                    self.inodes.share(ino);
+                }
+                ino
+            }
         };
         if self.inode(ino)?.kind != Kind::Directory {
             return err(libc::ENOTDIR);
@@ -359,8 +382,10 @@ impl Namespace {
             }
             return Ok(ino);
         }
-        let ino = self.create_unreferenced(
+        Trie::<u32>::check_name(name.as_bytes())?;
+        let ino = self.create_absent(
             parent,
+            dir,
             name,
             NewNode {
                 kind: Kind::RegularFile,
@@ -692,11 +717,13 @@ pub struct PathLoader<'a> {
 impl<'a> PathLoader<'a> {
     /// A loader creating directories owned by `uid:gid`.
     pub fn new(ns: &'a mut Namespace, uid: u32, gid: u32) -> Self {
+        let now = SystemTime::now();
+        ns.clock = Some(now);
         PathLoader {
             ns,
             uid,
             gid,
-            now: SystemTime::now(),
+            now,
             prev: Vec::new(),
             inos: Vec::new(),
         }
@@ -748,5 +775,11 @@ impl<'a> PathLoader<'a> {
             self.inos.push(cur);
         }
         Ok(cur)
+    }
+}
+
+impl Drop for PathLoader<'_> {
+    fn drop(&mut self) {
+        self.ns.clock = None;
     }
 }

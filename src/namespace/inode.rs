@@ -215,7 +215,19 @@ pub struct Inode {
 impl Inode {
     /// A new inode of `kind` owned by `uid:gid`, all times `now`.
     pub fn new(kind: Kind, perm: u16, uid: u32, gid: u32, content: Content) -> Inode {
-        let now = Time::from(SystemTime::now());
+        Self::new_at(kind, perm, uid, gid, content, SystemTime::now())
+    }
+
+    /// [`Inode::new`] with all times `now`.
+    pub fn new_at(
+        kind: Kind,
+        perm: u16,
+        uid: u32,
+        gid: u32,
+        content: Content,
+        now: SystemTime,
+    ) -> Inode {
+        let now = Time::from(now);
         Inode {
             atime: now,
             mtime: now,
@@ -551,6 +563,40 @@ impl InodeTable {
             _ => return None,
         };
         self.full.get_mut(r as usize)?.as_mut()
+    }
+
+    /// One more link to directory `ino` (a new subdirectory), without
+    /// giving a shared directory a record: its slot holds the count.
+    pub fn add_dir_link(&mut self, ino: u64) {
+        let Some(idx) = Self::index(ino) else {
+            return;
+        };
+        match self.slots.get_mut(idx) {
+            Some(s) if s.tag & TAG == SHARED => s.a = s.a.saturating_add(1),
+            Some(_) => {
+                if let Some(i) = self.get_mut(ino) {
+                    i.nlink += 1;
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Marks a content change of `ino` at `now` (mtime and ctime); a
+    /// shared inode whose times are `now` already stays shared.
+    pub fn touch(&mut self, ino: u64, now: SystemTime) {
+        let t = Time::from(now);
+        if let Some(s) = self.slot(ino)
+            && s.tag & TAG == SHARED
+            && let Some(tm) = self.templates.get((s.tag & !TAG) as usize)
+            && tm.times[1] == t
+            && tm.times[2] == t
+        {
+            return;
+        }
+        if let Some(i) = self.get_mut(ino) {
+            i.touch_modified(now);
+        }
     }
 
     /// Generation number of live inode `ino` (0 if there is none).

@@ -115,6 +115,9 @@ pub struct Namespace {
     extra_names: u64,
     /// Pages freed since the heap was last trimmed.
     freed_since_trim: u64,
+    /// The time of every change while a [`PathLoader`] runs (one time for
+    /// a whole load is what lets its entries share attributes).
+    clock: Option<SystemTime>,
 }
 
 fn file_type(k: Kind) -> FileType {
@@ -157,6 +160,7 @@ impl Namespace {
             pages_used: 0,
             extra_names: 0,
             freed_since_trim: 0,
+            clock: None,
         }
     }
 

@@ -20,12 +20,32 @@ const CHUNK_MAX: usize = 2048;
 /// A chunk this small is merged into a neighbour when both fit.
 const CHUNK_MIN: usize = CHUNK_MAX / 4;
 
+/// The top 16 bits of a cookie's 62: ordering by tag agrees with ordering
+/// by cookie, so most comparisons need no hashing.
+pub(crate) fn tag_of(c: u64) -> u16 {
+    (c.saturating_sub(crate::trie::FIRST_COOKIE) >> 46).min(0xFFFF) as u16
+}
+
 /// The name and cookie of a node, as the trie knows them.
 pub(crate) trait Keys {
     /// The cookie of `id`'s name.
     fn cookie(&self, id: NodeId) -> u64;
     /// The name of `id`.
     fn name(&self, id: NodeId) -> &[u8];
+    /// [`tag_of`] the cookie of `id` (the trie keeps it, so that a search
+    /// hashes only on equal tags).
+    fn tag(&self, id: NodeId) -> u16 {
+        tag_of(self.cookie(id))
+    }
+    /// Whether the cookie of `id` is below `c`.
+    fn below(&self, id: NodeId, c: u64) -> bool {
+        let (t, tc) = (self.tag(id), tag_of(c));
+        if t != tc { t < tc } else { self.cookie(id) < c }
+    }
+    /// Whether the cookie of `id` is `c`.
+    fn is(&self, id: NodeId, c: u64) -> bool {
+        self.tag(id) == tag_of(c) && self.cookie(id) == c
+    }
 }
 
 impl<K: Keys> Keys for &K {
@@ -34,6 +54,9 @@ impl<K: Keys> Keys for &K {
     }
     fn name(&self, id: NodeId) -> &[u8] {
         (**self).name(id)
+    }
+    fn tag(&self, id: NodeId) -> u16 {
+        (**self).tag(id)
     }
 }
 
@@ -93,14 +116,14 @@ impl DirMap {
     /// The first position whose cookie is `>= c`.
     fn lower_bound(&self, c: u64, k: &impl Keys) -> Pos {
         match self {
-            DirMap::Flat(v) => (0, v.partition_point(|&id| k.cookie(id) < c)),
+            DirMap::Flat(v) => (0, v.partition_point(|&id| k.below(id, c))),
             DirMap::Chunked(b) => {
                 let j = b.firsts.partition_point(|&f| f < c);
                 if j == 0 {
                     return (0, 0);
                 }
                 let ch = &b.chunks[j - 1];
-                let p = ch.partition_point(|&id| k.cookie(id) < c);
+                let p = ch.partition_point(|&id| k.below(id, c));
                 if p < ch.len() { (j - 1, p) } else { (j, 0) }
             }
         }
@@ -123,7 +146,7 @@ impl DirMap {
     fn search(&self, c: u64, name: &[u8], k: &impl Keys) -> Result<Pos, Pos> {
         let mut p = self.lower_bound(c, k);
         while let Some(id) = self.at(p) {
-            if k.cookie(id) != c {
+            if !k.is(id, c) {
                 break;
             }
             match k.name(id).cmp(name) {

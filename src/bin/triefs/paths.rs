@@ -181,6 +181,7 @@ fn load_listing(
             }
         }
     }
+    drop(loader);
     info!(
         "added {added} {noun} from {shown} in {:.2} s ({} entries)",
         started.elapsed().as_secs_f64(),
