@@ -76,7 +76,7 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
         return Err(ImageError::Version(version));
     }
     let mut ns = Namespace::new(0, 0, 0o755, limits);
-    let mut map: HashMap<u64, u64> = HashMap::new();
+    let mut map = InoMap::default();
     let mut sum = Summary {
         version,
         ..Summary::default()
@@ -112,8 +112,8 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
                 let old = p.u64()?;
                 let off = p.u64()?;
                 let bytes = p.rest();
-                let ino = *map
-                    .get(&old)
+                let ino = map
+                    .get(old)
                     .ok_or(ImageError::Corrupt(format!("data for unknown inode {old}")))?;
                 ns.load_data(ino, off, bytes)
                     .map_err(|e| ImageError::Corrupt(format!("inode {old}: {e}")))?;
@@ -124,7 +124,7 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
                 let parent = p.u64()?;
                 let child = p.u64()?;
                 let name = OsStr::from_bytes(p.rest());
-                let (Some(&np), Some(&nc)) = (map.get(&parent), map.get(&child)) else {
+                let (Some(np), Some(nc)) = (map.get(parent), map.get(child)) else {
                     return corrupt(format!("entry {name:?} names an unknown inode"));
                 };
                 ns.name_loaded(np, name, nc)
@@ -189,7 +189,7 @@ fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], short: ImageError) -> Resul
 
 fn load_inode(
     ns: &mut Namespace,
-    map: &mut HashMap<u64, u64>,
+    map: &mut InoMap,
     p: &mut Payload<'_>,
     version: u32,
 ) -> Result<(), ImageError> {
@@ -212,7 +212,7 @@ fn load_inode(
         xattrs.insert(name.into(), p.take(v)?.into());
     }
     let target = p.rest();
-    if map.contains_key(&old) {
+    if map.get(old).is_some() {
         return corrupt(format!("inode {old} appears twice"));
     }
     if size > i64::MAX as u64 {
@@ -248,6 +248,50 @@ fn load_inode(
     if !ns.set_loaded_attrs(ino, &attrs, &xattrs) {
         return corrupt("inode vanished");
     }
+    if kind == Kind::Directory {
+        ns.share_loaded(ino);
+    }
     map.insert(old, ino);
     Ok(())
+}
+
+/// Image inode numbers to ours. A save numbers inodes densely, so most go
+/// in a vector; a number far beyond those seen goes in a hash map (an
+/// image is untrusted: one huge number must not size the vector).
+#[derive(Default)]
+struct InoMap {
+    dense: Vec<u32>,
+    sparse: HashMap<u64, u64>,
+    len: u64,
+}
+
+impl InoMap {
+    fn get(&self, old: u64) -> Option<u64> {
+        match usize::try_from(old).ok().and_then(|i| self.dense.get(i)) {
+            Some(&n) if n != 0 => Some(u64::from(n)),
+            // Mapped before the vector reached it, or not at all.
+            _ => self.sparse.get(&old).copied(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Maps `old` (not mapped yet) to `ino` (at most `u32::MAX`, never 0).
+    fn insert(&mut self, old: u64, ino: u64) {
+        self.len += 1;
+        let fits = old <= 2 * self.len + (1 << 16);
+        match (usize::try_from(old), u32::try_from(ino)) {
+            (Ok(i), Ok(n)) if fits => {
+                if i >= self.dense.len() {
+                    self.dense.resize(i + 1, 0);
+                }
+                self.dense[i] = n;
+            }
+            _ => {
+                self.sparse.insert(old, ino);
+            }
+        }
+    }
 }

@@ -35,10 +35,20 @@ impl FileData {
         Self::default()
     }
 
-    /// The size of a listed file (see [`FileData::listed`]), which is all
-    /// there is to it: an inode sharing its attributes keeps just that.
-    pub fn listed_size(&self) -> Option<u64> {
-        self.listed.then_some(self.size)
+    /// Size and listed state of a file that stores no pages, which is all
+    /// there is to it: an inode sharing its attributes keeps just that
+    /// ([`FileData::pageless`] builds it back).
+    pub fn shareable(&self) -> Option<(u64, bool)> {
+        self.pages.is_empty().then_some((self.size, self.listed))
+    }
+
+    /// A file of `size` bytes without pages, listed or not.
+    pub fn pageless(size: u64, listed: bool) -> Self {
+        FileData {
+            size,
+            pages: BTreeMap::new(),
+            listed,
+        }
     }
 
     /// Logical size in bytes.

@@ -233,12 +233,11 @@ impl Namespace {
         let node = self
             .trie
             .insert(dir, name, ino as u32, Shape::dir_if(is_dir))?;
-        let i = self.inode_mut(ino)?;
         if is_dir {
-            i.content = Content::Dir(Some(node));
-            i.nlink = 2;
+            self.inodes.link_dir(ino, node);
             self.inodes.add_dir_link(parent);
         } else {
+            let i = self.inode_mut(ino)?;
             let extra = i.nlink > 0;
             i.nlink += 1;
             if extra {

@@ -333,6 +333,8 @@ impl Inode {
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Template {
     kind: Kind,
+    /// Regular files: listed (see [`FileData::listed`]).
+    listed: bool,
     perm: u16,
     uid: u32,
     gid: u32,
@@ -348,12 +350,16 @@ const FULL: u32 = 1 << 30;
 const SHARED: u32 = 2 << 30;
 const TAG: u32 = 3 << 30;
 
+/// `b` of a shared directory that has no name yet (an image loading).
+const NO_NODE: u32 = u32::MAX;
+
 /// One inode number's slot: 12 bytes.
 /// - free: `a` = the last generation;
 /// - full: `a` = index of the inode in [`InodeTable`]'s `full`;
 /// - shared (low bits of `tag`: a template): a directory with `a` = nlink,
-///   `b` = trie node; a regular file of size `a | b << 32`, no pages, one
-///   name. Generation 1, no flags, no xattrs.
+///   `b` = trie node ([`NO_NODE`] before it has one); a regular file of
+///   size `a | b << 32`, no pages, one name. Generation 1, no flags, no
+///   xattrs.
 #[derive(Clone, Copy)]
 struct Slot {
     tag: u32,
@@ -500,10 +506,14 @@ impl InodeTable {
     fn build(&self, ino: u64, s: Slot) -> Option<Inode> {
         let t = self.templates.get((s.tag & !TAG) as usize)?;
         let (nlink, content) = match t.kind {
-            Kind::Directory => (s.a, Content::Dir(Some(NodeId::from_index(s.b)))),
+            Kind::Directory => {
+                let node = (s.b != NO_NODE).then(|| NodeId::from_index(s.b));
+                (s.a, Content::Dir(node))
+            }
             _ => {
                 let size = u64::from(s.a) | u64::from(s.b) << 32;
-                (1, Content::File(Box::new(FileData::listed(size))))
+                let data = FileData::pageless(size, t.listed);
+                (1, Content::File(Box::new(data)))
             }
         };
         let lookups = self.shared_lookups.lock().get(&ino).copied().unwrap_or(0);
@@ -563,6 +573,24 @@ impl InodeTable {
             _ => return None,
         };
         self.full.get_mut(r as usize)?.as_mut()
+    }
+
+    /// Gives directory `ino` its trie node and its first name (`nlink`
+    /// 2), without giving a shared one a record.
+    pub fn link_dir(&mut self, ino: u64, node: NodeId) {
+        let Some(idx) = Self::index(ino) else {
+            return;
+        };
+        match self.slots.get_mut(idx) {
+            Some(s) if s.tag & TAG == SHARED => (s.a, s.b) = (2, node.index()),
+            Some(_) => {
+                if let Some(i) = self.get_mut(ino) {
+                    i.content = Content::Dir(Some(node));
+                    i.nlink = 2;
+                }
+            }
+            None => {}
+        }
     }
 
     /// One more link to directory `ino` (a new subdirectory), without
@@ -727,11 +755,13 @@ impl InodeTable {
         if i.generation != 1 || i.flags != Flags::default() || i.lookups() != 0 {
             return false;
         }
-        let (a, b) = match &i.content {
-            Content::Dir(Some(node)) if i.kind == Kind::Directory => (i.nlink, node.index()),
+        let (a, b, listed) = match &i.content {
+            Content::Dir(node) if i.kind == Kind::Directory => {
+                (i.nlink, node.map_or(NO_NODE, NodeId::index), false)
+            }
             Content::File(d) if i.kind == Kind::RegularFile && i.nlink == 1 => {
-                match d.listed_size() {
-                    Some(size) => (size as u32, (size >> 32) as u32),
+                match d.shareable() {
+                    Some((size, listed)) => (size as u32, (size >> 32) as u32, listed),
                     None => return false,
                 }
             }
@@ -739,6 +769,7 @@ impl InodeTable {
         };
         let t = Template {
             kind: i.kind,
+            listed,
             perm: i.perm,
             uid: i.uid,
             gid: i.gid,

@@ -107,6 +107,13 @@ impl Namespace {
             .map(|(ino, _)| ino)
     }
 
+    /// Lets loaded inode `ino` share its attributes right away if it can
+    /// (see [`super::inode::InodeTable::share`]): an image's directories
+    /// then never hold a record while the rest loads.
+    pub(crate) fn share_loaded(&mut self, ino: u64) {
+        self.inodes.share(ino);
+    }
+
     /// Packs a namespace after a bulk load that started at `since`: every
     /// inode changed since then gets one time, the end of the load, so
     /// that the loaded entries can share one attribute template instead
