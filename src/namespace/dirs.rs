@@ -228,7 +228,8 @@ impl Namespace {
         name: &OsStr,
         ino: u64,
     ) -> Result<()> {
-        let is_dir = self.inode(ino)?.kind == Kind::Directory;
+        let kind = self.inodes.kind_and_node(ino).map(|(k, _)| k);
+        let is_dir = kind.ok_or(Errno::new(libc::ENOENT))? == Kind::Directory;
         // The table hands out numbers up to MAX_INO, which fit.
         let node = self
             .trie
@@ -305,10 +306,11 @@ impl Namespace {
                 ino
             }
         };
-        if self.inode(ino)?.kind != Kind::Directory {
-            return err(libc::ENOTDIR);
+        match self.inodes.kind_and_node(ino) {
+            Some((Kind::Directory, _)) => Ok(ino),
+            Some(_) => err(libc::ENOTDIR),
+            None => err(libc::ENOENT),
         }
-        Ok(ino)
     }
 
     /// Adds `path` (relative to the root) as a *listed* regular file of

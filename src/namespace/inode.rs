@@ -405,6 +405,8 @@ pub struct InodeTable {
     /// Kernel references of shared inodes, which have no record to count
     /// in; only inodes the kernel holds are here.
     shared_lookups: parking_lot::Mutex<HashMap<u64, u64>>,
+    /// Entries in `shared_lookups` (changed under its lock).
+    shared_held: AtomicU64,
     live: u64,
     /// Extended attributes by inode number, kept out of [`Inode`]: few
     /// inodes have any, and every inode would pay 8 bytes for a pointer.
@@ -516,7 +518,12 @@ impl InodeTable {
                 (1, Content::File(Box::new(data)))
             }
         };
-        let lookups = self.shared_lookups.lock().get(&ino).copied().unwrap_or(0);
+        // Most of the time the kernel holds no shared inode: skip the lock.
+        let lookups = if self.shared_held.load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            self.shared_lookups.lock().get(&ino).copied().unwrap_or(0)
+        };
         Some(Inode {
             atime: t.times[0],
             mtime: t.times[1],
@@ -531,6 +538,25 @@ impl InodeTable {
             lookups: AtomicU64::new(lookups),
             content,
         })
+    }
+
+    /// The kind of `ino` and, for a directory, its trie node, without
+    /// building a shared inode.
+    pub fn kind_and_node(&self, ino: u64) -> Option<(Kind, Option<NodeId>)> {
+        let s = self.slot(ino)?;
+        match s.tag & TAG {
+            FULL => {
+                let i = self.full.get(s.a as usize)?.as_ref()?;
+                Some((i.kind, i.dir_node()))
+            }
+            SHARED => {
+                let t = self.templates.get((s.tag & !TAG) as usize)?;
+                let node =
+                    (t.kind == Kind::Directory && s.b != NO_NODE).then(|| NodeId::from_index(s.b));
+                Some((t.kind, node))
+            }
+            _ => None,
+        }
     }
 
     /// The inode numbered `ino`.
@@ -561,7 +587,9 @@ impl InodeTable {
             FULL => s.a,
             SHARED => {
                 let inode = self.build(ino, s)?;
-                self.shared_lookups.get_mut().remove(&ino);
+                if self.shared_lookups.get_mut().remove(&ino).is_some() {
+                    *self.shared_held.get_mut() -= 1;
+                }
                 let r = self.add_record(inode);
                 self.slots[(ino - 1) as usize] = Slot {
                     tag: FULL,
@@ -650,7 +678,12 @@ impl InodeTable {
                 }
             }
             Some(s) if s.tag & TAG == SHARED => {
-                *self.shared_lookups.lock().entry(ino).or_default() += 1;
+                let mut map = self.shared_lookups.lock();
+                let n = map.entry(ino).or_default();
+                if *n == 0 {
+                    self.shared_held.fetch_add(1, Ordering::Relaxed);
+                }
+                *n += 1;
             }
             _ => {}
         }
@@ -666,6 +699,7 @@ impl InodeTable {
                 *l = l.saturating_sub(n);
                 if *l == 0 {
                     map.remove(&ino);
+                    *self.shared_held.get_mut() -= 1;
                 }
             }
             return None;

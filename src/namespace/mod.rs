@@ -221,11 +221,13 @@ impl Namespace {
     /// The trie node of directory `ino` (ENOTDIR for other files, ENOENT for
     /// a removed directory).
     pub(crate) fn dir_node(&self, ino: u64) -> Result<NodeId> {
-        let i = self.inode(ino)?;
-        if i.kind != Kind::Directory {
-            return err(libc::ENOTDIR);
+        // Read straight from the table: every path walk asks.
+        match self.inodes.kind_and_node(ino) {
+            None => err(libc::ENOENT),
+            Some((Kind::Directory, Some(node))) => Ok(node),
+            Some((Kind::Directory, None)) => err(libc::ENOENT),
+            Some(_) => err(libc::ENOTDIR),
         }
-        i.dir_node().ok_or(Errno::new(libc::ENOENT))
     }
 
     /// Attributes of `ino`.
