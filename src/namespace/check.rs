@@ -2,8 +2,6 @@
 //! trie, the inode table and the accounting together. Used by tests and,
 //! with `TRIEFS_CHECK=1`, by the daemon when it is unmounted.
 
-use std::collections::HashMap;
-
 use crate::namespace::Namespace;
 use crate::namespace::acl;
 use crate::namespace::inode::{Content, Inode, Kind, Xattrs, xattr_space};
@@ -24,11 +22,16 @@ impl Namespace {
     ///   cannot say and whose mode bits are the inode's.
     pub fn check(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
-        let mut names: HashMap<u64, u32> = HashMap::new();
-        let mut subdirs: HashMap<u64, u32> = HashMap::new();
+        // Counts by inode number (numbers are dense: at most one per slot).
+        let slots = self.inodes.slot_count() + 1;
+        let mut names: Vec<u32> = vec![0; slots];
+        let mut subdirs: Vec<u32> = vec![0; slots];
+        let at = |ino: u64| usize::try_from(ino).ok().filter(|&i| i < slots);
         for (id, parent, &ino, is_dir) in self.trie.nodes() {
             let ino = u64::from(ino);
-            *names.entry(ino).or_default() += 1;
+            if let Some(i) = at(ino) {
+                names[i] += 1;
+            }
             let Some(inode) = self.inodes.get(ino) else {
                 errors.push(format!("node {} names freed inode {ino}", id.index()));
                 continue;
@@ -46,14 +49,15 @@ impl Namespace {
                 && let Some(p) = parent
                 && let Some(&pino) = self.trie.value(p)
             {
-                let pino = u64::from(pino);
-                *subdirs.entry(pino).or_default() += 1;
+                if let Some(i) = at(u64::from(pino)) {
+                    subdirs[i] += 1;
+                }
             }
         }
         let mut pages = 0;
         let (mut extra_names, mut xattr_bytes) = (0, 0);
         for (ino, inode) in self.inodes.iter() {
-            let n = names.get(&ino).copied().unwrap_or(0);
+            let n = at(ino).map_or(0, |i| names[i]);
             if inode.kind != Kind::Directory {
                 extra_names += u64::from(n.saturating_sub(1));
             }
@@ -74,7 +78,7 @@ impl Namespace {
                 let want = if n == 0 {
                     0
                 } else {
-                    2 + subdirs.get(&ino).copied().unwrap_or(0)
+                    2 + at(ino).map_or(0, |i| subdirs[i])
                 };
                 if inode.nlink != want {
                     errors.push(format!("dir inode {ino}: nlink {} != {want}", inode.nlink));

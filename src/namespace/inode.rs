@@ -449,6 +449,11 @@ impl InodeTable {
         self.live
     }
 
+    /// Number of slots: every live inode number is at most this.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     fn index(ino: u64) -> Option<usize> {
         usize::try_from(ino.checked_sub(1)?).ok()
     }
