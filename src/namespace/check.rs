@@ -48,10 +48,9 @@ impl Namespace {
             if is_dir
                 && let Some(p) = parent
                 && let Some(&pino) = self.trie.value(p)
+                && let Some(i) = at(u64::from(pino))
             {
-                if let Some(i) = at(u64::from(pino)) {
-                    subdirs[i] += 1;
-                }
+                subdirs[i] += 1;
             }
         }
         let mut pages = 0;

@@ -710,8 +710,10 @@ pub struct PathLoader<'a> {
     gid: u32,
     /// When the load started: the time of every file it lists.
     now: SystemTime,
-    /// Components of the previous path and the directories they resolved to.
-    prev: Vec<Vec<u8>>,
+    /// The previous directory path, where each of its components ends in
+    /// it, and the directory each resolved to.
+    prev: Vec<u8>,
+    ends: Vec<usize>,
     inos: Vec<u64>,
 }
 
@@ -726,6 +728,7 @@ impl<'a> PathLoader<'a> {
             gid,
             now,
             prev: Vec::new(),
+            ends: Vec::new(),
             inos: Vec::new(),
         }
     }
@@ -739,7 +742,7 @@ impl<'a> PathLoader<'a> {
     /// `Adding directory {path}` at `level`.
     pub fn add(&mut self, path: &OsStr, level: log::Level) -> Result<u64> {
         log::log!(level, "Adding directory {}", path.to_string_lossy());
-        self.resolve(&Trie::<u32>::components(path)?)
+        self.resolve(path.as_bytes())
     }
 
     /// Adds `path` as a listed file of `size` bytes, as
@@ -751,36 +754,82 @@ impl<'a> PathLoader<'a> {
             path.to_string_lossy()
         );
         let comps = Trie::<u32>::components(path)?;
-        let Some((&name, dirs)) = comps.split_last() else {
+        let Some(&name) = comps.last() else {
             return err(libc::EISDIR);
         };
-        let parent = self.resolve(dirs)?;
+        let p = path.as_bytes();
+        let start = name.as_bytes().as_ptr() as usize - p.as_ptr() as usize;
+        let parent = self.resolve(&p[..start])?;
         self.ns
             .add_listed_in(parent, name, size, self.uid, self.gid, Some(self.now))
     }
 
-    /// The directory at `comps`, created as needed, starting from the
-    /// deepest directory the previous path shares.
-    fn resolve(&mut self, comps: &[&OsStr]) -> Result<u64> {
-        let shared = comps
-            .iter()
-            .zip(&self.prev)
-            .take_while(|(c, p)| c.as_bytes() == p.as_slice())
-            .count();
-        self.prev.truncate(shared);
-        self.inos.truncate(shared);
+    /// The directory at path `p`, created as needed, starting from the
+    /// deepest directory the previous path shares: the shared components
+    /// are found by comparing bytes, and only the rest is split and
+    /// checked (the shared part was checked with the previous path).
+    fn resolve(&mut self, p: &[u8]) -> Result<u64> {
+        let same = common_prefix(p, &self.prev);
+        // Components that end inside the common bytes are shared (the
+        // byte after each is a `/` in both); one ending right at its end
+        // is shared if the new path ends or goes on with a `/` there.
+        let mut k = self.ends.partition_point(|&e| e < same);
+        if self.ends.get(k) == Some(&same) && p.get(same).is_none_or(|&b| b == b'/') {
+            k += 1;
+        }
+        self.ends.truncate(k);
+        self.inos.truncate(k);
+        self.prev.clear();
+        self.prev.extend_from_slice(p);
+        let start = self.ends.last().copied().unwrap_or(0);
         let mut cur = self.inos.last().copied().unwrap_or(ROOT_INO);
-        for comp in &comps[shared..] {
+        for comp in Trie::<u32>::components(OsStr::from_bytes(&p[start..]))? {
             cur = self.ns.add_dir_component(cur, comp, self.uid, self.gid)?;
-            self.prev.push(comp.as_bytes().to_vec());
+            let end = comp.as_bytes().as_ptr() as usize - p.as_ptr() as usize + comp.len();
+            self.ends.push(end);
             self.inos.push(cur);
         }
         Ok(cur)
     }
 }
 
+/// Length of the common prefix of `a` and `b`, 16 bytes at a time (long
+/// listings spend much of their time here).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let words = a
+        .chunks_exact(16)
+        .zip(b.chunks_exact(16))
+        .take_while(|(x, y)| x == y)
+        .count();
+    let at = words * 16;
+    at + a[at..]
+        .iter()
+        .zip(&b[at..])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
 impl Drop for PathLoader<'_> {
     fn drop(&mut self) {
         self.ns.clock = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common_prefix;
+
+    #[test]
+    fn common_prefix_at_every_length() {
+        let a: Vec<u8> = (0..70u8).collect();
+        for n in 0..=70 {
+            let mut b = a.clone();
+            if n < 70 {
+                b[n] ^= 1;
+            }
+            assert_eq!(common_prefix(&a, &b), n);
+            assert_eq!(common_prefix(&a[..n], &b), n);
+            assert_eq!(common_prefix(&b, &a[..n]), n);
+        }
     }
 }

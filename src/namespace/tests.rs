@@ -3685,3 +3685,51 @@ fn listing_over_an_image_keeps_written_files_and_relists_untouched_ones() {
     assert!(!is_listed(&back, e2));
     back.check().unwrap();
 }
+
+proptest! {
+    /// A loader that reuses the previous path's directories builds the
+    /// same tree, with the same answers and errors, as adding each path
+    /// on its own, whatever the paths look like (`//`, `.`, `..`, trailing
+    /// slashes, names that are prefixes of others, paths that come back).
+    #[test]
+    fn path_loader_agrees_with_add_path(
+        paths in proptest::collection::vec(
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("a"), Just("ab"), Just("b"), Just("."), Just(""), Just(".."), Just("a b")
+                ],
+                0..6,
+            ),
+            1..40,
+        ),
+        lead in proptest::collection::vec(any::<bool>(), 40),
+    ) {
+        let mut one = ns();
+        let mut each = ns();
+        let lines: Vec<String> = paths
+            .iter()
+            .zip(&lead)
+            .map(|(c, &l)| format!("{}{}", if l { "/" } else { "" }, c.join("/")))
+            .collect();
+        let mut got = Vec::new();
+        {
+            let mut l = PathLoader::new(&mut one, 0, 0);
+            for p in &lines {
+                got.push(l.add(os(p), log::Level::Trace).map_err(|e| e.code()));
+            }
+        }
+        for (p, g) in lines.iter().zip(&got) {
+            let want = each.add_path(os(p), 0, 0).map_err(|e| e.code());
+            prop_assert_eq!(want.is_ok(), g.is_ok(), "{}", p);
+            if let (Ok(w), Ok(g)) = (want, g) {
+                let wp = each.trie().path_of(each.dir_node(w).unwrap());
+                let gp = one.trie().path_of(one.dir_node(*g).unwrap());
+                prop_assert_eq!(wp, gp, "{}", p);
+            } else {
+                prop_assert_eq!(want, *g, "{}", p);
+            }
+        }
+        prop_assert_eq!(one.trie().leaves(), each.trie().leaves());
+        one.check().unwrap();
+    }
+}
