@@ -99,7 +99,7 @@ fn main() {
             b as f64 / entries
         );
     };
-    row("trie nodes (16 bytes each)", t.nodes);
+    row("trie nodes (16 bytes) and cookie tags (2)", t.nodes);
     row("names (arena and free lists)", t.names);
     row("child maps (4 bytes per child)", t.dirs);
     row("inode slots (12 bytes each)", i.slots);
