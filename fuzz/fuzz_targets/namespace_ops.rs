@@ -442,6 +442,9 @@ enum Op {
     },
     AddPath(Path),
     AddPathRaw(Vec<u8>),
+    /// Every inode that can share its attributes does (what a bulk load
+    /// ends with); the ops after it run on shared inodes.
+    Share,
     Entries {
         ino: Ino,
         after: Option<Name>,
@@ -1108,6 +1111,9 @@ impl Fuzz {
             }
             Op::AddPath(path) => self.add_path(&path.0),
             Op::AddPathRaw(bytes) => self.add_path(bytes),
+            Op::Share => {
+                self.ns.share_unchanged();
+            }
             Op::Entries { ino, after, page } => {
                 let ino = self.ino(*ino);
                 let page = usize::from(*page % 4) + 1;

@@ -767,6 +767,12 @@ impl InodeTable {
                 }
             }
         }
+        self.share_all()
+    }
+
+    /// Lets every inode [`InodeTable::share`] accepts share, then packs
+    /// the records; returns the number of inodes that share.
+    pub fn share_all(&mut self) -> u64 {
         for ino in 1..=self.slots.len() as u64 {
             self.share(ino);
         }

@@ -107,6 +107,14 @@ impl Namespace {
             .map(|(ino, _)| ino)
     }
 
+    /// Lets every inode that can share its attributes do so, without
+    /// changing any time (what [`Namespace::settle_after_load`] does after
+    /// stamping a load's entries); returns how many share. Nothing a
+    /// caller can observe changes.
+    pub fn share_unchanged(&mut self) -> u64 {
+        self.inodes.share_all()
+    }
+
     /// Lets loaded inode `ino` share its attributes right away if it can
     /// (see [`super::inode::InodeTable::share`]): an image's directories
     /// then never hold a record while the rest loads.
