@@ -723,16 +723,19 @@ impl<V: Default> Trie<V> {
     /// skipped; `..` is refused (the trie has no notion of a cwd).
     pub fn components(path: &OsStr) -> Result<Vec<&OsStr>, TrieError> {
         let path = path.as_bytes();
-        // The checks of `check_name`, NUL once for the whole path (bulk
-        // loads split millions of paths).
-        if path.contains(&0) {
-            return Err(TrieError::InvalidName);
-        }
+        // The checks of `check_name`, in component order (the first bad
+        // component decides the error); NUL is looked for per component
+        // only when the path has one (bulk loads split millions).
+        let has_nul = path.contains(&0);
         let mut out = Vec::with_capacity(8);
         for c in path.split(|&b| b == b'/') {
             match c {
                 b"" | b"." => continue,
                 b".." => return Err(TrieError::InvalidName),
+                _ if has_nul => {
+                    Self::check_name(c)?;
+                    out.push(OsStr::from_bytes(c));
+                }
                 _ if c.len() > NAME_MAX => return Err(TrieError::NameTooLong),
                 _ => out.push(OsStr::from_bytes(c)),
             }

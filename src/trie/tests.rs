@@ -1725,3 +1725,28 @@ proptest! {
         }
     }
 }
+
+/// The first bad component decides the error, also when a later one has
+/// a NUL (the split looks for NUL once per path first: found by fuzzing).
+#[test]
+fn components_report_the_first_bad_component() {
+    let long = "x".repeat(NAME_MAX + 1);
+    let err = |p: &[u8]| Trie::<()>::components(OsStr::from_bytes(p)).unwrap_err();
+    assert_eq!(
+        err(format!("/{long}/a\0b").as_bytes()),
+        TrieError::NameTooLong
+    );
+    assert_eq!(
+        err(format!("/a\0b/{long}").as_bytes()),
+        TrieError::InvalidName
+    );
+    assert_eq!(
+        err(format!("/{long}/../x").as_bytes()),
+        TrieError::NameTooLong
+    );
+    assert_eq!(err(b"/../a\0"), TrieError::InvalidName);
+    assert_eq!(
+        Trie::<()>::components(OsStr::new("//a/./b/")).unwrap(),
+        [OsStr::new("a"), OsStr::new("b")]
+    );
+}
