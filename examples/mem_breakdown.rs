@@ -11,14 +11,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use triefs::namespace::{Limits, Namespace, PathLoader, UNLIMITED_PAGES};
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
+mod common;
+use common::rss_kib;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

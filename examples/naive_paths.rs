@@ -7,14 +7,8 @@
 use std::collections::HashSet;
 use std::io::Read;
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
+mod common;
+use common::rss_kib;
 
 fn main() {
     let Some(file) = std::env::args().nth(1) else {

@@ -155,6 +155,20 @@ pub struct Trie<V = ()> {
     cookie_mask: u64,
 }
 
+/// The [`TrieKeys`] of a trie, borrowing only the fields it reads (a macro,
+/// so that the trie's child maps can be borrowed mutably beside it).
+macro_rules! trie_keys {
+    ($t:expr) => {
+        TrieKeys {
+            nodes: &$t.nodes,
+            tags: &$t.tags,
+            names: &$t.names,
+            hasher: &$t.hasher,
+            mask: $t.cookie_mask,
+        }
+    };
+}
+
 /// Names and cookies of one trie's nodes, for its child maps.
 struct TrieKeys<'a, V> {
     nodes: &'a [Node<V>],
@@ -302,13 +316,7 @@ impl<V: Default> Trie<V> {
     }
 
     fn keys(&self) -> TrieKeys<'_, V> {
-        TrieKeys {
-            nodes: &self.nodes,
-            tags: &self.tags,
-            names: &self.names,
-            hasher: &self.hasher,
-            mask: self.cookie_mask,
-        }
+        trie_keys!(self)
     }
 
     /// The children of directory `id` (`None` for an empty one).
@@ -349,13 +357,7 @@ impl<V: Default> Trie<V> {
             }
             s => s,
         };
-        let keys = TrieKeys {
-            nodes: &self.nodes,
-            tags: &self.tags,
-            names: &self.names,
-            hasher: &self.hasher,
-            mask: self.cookie_mask,
-        };
+        let keys = trie_keys!(self);
         let name = keys.name(id);
         let c = keys.cookie(id);
         let added = self.dirs[slot as usize].insert(c, name, id, &keys);
@@ -384,13 +386,7 @@ impl<V: Default> Trie<V> {
             return None;
         }
         let c = self.cookie(name);
-        let keys = TrieKeys {
-            nodes: &self.nodes,
-            tags: &self.tags,
-            names: &self.names,
-            hasher: &self.hasher,
-            mask: self.cookie_mask,
-        };
+        let keys = trie_keys!(self);
         let map = &mut self.dirs[slot as usize];
         let removed = map.remove(c, name, &keys);
         if map.is_empty() {
