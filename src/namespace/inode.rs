@@ -1024,6 +1024,8 @@ mod tests {
     fn compact_layout() {
         assert!(std::mem::size_of::<Content>() <= 16);
         assert!(std::mem::size_of::<Inode>() <= 80);
+        // What an inode number costs when its inode shares a template.
+        assert_eq!(std::mem::size_of::<Slot>(), 12);
         assert_eq!(
             std::mem::size_of::<Option<Inode>>(),
             std::mem::size_of::<Inode>()

@@ -1750,3 +1750,12 @@ fn components_report_the_first_bad_component() {
         [OsStr::new("a"), OsStr::new("b")]
     );
 }
+
+/// The sizes the memory figures in docs/performance.md rest on.
+#[test]
+fn compact_layout() {
+    assert_eq!(size_of::<Node<u32>>(), 16);
+    assert_eq!(size_of::<Node<()>>(), 12);
+    assert!(size_of::<DirMap>() <= 24);
+    assert_eq!(size_of::<NodeId>(), 4);
+}
