@@ -24,7 +24,7 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`trie`] | the path trie (`mod.rs`): 12-byte nodes, every name once in one arena (`names.rs`), a directory's children as node ids ordered by name cookie (`dirmap.rs`), resumable bounded pages of leaf paths (`leaves.rs`) |
+//! | [`trie`] | the path trie (`mod.rs`): nodes of 12 bytes plus their value and a 2-byte cookie tag, every name once in one arena (`names.rs`), a directory's children as node ids ordered by name cookie (`dirmap.rs`), resumable bounded pages of leaf paths (`leaves.rs`) |
 //! | [`namespace`] | [`namespace::Namespace`]: its state, attributes and inode lifetime (`mod.rs`), directories and names (`dirs.rs`), file contents (`files.rs`), extended attributes (`xattr.rs`), POSIX ACL rules (`acl.rs`), the `chattr` flags and what immutable and append-only forbid (`flags.rs`), the size and inode limits (`limits.rs`), the invariant checker (`check.rs`), building from an image (`load.rs`), the inode table (`inode.rs`), sparse file pages (`data.rs`) |
 //! | [`error`] | [`Errno`], the one error type of filesystem operations, and [`Result`] |
 //! | [`sys`] | the operating system behind safe functions: every libc call but the watcher's after fork and mount(2) |

@@ -292,6 +292,20 @@ fn bytes(mnt: &std::path::Path) -> (u64, u64) {
     (s.f_blocks * s.f_frsize, s.f_files)
 }
 
+/// `big` in each mount, open for writing (a remount to read-only must
+/// refuse while they are).
+fn open_big_for_writing(mounts: &[&std::path::PathBuf]) -> Vec<std::fs::File> {
+    mounts
+        .iter()
+        .map(|m| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(m.join("big"))
+                .unwrap()
+        })
+        .collect()
+}
+
 fn opts_of(mnt: &std::path::Path) -> (Vec<String>, bool) {
     let i = common::mountinfo(mnt).expect("mounted");
     let lazy = i.super_opts.iter().any(|o| o == "lazytime");
@@ -350,15 +364,7 @@ fn remount_like_tmpfs() {
             // A remount that fails after its size change was accepted
             // (read-only refused while a file is open for writing) leaves
             // the size as it was.
-            let held: Vec<std::fs::File> = both
-                .iter()
-                .map(|m| {
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(m.join("big"))
-                        .unwrap()
-                })
-                .collect();
+            let held = open_big_for_writing(&both);
             same("remount,ro,size=900k with a file open for writing", &|m| {
                 format!(
                     "{:?} {:?} {:?}",
@@ -381,15 +387,7 @@ fn remount_like_tmpfs() {
 
     // Read-only: refused while a file is open for writing, then EROFS for
     // every change, and writable again after remount,rw.
-    let held: Vec<std::fs::File> = both
-        .iter()
-        .map(|m| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(m.join("big"))
-                .unwrap()
-        })
-        .collect();
+    let held = open_big_for_writing(&both);
     same("remount,ro with a file open for writing", &|m| {
         format!("{:?} {:?}", remount(m, "ro"), opts_of(m))
     });

@@ -9,8 +9,9 @@
 //! Names are arbitrary bytes except `/` and NUL, at most [`NAME_MAX`] bytes.
 //! A node is 12 bytes plus its value: its parent, its children map (if it
 //! is a directory with children) and its name, stored once in the trie's
-//! name arena (`names.rs`). A directory's children map (`dirmap.rs`) holds
-//! 4-byte node ids ordered by the names' *cookies*, a keyed hash.
+//! name arena (`names.rs`); beside it a 2-byte tag of its name's cookie.
+//! A directory's children map (`dirmap.rs`) holds 4-byte node ids ordered
+//! by the names' *cookies*, a keyed hash.
 //!
 //! ```
 //! use triefs::trie::Trie;
@@ -555,11 +556,17 @@ impl<V: Default> Trie<V> {
             return Err(TrieError::NoSpace);
         };
         // One search both checks the name and places it.
-        if !self.link_child(parent, id)? {
-            self.release(id);
-            return Err(TrieError::Exists);
+        match self.link_child(parent, id) {
+            Ok(true) => Ok(id),
+            Ok(false) => {
+                self.release(id);
+                Err(TrieError::Exists)
+            }
+            Err(e) => {
+                self.release(id);
+                Err(e)
+            }
         }
-        Ok(id)
     }
 
     /// Removes the child `name` of `parent` (a leaf or an empty directory)
@@ -597,15 +604,21 @@ impl<V: Default> Trie<V> {
         if !self.names.wants_compaction() {
             return;
         }
+        // New slots first, applied only when every name found one (the
+        // new arena is smaller than the old, so all do): a half-rewritten
+        // trie could not be.
         let mut fresh = self.names.compacted();
-        for (i, n) in self.nodes.iter_mut().enumerate() {
-            if n.parent == FREE || i == 0 {
-                continue;
+        let mut slots = Vec::with_capacity(self.nodes.len());
+        for (i, n) in self.nodes.iter().enumerate() {
+            let live = n.parent != FREE && i != 0;
+            match live.then(|| fresh.add(self.names.get(n.name))) {
+                Some(None) => return,
+                Some(Some(s)) => slots.push(s),
+                None => slots.push(n.name),
             }
-            match fresh.add(self.names.get(n.name)) {
-                Some(s) => n.name = s,
-                None => return, // cannot happen: the new arena is smaller
-            }
+        }
+        for (n, s) in self.nodes.iter_mut().zip(slots) {
+            n.name = s;
         }
         self.names = fresh;
     }

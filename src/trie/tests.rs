@@ -1759,3 +1759,45 @@ fn compact_layout() {
     assert!(size_of::<DirMap>() <= 24);
     assert_eq!(size_of::<NodeId>(), 4);
 }
+
+/// Removing most names rewrites the name arena (once more than half of
+/// it is garbage); every remaining name, lookup and listing survives it,
+/// and the arena shrinks.
+#[test]
+fn names_survive_arena_compaction() {
+    let mut t: Trie<u32> = Trie::new();
+    let d = t.add("/d").unwrap();
+    let name = |i: u32| format!("entry-with-a-longish-name-{i:06}");
+    for i in 0..20_000 {
+        t.insert(d, OsStr::new(&name(i)), i, Shape::Leaf).unwrap();
+    }
+    let before = t.memory();
+    for i in (0..20_000).filter(|i| i % 4 != 0) {
+        assert_eq!(t.unlink(d, OsStr::new(&name(i))), Ok(i));
+    }
+    let after = t.memory();
+    assert!(
+        after.names < before.names / 2,
+        "arena {} -> {} bytes",
+        before.names,
+        after.names
+    );
+    assert!(after.names_garbage < after.names / 2);
+    for i in 0..20_000 {
+        let got = t
+            .child(d, OsStr::new(&name(i)))
+            .and_then(|n| t.value(n).copied());
+        assert_eq!(got, (i % 4 == 0).then_some(i), "{}", name(i));
+    }
+    let mut listed: Vec<String> = t
+        .entries_from(d, 0)
+        .map(|(_, n, _)| n.to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    let want: Vec<String> = (0..20_000).filter(|i| i % 4 == 0).map(name).collect();
+    assert_eq!(listed, want);
+    assert_eq!(
+        t.path_of(t.lookup(format!("/d/{}", name(4))).unwrap()),
+        OsStr::new(&format!("/d/{}", name(4)))
+    );
+}
