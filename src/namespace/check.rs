@@ -54,6 +54,7 @@ impl Namespace {
             }
         }
         let mut pages = 0;
+        let mut distinct = Distinct::default();
         let (mut extra_names, mut xattr_bytes) = (0, 0);
         for (ino, inode) in self.inodes.iter() {
             let n = at(ino).map_or(0, |i| names[i]);
@@ -65,7 +66,7 @@ impl Namespace {
                 check_acls(ino, &inode, x, &mut errors);
             }
             if let Content::File(d) = &inode.content {
-                pages += d.pages();
+                pages += distinct.count(d);
                 if d.is_listed() && d.pages() > 0 {
                     errors.push(format!("listed file {ino} stores {} pages", d.pages()));
                 }
@@ -100,6 +101,13 @@ impl Namespace {
                 "xattr accounting: {} counted, {xattr_bytes} held",
                 self.inodes.xattr_bytes()
             ));
+        }
+        for c in self.checkpoints.iter() {
+            for (_, inode) in c.inodes().iter() {
+                if let Some(d) = inode.file() {
+                    pages += distinct.count(d);
+                }
+            }
         }
         if pages != self.pages_used {
             errors.push(format!(
@@ -142,5 +150,22 @@ fn check_acls(ino: u64, inode: &Inode, x: &Xattrs, errors: &mut Vec<String>) {
                 ));
             }
         }
+    }
+}
+
+/// Counts page buffers once however many files and checkpoints share them.
+#[derive(Default)]
+struct Distinct(std::collections::HashSet<*const u8>);
+
+impl Distinct {
+    /// The pages of `d` not counted before.
+    fn count(&mut self, d: &crate::namespace::data::FileData) -> u64 {
+        let mut n = 0;
+        for p in d.page_refs() {
+            if std::sync::Arc::strong_count(p) == 1 || self.0.insert(p.as_ptr()) {
+                n += 1;
+            }
+        }
+        n
     }
 }

@@ -7,26 +7,52 @@
 //! pages, yet reports blocks as if all its data were stored, so that `du`
 //! sums an inventory; the first change of its contents makes it an
 //! ordinary sparse file.
+//!
+//! Pages are shared, copy-on-write: a checkpoint or a `copy_file_range`
+//! takes another reference to a page instead of copying it, and the first
+//! write to a shared page copies it. Every count of pages this module
+//! returns (added, freed, needed) counts *page buffers*: a page another
+//! file or checkpoint still holds is not freed by dropping it here, and a
+//! write to it adds one. All references to a page live under the
+//! namespace's lock, so the reference counts read here are stable.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Size of one storage chunk, in bytes.
 pub const PAGE: usize = 4096;
 const PAGE64: u64 = PAGE as u64;
 
+/// One stored page, shared copy-on-write.
+pub type Page = Arc<[u8; PAGE]>;
+
 /// The contents of one regular file.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct FileData {
     size: u64,
-    pages: BTreeMap<u64, Box<[u8]>>,
+    pages: BTreeMap<u64, Page>,
     /// Loaded from a listing and unchanged since: [`FileData::blocks`]
     /// reports `size` as stored. Any write, truncate or `fallocate` clears
     /// it; it holds no memory, so nothing else consults it.
     listed: bool,
 }
 
-fn zero_page() -> Box<[u8]> {
-    vec![0u8; PAGE].into_boxed_slice()
+fn zero_page() -> Page {
+    Arc::new([0u8; PAGE])
+}
+
+/// Whether dropping this reference frees the page's buffer.
+fn last_ref(p: &Page) -> bool {
+    Arc::strong_count(p) == 1
+}
+
+/// The page, writable: copied first when someone else holds it too.
+/// Counts a copy in `added`.
+fn writable<'a>(p: &'a mut Page, added: &mut u64) -> &'a mut [u8; PAGE] {
+    if !last_ref(p) {
+        *added += 1;
+    }
+    Arc::make_mut(p)
 }
 
 impl FileData {
@@ -125,8 +151,13 @@ impl FileData {
         }
         let first = offset / PAGE64;
         let last = (offset + len - 1) / PAGE64;
-        let present = self.pages.range(first..=last).count() as u64;
-        (last - first + 1) - present
+        // A shared page is copied on write: it needs a new buffer too.
+        let owned = self
+            .pages
+            .range(first..=last)
+            .filter(|(_, p)| last_ref(p))
+            .count() as u64;
+        (last - first + 1) - owned
     }
 
     /// How many bytes of a `len`-byte write at `offset` fit when at most
@@ -140,7 +171,7 @@ impl FileData {
         let last = (offset + len - 1) / PAGE64;
         let mut missing = 0;
         for idx in first..=last {
-            if !self.pages.contains_key(&idx) {
+            if !self.pages.get(&idx).is_some_and(last_ref) {
                 missing += 1;
                 if missing > free {
                     return (idx * PAGE64).saturating_sub(offset).min(len);
@@ -165,10 +196,13 @@ impl FileData {
             let idx = pos / PAGE64;
             let within = (pos % PAGE64) as usize;
             let n = rest.len().min(PAGE - within);
-            let page = self.pages.entry(idx).or_insert_with(|| {
-                added += 1;
-                zero_page()
-            });
+            let page = match self.pages.get_mut(&idx) {
+                Some(p) => writable(p, &mut added),
+                None => {
+                    added += 1;
+                    Arc::make_mut(self.pages.entry(idx).or_insert_with(zero_page))
+                }
+            };
             page[within..within + n].copy_from_slice(&rest[..n]);
             pos += n as u64;
             rest = &rest[n..];
@@ -179,31 +213,46 @@ impl FileData {
 
     /// Sets the size. Shrinking drops whole pages past the end and zeroes the
     /// tail of the last partial page, so a later grow reads zeros. Returns
-    /// the number of pages freed.
-    pub fn truncate(&mut self, size: u64) -> u64 {
+    /// the number of page buffers freed minus those added (zeroing the
+    /// tail of a shared page copies it).
+    pub fn truncate(&mut self, size: u64) -> i64 {
         // Like tmpfs (since Linux 4.2), truncating to the current size or
         // less also frees pages preallocated past the end.
         self.listed = false;
         let mut freed = 0;
+        let mut added = 0;
         if size <= self.size {
             let keep = size.div_ceil(PAGE64);
             let dropped = self.pages.split_off(&keep);
-            freed = dropped.len() as u64;
-            self.zero_range_in_page(size);
+            freed = dropped.values().filter(|p| last_ref(p)).count() as u64;
+            added = self.zero_range_in_page(size);
         }
         self.size = size;
-        freed
+        freed as i64 - added as i64
     }
 
-    /// Zeroes from `pos` to the end of its page, if that page is stored.
-    fn zero_range_in_page(&mut self, pos: u64) {
+    /// Zeroes from `pos` to the end of its page, if that page is stored;
+    /// returns the pages added (1 if it was shared).
+    fn zero_range_in_page(&mut self, pos: u64) -> u64 {
         let within = (pos % PAGE64) as usize;
-        if within == 0 {
-            return;
+        let mut added = 0;
+        if within != 0
+            && let Some(page) = self.pages.get_mut(&(pos / PAGE64))
+            && page[within..].iter().any(|&b| b != 0)
+        {
+            writable(page, &mut added)[within..].fill(0);
         }
-        if let Some(page) = self.pages.get_mut(&(pos / PAGE64)) {
-            page[within..].fill(0);
-        }
+        added
+    }
+
+    /// Page buffers that only this file holds: what dropping it frees.
+    pub fn owned_pages(&self) -> u64 {
+        self.pages.values().filter(|p| last_ref(p)).count() as u64
+    }
+
+    /// The stored pages themselves, for counting distinct buffers.
+    pub fn page_refs(&self) -> impl Iterator<Item = &Page> {
+        self.pages.values()
     }
 
     /// Allocates zero pages for `[offset, offset+len)` (`fallocate` mode 0 or
@@ -227,14 +276,15 @@ impl FileData {
     }
 
     /// Zeroes `[offset, offset+len)` and drops the pages it fully covers
-    /// (`FALLOC_FL_PUNCH_HOLE`). Returns the number of pages freed.
-    pub fn punch_hole(&mut self, offset: u64, len: u64) -> u64 {
+    /// (`FALLOC_FL_PUNCH_HOLE`). Returns the number of page buffers freed
+    /// minus those added (zeroing part of a shared page copies it).
+    pub fn punch_hole(&mut self, offset: u64, len: u64) -> i64 {
         if len == 0 {
             return 0;
         }
         self.listed = false;
         let end = offset.saturating_add(len);
-        let mut freed = 0;
+        let (mut freed, mut added) = (0i64, 0u64);
         let first = offset / PAGE64;
         let last = (end - 1) / PAGE64;
         let idxs: Vec<u64> = self.pages.range(first..=last).map(|(&i, _)| i).collect();
@@ -243,12 +293,47 @@ impl FileData {
             let from = offset.max(pstart);
             let to = end.min(pstart + PAGE64);
             if from == pstart && to == pstart + PAGE64 {
-                self.pages.remove(&idx);
-                freed += 1;
+                if self.pages.remove(&idx).is_some_and(|p| last_ref(&p)) {
+                    freed += 1;
+                }
             } else if let Some(page) = self.pages.get_mut(&idx) {
-                page[(from - pstart) as usize..(to - pstart) as usize].fill(0);
+                let range = (from - pstart) as usize..(to - pstart) as usize;
+                if page[range.clone()].iter().any(|&b| b != 0) {
+                    writable(page, &mut added)[range].fill(0);
+                }
             }
         }
+        freed - added as i64
+    }
+
+    /// References to pages `first..first + count` (`None` for holes), for
+    /// sharing them with another file ([`FileData::put_pages`]).
+    pub fn page_slice(&self, first: u64, count: u64) -> Vec<Option<Page>> {
+        let mut out = vec![None; count as usize];
+        for (&i, p) in self.pages.range(first..first.saturating_add(count)) {
+            out[(i - first) as usize] = Some(p.clone());
+        }
+        out
+    }
+
+    /// Makes pages `first..` the given shared pages (holes drop what was
+    /// there), growing the size to `end` if it is smaller: the page-aligned
+    /// middle of a `copy_file_range`, which costs no new buffers. Returns
+    /// the page buffers freed (replaced pages nobody else held).
+    pub fn put_pages(&mut self, first: u64, pages: Vec<Option<Page>>, end: u64) -> u64 {
+        self.listed = false;
+        let mut freed = 0;
+        for (k, p) in pages.into_iter().enumerate() {
+            let idx = first + k as u64;
+            let old = match p {
+                Some(p) => self.pages.insert(idx, p),
+                None => self.pages.remove(&idx),
+            };
+            if old.is_some_and(|o| last_ref(&o)) {
+                freed += 1;
+            }
+        }
+        self.size = self.size.max(end);
         freed
     }
 
@@ -384,13 +469,13 @@ mod tests {
         assert_eq!(f.read(size - 3, 10), vec![0; 3]);
         assert_eq!(f.seek_data(0), None, "a listed file stores no data");
         // Each change makes it an ordinary sparse file of its size.
-        type Change = fn(&mut FileData) -> u64;
+        type Change = fn(&mut FileData) -> i64;
         let changes: [(&str, Change); 6] = [
-            ("write", |f| f.write(PAGE64, b"x")),
+            ("write", |f| f.write(PAGE64, b"x") as i64),
             ("truncate down", |f| f.truncate(10)),
             ("truncate to its size", |f| f.truncate(f.size())),
             ("truncate up", |f| f.truncate(f.size() + 1)),
-            ("allocate", |f| f.allocate(0, 1, true)),
+            ("allocate", |f| f.allocate(0, 1, true) as i64),
             ("punch", |f| f.punch_hole(0, 1)),
         ];
         for (what, change) in changes {

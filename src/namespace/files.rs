@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use fuser::{FileAttr, TimeOrNow};
 
 use crate::error::{Errno, Result, err};
-use crate::namespace::data::FileData;
+use crate::namespace::data::{FileData, PAGE};
 use crate::namespace::inode::{Content, Kind, mode};
 use crate::namespace::{Namespace, SetAttr};
 
@@ -75,7 +75,7 @@ impl Namespace {
             if a.mtime.is_none() {
                 i.mtime = now.into();
             }
-            self.pages_freed(freed);
+            self.pages_net_freed(freed);
         }
         if let Some(mode) = a.mode {
             self.inode_mut(ino)?.perm = (mode & 0o7777) as u16;
@@ -225,11 +225,15 @@ impl Namespace {
         Ok(data.len() as u32)
     }
 
-    /// `copy_file_range`: copies up to `len` bytes (at most 16 MiB per
-    /// call; callers loop on short counts) from `src` to `dst`. Returns the
-    /// number of bytes copied, 0 at the end of `src`. An immutable `dst`
-    /// is `EPERM`, as the kernel checks for tmpfs (an append-only one is
-    /// not: only opening it without `O_APPEND` is refused).
+    /// `copy_file_range`: copies up to `len` bytes from `src` to `dst` and
+    /// returns the number copied, 0 at the end of `src` (callers loop on
+    /// short counts). Where both offsets sit at the same place in a page,
+    /// whole pages are shared, not copied: up to 1 GiB per call costs no
+    /// new pages until one side writes (copy-on-write); the unaligned head
+    /// is copied in the same call, the tail in the next. Otherwise at most
+    /// 16 MiB of bytes are copied per call. An immutable `dst` is `EPERM`,
+    /// as the kernel checks for tmpfs (an append-only one is not: only
+    /// opening it without `O_APPEND` is refused).
     pub fn copy_range(
         &mut self,
         src: u64,
@@ -239,10 +243,50 @@ impl Namespace {
         len: u64,
     ) -> Result<u32> {
         const MAX_CHUNK: u64 = 16 << 20;
+        const MAX_SHARED: u64 = 1 << 30;
         if self.flags_of(dst).immutable() {
             return err(libc::EPERM);
         }
-        let data = self.read(src, src_off, len.min(MAX_CHUNK) as u32)?;
+        let src_size = self.file(src)?.size();
+        self.file(dst)?;
+        let len = len.min(src_size.saturating_sub(src_off));
+        let page = PAGE as u64;
+        let head = (page - src_off % page) % page;
+        if src_off % page == dst_off % page && len >= head + page {
+            let count = ((len - head) / page).min(MAX_SHARED / page);
+            if head > 0 {
+                let done = self.copy_bytes(src, src_off, dst, dst_off, head)?;
+                if u64::from(done) < head {
+                    return Ok(done);
+                }
+            }
+            let end = dst_off + head + count * page;
+            if end > i64::MAX as u64 {
+                return err(libc::EFBIG);
+            }
+            let pages = self.file(src)?.page_slice((src_off + head) / page, count);
+            let now = SystemTime::now();
+            let i = self.inode_mut(dst)?;
+            let freed = i
+                .file_mut()
+                .map_or(0, |d| d.put_pages((dst_off + head) / page, pages, end));
+            i.touch_modified(now);
+            self.pages_freed(freed);
+            return Ok((head + count * page) as u32);
+        }
+        self.copy_bytes(src, src_off, dst, dst_off, len.min(MAX_CHUNK))
+    }
+
+    /// Copies `len` bytes (at most `u32::MAX`) through a buffer.
+    fn copy_bytes(
+        &mut self,
+        src: u64,
+        src_off: u64,
+        dst: u64,
+        dst_off: u64,
+        len: u64,
+    ) -> Result<u32> {
+        let data = self.read(src, src_off, len as u32)?;
         if data.is_empty() {
             return Ok(0);
         }
@@ -284,7 +328,7 @@ impl Namespace {
                 let i = self.inode_mut(ino)?;
                 let freed = i.file_mut().map_or(0, |d| d.punch_hole(offset, len));
                 i.touch_modified(now);
-                self.pages_freed(freed);
+                self.pages_net_freed(freed);
             }
             _ => return err(libc::EOPNOTSUPP),
         }

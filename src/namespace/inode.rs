@@ -327,6 +327,44 @@ impl Inode {
         self.mtime = now.into();
         self.ctime = now.into();
     }
+
+    /// A copy for a checkpoint: same attributes and contents (file pages
+    /// shared, copy-on-write), no kernel references.
+    pub(crate) fn copy(&self) -> Inode {
+        let content = match &self.content {
+            Content::Dir(n) => Content::Dir(*n),
+            Content::File(d) => Content::File(d.clone()),
+            Content::Symlink(t) => Content::Symlink(t.clone()),
+            Content::Special(r) => Content::Special(*r),
+        };
+        Inode {
+            atime: self.atime,
+            mtime: self.mtime,
+            ctime: self.ctime,
+            perm: self.perm,
+            kind: self.kind,
+            flags: self.flags,
+            uid: self.uid,
+            gid: self.gid,
+            generation: self.generation,
+            nlink: self.nlink,
+            lookups: AtomicU64::new(0),
+            content,
+        }
+    }
+
+    /// Whether `other` shows the kernel exactly what this inode shows
+    /// (attributes, and through the times every change of contents,
+    /// entries or extended attributes): then a restore need not make the
+    /// kernel drop what it cached of it.
+    pub(crate) fn same_state(&self, other: &Inode) -> bool {
+        (self.atime, self.mtime, self.ctime) == (other.atime, other.mtime, other.ctime)
+            && (self.perm, self.kind, self.flags) == (other.perm, other.kind, other.flags)
+            && (self.uid, self.gid, self.generation, self.nlink)
+                == (other.uid, other.gid, other.generation, other.nlink)
+            && self.size() == other.size()
+            && self.blocks() == other.blocks()
+    }
 }
 
 /// Attributes many inodes share (see [`InodeTable::share_attributes`]).
@@ -413,6 +451,13 @@ pub struct InodeTable {
     xattrs: HashMap<u64, Xattrs>,
     /// [`xattr_space`] of every stored attribute, for the inode limit.
     xattr_bytes: u64,
+    /// Numbers a checkpoint holds (one bit each): never given to a new
+    /// inode, so a number names one file in the live tree and in every
+    /// checkpoint, and a restore can tell the kernel's inodes apart.
+    reserved: Vec<u64>,
+    /// Free numbers skipped because they were reserved; they go back to
+    /// the free list when the reservations change.
+    parked: Vec<u32>,
 }
 
 /// Heap bytes an inode table holds, by structure.
@@ -480,22 +525,29 @@ impl InodeTable {
     /// `(ino, generation)`; `None` when every number up to [`MAX_INO`] is
     /// taken.
     pub fn insert(&mut self, mut inode: Inode) -> Option<(u64, u64)> {
-        let (ino, generation) = match self.free.pop() {
-            Some(i) => {
-                let g = self.slots[i as usize].a.wrapping_add(1).max(1);
-                (u64::from(i) + 1, g)
-            }
-            None => {
-                let n = self.slots.len() as u64 + 1;
-                if n > MAX_INO {
-                    return None;
+        let (ino, generation) = loop {
+            match self.free.pop() {
+                Some(i) if self.is_reserved(u64::from(i) + 1) => self.parked.push(i),
+                Some(i) => {
+                    let g = self.slots[i as usize].a.wrapping_add(1).max(1);
+                    break (u64::from(i) + 1, g);
                 }
-                self.slots.push(Slot {
-                    tag: FREE,
-                    a: 0,
-                    b: 0,
-                });
-                (n, 1)
+                None => {
+                    let n = self.slots.len() as u64 + 1;
+                    if n > MAX_INO {
+                        return None;
+                    }
+                    self.slots.push(Slot {
+                        tag: FREE,
+                        a: 0,
+                        b: 0,
+                    });
+                    if self.is_reserved(n) {
+                        self.parked.push((n - 1) as u32);
+                        continue;
+                    }
+                    break (n, 1);
+                }
             }
         };
         inode.generation = generation;
@@ -902,6 +954,198 @@ impl InodeTable {
             self.xattr_bytes -= xattr_space(name, v);
         }
         v
+    }
+
+    fn is_reserved(&self, ino: u64) -> bool {
+        self.reserved
+            .get((ino / 64) as usize)
+            .is_some_and(|w| w & (1 << (ino % 64)) != 0)
+    }
+
+    /// Marks every number this table uses in `bits` (one bit per number).
+    pub(crate) fn mark_used(&self, bits: &mut Vec<u64>) {
+        let words = (self.slots.len() + 1).div_ceil(64);
+        if bits.len() < words {
+            bits.resize(words, 0);
+        }
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.tag & TAG != FREE {
+                let ino = i + 1;
+                bits[ino / 64] |= 1 << (ino % 64);
+            }
+        }
+    }
+
+    /// Sets the numbers checkpoints hold (see `reserved`); numbers parked
+    /// before become candidates again.
+    pub(crate) fn set_reserved(&mut self, bits: Vec<u64>) {
+        self.reserved = bits;
+        self.free.append(&mut self.parked);
+    }
+
+    /// A copy for a checkpoint: every inode that has a name, with its
+    /// attributes, contents (pages shared) and extended attributes. Inodes
+    /// only the kernel still holds (unlinked, open) are left out and their
+    /// numbers are free in the copy; no kernel references are copied.
+    pub(crate) fn copy(&self) -> InodeTable {
+        let mut t = InodeTable {
+            slots: self.slots.clone(),
+            free: self.free.clone(),
+            full: Vec::with_capacity(self.full.len()),
+            full_free: self.full_free.clone(),
+            templates: self.templates.clone(),
+            live: self.live,
+            xattr_bytes: self.xattr_bytes,
+            ..InodeTable::default()
+        };
+        t.free.extend_from_slice(&self.parked);
+        for r in &self.full {
+            t.full.push(r.as_ref().map(Inode::copy));
+        }
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.tag & TAG != FULL {
+                continue;
+            }
+            let Some(Some(inode)) = t.full.get(s.a as usize) else {
+                continue;
+            };
+            if inode.nlink == 0 && i != 0 {
+                let generation = inode.generation;
+                t.full[s.a as usize] = None;
+                t.full_free.push(s.a);
+                t.slots[i] = Slot {
+                    tag: FREE,
+                    a: generation,
+                    b: 0,
+                };
+                t.free.push(i as u32);
+                t.live -= 1;
+            }
+        }
+        t.xattrs = self
+            .xattrs
+            .iter()
+            .filter(|(ino, _)| t.slot(**ino).is_some_and(|s| s.tag & TAG != FREE))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        t.xattr_bytes = t
+            .xattrs
+            .values()
+            .flat_map(|x| x.iter().map(|(k, v)| xattr_space(k, v)))
+            .sum();
+        t
+    }
+
+    /// The inodes the kernel holds references to, with their counts.
+    pub(crate) fn held(&self) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = self
+            .shared_lookups
+            .lock()
+            .iter()
+            .map(|(&ino, &n)| (ino, n))
+            .collect();
+        for (idx, s) in self.slots.iter().enumerate() {
+            if s.tag & TAG == FULL
+                && let Some(Some(i)) = self.full.get(s.a as usize)
+                && i.lookups() > 0
+            {
+                out.push((idx as u64 + 1, i.lookups()));
+            }
+        }
+        out
+    }
+
+    /// Sets the kernel's reference count of live inode `ino` to `n`.
+    pub(crate) fn set_lookups(&mut self, ino: u64, n: u64) {
+        let Some(s) = self.slot(ino) else {
+            return;
+        };
+        match s.tag & TAG {
+            FULL => {
+                if let Some(Some(i)) = self.full.get_mut(s.a as usize) {
+                    *i.lookups.get_mut() = n;
+                }
+            }
+            SHARED => {
+                let map = self.shared_lookups.get_mut();
+                let before = map.len();
+                if n == 0 {
+                    map.remove(&ino);
+                } else {
+                    map.insert(ino, n);
+                }
+                let after = map.len();
+                *self.shared_held.get_mut() += after as u64;
+                *self.shared_held.get_mut() -= before as u64;
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes inode `ino` out of this table, with its extended attributes
+    /// (a table about to be dropped: nothing else is updated).
+    pub(crate) fn take(&mut self, ino: u64) -> Option<(Inode, Option<Xattrs>)> {
+        let s = self.slot(ino)?;
+        let inode = match s.tag & TAG {
+            FULL => self.full.get_mut(s.a as usize)?.take()?,
+            SHARED => self.build(ino, s)?,
+            _ => return None,
+        };
+        self.slots[(ino - 1) as usize].tag = FREE;
+        Some((inode, self.xattrs.remove(&ino)))
+    }
+
+    /// Puts `inode` under number `ino`, which must be free here (an inode
+    /// the kernel still holds, carried over a restore). False if taken.
+    pub(crate) fn adopt(&mut self, ino: u64, inode: Inode, xattrs: Option<Xattrs>) -> bool {
+        let Some(idx) = Self::index(ino) else {
+            return false;
+        };
+        if idx >= self.slots.len() {
+            // The numbers in between are new here: free (reservations still
+            // apply when they are handed out).
+            let from = self.slots.len();
+            self.slots.resize(
+                idx + 1,
+                Slot {
+                    tag: FREE,
+                    a: 0,
+                    b: 0,
+                },
+            );
+            self.free.extend(from as u32..idx as u32);
+        }
+        if self.slots[idx].tag & TAG != FREE {
+            return false;
+        }
+        self.free.retain(|&i| i as usize != idx);
+        self.parked.retain(|&i| i as usize != idx);
+        let r = self.add_record(inode);
+        self.slots[idx] = Slot {
+            tag: FULL,
+            a: r,
+            b: 0,
+        };
+        if let Some(x) = xattrs {
+            self.xattr_bytes += x.iter().map(|(k, v)| xattr_space(k, v)).sum::<u64>();
+            self.xattrs.insert(ino, x);
+        }
+        self.live += 1;
+        true
+    }
+
+    /// Drops the table, returning the page buffers that freed (pages
+    /// nobody else holds), counted file by file so that a page two dropped
+    /// files share counts once.
+    pub(crate) fn release(mut self) -> u64 {
+        let mut freed = 0;
+        for r in self.full.drain(..).flatten() {
+            if let Some(d) = r.file() {
+                freed += d.owned_pages();
+            }
+            drop(r);
+        }
+        freed
     }
 
     /// Iterates over live `(ino, inode)` pairs.

@@ -104,9 +104,20 @@ impl Namespace {
     /// Inode space in use: inodes, extra names of files, and extended
     /// attributes, as tmpfs counts them.
     pub(crate) fn ispace_used(&self) -> u64 {
-        (self.inodes.live() + self.extra_names)
+        self.ispace_of(&self.inodes, self.extra_names)
+            .saturating_add(self.checkpoints.ispace())
+    }
+
+    /// The inode space a table of inodes with `extra_names` more names
+    /// takes (the live tree's, or a checkpoint's).
+    pub(crate) fn ispace_of(
+        &self,
+        inodes: &crate::namespace::inode::InodeTable,
+        extra_names: u64,
+    ) -> u64 {
+        (inodes.live() + extra_names)
             .saturating_mul(INODE_SPACE)
-            .saturating_add(self.inodes.xattr_bytes())
+            .saturating_add(inodes.xattr_bytes())
     }
 
     /// `ENOSPC` unless `bytes` more of the inode space are free.

@@ -7,7 +7,8 @@
 //! attributes and inode lifetime; `dirs.rs` names and directories;
 //! `files.rs` file contents; `xattr.rs` extended attributes; `acl.rs`
 //! POSIX ACL rules; `flags.rs` the `chattr` flags and their rules;
-//! `limits.rs` the size and inode limits; `check.rs` the invariant checker.
+//! `limits.rs` the size and inode limits; `check.rs` the invariant checker;
+//! `checkpoint.rs` saved trees and restoring them.
 
 use std::time::SystemTime;
 
@@ -16,6 +17,7 @@ use log::debug;
 
 pub mod acl;
 pub mod check;
+pub mod checkpoint;
 pub mod data;
 mod dirs;
 pub use dirs::PathLoader;
@@ -118,6 +120,8 @@ pub struct Namespace {
     /// The time of every change while a [`PathLoader`] runs (one time for
     /// a whole load is what lets its entries share attributes).
     clock: Option<SystemTime>,
+    /// Saved trees ([`checkpoint`]).
+    checkpoints: checkpoint::Checkpoints,
 }
 
 fn file_type(k: Kind) -> FileType {
@@ -161,6 +165,7 @@ impl Namespace {
             extra_names: 0,
             freed_since_trim: 0,
             clock: None,
+            checkpoints: checkpoint::Checkpoints::default(),
         }
     }
 
@@ -276,7 +281,8 @@ impl Namespace {
 
     fn release_inode(&mut self, ino: u64, inode: Inode) {
         debug!("freeing inode {ino} ({:?})", inode.kind);
-        let pages = inode.file().map_or(0, |d| d.pages());
+        // Pages a checkpoint or another file shares stay.
+        let pages = inode.file().map_or(0, |d| d.owned_pages());
         drop(inode);
         self.pages_freed(pages);
     }
@@ -286,11 +292,23 @@ impl Namespace {
     /// the system: glibc keeps freed 4 KiB blocks in its heap otherwise, and
     /// deleted files would stay resident.
     pub(crate) fn pages_freed(&mut self, n: u64) {
-        self.pages_used -= n;
+        self.pages_used = self.pages_used.saturating_sub(n);
         self.freed_since_trim += n;
         if self.freed_since_trim >= TRIM_AFTER_PAGES {
             self.freed_since_trim = 0;
             crate::sys::trim_heap();
+        }
+    }
+
+    /// Accounts for a change that freed `net` page buffers (negative:
+    /// added them). Truncating or punching inside a page another file or
+    /// a checkpoint shares copies that page: like tmpfs, such a change
+    /// never fails for lack of space, so it may go one page over the limit.
+    pub(crate) fn pages_net_freed(&mut self, net: i64) {
+        if net >= 0 {
+            self.pages_freed(net as u64);
+        } else {
+            self.pages_used += net.unsigned_abs();
         }
     }
 

@@ -2179,8 +2179,22 @@ fn check_invariants(ns: &Namespace, held: &BTreeMap<u64, u64>) {
     }
     assert_eq!(ns.inodes.live(), refs.len() as u64 + orphans);
     assert_eq!(ns.inodes.iter().count() as u64, ns.inodes.live());
-    assert_eq!(ns.pages_used(), pages);
-    assert!(ns.pages_used() <= P_MAX_PAGES);
+    if ns.checkpoints().is_empty() {
+        assert_eq!(ns.pages_used(), pages);
+    } else {
+        // Pages shared with checkpoints count once: the checker counts
+        // distinct buffers.
+        assert!(ns.pages_used() >= pages.min(1) || pages == 0);
+    }
+    assert_eq!(ns.check(), Ok(()));
+    // Truncating inside a page a checkpoint shares copies it and never
+    // fails (as truncation never does on tmpfs): up to a page per file over.
+    let files = ns
+        .inodes
+        .iter()
+        .filter(|(_, i)| i.kind == Kind::RegularFile)
+        .count() as u64;
+    assert!(ns.pages_used() <= P_MAX_PAGES + files);
     // Inodes, extra names of files and xattrs share the inode space.
     let extra: u64 = refs
         .iter()
@@ -2198,9 +2212,10 @@ fn check_invariants(ns: &Namespace, held: &BTreeMap<u64, u64>) {
         .flat_map(|x| x.iter())
         .map(|(k, v)| crate::namespace::inode::xattr_space(k, v))
         .sum();
-    let used = (ns.inodes.live() + extra) * 1024 + xbytes;
-    assert!(used <= P_MAX_INODES * 1024);
-    assert_eq!(ns.usage().ffree, (P_MAX_INODES * 1024 - used) / 1024);
+    let used = (ns.inodes.live() + extra) * 1024 + xbytes + ns.checkpoints.ispace();
+    let max = ns.limits().max_inodes;
+    assert!(used <= max * 1024);
+    assert_eq!(ns.usage().ffree, (max * 1024 - used) / 1024);
     for &ino in held.keys() {
         assert!(ns.inodes.get(ino).is_some(), "held inode {ino} freed");
     }
@@ -3731,5 +3746,348 @@ proptest! {
         }
         prop_assert_eq!(one.trie().leaves(), each.trie().leaves());
         one.check().unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Checkpoints
+// ---------------------------------------------------------------------------
+
+/// Everything a process can observe of the tree, by path: kind, inode
+/// number, mode, owner, size, link count, times, contents or target, and
+/// extended attributes.
+fn dump(ns: &Namespace) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![(String::new(), ROOT_INO)];
+    while let Some((path, ino)) = stack.pop() {
+        let a = ns.attr(ino).unwrap();
+        let body = match a.kind {
+            FileType::RegularFile => format!("{:?}", ns.read(ino, 0, u32::MAX).unwrap()),
+            FileType::Symlink => format!("{:?}", ns.readlink(ino).unwrap()),
+            _ => String::new(),
+        };
+        let x = ns
+            .inodes
+            .xattrs(ino)
+            .map(|x| format!("{x:?}"))
+            .unwrap_or_default();
+        out.push(format!(
+            "{path} {ino} {:?} {:o} {} {} {} {:?} {:?} {body} {x}",
+            a.kind, a.perm, a.size, a.nlink, a.uid, a.mtime, a.ctime
+        ));
+        if a.kind == FileType::Directory {
+            for (name, child, _) in ns.entries_after(ino, None).unwrap() {
+                stack.push((format!("{path}/{}", name.to_string_lossy()), child));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn file_in(ns: &mut Namespace, parent: u64, name: &str, data: &[u8]) -> u64 {
+    let ino = ns
+        .create_node(parent, os(name), spec(Kind::RegularFile))
+        .unwrap()
+        .attr
+        .ino
+        .0;
+    ns.write(ino, 0, data).unwrap();
+    ino
+}
+
+#[test]
+fn restore_brings_back_names_contents_and_attributes() {
+    let mut ns = ns();
+    let d = ns
+        .create_node(ROOT_INO, os("d"), spec(Kind::Directory))
+        .unwrap()
+        .attr
+        .ino
+        .0;
+    let f = file_in(&mut ns, d, "f", &[1u8; 3 * PAGE]);
+    ns.setxattr(f, os("user.k"), b"v", 0).unwrap();
+    let saved = dump(&ns);
+    ns.save_checkpoint("base").unwrap();
+    assert_eq!(ns.pages_used(), 3, "a checkpoint shares pages");
+    // Change everything.
+    ns.write(f, 10, b"changed").unwrap();
+    assert_eq!(ns.pages_used(), 4, "the written page was copied once");
+    ns.write(f, 20, b"again").unwrap();
+    assert_eq!(ns.pages_used(), 4, "a copied page is the file's own");
+    let new = file_in(&mut ns, ROOT_INO, "new", b"x");
+    ns.forget(new, 1);
+    ns.rename(d, os("f"), ROOT_INO, os("moved"), 0).unwrap();
+    ns.setxattr(f, os("user.k"), b"other", 0).unwrap();
+    ns.check().unwrap();
+    assert_ne!(dump(&ns), saved);
+    let r = ns.restore_checkpoint("base").unwrap();
+    assert_eq!(dump(&ns), saved);
+    assert_eq!(r.orphaned, 0);
+    assert_eq!(
+        ns.pages_used(),
+        3,
+        "the copied page and the new file's went"
+    );
+    ns.check().unwrap();
+    // Restoring again, after more changes, works the same.
+    ns.unlink(d, os("f")).unwrap();
+    ns.restore_checkpoint("base").unwrap();
+    assert_eq!(dump(&ns), saved);
+    ns.delete_checkpoint("base").unwrap();
+    assert_eq!(ns.pages_used(), 3);
+    ns.check().unwrap();
+}
+
+#[test]
+fn checkpoint_names_and_errors() {
+    let mut ns = ns();
+    for bad in ["", "-x", ".x", "a/b", "a b", "é", &"x".repeat(65)] {
+        assert_eq!(ns.save_checkpoint(bad), Err(e(libc::EINVAL)), "{bad:?}");
+    }
+    ns.save_checkpoint("a.b-c_1").unwrap();
+    assert_eq!(ns.save_checkpoint("a.b-c_1"), Err(e(libc::EEXIST)));
+    assert_eq!(
+        ns.restore_checkpoint("nope").map(|_| ()),
+        Err(e(libc::ENOENT))
+    );
+    assert_eq!(ns.delete_checkpoint("nope"), Err(e(libc::ENOENT)));
+    for i in 1..checkpoint::MAX_CHECKPOINTS {
+        ns.save_checkpoint(&format!("c{i}")).unwrap();
+    }
+    assert_eq!(ns.save_checkpoint("one-more"), Err(e(libc::ENOSPC)));
+    assert_eq!(ns.checkpoint_infos().len(), checkpoint::MAX_CHECKPOINTS);
+}
+
+#[test]
+fn checkpoints_count_against_the_inode_limit() {
+    let mut ns = ns_with(100, 5);
+    file_in(&mut ns, ROOT_INO, "a", b"1");
+    let b = file_in(&mut ns, ROOT_INO, "b", b"2");
+    // Root, a, b: 3 inodes live; a checkpoint holds 3 more.
+    assert_eq!(ns.save_checkpoint("full"), Err(e(libc::ENOSPC)));
+    assert!(
+        ns.checkpoints().is_empty(),
+        "a refused save changes nothing"
+    );
+    ns.unlink(ROOT_INO, os("b")).unwrap();
+    ns.forget(b, 1);
+    ns.save_checkpoint("two").unwrap();
+    assert_eq!(ns.usage().ffree, 1);
+    let c = ns.create_node(ROOT_INO, os("c"), spec(Kind::RegularFile));
+    assert!(c.is_ok());
+    assert_eq!(
+        ns.create_node(ROOT_INO, os("d"), spec(Kind::RegularFile))
+            .map(|_| ()),
+        Err(e(libc::ENOSPC))
+    );
+    ns.delete_checkpoint("two").unwrap();
+    assert_eq!(ns.usage().ffree, 2);
+    ns.check().unwrap();
+}
+
+#[test]
+fn numbers_a_checkpoint_holds_are_not_reused() {
+    let mut ns = ns();
+    let f = file_in(&mut ns, ROOT_INO, "f", b"data");
+    ns.save_checkpoint("s").unwrap();
+    ns.unlink(ROOT_INO, os("f")).unwrap();
+    let g = file_in(&mut ns, ROOT_INO, "g", b"other");
+    assert_ne!(g, f, "a new file never takes a number the checkpoint holds");
+    ns.restore_checkpoint("s").unwrap();
+    assert_eq!(ns.lookup(ROOT_INO, os("f")).unwrap().attr.ino.0, f);
+    assert_eq!(ns.read(f, 0, 100).unwrap(), b"data");
+    ns.delete_checkpoint("s").unwrap();
+    ns.unlink(ROOT_INO, os("f")).unwrap();
+    // The kernel's references: the creation's and the lookup's.
+    ns.forget(f, 2);
+    // Without checkpoints, numbers are reused again.
+    let h = file_in(&mut ns, ROOT_INO, "h", b"");
+    assert_eq!(h, f);
+    ns.check().unwrap();
+}
+
+#[test]
+fn inodes_the_kernel_holds_survive_a_restore() {
+    let mut ns = ns();
+    let kept = file_in(&mut ns, ROOT_INO, "kept", b"old");
+    ns.lookup(ROOT_INO, os("kept")).unwrap();
+    ns.save_checkpoint("s").unwrap();
+    // A file created after the save and still held (open) by the kernel.
+    let open = file_in(&mut ns, ROOT_INO, "open", b"mine");
+    let dir = ns
+        .create_node(ROOT_INO, os("dir"), spec(Kind::Directory))
+        .unwrap()
+        .attr
+        .ino
+        .0;
+    ns.write(kept, 0, b"new").unwrap();
+    let r = ns.restore_checkpoint("s").unwrap();
+    assert_eq!(r.orphaned, 2);
+    let mut changed = r.changed.clone();
+    changed.sort_unstable();
+    assert_eq!(changed, {
+        let mut v = vec![kept, open, dir, ROOT_INO];
+        v.sort_unstable();
+        v
+    });
+    // The checkpoint's names; the open file is unlinked but readable.
+    assert_eq!(
+        ns.lookup(ROOT_INO, os("open")).map(|_| ()),
+        Err(e(libc::ENOENT))
+    );
+    assert_eq!(ns.read(open, 0, 100).unwrap(), b"mine");
+    assert_eq!(ns.attr(open).unwrap().nlink, 0);
+    ns.write(open, 4, b"!").unwrap();
+    assert_eq!(ns.entries_after(dir, None).unwrap().count(), 0);
+    assert_eq!(ns.read(kept, 0, 100).unwrap(), b"old");
+    // Kernel references carried over: the lookups of kept (create +
+    // lookup) and the creations.
+    assert_eq!(ns.inodes.get(kept).unwrap().lookups(), 2);
+    ns.check().unwrap();
+    ns.forget(open, 1);
+    ns.forget(dir, 1);
+    assert!(ns.inodes.get(open).is_none());
+    ns.check().unwrap();
+}
+
+#[test]
+fn copy_range_shares_aligned_pages() {
+    let mut ns = ns_with(10, 100);
+    let data: Vec<u8> = (0..4 * PAGE).map(|i| (i % 251) as u8).collect();
+    let a = file_in(&mut ns, ROOT_INO, "a", &data);
+    let b = ns
+        .create_node(ROOT_INO, os("b"), spec(Kind::RegularFile))
+        .unwrap()
+        .attr
+        .ino
+        .0;
+    assert_eq!(ns.pages_used(), 4);
+    let mut done = 0u64;
+    while done < data.len() as u64 {
+        let n = ns
+            .copy_range(a, done, b, done, data.len() as u64 - done)
+            .unwrap();
+        assert!(n > 0);
+        done += u64::from(n);
+    }
+    assert_eq!(ns.read(b, 0, u32::MAX).unwrap(), data);
+    assert_eq!(ns.pages_used(), 4, "whole pages are shared, not copied");
+    ns.write(b, 5, b"B").unwrap();
+    assert_eq!(ns.pages_used(), 5);
+    assert_eq!(
+        ns.read(a, 0, u32::MAX).unwrap(),
+        data,
+        "the source keeps its bytes"
+    );
+    // Unaligned: bytes are copied (the head in the same call, the rest of
+    // a page-aligned run shared).
+    let c = ns
+        .create_node(ROOT_INO, os("c"), spec(Kind::RegularFile))
+        .unwrap()
+        .attr
+        .ino
+        .0;
+    let n = ns.copy_range(a, 100, c, 100, 3 * PG).unwrap();
+    assert_eq!(
+        u64::from(n),
+        3 * PG - 100,
+        "the head copied, two pages shared"
+    );
+    assert_eq!(
+        ns.read(c, 100, 3 * PAGE as u32).unwrap(),
+        data[100..3 * PAGE]
+    );
+    assert_eq!(ns.pages_used(), 6, "one page for the head");
+    ns.check().unwrap();
+    let n = ns.copy_range(a, 1, c, 2, 2 * PG).unwrap();
+    assert_eq!(u64::from(n), 2 * PG);
+    assert_eq!(
+        ns.read(c, 2, 2 * PAGE as u32).unwrap(),
+        data[1..1 + 2 * PAGE]
+    );
+    ns.check().unwrap();
+    // No space for the bytes: a short or refused copy, nothing torn.
+    ns.unlink(ROOT_INO, os("c")).unwrap();
+    ns.forget(c, 1);
+    ns.check().unwrap();
+}
+
+#[derive(Clone, Debug)]
+enum CkOp {
+    Op(Op),
+    Save(usize),
+    Restore(usize),
+    Delete(usize),
+}
+
+fn ck_op_strategy() -> impl Strategy<Value = CkOp> {
+    prop_oneof![
+        8 => op_strategy().prop_map(CkOp::Op),
+        2 => (0usize..3).prop_map(CkOp::Save),
+        2 => (0usize..3).prop_map(CkOp::Restore),
+        1 => (0usize..3).prop_map(CkOp::Delete),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 384,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Random operations interleaved with saves, restores and deletes:
+    /// a restore gives back exactly what the model saved, the kernel's
+    /// references survive every restore, and the invariants (page and
+    /// inode accounting included) hold throughout.
+    #[test]
+    fn checkpoints_match_a_model(ops in proptest::collection::vec(ck_op_strategy(), 1..40)) {
+        let mut ns = ns_with(P_MAX_PAGES, 3 * P_MAX_INODES);
+        let mut held: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut model: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for op in &ops {
+            match op {
+                CkOp::Op(op) => apply(&mut ns, &mut held, op),
+                CkOp::Save(k) => {
+                    let name = format!("c{k}");
+                    match ns.save_checkpoint(&name) {
+                        Ok(()) => {
+                            prop_assert!(!model.contains_key(k));
+                            model.insert(*k, dump(&ns));
+                        }
+                        Err(err) if err == e(libc::EEXIST) => prop_assert!(model.contains_key(k)),
+                        Err(err) => {
+                            prop_assert_eq!(err, e(libc::ENOSPC));
+                            prop_assert!(ns.checkpoints().get(&name).is_none());
+                        }
+                    }
+                }
+                CkOp::Restore(k) => match ns.restore_checkpoint(&format!("c{k}")) {
+                    Ok(_) => prop_assert_eq!(&dump(&ns), &model[k]),
+                    Err(err) => {
+                        prop_assert_eq!(err, e(libc::ENOENT));
+                        prop_assert!(!model.contains_key(k));
+                    }
+                },
+                CkOp::Delete(k) => {
+                    let r = ns.delete_checkpoint(&format!("c{k}"));
+                    prop_assert_eq!(r.is_ok(), model.remove(k).is_some());
+                }
+            }
+            check_invariants(&ns, &held);
+        }
+        for k in model.keys() {
+            ns.delete_checkpoint(&format!("c{k}")).unwrap();
+        }
+        clear_flags(&mut ns);
+        remove_all(&mut ns, ROOT_INO);
+        for (&ino, &n) in &held {
+            ns.forget(ino, n);
+        }
+        held.clear();
+        check_invariants(&ns, &held);
+        prop_assert_eq!(ns.inodes.live(), 1);
+        prop_assert_eq!(ns.pages_used(), 0);
     }
 }

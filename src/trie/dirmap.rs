@@ -61,7 +61,7 @@ impl<K: Keys> Keys for &K {
 }
 
 /// Large directories: chunks and the cookie each starts with.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Chunked {
     chunks: Vec<Vec<NodeId>>,
     firsts: Vec<u64>,
@@ -69,6 +69,7 @@ pub(crate) struct Chunked {
 }
 
 /// Children of a directory. See the module docs.
+#[derive(Clone)]
 pub(crate) enum DirMap {
     /// At most [`FLAT_MAX`] children, sorted.
     Flat(Vec<NodeId>),

@@ -140,6 +140,10 @@ struct Node<V> {
 pub const FIRST_COOKIE: u64 = 3;
 
 /// A trie of path components with a value per node. See the module docs.
+///
+/// Cloning copies every node, name and child map: the copy has the same
+/// node ids, cookies and listing order (a checkpoint relies on that).
+#[derive(Clone)]
 pub struct Trie<V = ()> {
     nodes: Vec<Node<V>>,
     /// The cookie tag of each node's name (`dirmap::tag_of`): 2 bytes

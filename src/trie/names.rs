@@ -21,6 +21,7 @@ pub(crate) type Slot = u32;
 pub(crate) const EMPTY: Slot = 0;
 
 /// The name arena. See the module docs.
+#[derive(Clone)]
 pub(crate) struct Names {
     bytes: Vec<u8>,
     /// Free slots by size in units (index 0 unused).
