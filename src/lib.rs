@@ -10,7 +10,8 @@
 //! bin/triefs   the command: CLI, daemon, signals, subcommands
 //!    |
 //! fuse         one thin callback per kernel request: arguments in, errno out
-//!    |         (lsprefix, reconfigure: the ioctls' wire formats, beside it)
+//!    |         (lsprefix, reconfigure, checkpoint: the ioctls' wire
+//!    |         formats, beside it)
 //! namespace    every filesystem rule, with tmpfs semantics, no FUSE
 //!    |
 //! trie         names: one node per path component      namespace::inode,
@@ -25,11 +26,12 @@
 //! | module | concern |
 //! |---|---|
 //! | [`trie`] | the path trie (`mod.rs`): nodes of 12 bytes plus their value and a 2-byte cookie tag, every name once in one arena (`names.rs`), a directory's children as node ids ordered by name cookie (`dirmap.rs`), resumable bounded pages of leaf paths (`leaves.rs`) |
-//! | [`namespace`] | [`namespace::Namespace`]: its state, attributes and inode lifetime (`mod.rs`), directories and names (`dirs.rs`), file contents (`files.rs`), extended attributes (`xattr.rs`), POSIX ACL rules (`acl.rs`), the `chattr` flags and what immutable and append-only forbid (`flags.rs`), the size and inode limits (`limits.rs`), the invariant checker (`check.rs`), building from an image (`load.rs`), the inode table (`inode.rs`), sparse file pages (`data.rs`) |
+//! | [`namespace`] | [`namespace::Namespace`]: its state, attributes and inode lifetime (`mod.rs`), directories and names (`dirs.rs`), file contents (`files.rs`), extended attributes (`xattr.rs`), POSIX ACL rules (`acl.rs`), checkpoints: saving, restoring, what the kernel must forget (`checkpoint.rs`), the `chattr` flags and what immutable and append-only forbid (`flags.rs`), the size and inode limits (`limits.rs`), the invariant checker (`check.rs`), building from an image (`load.rs`), the inode table (`inode.rs`), sparse file pages (`data.rs`) |
 //! | [`error`] | [`Errno`], the one error type of filesystem operations, and [`Result`] |
 //! | [`sys`] | the operating system behind safe functions: every libc call but the watcher's after fork and mount(2) |
 //! | [`fuse`] | the `fuser::Filesystem` adapter (`mod.rs`), errno and reply helpers (`reply.rs`), directory listings (`readdir.rs`) |
 //! | [`lsprefix`] | `triefs ls-prefix`: the ioctl's wire format and the daemon's side (`mod.rs`), the client (`client.rs`) |
+//! | [`checkpoint`] | `triefs checkpoint`: the control ioctl's wire format (`mod.rs`) and the client (`client.rs`); the checkpoints themselves are [`namespace::checkpoint`] |
 //! | [`reconfigure`] | the remount control ioctl: its wire format, the daemon's side and the client (a root-only request that changes `size=`/`nr_inodes=` of a live mount) |
 //! | [`image`] | snapshot images: the format (`mod.rs`), writing (`write.rs`), strict reading (`read.rs`), atomic private saves and loading from a path (`file.rs`), the save status file (`status.rs`) |
 //! | [`mount`] | mounting (`mod.rs`): `-o` options (`options.rs`), the kernel's mount flags by name (`flags.rs`), the mount(8) helper convention (`helper.rs`), `mount -o remount` through the helper (`remount.rs`), the mount table (`mountinfo.rs`), mount(2) as root (`direct.rs`), the `auto_unmount` watcher (`watch.rs`) |
@@ -62,6 +64,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod checkpoint;
 pub mod error;
 pub mod fuse;
 pub mod image;

@@ -95,6 +95,27 @@ pub fn try_flock(f: &impl AsRawFd, exclusive: bool) -> io::Result<bool> {
     }
 }
 
+/// `syncfs(2)`: has the kernel write the dirty data it caches for the
+/// filesystem of `f` back to it.
+pub fn syncfs(f: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: syncfs takes any descriptor and only reads its number.
+    #[cfg(target_os = "linux")]
+    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
+    // Elsewhere there is no syncfs: sync everything.
+    #[cfg(not(target_os = "linux"))]
+    let rc = {
+        let _ = f.as_raw_fd();
+        // SAFETY: sync has no preconditions.
+        unsafe { libc::sync() };
+        0
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// An `_IOWR` ioctl with the buffer `buf`, whose length must be the size
 /// encoded in `cmd` (the kernel copies that many bytes in and out).
 pub fn ioctl_rw(f: &impl AsRawFd, cmd: u32, buf: &mut [u8]) -> io::Result<()> {

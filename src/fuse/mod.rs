@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags,
@@ -26,6 +26,7 @@ use parking_lot::RwLock;
 pub mod readdir;
 mod reply;
 
+use crate::checkpoint;
 use crate::error::Errno as FsErrno;
 use crate::lsprefix::{self, Caller};
 use crate::namespace::acl;
@@ -82,6 +83,9 @@ pub struct TrieFs {
     /// How to tell the kernel to drop cached attributes; set once the
     /// session exists (see [`TrieFs::notifier_slot`]).
     notifier: Arc<OnceLock<Notifier>>,
+    /// The mount's owner: with root, the only user who may save, restore,
+    /// delete or export checkpoints.
+    owner: u32,
 }
 
 impl TrieFs {
@@ -95,6 +99,7 @@ impl TrieFs {
             faults: false,
             check: None,
             notifier: Arc::new(OnceLock::new()),
+            owner: crate::sys::euid(),
         }
     }
 
@@ -130,6 +135,77 @@ impl TrieFs {
             && let Err(e) = n.inval_inode(INodeNo(ino), -1, 0)
         {
             debug!("inval_inode ino {ino}: {e}");
+        }
+    }
+
+    /// Serves a `triefs checkpoint` request (see [`checkpoint`]).
+    fn checkpoint(&self, req: &Request, in_data: &[u8]) -> Result<Vec<u8>, FsErrno> {
+        let r = checkpoint::decode_request(in_data)?;
+        if r.op.privileged() && req.uid() != 0 && req.uid() != self.owner {
+            return Err(FsErrno::new(libc::EPERM));
+        }
+        let start = Instant::now();
+        let nanos = |t: Instant| (t.elapsed().as_nanos() as u64).to_le_bytes().to_vec();
+        match r.op {
+            checkpoint::Op::Save => {
+                self.ns.write().save_checkpoint(&r.name)?;
+                info!("checkpoint {} saved in {:?}", r.name, start.elapsed());
+                Ok(nanos(start))
+            }
+            checkpoint::Op::Delete => {
+                self.ns.write().delete_checkpoint(&r.name)?;
+                info!("checkpoint {} deleted", r.name);
+                Ok(nanos(start))
+            }
+            checkpoint::Op::List => Ok(checkpoint::encode_list(&self.ns.read().checkpoint_infos())),
+            checkpoint::Op::Restore => {
+                let restored = self.ns.write().restore_checkpoint(&r.name)?;
+                let mut out = nanos(start);
+                // The lock is released: tell the kernel what to forget
+                // before the caller hears that the restore is done.
+                self.forget_cached(&restored);
+                info!(
+                    "checkpoint {} restored in {:?} ({} inodes and {} names invalidated)",
+                    r.name,
+                    start.elapsed(),
+                    restored.changed.len(),
+                    restored.entries.len()
+                );
+                for v in [
+                    restored.changed.len() as u64,
+                    restored.kept,
+                    restored.orphaned,
+                    restored.entries.len() as u64,
+                ] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                Ok(out)
+            }
+            checkpoint::Op::Export => Err(FsErrno::new(libc::ENOSYS)),
+        }
+    }
+
+    /// Makes the kernel drop what it cached of the tree a restore replaced:
+    /// the names of changed directories (positive and negative entries),
+    /// then the attributes, pages and listings of changed inodes.
+    fn forget_cached(&self, r: &crate::namespace::checkpoint::Restored) {
+        let Some(n) = self.notifier.get() else {
+            return;
+        };
+        for (parent, name) in &r.entries {
+            if let Err(e) = n.inval_entry(INodeNo(*parent), OsStr::from_bytes(name)) {
+                // ENOENT: the kernel did not have it.
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    debug!("inval_entry of a name in {parent}: {e}");
+                }
+            }
+        }
+        for &ino in &r.changed {
+            if let Err(e) = n.inval_inode(INodeNo(ino), 0, 0)
+                && e.raw_os_error() != Some(libc::ENOENT)
+            {
+                debug!("inval_inode ino {ino}: {e}");
+            }
         }
     }
 
@@ -699,6 +775,7 @@ impl Filesystem for TrieFs {
         let op = match cmd {
             reconfigure::IOC_RECONFIGURE => "remount",
             lsprefix::IOC_LS => "ls-prefix",
+            checkpoint::IOC_CHECKPOINT => "checkpoint",
             _ => "ioctl",
         };
         let work = || match cmd {
@@ -706,6 +783,8 @@ impl Filesystem for TrieFs {
             reconfigure::IOC_RECONFIGURE if ino == ROOT_INO => {
                 reconfigure::serve(&self.ns, req.uid(), in_data)
             }
+            // On the root only: a checkpoint is of the whole mount.
+            checkpoint::IOC_CHECKPOINT if ino == ROOT_INO => self.checkpoint(req, in_data),
             lsprefix::IOC_LS => {
                 let cursor = lsprefix::decode_request(in_data)?;
                 let caller = Caller::of_process(req.uid(), req.gid(), req.pid());

@@ -18,6 +18,7 @@
 //! can reach it by name. [`Restored`] lists the inodes whose cached
 //! attributes, pages and listings the caller must make the kernel drop.
 
+use std::os::unix::ffi::OsStrExt;
 use std::time::SystemTime;
 
 use super::inode::{InodeTable, Kind, ROOT_INO};
@@ -137,6 +138,11 @@ pub struct Restored {
     pub orphaned: u64,
     /// Page buffers freed by dropping the tree that was live.
     pub pages_freed: u64,
+    /// Names the kernel may have cached, positive or negative, that may
+    /// now be wrong: every name before and after in each changed
+    /// directory it holds (a directory whose entries changed has a new
+    /// change time, so unchanged directories' cached names stay right).
+    pub entries: Vec<(u64, Vec<u8>)>,
 }
 
 /// Checks a checkpoint name: 1 to [`MAX_NAME`] bytes of letters, digits
@@ -218,6 +224,7 @@ impl Namespace {
         let old_trie = std::mem::replace(&mut self.trie, trie);
         self.extra_names = extra_names;
         let mut r = Restored::default();
+        let mut orphans = Vec::new();
         for (ino, n) in old.held() {
             let same = match (old.get(ino), self.inodes.get(ino)) {
                 (Some(a), Some(b)) if a.generation == b.generation => Some(a.same_state(&b)),
@@ -233,23 +240,8 @@ impl Namespace {
                     }
                 }
                 None => {
-                    // Numbers are reserved while a checkpoint holds them,
-                    // so the checkpoint's slot is free: keep the inode
-                    // there, unlinked, for the kernel.
-                    let Some((mut inode, xattrs)) = old.take(ino) else {
-                        continue;
-                    };
-                    inode.nlink = 0;
-                    if inode.kind == Kind::Directory {
-                        inode.content = super::inode::Content::Dir(None);
-                    }
-                    *inode.lookups.get_mut() = n;
-                    if self.inodes.adopt(ino, inode, xattrs) {
-                        r.orphaned += 1;
-                        r.changed.push(ino);
-                    } else {
-                        log::error!("restore of {name}: inode {ino} is taken in the checkpoint");
-                    }
+                    orphans.push((ino, n));
+                    r.changed.push(ino);
                 }
             }
         }
@@ -259,6 +251,46 @@ impl Namespace {
                 .is_some_and(|a| self.inodes.get(ROOT_INO).is_some_and(|b| !a.same_state(&b)))
         {
             r.changed.push(ROOT_INO);
+        }
+        for &ino in &r.changed {
+            let before = old.get(ino).and_then(|i| i.dir_node());
+            let after = self.inodes.get(ino).and_then(|i| i.dir_node());
+            let mut names: Vec<Vec<u8>> = Vec::new();
+            if let Some(n) = before {
+                names.extend(
+                    old_trie
+                        .children(n)
+                        .map(|(name, _)| name.as_bytes().to_vec()),
+                );
+            }
+            if let Some(n) = after {
+                names.extend(
+                    self.trie
+                        .children(n)
+                        .map(|(name, _)| name.as_bytes().to_vec()),
+                );
+            }
+            names.sort_unstable();
+            names.dedup();
+            r.entries.extend(names.into_iter().map(|name| (ino, name)));
+        }
+        for (ino, n) in orphans {
+            // Numbers are reserved while a checkpoint holds them, so the
+            // checkpoint's slot is free: keep the inode there, unlinked,
+            // for the kernel.
+            let Some((mut inode, xattrs)) = old.take(ino) else {
+                continue;
+            };
+            inode.nlink = 0;
+            if inode.kind == Kind::Directory {
+                inode.content = super::inode::Content::Dir(None);
+            }
+            *inode.lookups.get_mut() = n;
+            if self.inodes.adopt(ino, inode, xattrs) {
+                r.orphaned += 1;
+            } else {
+                log::error!("restore of {name}: inode {ino} is taken in the checkpoint");
+            }
         }
         drop(old_trie);
         r.pages_freed = old.release();

@@ -61,6 +61,10 @@ MOUNT(8) AND FSTAB:
   and nr_inodes= of a live mount, with tmpfs's rules.
 
 OTHER COMMANDS (each has its own --help):
+  triefs checkpoint save|restore|delete MOUNTPOINT NAME
+  triefs checkpoint list MOUNTPOINT, triefs checkpoint export MOUNTPOINT NAME FILE
+                          named copies of the whole tree, restored in one
+                          step (reset a test fixture in milliseconds)
   triefs ls-prefix [-U] MOUNTPOINT [PREFIX]  leaf paths under PREFIX, answered
                           by the daemon from the trie (sorted unless -U)
   triefs image info|check FILE, triefs image ls FILE [PREFIX]
@@ -173,6 +177,73 @@ pub(crate) enum ImageCmd {
     /// invariants, and that its last save did not fail.
     Check {
         /// The image file.
+        file: PathBuf,
+    },
+}
+
+/// Save, restore, list, delete and export checkpoints of a mounted triefs:
+/// named copies of the whole tree that a restore brings back in one step
+/// (a test fixture reset in milliseconds).
+///
+/// A checkpoint copies the metadata and shares the file data: a page
+/// written after the save is copied once. Save, restore, delete and export
+/// are for the mount's owner and root (others get EPERM); anyone who may
+/// open the mount point may list. Right after a restore returns, every
+/// process sees the checkpoint's tree: the kernel's caches of what changed
+/// are dropped. A file the checkpoint lacks that a process still has open
+/// stays readable and writable through that descriptor, unlinked.
+///
+/// Exit codes: 0 done; 2 refused or failed, with one line on stderr (no
+/// such checkpoint, the name is taken, not a triefs mount, no permission,
+/// a limit reached).
+#[derive(Parser, Debug)]
+#[command(
+    name = "triefs checkpoint",
+    bin_name = "triefs checkpoint",
+    verbatim_doc_comment
+)]
+#[command(subcommand_required = true)]
+pub(crate) struct CheckpointCli {
+    #[command(subcommand)]
+    pub(crate) cmd: CheckpointCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum CheckpointCmd {
+    /// Capture the live tree under NAME (1-64 letters, digits and
+    /// `._-+@:=,`, not starting with `.` or `-`).
+    Save {
+        /// The triefs mount point.
+        mountpoint: PathBuf,
+        /// The checkpoint's name.
+        name: String,
+    },
+    /// Make NAME's tree the live tree, atomically; NAME stays.
+    Restore {
+        /// The triefs mount point.
+        mountpoint: PathBuf,
+        /// The checkpoint's name.
+        name: String,
+    },
+    /// Name, time, entries, and bytes shared with others / its own.
+    List {
+        /// The triefs mount point.
+        mountpoint: PathBuf,
+    },
+    /// Forget NAME, freeing what only it holds.
+    Delete {
+        /// The triefs mount point.
+        mountpoint: PathBuf,
+        /// The checkpoint's name.
+        name: String,
+    },
+    /// Write NAME's tree to FILE as a tar archive (`-` for stdout).
+    Export {
+        /// The triefs mount point.
+        mountpoint: PathBuf,
+        /// The checkpoint's name.
+        name: String,
+        /// The archive to write (created, or replaced).
         file: PathBuf,
     },
 }

@@ -19,6 +19,7 @@ use std::sync::atomic::Ordering;
 use triefs::mount::helper;
 
 use crate::cli::*;
+use crate::commands::checkpoint::*;
 use crate::commands::image::*;
 use crate::commands::ls_prefix::*;
 use crate::daemon::*;
@@ -73,6 +74,13 @@ fn main() -> ExitCode {
                 let hint = bare_hint("image");
                 return match parse_args::<ImageCli>(argv[1..].to_vec(), Some(&hint)) {
                     Ok(cli) => image_command(cli),
+                    Err(code) => code,
+                };
+            }
+            if sub("checkpoint") {
+                let hint = bare_hint("checkpoint");
+                return match parse_args::<CheckpointCli>(argv[1..].to_vec(), Some(&hint)) {
+                    Ok(cli) => checkpoint_command(cli),
                     Err(code) => code,
                 };
             }

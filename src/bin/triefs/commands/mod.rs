@@ -1,4 +1,5 @@
 //! The subcommands that do not mount.
 
+pub(crate) mod checkpoint;
 pub(crate) mod image;
 pub(crate) mod ls_prefix;
