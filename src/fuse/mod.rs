@@ -86,7 +86,22 @@ pub struct TrieFs {
     /// The mount's owner: with root, the only user who may save, restore,
     /// delete or export checkpoints.
     owner: u32,
+    /// The checkpoint housekeeping thread's state (see
+    /// [`TrieFs::after_checkpoint_change`]).
+    housekeeping: Arc<Housekeeping>,
 }
+
+/// Whether the checkpoint housekeeping thread runs, and whether it has
+/// more to do than it knows.
+#[derive(Default)]
+struct Housekeeping {
+    running: AtomicBool,
+    again: AtomicBool,
+}
+
+/// Inodes freed per hold of the write lock when freeing a replaced tree:
+/// about a millisecond.
+const REAP_SLICE: usize = 4096;
 
 impl TrieFs {
     /// Wraps a namespace for serving.
@@ -100,6 +115,7 @@ impl TrieFs {
             check: None,
             notifier: Arc::new(OnceLock::new()),
             owner: crate::sys::euid(),
+            housekeeping: Arc::default(),
         }
     }
 
@@ -150,11 +166,13 @@ impl TrieFs {
             checkpoint::Op::Save => {
                 self.ns.write().save_checkpoint(&r.name)?;
                 info!("checkpoint {} saved in {:?}", r.name, start.elapsed());
+                self.after_checkpoint_change();
                 Ok(nanos(start))
             }
             checkpoint::Op::Delete => {
                 self.ns.write().delete_checkpoint(&r.name)?;
                 info!("checkpoint {} deleted", r.name);
+                self.after_checkpoint_change();
                 Ok(nanos(start))
             }
             checkpoint::Op::List => Ok(checkpoint::encode_list(&self.ns.read().checkpoint_infos())),
@@ -164,6 +182,7 @@ impl TrieFs {
                 // The lock is released: tell the kernel what to forget
                 // before the caller hears that the restore is done.
                 self.forget_cached(&restored);
+                self.after_checkpoint_change();
                 info!(
                     "checkpoint {} restored in {:?} ({} inodes and {} names invalidated)",
                     r.name,
@@ -182,6 +201,50 @@ impl TrieFs {
                 Ok(out)
             }
             checkpoint::Op::Export => Err(FsErrno::new(libc::ENOSYS)),
+        }
+    }
+
+    /// After a save, restore or delete: frees the trees a restore
+    /// replaced, a slice per hold of the lock, and copies the checkpoint
+    /// restored or saved last ahead of the next restore, without the lock
+    /// (so that restore itself only swaps trees). One thread at a time.
+    fn after_checkpoint_change(&self) {
+        let hk = self.housekeeping.clone();
+        hk.again.store(true, Ordering::SeqCst);
+        if hk.running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let ns = self.ns.clone();
+        let spawned = std::thread::Builder::new()
+            .name("checkpoints".into())
+            .spawn(move || {
+                loop {
+                    hk.again.store(false, Ordering::SeqCst);
+                    loop {
+                        let mut guard = ns.write();
+                        let more = guard.reap(REAP_SLICE);
+                        // Fair: a request waiting for the lock gets it
+                        // before the next slice.
+                        parking_lot::RwLockWriteGuard::unlock_fair(guard);
+                        if !more {
+                            break;
+                        }
+                    }
+                    let wanted = ns.read().spare_wanted();
+                    if let Some(source) = wanted {
+                        let spare = source.copy();
+                        drop(source);
+                        ns.write().install_spare(spare);
+                    }
+                    hk.running.store(false, Ordering::SeqCst);
+                    if !hk.again.load(Ordering::SeqCst) || hk.running.swap(true, Ordering::SeqCst) {
+                        break;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            error!("cannot start the checkpoint housekeeping thread: {e}");
+            self.housekeeping.running.store(false, Ordering::SeqCst);
         }
     }
 

@@ -227,7 +227,7 @@ fn load_inode(
     } else {
         let content = match kind {
             Kind::Directory => Content::Dir(None),
-            Kind::RegularFile => Content::File(Box::default()),
+            Kind::RegularFile => Content::File(std::sync::Arc::default()),
             Kind::Symlink => Content::Symlink(Box::new(target.into())),
             Kind::CharDevice | Kind::BlockDevice => Content::Special(rdev),
             Kind::Fifo | Kind::Socket => Content::Special(0),

@@ -102,8 +102,8 @@ impl Namespace {
                 self.inodes.xattr_bytes()
             ));
         }
-        for c in self.checkpoints.iter() {
-            for (_, inode) in c.inodes().iter() {
+        for t in self.checkpoints.tables() {
+            for (_, inode) in t.iter() {
                 if let Some(d) = inode.file() {
                     pages += distinct.count(d);
                 }
@@ -153,16 +153,23 @@ fn check_acls(ino: u64, inode: &Inode, x: &Xattrs, errors: &mut Vec<String>) {
     }
 }
 
-/// Counts page buffers once however many files and checkpoints share them.
+/// Counts page buffers once however many files and checkpoints share them
+/// (and page maps once however many inodes share them).
 #[derive(Default)]
-struct Distinct(std::collections::HashSet<*const u8>);
+struct Distinct {
+    pages: std::collections::HashSet<*const u8>,
+    maps: std::collections::HashSet<*const crate::namespace::data::FileData>,
+}
 
 impl Distinct {
     /// The pages of `d` not counted before.
     fn count(&mut self, d: &crate::namespace::data::FileData) -> u64 {
+        if !self.maps.insert(d as *const _) {
+            return 0;
+        }
         let mut n = 0;
         for p in d.page_refs() {
-            if std::sync::Arc::strong_count(p) == 1 || self.0.insert(p.as_ptr()) {
+            if std::sync::Arc::strong_count(p) == 1 || self.pages.insert(p.as_ptr()) {
                 n += 1;
             }
         }

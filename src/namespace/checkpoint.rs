@@ -19,6 +19,7 @@
 //! attributes, pages and listings the caller must make the kernel drop.
 
 use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::inode::{InodeTable, Kind, ROOT_INO};
@@ -32,13 +33,34 @@ pub const MAX_CHECKPOINTS: usize = 64;
 /// Longest checkpoint name, in bytes.
 pub const MAX_NAME: usize = 64;
 
+/// A whole tree: what a checkpoint holds, and what a restore puts in
+/// place of the live tree.
+pub(crate) struct Tree {
+    pub(crate) trie: Trie<u32>,
+    pub(crate) inodes: InodeTable,
+    pub(crate) extra_names: u64,
+}
+
+impl Tree {
+    /// A copy sharing the file data (see `InodeTable::copy`).
+    pub(crate) fn copy(&self) -> Tree {
+        Tree {
+            trie: self.trie.clone(),
+            inodes: self.inodes.copy(),
+            extra_names: self.extra_names,
+        }
+    }
+}
+
 /// One saved tree.
 pub struct Checkpoint {
     name: String,
     time: SystemTime,
-    trie: Trie<u32>,
-    inodes: InodeTable,
-    extra_names: u64,
+    /// Tells a spare copy of this checkpoint from one of an older
+    /// checkpoint of the same name.
+    id: u64,
+    /// Immutable: a spare copy is made from it without the namespace lock.
+    tree: Arc<Tree>,
     /// Its share of the inode limit (see `Namespace::ispace_used`).
     ispace: u64,
 }
@@ -56,13 +78,38 @@ impl Checkpoint {
 
     /// The saved names.
     pub fn trie(&self) -> &Trie<u32> {
-        &self.trie
+        &self.tree.trie
     }
 
     /// The saved inodes.
     pub fn inodes(&self) -> &InodeTable {
-        &self.inodes
+        &self.tree.inodes
     }
+}
+
+/// A copy of a checkpoint to restore from, made ahead of time (see
+/// [`Namespace::spare_wanted`]).
+pub struct SpareSource {
+    id: u64,
+    tree: Arc<Tree>,
+}
+
+impl SpareSource {
+    /// Copies the checkpoint: run without the namespace lock (the
+    /// checkpoint is immutable; the copy only adds references to file
+    /// data the checkpoint holds, which no accounting reads).
+    pub fn copy(&self) -> Spare {
+        Spare {
+            id: self.id,
+            tree: self.tree.copy(),
+        }
+    }
+}
+
+/// A ready copy of a checkpoint ([`SpareSource::copy`]).
+pub struct Spare {
+    id: u64,
+    tree: Tree,
 }
 
 /// What `checkpoint list` shows of one checkpoint.
@@ -83,10 +130,22 @@ pub struct CheckpointInfo {
     pub meta_bytes: u64,
 }
 
-/// The checkpoints of a namespace.
+/// The checkpoints of a namespace, and the trees waiting to be freed.
 #[derive(Default)]
 pub struct Checkpoints {
     list: Vec<Checkpoint>,
+    next_id: u64,
+    /// The checkpoint saved or restored last: the next restore is likely
+    /// of it, so a copy of it is kept ready.
+    recent: Option<u64>,
+    /// That copy.
+    spare: Option<Spare>,
+    /// Trees a restore replaced (and spares no longer wanted), freed a
+    /// slice at a time by [`Namespace::reap`] after the restore returned.
+    graveyard: Vec<Tree>,
+    /// Trees of deleted checkpoints that a spare copy in the making still
+    /// reads; freed when that copy arrives.
+    orphan_trees: Vec<Arc<Tree>>,
 }
 
 impl Checkpoints {
@@ -119,9 +178,20 @@ impl Checkpoints {
     fn reserved(&self) -> Vec<u64> {
         let mut bits = Vec::new();
         for c in &self.list {
-            c.inodes.mark_used(&mut bits);
+            c.tree.inodes.mark_used(&mut bits);
         }
         bits
+    }
+
+    /// Inode tables that hold file data besides the live tree: the
+    /// checkpoints, the spare copy and the trees not yet freed (for the
+    /// consistency check's page count).
+    pub(crate) fn tables(&self) -> impl Iterator<Item = &InodeTable> {
+        self.list
+            .iter()
+            .map(|c| &c.tree.inodes)
+            .chain(self.spare.iter().map(|s| &s.tree.inodes))
+            .chain(self.graveyard.iter().map(|t| &t.inodes))
     }
 }
 
@@ -136,8 +206,6 @@ pub struct Restored {
     pub kept: u64,
     /// Inodes the checkpoint lacks, kept alive for the kernel as unlinked.
     pub orphaned: u64,
-    /// Page buffers freed by dropping the tree that was live.
-    pub pages_freed: u64,
     /// Names the kernel may have cached, positive or negative, that may
     /// now be wrong: every name before and after in each changed
     /// directory it holds (a directory whose entries changed has a new
@@ -183,15 +251,21 @@ impl Namespace {
         let inodes = self.inodes.copy();
         let ispace = self.ispace_of(&inodes, self.extra_names);
         self.reserve_ispace(ispace)?;
+        let id = self.checkpoints.next_id;
+        self.checkpoints.next_id += 1;
         let ck = Checkpoint {
             name: name.to_owned(),
             time: SystemTime::now(),
-            trie: self.trie.clone(),
-            inodes,
-            extra_names: self.extra_names,
+            id,
+            tree: Arc::new(Tree {
+                trie: self.trie.clone(),
+                inodes,
+                extra_names: self.extra_names,
+            }),
             ispace,
         };
         self.checkpoints.list.push(ck);
+        self.checkpoints.recent = Some(id);
         self.update_reserved();
         Ok(())
     }
@@ -203,8 +277,25 @@ impl Namespace {
             return err(libc::ENOENT);
         };
         let ck = self.checkpoints.list.remove(i);
-        let freed = ck.inodes.release();
-        self.pages_freed(freed);
+        if self
+            .checkpoints
+            .spare
+            .as_ref()
+            .is_some_and(|s| s.id == ck.id)
+        {
+            let spare = self.checkpoints.spare.take();
+            self.checkpoints.graveyard.extend(spare.map(|s| s.tree));
+        }
+        if self.checkpoints.recent == Some(ck.id) {
+            self.checkpoints.recent = None;
+        }
+        match Arc::try_unwrap(ck.tree) {
+            Ok(tree) => self.checkpoints.graveyard.push(tree),
+            // A spare copy of it is being made: that copy's references
+            // are what keeps its data alive for a moment; the copy is
+            // discarded when it arrives ([`Namespace::install_spare`]).
+            Err(tree) => self.checkpoints.orphan_trees.push(tree),
+        }
         self.update_reserved();
         Ok(())
     }
@@ -216,9 +307,21 @@ impl Namespace {
         let Some(ck) = self.checkpoints.get(name) else {
             return err(libc::ENOENT);
         };
-        let mut inodes = ck.inodes.copy();
-        let trie = ck.trie.clone();
-        let extra_names = ck.extra_names;
+        let (id, source) = (ck.id, ck.tree.clone());
+        let tree = match self.checkpoints.spare.take() {
+            Some(s) if s.id == id => s.tree,
+            other => {
+                self.checkpoints.graveyard.extend(other.map(|s| s.tree));
+                source.copy()
+            }
+        };
+        drop(source);
+        self.checkpoints.recent = Some(id);
+        let Tree {
+            trie,
+            mut inodes,
+            extra_names,
+        } = tree;
         inodes.set_reserved(self.checkpoints.reserved());
         let mut old = std::mem::replace(&mut self.inodes, inodes);
         let old_trie = std::mem::replace(&mut self.trie, trie);
@@ -292,9 +395,13 @@ impl Namespace {
                 log::error!("restore of {name}: inode {ino} is taken in the checkpoint");
             }
         }
-        drop(old_trie);
-        r.pages_freed = old.release();
-        self.pages_freed(r.pages_freed);
+        // Freed later, a slice at a time ([`Namespace::reap`]): freeing
+        // every record here would hold the lock for as long as copying.
+        self.checkpoints.graveyard.push(Tree {
+            trie: old_trie,
+            inodes: old,
+            extra_names: 0,
+        });
         Ok(r)
     }
 
@@ -304,10 +411,11 @@ impl Namespace {
             .iter()
             .map(|c| {
                 let (mut shared, mut own) = (0u64, 0u64);
-                for (_, i) in c.inodes.iter() {
+                for (_, i) in c.tree.inodes.iter() {
                     if let Some(d) = i.file() {
+                        let map_shared = i.file_shared();
                         for p in d.page_refs() {
-                            if std::sync::Arc::strong_count(p) > 1 {
+                            if map_shared || std::sync::Arc::strong_count(p) > 1 {
                                 shared += 1;
                             } else {
                                 own += 1;
@@ -315,19 +423,86 @@ impl Namespace {
                         }
                     }
                 }
-                let t = c.trie.memory();
-                let m = c.inodes.memory();
+                let t = c.tree.trie.memory();
+                let m = c.tree.inodes.memory();
                 let time = super::inode::Time::from(c.time).parts();
                 CheckpointInfo {
                     name: c.name.clone(),
                     time,
-                    entries: c.inodes.live(),
+                    entries: c.tree.inodes.live(),
                     shared_bytes: shared * super::PAGE as u64,
                     own_bytes: own * super::PAGE as u64,
                     meta_bytes: (t.nodes + t.names + t.dirs + m.slots + m.records) as u64,
                 }
             })
             .collect()
+    }
+
+    /// The checkpoint to copy ahead of the next restore, if a copy is
+    /// wanted and missing: copy it ([`SpareSource::copy`]) without the
+    /// lock, then hand the copy to [`Namespace::install_spare`].
+    pub fn spare_wanted(&self) -> Option<SpareSource> {
+        let c = &self.checkpoints;
+        let id = c.recent?;
+        if c.spare.is_some() {
+            return None;
+        }
+        let ck = c.list.iter().find(|ck| ck.id == id)?;
+        Some(SpareSource {
+            id,
+            tree: ck.tree.clone(),
+        })
+    }
+
+    /// Keeps a copy made from [`Namespace::spare_wanted`] for the next
+    /// restore, or frees it if it is no longer wanted.
+    pub fn install_spare(&mut self, spare: Spare) {
+        let c = &mut self.checkpoints;
+        c.orphan_trees.retain(|t| Arc::strong_count(t) > 1);
+        if c.spare.is_none() && c.recent == Some(spare.id) {
+            c.spare = Some(spare);
+        } else {
+            c.graveyard.push(spare.tree);
+        }
+        // Trees of checkpoints deleted while this copy was made: free now.
+        let done: Vec<Arc<Tree>> = std::mem::take(&mut c.orphan_trees);
+        for t in done {
+            match Arc::try_unwrap(t) {
+                Ok(tree) => c.graveyard.push(tree),
+                Err(t) => c.orphan_trees.push(t),
+            }
+        }
+    }
+
+    /// Frees up to `budget` inodes of the trees restores replaced, and
+    /// returns whether more are waiting. Call it in a loop, taking the lock
+    /// for each call, so that requests get in between.
+    pub fn reap(&mut self, budget: usize) -> bool {
+        let mut left = budget;
+        let mut freed = 0;
+        while left > 0 {
+            let Some(t) = self.checkpoints.graveyard.last_mut() else {
+                break;
+            };
+            let (f, n, empty) = t.inodes.release_some(left);
+            freed += f;
+            left = left.saturating_sub(n.max(1));
+            if empty {
+                self.checkpoints.graveyard.pop();
+            }
+        }
+        self.pages_freed(freed);
+        !self.checkpoints.graveyard.is_empty()
+    }
+
+    /// Everything [`Namespace::reap`] and a spare copy would do later, now
+    /// (tests, and callers without a background thread).
+    pub fn settle_checkpoints(&mut self) {
+        while self.reap(usize::MAX) {}
+        if let Some(src) = self.spare_wanted() {
+            let spare = src.copy();
+            self.install_spare(spare);
+        }
     }
 
     fn update_reserved(&mut self) {

@@ -144,8 +144,10 @@ impl FileData {
         out
     }
 
-    /// Number of pages a write of `len` bytes at `offset` would add.
-    pub fn pages_needed(&self, offset: u64, len: u64) -> u64 {
+    /// Number of page buffers a write of `len` bytes at `offset` would
+    /// add. `map_shared`: a checkpoint shares this whole page map, so every
+    /// stored page would be copied on write.
+    pub fn pages_needed(&self, offset: u64, len: u64, map_shared: bool) -> u64 {
         if len == 0 {
             return 0;
         }
@@ -155,15 +157,26 @@ impl FileData {
         let owned = self
             .pages
             .range(first..=last)
-            .filter(|(_, p)| last_ref(p))
+            .filter(|(_, p)| !map_shared && last_ref(p))
             .count() as u64;
         (last - first + 1) - owned
+    }
+
+    /// Number of pages `[offset, offset+len)` lacks (what allocating it
+    /// adds: stored pages, shared or not, stay as they are).
+    pub fn pages_missing(&self, offset: u64, len: u64) -> u64 {
+        if len == 0 {
+            return 0;
+        }
+        let first = offset / PAGE64;
+        let last = (offset + len - 1) / PAGE64;
+        (last - first + 1) - self.pages.range(first..=last).count() as u64
     }
 
     /// How many bytes of a `len`-byte write at `offset` fit when at most
     /// `free` new pages may be stored (a short write, as tmpfs does when
     /// it runs full).
-    pub fn fitting_len(&self, offset: u64, len: u64, free: u64) -> u64 {
+    pub fn fitting_len(&self, offset: u64, len: u64, free: u64, map_shared: bool) -> u64 {
         if len == 0 {
             return 0;
         }
@@ -171,7 +184,7 @@ impl FileData {
         let last = (offset + len - 1) / PAGE64;
         let mut missing = 0;
         for idx in first..=last {
-            if !self.pages.get(&idx).is_some_and(last_ref) {
+            if map_shared || !self.pages.get(&idx).is_some_and(last_ref) {
                 missing += 1;
                 if missing > free {
                     return (idx * PAGE64).saturating_sub(offset).min(len);
@@ -413,11 +426,20 @@ mod tests {
         let mut f = FileData::new();
         f.write(PAGE64, &[1]);
         // Pages 0 (missing), 1 (present), 2 and 3 (missing).
-        assert_eq!(f.fitting_len(10, 4 * PAGE64 - 10, 3), 4 * PAGE64 - 10);
-        assert_eq!(f.fitting_len(10, 4 * PAGE64 - 10, 2), 3 * PAGE64 - 10);
-        assert_eq!(f.fitting_len(10, 4 * PAGE64 - 10, 1), 2 * PAGE64 - 10);
-        assert_eq!(f.fitting_len(10, 4 * PAGE64 - 10, 0), 0);
-        assert_eq!(f.fitting_len(PAGE64, 100, 0), 100);
+        assert_eq!(
+            f.fitting_len(10, 4 * PAGE64 - 10, 3, false),
+            4 * PAGE64 - 10
+        );
+        assert_eq!(
+            f.fitting_len(10, 4 * PAGE64 - 10, 2, false),
+            3 * PAGE64 - 10
+        );
+        assert_eq!(
+            f.fitting_len(10, 4 * PAGE64 - 10, 1, false),
+            2 * PAGE64 - 10
+        );
+        assert_eq!(f.fitting_len(10, 4 * PAGE64 - 10, 0, false), 0);
+        assert_eq!(f.fitting_len(PAGE64, 100, 0, false), 100);
     }
 
     #[test]

@@ -158,7 +158,7 @@ impl Namespace {
         }
         let content = match spec.kind {
             Kind::Directory => Content::Dir(None),
-            Kind::RegularFile => Content::File(Box::default()),
+            Kind::RegularFile => Content::File(std::sync::Arc::default()),
             Kind::Symlink => Content::Symlink(Box::new(spec.target.unwrap_or_default().into())),
             // Like tmpfs, only device nodes keep a device number.
             Kind::CharDevice | Kind::BlockDevice => Content::Special(spec.rdev),

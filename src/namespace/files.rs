@@ -206,10 +206,11 @@ impl Namespace {
             return err(libc::EFBIG);
         }
         let free = self.limits.max_pages.saturating_sub(self.pages_used);
-        let fit = if f.pages_needed(offset, len) > free {
+        let shared = self.inode(ino)?.file_shared();
+        let fit = if f.pages_needed(offset, len, shared) > free {
             // Fill up to the last page that fits, like tmpfs; ENOSPC only
             // when not a byte fits.
-            f.fitting_len(offset, len, free)
+            f.fitting_len(offset, len, free, shared)
         } else {
             len
         };
@@ -313,7 +314,7 @@ impl Namespace {
         let now = SystemTime::now();
         match mode {
             0 | KEEP_SIZE => {
-                let need = f.pages_needed(offset, len);
+                let need = f.pages_missing(offset, len);
                 if self.pages_used + need > self.limits.max_pages {
                     return err(libc::ENOSPC);
                 }

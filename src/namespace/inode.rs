@@ -7,6 +7,7 @@
 //! two different files.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -168,8 +169,10 @@ pub enum Content {
     /// A directory: its node in the trie (`None` once removed while the
     /// kernel still holds it).
     Dir(Option<NodeId>),
-    /// A regular file's bytes.
-    File(Box<FileData>),
+    /// A regular file's bytes, shared with checkpoints until one side
+    /// changes them ([`Inode::file_mut`] copies the page map then; the
+    /// pages themselves are shared one by one).
+    File(Arc<FileData>),
     /// A symlink's target.
     #[allow(clippy::redundant_allocation)]
     Symlink(Target),
@@ -306,11 +309,27 @@ impl Inode {
         }
     }
 
-    /// Mutable file data of a regular file.
+    /// Mutable file data of a regular file: its own copy of the page map
+    /// if a checkpoint shared it (the pages stay shared, copy-on-write).
     pub fn file_mut(&mut self) -> Option<&mut FileData> {
         match &mut self.content {
-            Content::File(d) => Some(d),
+            Content::File(d) => Some(Arc::make_mut(d)),
             _ => None,
+        }
+    }
+
+    /// Whether a checkpoint shares this file's page map (a write copies
+    /// every page it touches).
+    pub fn file_shared(&self) -> bool {
+        matches!(&self.content, Content::File(d) if Arc::strong_count(d) > 1)
+    }
+
+    /// Page buffers that dropping this inode frees: none while a
+    /// checkpoint shares its page map, else the pages only it holds.
+    pub fn owned_pages(&self) -> u64 {
+        match &self.content {
+            Content::File(d) if Arc::strong_count(d) == 1 => d.owned_pages(),
+            _ => 0,
         }
     }
 
@@ -333,7 +352,7 @@ impl Inode {
     pub(crate) fn copy(&self) -> Inode {
         let content = match &self.content {
             Content::Dir(n) => Content::Dir(*n),
-            Content::File(d) => Content::File(d.clone()),
+            Content::File(d) => Content::File(Arc::clone(d)),
             Content::Symlink(t) => Content::Symlink(t.clone()),
             Content::Special(r) => Content::Special(*r),
         };
@@ -362,8 +381,12 @@ impl Inode {
             && (self.perm, self.kind, self.flags) == (other.perm, other.kind, other.flags)
             && (self.uid, self.gid, self.generation, self.nlink)
                 == (other.uid, other.gid, other.generation, other.nlink)
-            && self.size() == other.size()
-            && self.blocks() == other.blocks()
+            && match (&self.content, &other.content) {
+                // The same page map (the usual case: a file nobody wrote
+                // since the save), without reading it.
+                (Content::File(a), Content::File(b)) if Arc::ptr_eq(a, b) => true,
+                _ => self.size() == other.size() && self.blocks() == other.blocks(),
+            }
     }
 }
 
@@ -572,7 +595,7 @@ impl InodeTable {
             _ => {
                 let size = u64::from(s.a) | u64::from(s.b) << 32;
                 let data = FileData::pageless(size, t.listed);
-                (1, Content::File(Box::new(data)))
+                (1, Content::File(Arc::new(data)))
             }
         };
         // Most of the time the kernel holds no shared inode: skip the lock.
@@ -1134,18 +1157,23 @@ impl InodeTable {
         true
     }
 
-    /// Drops the table, returning the page buffers that freed (pages
-    /// nobody else holds), counted file by file so that a page two dropped
-    /// files share counts once.
-    pub(crate) fn release(mut self) -> u64 {
+    /// Frees up to `n` records (at least one), returning the page buffers
+    /// that freed (as [`InodeTable::release`]), how many records were
+    /// freed and whether the table holds no more records.
+    pub(crate) fn release_some(&mut self, n: usize) -> (u64, usize, bool) {
         let mut freed = 0;
-        for r in self.full.drain(..).flatten() {
-            if let Some(d) = r.file() {
-                freed += d.owned_pages();
+        let mut done = 0;
+        while done < n.max(1) {
+            match self.full.pop() {
+                Some(Some(r)) => {
+                    freed += r.owned_pages();
+                    done += 1;
+                }
+                Some(None) => {}
+                None => break,
             }
-            drop(r);
         }
-        freed
+        (freed, done, self.full.is_empty())
     }
 
     /// Iterates over live `(ino, inode)` pairs.
@@ -1197,7 +1225,7 @@ mod tests {
             0o644,
             0,
             0,
-            Content::File(Box::default()),
+            Content::File(Arc::default()),
         )
     }
 

@@ -282,7 +282,7 @@ impl Namespace {
     fn release_inode(&mut self, ino: u64, inode: Inode) {
         debug!("freeing inode {ino} ({:?})", inode.kind);
         // Pages a checkpoint or another file shares stay.
-        let pages = inode.file().map_or(0, |d| d.owned_pages());
+        let pages = inode.owned_pages();
         drop(inode);
         self.pages_freed(pages);
     }
