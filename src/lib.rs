@@ -32,6 +32,7 @@
 //! | [`fuse`] | the `fuser::Filesystem` adapter (`mod.rs`), errno and reply helpers (`reply.rs`), directory listings (`readdir.rs`) |
 //! | [`lsprefix`] | `triefs ls-prefix`: the ioctl's wire format and the daemon's side (`mod.rs`), the client (`client.rs`) |
 //! | [`checkpoint`] | `triefs checkpoint`: the control ioctl's wire format (`mod.rs`) and the client (`client.rs`); the checkpoints themselves are [`namespace::checkpoint`] |
+//! | [`fixture`] | [`fixture::TempMount`]: a triefs mounted in-process in a temporary directory for Rust test suites, with checkpoints |
 //! | [`reconfigure`] | the remount control ioctl: its wire format, the daemon's side and the client (a root-only request that changes `size=`/`nr_inodes=` of a live mount) |
 //! | [`image`] | snapshot images: the format (`mod.rs`), writing (`write.rs`), strict reading (`read.rs`), atomic private saves and loading from a path (`file.rs`), the save status file (`status.rs`) |
 //! | [`mount`] | mounting (`mod.rs`): `-o` options (`options.rs`), the kernel's mount flags by name (`flags.rs`), the mount(8) helper convention (`helper.rs`), `mount -o remount` through the helper (`remount.rs`), the mount table (`mountinfo.rs`), mount(2) as root (`direct.rs`), the `auto_unmount` watcher (`watch.rs`) |
@@ -66,6 +67,7 @@
 
 pub mod checkpoint;
 pub mod error;
+pub mod fixture;
 pub mod fuse;
 pub mod image;
 pub mod lsprefix;

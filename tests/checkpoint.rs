@@ -390,3 +390,35 @@ fn copy_file_range_shares_pages() {
     assert_eq!(&copy[10..12], b"zz");
     assert!(copy[12..] == data[12..]);
 }
+
+#[test]
+fn temp_mount_fixture_for_rust_tests() {
+    common::require_mount();
+    let m = triefs::fixture::TempMount::builder()
+        .size(16 << 20)
+        .mount()
+        .expect("mount a TempMount");
+    let root = m.path().to_path_buf();
+    assert!(common::is_mounted(&root));
+    fs::create_dir(root.join("data")).unwrap();
+    fs::write(root.join("data/config"), "answer = 42\n").unwrap();
+    m.checkpoint("pristine").unwrap();
+    for round in 0..3 {
+        sh(&root, "rm -rf data && mkdir other && echo broken > other/x");
+        m.restore("pristine").unwrap();
+        // Another process sees the restored tree.
+        assert_eq!(
+            sh(&root, "cat data/config; ls"),
+            "answer = 42\ndata\n",
+            "round {round}"
+        );
+    }
+    assert_eq!(
+        m.checkpoint("pristine").unwrap_err().raw_os_error(),
+        Some(libc::EEXIST)
+    );
+    m.delete_checkpoint("pristine").unwrap();
+    m.unmount().expect("unmount");
+    assert!(!common::is_mounted(&root));
+    assert!(!root.exists(), "the temporary directory is removed");
+}
