@@ -12,7 +12,8 @@
 #   BENCH_ENTRIES=1000000        entries for the ls-prefix and memory/load measurements
 #                                 (memory: each data set of scripts/datasets.sh)
 #   BENCH_WALK_ENTRIES=100000    directories in the tree-walk measurement
-#   BENCH_SKIP="fsbench floor readdir parallel walk lsprefix memory"   parts to skip
+#   BENCH_SKIP="fsbench floor readdir parallel walk lsprefix memory checkpoint"   parts to skip
+#   BENCH_CHECKPOINT_ENTRIES="100000 1000000"   fixture sizes of the checkpoint section
 #   TRIEFS_ARGS="..."            extra triefs options (e.g. "--threads 1")
 #   TRIEFS_BIN=path/to/triefs    measure another build (default: target/release/triefs)
 set -euo pipefail
@@ -305,4 +306,12 @@ if ! skip memory; then
   done
   echo
   echo "Empty daemon RSS: $(awk -v b="$erss" 'BEGIN { printf "%.1f", b / 1024 }') MiB. triefs bytes/entry: daemon RSS (right after the mount is ready) above the empty daemon's, per entry; naive: full path strings (intermediate directories included) in a hash set (examples/naive_paths.rs), per entry of the same count. Mount ready: from starting the daemon (-f) to the mount appearing, reading the list included."
+fi
+
+if ! skip checkpoint; then
+  # Resetting a test fixture with checkpoints, against rm -rf + cp -a and
+  # rsync --delete on tmpfs and on triefs (scripts/bench-checkpoint.sh).
+  # BENCH_CHECKPOINT_ENTRIES="100000 1000000" for the sizes.
+  read -ra ck_sizes <<< "${BENCH_CHECKPOINT_ENTRIES:-100000}"
+  TRIEFS_BIN=$bin bash scripts/bench-checkpoint.sh "$RUNS" "${ck_sizes[@]}"
 fi

@@ -1100,7 +1100,9 @@ impl Fuzz {
                     .get(&src)
                     .and_then(|m| m.file.as_ref())
                     .map(|f| f.read(src_off.0, len.0.min(16 << 20)));
-                let r = self.ns.copy_range(src, src_off.0, dst, dst_off.0, len.0);
+                // At most what the model read: a copy of whole pages shares
+                // them and may go further than a byte copy (up to 1 GiB).
+                let r = self.ns.copy_range(src, src_off.0, dst, dst_off.0, len.0.min(16 << 20));
                 if let Ok(n) = r {
                     let data = avail.unwrap_or_else(|| panic!("{what} succeeded from a non-file"));
                     assert!(n as usize <= data.len(), "{what} copied {n} of {} available", data.len());

@@ -46,6 +46,13 @@ fn last_ref(p: &Page) -> bool {
     Arc::strong_count(p) == 1
 }
 
+/// Drops a reference to a page; 1 if that freed its buffer. Exact even
+/// when one file holds the page at two offsets (a `copy_file_range` within
+/// the file): the second drop is the last.
+fn drop_page(p: Page) -> u64 {
+    u64::from(Arc::into_inner(p).is_some())
+}
+
 /// The page, writable: copied first when someone else holds it too.
 /// Counts a copy in `added`.
 fn writable<'a>(p: &'a mut Page, added: &mut u64) -> &'a mut [u8; PAGE] {
@@ -237,7 +244,7 @@ impl FileData {
         if size <= self.size {
             let keep = size.div_ceil(PAGE64);
             let dropped = self.pages.split_off(&keep);
-            freed = dropped.values().filter(|p| last_ref(p)).count() as u64;
+            freed = dropped.into_values().map(drop_page).sum();
             added = self.zero_range_in_page(size);
         }
         self.size = size;
@@ -258,9 +265,10 @@ impl FileData {
         added
     }
 
-    /// Page buffers that only this file holds: what dropping it frees.
-    pub fn owned_pages(&self) -> u64 {
-        self.pages.values().filter(|p| last_ref(p)).count() as u64
+    /// Drops the file's data; returns the page buffers that freed (those
+    /// no other file or checkpoint holds).
+    pub fn release(self) -> u64 {
+        self.pages.into_values().map(drop_page).sum()
     }
 
     /// The stored pages themselves, for counting distinct buffers.
@@ -306,9 +314,7 @@ impl FileData {
             let from = offset.max(pstart);
             let to = end.min(pstart + PAGE64);
             if from == pstart && to == pstart + PAGE64 {
-                if self.pages.remove(&idx).is_some_and(|p| last_ref(&p)) {
-                    freed += 1;
-                }
+                freed += self.pages.remove(&idx).map_or(0, drop_page) as i64;
             } else if let Some(page) = self.pages.get_mut(&idx) {
                 let range = (from - pstart) as usize..(to - pstart) as usize;
                 if page[range.clone()].iter().any(|&b| b != 0) {
@@ -342,9 +348,7 @@ impl FileData {
                 Some(p) => self.pages.insert(idx, p),
                 None => self.pages.remove(&idx),
             };
-            if old.is_some_and(|o| last_ref(&o)) {
-                freed += 1;
-            }
+            freed += old.map_or(0, drop_page);
         }
         self.size = self.size.max(end);
         freed

@@ -324,11 +324,11 @@ impl Inode {
         matches!(&self.content, Content::File(d) if Arc::strong_count(d) > 1)
     }
 
-    /// Page buffers that dropping this inode frees: none while a
-    /// checkpoint shares its page map, else the pages only it holds.
-    pub fn owned_pages(&self) -> u64 {
-        match &self.content {
-            Content::File(d) if Arc::strong_count(d) == 1 => d.owned_pages(),
+    /// Drops the inode; returns the page buffers that freed: none while
+    /// a checkpoint shares its page map, else the pages nobody else holds.
+    pub fn release(self) -> u64 {
+        match self.content {
+            Content::File(d) => Arc::into_inner(d).map_or(0, FileData::release),
             _ => 0,
         }
     }
@@ -1166,7 +1166,7 @@ impl InodeTable {
         while done < n.max(1) {
             match self.full.pop() {
                 Some(Some(r)) => {
-                    freed += r.owned_pages();
+                    freed += r.release();
                     done += 1;
                 }
                 Some(None) => {}

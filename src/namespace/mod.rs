@@ -282,8 +282,7 @@ impl Namespace {
     fn release_inode(&mut self, ino: u64, inode: Inode) {
         debug!("freeing inode {ino} ({:?})", inode.kind);
         // Pages a checkpoint or another file shares stay.
-        let pages = inode.owned_pages();
-        drop(inode);
+        let pages = inode.release();
         self.pages_freed(pages);
     }
 

@@ -4101,3 +4101,18 @@ proptest! {
         prop_assert_eq!(ns.pages_used(), 0);
     }
 }
+
+#[test]
+fn a_page_shared_twice_within_one_file_is_freed_once() {
+    // Found by the checkpoints fuzz target: a copy_file_range within one
+    // file makes the file hold one page at two offsets.
+    let mut ns = ns_with(20, 100);
+    let f = file_in(&mut ns, ROOT_INO, "f", &[3u8; 2 * PAGE]);
+    assert_eq!(ns.copy_range(f, PG, f, 5 * PG, PG).unwrap(), PAGE as u32);
+    assert_eq!(ns.pages_used(), 2, "the page is shared, not copied");
+    ns.check().unwrap();
+    ns.unlink(ROOT_INO, os("f")).unwrap();
+    ns.forget(f, 1);
+    assert_eq!(ns.pages_used(), 0);
+    ns.check().unwrap();
+}
