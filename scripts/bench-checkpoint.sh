@@ -18,9 +18,10 @@
 #   tmpfs rm+cp     rm -rf WORK && cp -a PRISTINE WORK, both on tmpfs
 #   tmpfs rsync     rsync -a --delete PRISTINE/ WORK/, both on tmpfs
 #   triefs rm+cp, triefs rsync   the same with both trees on one triefs mount
-#   restore         triefs checkpoint restore MNT fixture (the command's wall
-#                   time, which includes having the kernel write back the
-#                   test's cached writes first, as syncfs does)
+#   restore         triefs checkpoint restore MNT fixture, on a mount of its
+#                   own (the command's wall time, which includes having the
+#                   kernel write back the test's cached writes first)
+# and, once, a restore after the test replaced every file.
 # Also reported: save time, and the daemon's memory per checkpoint (RSS
 # growth per entry after the save and after its spare copy is made).
 set -euo pipefail
@@ -35,8 +36,8 @@ bin=${TRIEFS_BIN:-target/release/triefs}
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 work=$(make_workdir tckpt)
-trap 'cleanup_workdir "$work" "$work/t" "$work/f"' EXIT
-mkdir -p "$work/t" "$work/f"
+trap 'cleanup_workdir "$work" "$work/t" "$work/f" "$work/g"' EXIT
+mkdir -p "$work/t" "$work/f" "$work/g"
 cp "$bin" "$work/triefs"
 bin=$work/triefs
 
@@ -81,22 +82,29 @@ for n in "${SIZES[@]}"; do
   entries=$(find "$work/t/pristine" | wc -l)
   bytes=$(du -sb "$work/t/pristine" | cut -f1)
   cp -a "$work/t/pristine" "$work/t/work"
+  # Without checkpoints: pristine and work on one mount.
   start_daemon "$work/f" "$bin" -f -o size=0,nr_inodes=0 "$work/f"
-  pid=$daemon_pid
+  fpid=$daemon_pid
   cp -a "$work/t/pristine" "$work/f/pristine"
   cp -a "$work/t/pristine" "$work/f/work"
+  # With checkpoints: the fixture alone, on a mount of its own, so that
+  # only what the test changes separates it from its checkpoint.
+  start_daemon "$work/g" "$bin" -f -o size=0,nr_inodes=0 "$work/g"
+  gpid=$daemon_pid
+  cp -a "$work/t/pristine/." "$work/g"
   sync
   # Saves: the first, then a few more (deleted again) for the median.
-  rss0=$(rss_kib "$pid")
-  save1=$(secs_of "$bin" checkpoint save "$work/f" fixture)
-  rss1=$(rss_kib "$pid")
+  rss0=$(rss_kib "$gpid")
+  save1=$(secs_of "$bin" checkpoint save "$work/g" fixture)
+  rss1=$(rss_kib "$gpid")
   sleep 2 # the spare copy is made in the background
-  rss2=$(rss_kib "$pid")
+  rss2=$(rss_kib "$gpid")
   : > "$work/save"
   for r in $(seq "$ROUNDS"); do
-    secs_of "$bin" checkpoint save "$work/f" "extra$r" >> "$work/save"; echo >> "$work/save"
-    "$bin" checkpoint delete "$work/f" "extra$r"
+    secs_of "$bin" checkpoint save "$work/g" "extra$r" >> "$work/save"; echo >> "$work/save"
+    "$bin" checkpoint delete "$work/g" "extra$r"
   done
+  sleep 2
   : > "$work/t_rmcp"; : > "$work/t_rsync"; : > "$work/f_rmcp"; : > "$work/f_rsync"; : > "$work/restore"
   for r in $(seq "$ROUNDS"); do
     echo "   round $r/$ROUNDS" >&2
@@ -108,13 +116,18 @@ for n in "${SIZES[@]}"; do
     secs_of rsync -a --delete "$work/t/pristine/" "$work/t/work/" >> "$work/t_rsync"; echo >> "$work/t_rsync"
     change "$work/f/work" "$r"
     secs_of rsync -a --delete "$work/f/pristine/" "$work/f/work/" >> "$work/f_rsync"; echo >> "$work/f_rsync"
-    # The checkpoint holds pristine and work alike; the test changes work.
-    change "$work/f/work" "$r"
-    secs_of "$bin" checkpoint restore "$work/f" fixture >> "$work/restore"; echo >> "$work/restore"
+    change "$work/g" "$r"
+    secs_of "$bin" checkpoint restore "$work/g" fixture >> "$work/restore"; echo >> "$work/restore"
     # Let the background copy for the next restore finish, as it would
     # while the next test runs.
     sleep 1
   done
+  # A test that rewrote the whole tree: every inode the kernel holds
+  # changed, so the restore has the kernel forget all of them.
+  rm -rf "${work:?}/g/"* && cp -a "$work/t/pristine/." "$work/g"
+  full=$(secs_of "$bin" checkpoint restore "$work/g" fixture)
+  stop_daemon "$work/g" || true
+  daemon_pid=$fpid
   stop_daemon "$work/f" || true
   umount "$work/t"
   t_rmcp=$(median < "$work/t_rmcp"); t_rsync=$(median < "$work/t_rsync")
@@ -122,8 +135,7 @@ for n in "${SIZES[@]}"; do
   rest=$(median < "$work/restore"); save=$(median < "$work/save")
   best_t=$(awk -v a="$t_rmcp" -v b="$t_rsync" 'BEGIN { print (a < b) ? a : b }')
   best_f=$(awk -v a="$f_rmcp" -v b="$f_rsync" 'BEGIN { print (a < b) ? a : b }')
-  # The checkpoint holds both trees of the triefs mount (pristine and work).
-  per=$(awk -v a="$rss0" -v b="$rss1" -v c="$rss2" -v e="$entries" 'BEGIN { printf "%.0f / %.0f", (b-a)*1024/(2*e), (c-a)*1024/(2*e) }')
+  per=$(awk -v a="$rss0" -v b="$rss1" -v c="$rss2" -v e="$entries" 'BEGIN { printf "%.0f / %.0f", (b-a)*1024/e, (c-a)*1024/e }')
   echo
   echo "### Fixture reset, $entries entries ($((bytes / 1048576)) MiB), median of $ROUNDS rounds"
   echo
@@ -139,5 +151,6 @@ for n in "${SIZES[@]}"; do
   echo
   echo "- restore vs the fastest tmpfs reset: $(awk -v a="$best_t" -v b="$rest" 'BEGIN { printf "%.0fx", a/b }'); vs the fastest triefs reset without checkpoints: $(awk -v a="$best_f" -v b="$rest" 'BEGIN { printf "%.0fx", a/b }')"
   echo "- save: $save s (the first: $save1 s)"
+  echo "- restore after the test replaced every file (rm -rf + cp -a of the fixture; one round): $full s"
   echo "- daemon memory per entry for the checkpoint: $per bytes (after the save / with its spare copy for the next restore)"
 done
