@@ -505,6 +505,38 @@ impl Namespace {
         }
     }
 
+    /// A namespace holding a copy of checkpoint `name`'s tree, to read it
+    /// with the namespace's own functions (an export). It shares the file
+    /// data: hand it back to [`Namespace::bury`] instead of dropping it,
+    /// so that pages only it still holds are counted when freed.
+    pub fn checkpoint_view(&self, name: &str) -> Result<Namespace> {
+        let Some(ck) = self.checkpoints.get(name) else {
+            return err(libc::ENOENT);
+        };
+        let tree = ck.tree.copy();
+        let mut view = Namespace::new(0, 0, 0o755, self.limits);
+        view.trie = tree.trie;
+        view.inodes = tree.inodes;
+        view.extra_names = tree.extra_names;
+        Ok(view)
+    }
+
+    /// Takes back a [`Namespace::checkpoint_view`]: freed later with the
+    /// trees restores replaced.
+    pub fn bury(&mut self, view: Namespace) {
+        let Namespace {
+            trie,
+            inodes,
+            extra_names,
+            ..
+        } = view;
+        self.checkpoints.graveyard.push(Tree {
+            trie,
+            inodes,
+            extra_names,
+        });
+    }
+
     fn update_reserved(&mut self) {
         let bits = self.checkpoints.reserved();
         self.inodes.set_reserved(bits);

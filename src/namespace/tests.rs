@@ -4116,3 +4116,27 @@ fn a_page_shared_twice_within_one_file_is_freed_once() {
     assert_eq!(ns.pages_used(), 0);
     ns.check().unwrap();
 }
+
+#[test]
+fn a_checkpoint_view_reads_the_checkpoint_and_is_buried_after() {
+    let mut ns = ns_with(20, 100);
+    let f = file_in(&mut ns, ROOT_INO, "f", &[5u8; 3 * PAGE]);
+    ns.save_checkpoint("s").unwrap();
+    let saved = dump(&ns);
+    ns.write(f, 0, b"live").unwrap();
+    let view = ns.checkpoint_view("s").unwrap();
+    assert_eq!(dump(&view), saved);
+    assert_eq!(
+        ns.checkpoint_view("nope").map(|_| ()).unwrap_err(),
+        e(libc::ENOENT)
+    );
+    // The view alone holds the checkpoint's copy of the written page now.
+    ns.delete_checkpoint("s").unwrap();
+    ns.settle_checkpoints();
+    assert_eq!(ns.pages_used(), 4, "the view keeps the old page alive");
+    ns.bury(view);
+    ns.check().unwrap();
+    ns.settle_checkpoints();
+    assert_eq!(ns.pages_used(), 3);
+    ns.check().unwrap();
+}
