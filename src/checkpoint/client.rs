@@ -13,7 +13,7 @@ use super::{
 /// What a restore did, as the daemon reports it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RestoreStats {
-    /// Nanoseconds the daemon held the namespace lock.
+    /// Nanoseconds the restore took in the daemon (the kernel told what to forget included).
     pub locked_ns: u64,
     /// Inodes whose kernel caches were dropped.
     pub changed: u64,

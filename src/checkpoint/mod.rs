@@ -13,7 +13,7 @@
 //! - in: `u32` version ([`VERSION`]), `u32` operation ([`Op`]), `u32`
 //!   name length, the name (at most [`MAX_NAME`] bytes), `u32` cursor
 //!   length, the cursor (export only, at most [`MAX_CURSOR`] bytes);
-//! - out, save/delete: `u64` nanoseconds the operation held the lock;
+//! - out, save/delete: `u64` nanoseconds the operation took in the daemon;
 //! - out, restore: `u64` nanoseconds, `u64` inodes whose kernel caches
 //!   were dropped, `u64` kept, `u64` orphaned, `u64` entries invalidated;
 //! - out, list: `u32` count, then per checkpoint `u8` name length, the

@@ -178,10 +178,10 @@ impl TrieFs {
             checkpoint::Op::List => Ok(checkpoint::encode_list(&self.ns.read().checkpoint_infos())),
             checkpoint::Op::Restore => {
                 let restored = self.ns.write().restore_checkpoint(&r.name)?;
-                let mut out = nanos(start);
                 // The lock is released: tell the kernel what to forget
                 // before the caller hears that the restore is done.
                 self.forget_cached(&restored);
+                let mut out = nanos(start);
                 self.after_checkpoint_change();
                 info!(
                     "checkpoint {} restored in {:?} ({} inodes and {} names invalidated)",
