@@ -234,6 +234,9 @@ pub fn import(ns: &mut Namespace, r: impl Read) -> Result<ImportSummary, ImportE
         match result {
             Ok(bytes) => summary.data_bytes += bytes,
             Err(Failure::Ns(e)) => return Err(fail(reason(e), Some(e))),
+            Err(Failure::DataFull) => {
+                return Err(fail(DATA_FULL.into(), Some(Errno::new(libc::ENOSPC))));
+            }
             Err(Failure::Msg(r)) => return Err(fail(r, None)),
             Err(Failure::Io(e)) => return Err(fail(describe_io(&e, state.eof.get()), None)),
         }
@@ -243,6 +246,7 @@ pub fn import(ns: &mut Namespace, r: impl Read) -> Result<ImportSummary, ImportE
         offset: state.pos.get(),
         reason: match e {
             Failure::Ns(e) => reason(e),
+            Failure::DataFull => DATA_FULL.into(),
             Failure::Msg(m) => m,
             Failure::Io(e) => e.to_string(),
         },
@@ -261,12 +265,13 @@ fn describe_io(e: &io::Error, eof: bool) -> String {
     }
 }
 
+/// The reason for file data that does not fit.
+const DATA_FULL: &str = "no space left: the size limit (-o size=) is reached";
+
 /// The one-line reason for an error of the namespace.
 fn reason(e: Errno) -> String {
     match e.code() {
-        libc::ENOSPC => "no space left: the inode limit (-o nr_inodes=) or the size limit \
-                         (-o size=) is reached"
-            .into(),
+        libc::ENOSPC => "no space left: the inode limit (-o nr_inodes=) is reached".into(),
         libc::ENAMETOOLONG => "a path component is longer than 255 bytes".into(),
         libc::EINVAL => "'..' and NUL are not allowed in paths".into(),
         libc::ENOTDIR => "a parent is not a directory".into(),
@@ -284,6 +289,8 @@ fn lossy(p: &[u8]) -> String {
 
 enum Failure {
     Ns(Errno),
+    /// File data past the size limit.
+    DataFull,
     Msg(String),
     Io(io::Error),
 }
@@ -683,11 +690,12 @@ impl<'a> Loader<'a> {
     /// Writes all of `data` at `off` of `ino`: a short write means the
     /// size limit is reached.
     fn write(&mut self, ino: u64, off: u64, data: &[u8]) -> Result<(), Failure> {
-        let n = self.ns.write(ino, off, data)?;
-        if (n as usize) < data.len() {
-            return Err(Failure::Ns(Errno::new(libc::ENOSPC)));
+        match self.ns.write(ino, off, data) {
+            Ok(n) if n as usize == data.len() => Ok(()),
+            Ok(_) => Err(Failure::DataFull),
+            Err(e) if e.code() == libc::ENOSPC => Err(Failure::DataFull),
+            Err(e) => Err(Failure::Ns(e)),
         }
-        Ok(())
     }
 
     /// A hard link member: a new name for the file an earlier member

@@ -415,7 +415,7 @@ fn limits_are_enforced_and_name_the_member() {
     let e = import(&mut limited(4096, 0), &data[..]).unwrap_err();
     assert_eq!(e.member.as_deref(), Some("big"));
     assert_eq!(e.errno.map(|e| e.code()), Some(libc::ENOSPC));
-    assert!(e.reason.contains("no space left"), "{e}");
+    assert!(e.reason.contains("size limit"), "{e}");
     // Inodes: room for the root and 2 more.
     let mut b = Builder::new(Vec::new());
     for i in 0..5 {
@@ -425,6 +425,7 @@ fn limits_are_enforced_and_name_the_member() {
     let e = import(&mut limited(0, 3), &b.into_inner().unwrap()[..]).unwrap_err();
     assert_eq!(e.member.as_deref(), Some("f2"));
     assert_eq!(e.errno.map(|e| e.code()), Some(libc::ENOSPC));
+    assert!(e.reason.contains("inode limit"), "{e}");
 }
 
 #[test]
