@@ -19,7 +19,7 @@ pub mod export;
 pub mod import;
 
 pub use export::{Cursor, ExportPlan, write_all};
-pub use import::{ImportError, ImportSummary, import};
+pub use import::{ImportError, ImportSummary, Prefetch, import};
 
 /// The pax key prefix of extended attributes.
 const XATTR_PREFIX: &str = "SCHILY.xattr.";

@@ -743,3 +743,48 @@ fn hard_links_follow_the_first_name() {
     assert_eq!(seen[h].2.as_deref(), Some(file.as_bytes()));
     assert!(!seen.iter().any(|(p, _, _)| p == b"sock"));
 }
+
+#[test]
+fn prefetch_reads_the_same_bytes_and_passes_errors_on() {
+    use std::io::Read;
+    let data: Vec<u8> = (0..(3 * Prefetch::BLOCK + 12345))
+        .map(|i| (i % 253) as u8)
+        .collect();
+    let mut p = Prefetch::new(std::io::Cursor::new(data.clone())).unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 70_001];
+    loop {
+        let n = p.read(&mut buf[..(got.len() % 70_000) + 1]).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got == data);
+    assert_eq!(p.read(&mut buf).unwrap(), 0, "the end stays the end");
+    // A source that fails after some bytes: the bytes, then the error.
+    struct Failing(usize);
+    impl std::io::Read for Failing {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            let n = b.len().min(self.0);
+            b[..n].fill(1);
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+    let mut p = Prefetch::new(Failing(5000)).unwrap();
+    let mut out = Vec::new();
+    let e = p.read_to_end(&mut out).unwrap_err();
+    assert!(e.to_string().contains("disk on fire"));
+    // An archive loaded through it.
+    let mut ns = ns();
+    import(
+        &mut ns,
+        Prefetch::new(std::io::Cursor::new(every_type())).unwrap(),
+    )
+    .unwrap();
+    assert!(lookup(&ns, "d/f").is_some());
+}

@@ -196,14 +196,14 @@ fn load_listing(
 /// (or byte offset) in one line.
 pub(crate) fn load_tar(ns: &mut Namespace, source: &Path) -> Result<(), Fatal> {
     let shown = source.display();
-    let input: Box<dyn Read> = if source == Path::new("-") {
-        Box::new(std::io::stdin().lock())
+    let cannot = |e: std::io::Error| format!("cannot read tar archive {shown}: {e}");
+    // Read ahead on a thread: the archive's copies overlap with the load.
+    let input = if source == Path::new("-") {
+        triefs::tar::Prefetch::new(std::io::stdin())
     } else {
-        let f = std::fs::File::open(source)
-            .map_err(|e| format!("cannot read tar archive {shown}: {e}"))?;
-        Box::new(f)
-    };
-    let input = std::io::BufReader::with_capacity(1 << 20, input);
+        triefs::tar::Prefetch::new(std::fs::File::open(source).map_err(cannot)?)
+    }
+    .map_err(cannot)?;
     let started = std::time::Instant::now();
     let sum = triefs::tar::import(ns, input).map_err(|e| format!("tar archive {shown}: {e}"))?;
     info!(
