@@ -361,6 +361,17 @@ fn bad_members_are_refused_with_their_name() {
     assert_eq!(e.member.as_deref(), Some("f/g"));
     assert!(e.reason.contains("not a directory"), "{e}");
     assert_eq!(e.offset, 512, "the second member's header");
+    // A path through a symlink, even one to a directory of the tree.
+    let mut b = Builder::new(Vec::new());
+    let mut h = header(false, EntryType::Directory, 0o755, 0);
+    b.append_data(&mut h, "d", &[][..]).unwrap();
+    let mut h = header(false, EntryType::Symlink, 0o777, 0);
+    b.append_link(&mut h, "s", "d").unwrap();
+    let mut h = header(false, EntryType::Regular, 0o644, 0);
+    b.append_data(&mut h, "s/x", &[][..]).unwrap();
+    let e = refused(&b.into_inner().unwrap());
+    assert_eq!(e.member.as_deref(), Some("s/x"));
+    assert!(e.reason.contains("not a directory"), "{e}");
 }
 
 #[test]
