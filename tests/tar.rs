@@ -311,6 +311,17 @@ fn bad_archives_and_full_mounts_are_refused_in_one_line() {
         refused(&refs, &mnt, &["--from-tar", "image"]);
     }
     assert!(!image.exists(), "no image written");
+    // One stdin for two loads.
+    refused(
+        &[
+            OsStr::new("--paths"),
+            OsStr::new("-"),
+            OsStr::new("--from-tar"),
+            OsStr::new("-"),
+        ],
+        &mnt,
+        &["--from-tar", "cannot both read stdin"],
+    );
 }
 
 /// The offset of the header of the member named `name` in `archive`.

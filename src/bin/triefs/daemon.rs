@@ -271,14 +271,12 @@ fn build_namespace(
     let files = cli.paths_files.as_ref().or(opts.paths_files.as_ref());
     let tar = cli.from_tar.as_ref().or(opts.tar.as_ref());
     let stdin = Path::new("-");
-    let readers = [dirs, files, tar]
-        .iter()
-        .filter(|p| p.is_some_and(|p| p == stdin))
-        .count();
-    if readers > 1 {
-        return Err(
-            "only one of --paths, --paths-files and --from-tar can read stdin ('-')".into(),
-        );
+    let reads_stdin = |p: Option<&PathBuf>| p.is_some_and(|p| p == stdin);
+    if reads_stdin(dirs) && reads_stdin(files) {
+        return Err("--paths and --paths-files cannot both read stdin ('-')".into());
+    }
+    if reads_stdin(tar) && (reads_stdin(dirs) || reads_stdin(files)) {
+        return Err("--from-tar and --paths or --paths-files cannot both read stdin ('-')".into());
     }
     let since = std::time::SystemTime::now();
     if let Some(p) = dirs {
