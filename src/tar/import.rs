@@ -168,7 +168,7 @@ pub fn import(ns: &mut Namespace, r: impl Read) -> Result<ImportSummary, ImportE
         state: state.clone(),
     };
     let mut archive = tar::Archive::new(guarded);
-    let entries = archive.entries().map_err(|e| ImportError {
+    let mut entries = archive.entries().map_err(|e| ImportError {
         member: None,
         offset: 0,
         reason: e.to_string(),
@@ -176,7 +176,6 @@ pub fn import(ns: &mut Namespace, r: impl Read) -> Result<ImportSummary, ImportE
     })?;
     let mut loader = Loader::new(ns);
     let mut summary = ImportSummary::default();
-    let mut entries = entries;
     let mut buf = vec![0u8; CHUNK];
     loop {
         // The previous member's data is all read: what is left of its
@@ -233,24 +232,20 @@ pub fn import(ns: &mut Namespace, r: impl Read) -> Result<ImportSummary, ImportE
         });
         match result {
             Ok(bytes) => summary.data_bytes += bytes,
-            Err(Failure::Ns(e)) => return Err(fail(reason(e), Some(e))),
-            Err(Failure::DataFull) => {
-                return Err(fail(DATA_FULL.into(), Some(Errno::new(libc::ENOSPC))));
+            Err(f) => {
+                let (reason, errno) = f.describe(state.eof.get());
+                return Err(fail(reason, errno));
             }
-            Err(Failure::Msg(r)) => return Err(fail(r, None)),
-            Err(Failure::Io(e)) => return Err(fail(describe_io(&e, state.eof.get()), None)),
         }
     }
-    loader.finish().map_err(|e| ImportError {
-        member: None,
-        offset: state.pos.get(),
-        reason: match e {
-            Failure::Ns(e) => reason(e),
-            Failure::DataFull => DATA_FULL.into(),
-            Failure::Msg(m) => m,
-            Failure::Io(e) => e.to_string(),
-        },
-        errno: None,
+    loader.finish().map_err(|f| {
+        let (reason, errno) = f.describe(state.eof.get());
+        ImportError {
+            member: None,
+            offset: state.pos.get(),
+            reason,
+            errno,
+        }
     })?;
     summary.archive_bytes = state.pos.get();
     Ok(summary)
@@ -287,12 +282,42 @@ fn lossy(p: &[u8]) -> String {
     if p.len() > 200 { s + "..." } else { s }
 }
 
+/// Why a member could not be added.
 enum Failure {
+    /// The namespace refused it.
     Ns(Errno),
     /// File data past the size limit.
     DataFull,
+    /// The archive says something that cannot be loaded.
     Msg(String),
+    /// The archive could not be read.
     Io(io::Error),
+    /// Setting the waiting attributes of this directory failed.
+    Dir(Vec<u8>, Box<Failure>),
+}
+
+impl Failure {
+    /// The one-line reason and the namespace's error behind it; `eof`:
+    /// the archive has ended.
+    fn describe(self, eof: bool) -> (String, Option<Errno>) {
+        match self {
+            Failure::Ns(e) => (reason(e), Some(e)),
+            Failure::DataFull => (DATA_FULL.into(), Some(Errno::new(libc::ENOSPC))),
+            Failure::Msg(m) => (m, None),
+            Failure::Io(e) => (describe_io(&e, eof), None),
+            Failure::Dir(path, f) => {
+                let (r, e) = f.describe(eof);
+                let shown = if path.is_empty() { b"." } else { &path[..] };
+                (
+                    format!(
+                        "setting the attributes of directory '{}': {r}",
+                        lossy(shown)
+                    ),
+                    e,
+                )
+            }
+        }
+    }
 }
 
 impl From<Errno> for Failure {
@@ -809,7 +834,8 @@ impl<'a> Loader<'a> {
 
     fn apply_last(&mut self) -> Result<(), Failure> {
         if let Some(p) = self.pending.pop() {
-            self.set_attrs(p.ino, Kind::Directory, &p.attrs)?;
+            self.set_attrs(p.ino, Kind::Directory, &p.attrs)
+                .map_err(|f| Failure::Dir(p.path, Box::new(f)))?;
         }
         Ok(())
     }

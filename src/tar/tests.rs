@@ -440,6 +440,21 @@ fn limits_are_enforced_and_name_the_member() {
 }
 
 #[test]
+fn a_directorys_attributes_past_the_limit_name_the_directory() {
+    // Its extended attribute is set once the archive is done with it.
+    let mut b = Builder::new(Vec::new());
+    let value = vec![b'v'; 2000];
+    b.append_pax_extensions([("SCHILY.xattr.user.big", &value[..])])
+        .unwrap();
+    let mut h = header(false, EntryType::Directory, 0o755, 0);
+    b.append_data(&mut h, "d/", &[][..]).unwrap();
+    let e = import(&mut limited(0, 3), &b.into_inner().unwrap()[..]).unwrap_err();
+    assert_eq!(e.errno.map(|e| e.code()), Some(libc::ENOSPC));
+    assert!(e.reason.contains("directory 'd'"), "{e}");
+    assert!(e.reason.contains("inode limit"), "{e}");
+}
+
+#[test]
 fn gnu_sparse_members_keep_their_holes() {
     // An old-GNU sparse member: 8 KiB of data at 1 MiB in a 2 MiB file.
     let mut h = Header::new_gnu();
