@@ -353,3 +353,42 @@ fn from_tar_reads_stdin_and_follows_paths() {
     );
     assert_eq!(st, "1777\n755\n755\nhello\n");
 }
+
+#[test]
+fn gnu_tar_takes_long_names_that_are_not_utf8_without_a_word() {
+    use std::os::unix::ffi::OsStrExt;
+    use triefs::namespace::inode::{Kind, ROOT_INO};
+    let mut ns = triefs::namespace::Namespace::new(
+        0,
+        0,
+        0o755,
+        triefs::namespace::Limits::from_options(Some(0), Some(0)),
+    );
+    let mut name = b"caf\xe9-".to_vec();
+    name.resize(150, b'n');
+    let spec = triefs::namespace::NewNode {
+        kind: Kind::RegularFile,
+        perm: 0o640,
+        uid: 5,
+        gid: 6,
+        rdev: 0,
+        target: None,
+    };
+    let f = ns
+        .create_node(ROOT_INO, OsStr::from_bytes(&name), spec)
+        .unwrap();
+    ns.write(f.attr.ino.0, 0, b"body").unwrap();
+    let dir = short_tempdir();
+    let out = dir.path().join("x.tar");
+    triefs::tar::write_all(&ns, fs::File::create(&out).unwrap()).unwrap();
+    let t = Tmpfs::new();
+    let run = Command::new("tar")
+        .args(["-xpf", out.to_str().unwrap(), "-C"])
+        .arg(t.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    assert_eq!(String::from_utf8_lossy(&run.stderr), "", "no warnings");
+    let got = fs::read(t.path().join(OsStr::from_bytes(&name))).unwrap();
+    assert_eq!(got, b"body");
+}

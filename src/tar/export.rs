@@ -13,7 +13,7 @@
 //!   later ones are hard-link members naming it;
 //! - a ustar header per member, preceded by a pax header when the member
 //!   needs one: a path or link target over 100 bytes (`path`,
-//!   `linkpath`, with `hdrcharset=BINARY` when it is not UTF-8), an mtime
+//!   `linkpath`, raw bytes when they are not UTF-8), an mtime
 //!   with nanoseconds or out of the octal field's range (`mtime`), ids or
 //!   a size too large for their fields (`uid`, `gid`, `size`), extended
 //!   attributes (`SCHILY.xattr.NAME`);
@@ -300,15 +300,10 @@ impl ExportPlan {
         };
 
         let mut pax: Vec<u8> = Vec::new();
-        let binary = std::str::from_utf8(&path).is_err()
-            || link
-                .as_deref()
-                .is_some_and(|l| std::str::from_utf8(l).is_err());
+        // Names that are not UTF-8 go as raw bytes, as GNU tar writes and
+        // reads them (it warns about `hdrcharset`, which it does not know).
         let long_path = path.len() > 100;
         let long_link = link.as_deref().is_some_and(|l| l.len() > 100);
-        if binary && (long_path || long_link) {
-            record(&mut pax, b"hdrcharset", b"BINARY");
-        }
         if long_path {
             record(&mut pax, b"path", &path);
         }

@@ -555,6 +555,11 @@ fn sample() -> Namespace {
         node(Kind::RegularFile, 0o644),
     )
     .unwrap();
+    // Long and not UTF-8: through a pax record of raw bytes.
+    let mut long = b"long-not-utf8-\xfe".to_vec();
+    long.resize(180, b'q');
+    ns.create_node(ROOT_INO, OsStr::from_bytes(&long), node(Kind::Fifo, 0o644))
+        .unwrap();
     ns.create_node(ROOT_INO, OsStr::new("sock"), node(Kind::Socket, 0o644))
         .unwrap();
     // Times: one with nanoseconds, one before 1970, one far ahead.
