@@ -12,8 +12,9 @@
 #   BENCH_ENTRIES=1000000        entries for the ls-prefix and memory/load measurements
 #                                 (memory: each data set of scripts/datasets.sh)
 #   BENCH_WALK_ENTRIES=100000    directories in the tree-walk measurement
-#   BENCH_SKIP="fsbench floor readdir parallel walk lsprefix memory checkpoint"   parts to skip
+#   BENCH_TAR_ENTRIES=100000     entries of the fixture tree in the tar measurement
 #   BENCH_CHECKPOINT_ENTRIES="100000 1000000"   fixture sizes of the checkpoint section
+#   BENCH_SKIP="fsbench floor readdir parallel walk lsprefix memory tar checkpoint"   parts to skip
 #   TRIEFS_ARGS="..."            extra triefs options (e.g. "--threads 1")
 #   TRIEFS_BIN=path/to/triefs    measure another build (default: target/release/triefs)
 set -euo pipefail
@@ -23,6 +24,7 @@ N=${2:-10000}
 FSBENCH=${FSBENCH:-../shared/bench/fsbench.sh}
 ENTRIES=${BENCH_ENTRIES:-1000000}
 WALK_ENTRIES=${BENCH_WALK_ENTRIES:-100000}
+TAR_ENTRIES=${BENCH_TAR_ENTRIES:-100000}
 SKIP=" ${BENCH_SKIP:-} "
 skip() { [[ "$SKIP" == *" $1 "* ]]; }
 
@@ -306,6 +308,46 @@ if ! skip memory; then
   done
   echo
   echo "Empty daemon RSS: $(awk -v b="$erss" 'BEGIN { printf "%.1f", b / 1024 }') MiB. triefs bytes/entry: daemon RSS (right after the mount is ready) above the empty daemon's, per entry; naive: full path strings (intermediate directories included) in a hash set (examples/naive_paths.rs), per entry of the same count. Mount ready: from starting the daemon (-f) to the mount appearing, reading the list included."
+fi
+
+if ! skip tar; then
+  echo
+  echo "### Loading a tar archive: the $TAR_ENTRIES-entry fixture (scripts/datasets.sh), seconds, median of $RUNS rounds"
+  echo
+  scripts/datasets.sh fixture "$TAR_ENTRIES" "$work/fixture" 2>/dev/null
+  tar -C "$work/fixture" -cf "$work/fixture.tar" .
+  rm -rf "$work/fixture"
+  tarbytes=$(stat -c %s "$work/fixture.tar")
+  cat "$work/fixture.tar" > /dev/null # in the page cache for every round
+  for ((r = 0; r < RUNS; r++)); do
+    # Alternating: tar -xf into a fresh tmpfs; triefs --from-tar until the
+    # mount is ready (start_daemon returns when it appears); tar -xf into
+    # an empty triefs mount, for reference.
+    mount -t tmpfs -o mode=0755,nr_inodes=0,size=0 tmpfs "$work/t"
+    secs tar -xf "$work/fixture.tar" -C "$work/t" >> "$work/tar.tmpfs"
+    echo >> "$work/tar.tmpfs"
+    umount "$work/t"
+    s0=$(date +%s.%N)
+    MOUNT_WAIT=600 start_triefs "$work/f" --from-tar "$work/fixture.tar" -o nr_inodes=0,size=0
+    s1=$(date +%s.%N)
+    awk -v a="$s0" -v b="$s1" 'BEGIN { printf "%.2f\n", b - a }' >> "$work/tar.from"
+    [ "$(find "$work/f" -mindepth 1 | wc -l)" = "$TAR_ENTRIES" ] ||
+      echo "bench.sh: --from-tar: not $TAR_ENTRIES entries" >&2
+    stop_triefs "$work/f"
+    start_triefs "$work/f" -o nr_inodes=0,size=0
+    secs tar -xf "$work/fixture.tar" -C "$work/f" >> "$work/tar.into"
+    echo >> "$work/tar.into"
+    stop_triefs "$work/f"
+  done
+  tt=$(median < "$work/tar.tmpfs")
+  tf=$(median < "$work/tar.from")
+  ti=$(median < "$work/tar.into")
+  echo "| archive | tmpfs \`tar -xf\` | triefs \`--from-tar\` (to mount ready) | ratio (tmpfs / --from-tar) | \`tar -xf\` into triefs |"
+  echo "|---|---:|---:|---:|---:|"
+  awk -v n="$TAR_ENTRIES" -v b="$tarbytes" -v a="$tt" -v f="$tf" -v i="$ti" 'BEGIN {
+    printf "| %d entries, %.0f MiB | %.2f | %.2f | %.2f | %.2f |\n", n, b / 2^20, a, f, a / f, i
+  }'
+  rm -f "$work/fixture.tar"
 fi
 
 if ! skip checkpoint; then

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Path lists to load with `triefs --paths` (and `-sizes` variants, lines
 # `path<TAB>size`, for loading as sized files), for the memory and scale
-# measurements. Deterministic: the same arguments give the same file (for
-# `usr`, as long as this machine's /usr does not change).
+# measurements, and a real tree of files (`fixture`). Deterministic: the
+# same arguments give the same output (for `usr` and `fixture`, as long as
+# this machine's /usr does not change).
 #
 # Usage:
 #   scripts/datasets.sh KIND N OUT   write data set KIND of N entries to OUT
@@ -30,6 +31,14 @@
 #              Stops before the key that would pass N entries (at most 5
 #              short of N).
 #   keys-sizes the same keys with a size column (log-uniform, 1 KiB-1 GiB).
+#   fixture    not a list: a directory tree made at OUT (which must not
+#              exist), the "test fixture" of the checkpoint and tar
+#              benchmarks: numbered copies OUT/c0000, OUT/c0001, ... of
+#              /usr/include (as cNNNN/include) and /usr/share/doc (as
+#              cNNNN/share/doc), files with their data, symlinks, modes
+#              and times (cp -a), the last copy cut so that OUT holds
+#              exactly N entries (`find OUT -mindepth 1 | wc -l`). This
+#              machine's copy has about 14,000 entries and 260 MB.
 #   flat       the generator scripts/bench.sh has always used:
 #              /TOP/project-BB/module_CCC/src-file-DDDD.d, 10 tops, 20
 #              projects, 50 modules, N/10000 files per module (N lines,
@@ -51,7 +60,7 @@ set -euo pipefail
 export LC_ALL=C
 
 usage() {
-  echo "usage: $0 usr|usr-sizes|keys|keys-sizes|flat N OUT" >&2
+  echo "usage: $0 usr|usr-sizes|keys|keys-sizes|flat|fixture N OUT" >&2
   echo "       $0 stats FILE" >&2
   exit 2
 }
@@ -104,10 +113,49 @@ if [ "$1" = stats ]; then
 fi
 [ $# -eq 3 ] || usage
 kind=$1 n=$2 out=$3
-case "$kind" in usr | usr-sizes | keys | keys-sizes | flat) ;; *) usage ;; esac
+case "$kind" in usr | usr-sizes | keys | keys-sizes | flat | fixture) ;; *) usage ;; esac
 if ! [[ "$n" =~ ^[0-9]+$ ]] || [ "$n" -eq 0 ]; then
   echo "$0: N must be a positive number" >&2
   exit 2
+fi
+
+fixture() { # fixture N OUT: the tree described above
+  local n=$1 out=$2 per made=0 r=0 dir k
+  if [ -e "$out" ]; then
+    echo "$0: $out exists; the fixture is made in a new directory" >&2
+    exit 2
+  fi
+  mkdir -p "$out"
+  # One copy's entries below cNNNN, parents first (sorted): share before
+  # share/doc, each directory before what is in it.
+  (cd /usr && { printf 'share\0'; find include share/doc -print0; } | sort -z) > "$tmp/copy"
+  per=$(tr -cd '\0' < "$tmp/copy" | wc -c)
+  while [ "$made" -lt "$n" ]; do
+    dir=$(printf '%s/c%04d' "$out" "$r")
+    mkdir "$dir"
+    made=$((made + 1))
+    k=$((n - made))
+    if [ "$k" -ge "$per" ]; then
+      mkdir "$dir/share"
+      cp -a /usr/include "$dir/include"
+      cp -a /usr/share/doc "$dir/share/doc"
+      made=$((made + per))
+    elif [ "$k" -gt 0 ]; then
+      # The first k entries of a copy (parents before children), through
+      # tar, which keeps what cp -a keeps.
+      head -z -n "$k" "$tmp/copy" |
+        tar -C /usr --no-recursion --null -T - -cf - | tar -C "$dir" -xpf -
+      made=$((made + k))
+    fi
+    r=$((r + 1))
+  done
+  echo "$out: fixture: $(find "$out" -mindepth 1 | wc -l) entries in $r copies ($per entries each)," \
+    "$(du -sh "$out" | cut -f1)" >&2
+}
+
+if [ "$kind" = fixture ]; then
+  fixture "$n" "$out"
+  exit 0
 fi
 
 if [[ "$kind" == usr* ]]; then

@@ -18,8 +18,8 @@
 //!                                                      namespace::data: inodes, file pages
 //! ```
 //!
-//! `image` saves and loads a namespace, `mount` gets it mounted; both are
-//! used by the command only.
+//! `image` saves and loads a namespace, `tar` loads and writes tar archives,
+//! `mount` gets it mounted; they are used by the command only.
 //!
 //! # Module map
 //!
@@ -34,9 +34,10 @@
 //! | [`checkpoint`] | `triefs checkpoint`: the control ioctl's wire format (`mod.rs`) and the client (`client.rs`); the checkpoints themselves are [`namespace::checkpoint`] |
 //! | [`fixture`] | [`fixture::TempMount`]: a triefs mounted in-process in a temporary directory for Rust test suites, with checkpoints |
 //! | [`reconfigure`] | the remount control ioctl: its wire format, the daemon's side and the client (a root-only request that changes `size=`/`nr_inodes=` of a live mount) |
+//! | [`tar`] | tar archives: the format's shared conventions (`mod.rs`), loading one into a namespace for `--from-tar` (`import.rs`), writing a namespace as one in resumable pages for checkpoint exports (`export.rs`) |
 //! | [`image`] | snapshot images: the format (`mod.rs`), writing (`write.rs`), strict reading (`read.rs`), atomic private saves and loading from a path (`file.rs`), the save status file (`status.rs`) |
 //! | [`mount`] | mounting (`mod.rs`): `-o` options (`options.rs`), the kernel's mount flags by name (`flags.rs`), the mount(8) helper convention (`helper.rs`), `mount -o remount` through the helper (`remount.rs`), the mount table (`mountinfo.rs`), mount(2) as root (`direct.rs`), the `auto_unmount` watcher (`watch.rs`) |
-//! | `src/bin/triefs/` | the command: dispatch (`main.rs`), the command line (`cli.rs`), exit codes (`exit.rs`), logging (`logging.rs`), checks before mounting (`preflight.rs`), `--paths` and `--paths-files` (`paths.rs`), the daemon (`daemon.rs`), image saves while serving (`saving.rs`), the subcommands (`commands/`) |
+//! | `src/bin/triefs/` | the command: dispatch (`main.rs`), the command line (`cli.rs`), exit codes (`exit.rs`), logging (`logging.rs`), checks before mounting (`preflight.rs`), `--paths`, `--paths-files` and `--from-tar` (`paths.rs`), the daemon (`daemon.rs`), image saves while serving (`saving.rs`), the subcommands (`commands/`) |
 //!
 //! Each folder's `tests.rs`, where there is one, holds its unit tests;
 //! `tests/docs.rs` checks that this map names every source file.
@@ -75,6 +76,7 @@ pub mod mount;
 pub mod namespace;
 pub mod reconfigure;
 pub mod sys;
+pub mod tar;
 pub mod trie;
 
 pub use error::{Errno, Result};

@@ -422,3 +422,43 @@ fn temp_mount_fixture_for_rust_tests() {
     assert!(!common::is_mounted(&root));
     assert!(!root.exists(), "the temporary directory is removed");
 }
+
+#[test]
+fn export_writes_the_checkpoint_as_a_tar_archive() {
+    let m = TriefsMount::new(&[]);
+    let root = m.path();
+    let long = "n".repeat(120);
+    sh(
+        root,
+        &format!(
+            "mkdir -p a/b && seq 1 20000 > a/b/data && ln a/b/data hard && ln -s a/b/data sym \
+             && chmod 751 a && setfattr -n user.k -v v a/b/data && mkfifo a/fifo \
+             && mkdir -p deep/{long}/x && touch deep/{long}/x/f"
+        ),
+    );
+    let saved = listing(root);
+    save(root, "s");
+    sh(root, "rm -rf a && echo later > hard");
+    let tmp = common::short_tempdir();
+    let tar = tmp.path().join("s.tar");
+    ok(ck(&["export", "s", tar.to_str().unwrap()], root), "export");
+    // GNU tar reads it back into the tree that was saved.
+    let t = common::Tmpfs::new();
+    sh(
+        t.path(),
+        &format!(
+            "tar --xattrs --xattrs-include='*' --numeric-owner -xpf {}",
+            tar.display()
+        ),
+    );
+    assert_eq!(listing(t.path()), saved, "the archive extracted on a tmpfs");
+    // The mount itself kept its live tree.
+    assert!(!root.join("a").exists());
+    assert_eq!(fs::read(root.join("hard")).unwrap(), b"later\n");
+    // Errors: unknown name, no permission, a file that cannot be written.
+    let out = ck(&["export", "nope", tar.to_str().unwrap()], root);
+    assert_one_line_exit(&out, 2, "unknown name", &["no checkpoint named 'nope'"]);
+    let out = ck(&["export", "s", "/proc/nowhere/x.tar"], root);
+    assert_one_line_exit(&out, 2, "unwritable target", &["/proc/nowhere"]);
+    assert!(tar.exists(), "a failed export leaves other files alone");
+}

@@ -89,6 +89,18 @@ pub struct TrieFs {
     /// The checkpoint housekeeping thread's state (see
     /// [`TrieFs::after_checkpoint_change`]).
     housekeeping: Arc<Housekeeping>,
+    /// The checkpoint being exported, read through a copy of its tree
+    /// (one at a time: another export starts over).
+    export: parking_lot::Mutex<Option<Export>>,
+}
+
+/// An export in progress (see [`TrieFs::export_page`]).
+struct Export {
+    name: String,
+    /// Tells the checkpoint from a later one of the same name.
+    saved: SystemTime,
+    view: Namespace,
+    plan: crate::tar::ExportPlan,
 }
 
 /// Whether the checkpoint housekeeping thread runs, and whether it has
@@ -116,6 +128,7 @@ impl TrieFs {
             notifier: Arc::new(OnceLock::new()),
             owner: crate::sys::euid(),
             housekeeping: Arc::default(),
+            export: parking_lot::Mutex::new(None),
         }
     }
 
@@ -200,8 +213,76 @@ impl TrieFs {
                 }
                 Ok(out)
             }
-            checkpoint::Op::Export => Err(FsErrno::new(libc::ENOSYS)),
+            checkpoint::Op::Export => self.export_page(&r.name, &r.cursor),
         }
+    }
+
+    /// One page of checkpoint `name` as a tar archive, from `cursor` (empty:
+    /// the start). The first page copies the checkpoint's tree (sharing its
+    /// data) and plans the archive; the pages after it read that copy, so
+    /// the export is consistent whatever happens meanwhile. The copy goes
+    /// back to the accounting after the last page, or when another export
+    /// starts.
+    fn export_page(&self, name: &str, cursor: &[u8]) -> Result<Vec<u8>, FsErrno> {
+        let cursor = if cursor.is_empty() {
+            crate::tar::Cursor::START
+        } else {
+            crate::tar::Cursor::from_bytes(cursor)?
+        };
+        let mut slot = self.export.lock();
+        let saved = self
+            .ns
+            .read()
+            .checkpoints()
+            .get(name)
+            .map(|c| c.time())
+            .ok_or(FsErrno::new(libc::ENOENT))?;
+        let current = slot
+            .as_ref()
+            .is_some_and(|e| e.name == name && e.saved == saved);
+        if !current {
+            if cursor != crate::tar::Cursor::START {
+                // A page of an export this daemon no longer has.
+                return Err(FsErrno::new(libc::ESTALE));
+            }
+            let view = self.ns.read().checkpoint_view(name)?;
+            let plan = crate::tar::ExportPlan::new(&view);
+            let fresh = Export {
+                name: name.to_owned(),
+                saved,
+                view,
+                plan,
+            };
+            if let Some(old) = slot.replace(fresh) {
+                self.ns.write().bury(old.view);
+            }
+        }
+        let Some(e) = slot.as_ref() else {
+            return Err(FsErrno::new(libc::EIO));
+        };
+        let mut data = Vec::with_capacity(checkpoint::EXPORT_CHUNK);
+        let next = e
+            .plan
+            .page(&e.view, cursor, checkpoint::EXPORT_CHUNK, &mut data)?;
+        let mut out = Vec::with_capacity(data.len() + 32);
+        let flags = if next.is_none() {
+            checkpoint::FLAG_DONE
+        } else {
+            0
+        };
+        out.extend_from_slice(&flags.to_le_bytes());
+        let next = next.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
+        out.extend_from_slice(&(next.len() as u32).to_le_bytes());
+        out.extend_from_slice(&next);
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&data);
+        if flags == checkpoint::FLAG_DONE
+            && let Some(done) = slot.take()
+        {
+            self.ns.write().bury(done.view);
+            self.after_checkpoint_change();
+        }
+        Ok(out)
     }
 
     /// After a save, restore or delete: frees the trees a restore

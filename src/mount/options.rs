@@ -74,6 +74,8 @@ pub struct MountOpts {
     pub paths_files: Option<std::path::PathBuf>,
     /// Snapshot image (`image=`), like `--image`.
     pub image: Option<std::path::PathBuf>,
+    /// Tar archive to load (`tar=`), like `--from-tar`.
+    pub tar: Option<std::path::PathBuf>,
     /// The [`ATIME_OPTIONS`] given, in order: mount(2) flags by name.
     pub kernel_flags: Vec<&'static str>,
     /// `strict_open`: have the kernel send every open to the daemon, so
@@ -99,6 +101,7 @@ impl Default for MountOpts {
             paths: None,
             paths_files: None,
             image: None,
+            tar: None,
             kernel_flags: Vec::new(),
             strict_open: false,
         }
@@ -321,6 +324,7 @@ impl MountOpts {
             "paths" => self.paths = Some(value()?.into()),
             "paths_files" => self.paths_files = Some(value()?.into()),
             "image" => self.image = Some(value()?.into()),
+            "tar" => self.tar = Some(value()?.into()),
             "nr_inodes" => self.nr_inodes = Some(parse_size(key, value()?, false)?),
             "uid" => self.uid = Some(number(key, value()?, 10)?),
             "gid" => self.gid = Some(number(key, value()?, 10)?),
@@ -346,6 +350,9 @@ mod tests {
         assert_eq!(o.paths_files, Some("/c".into()));
         assert_eq!(o.image, Some("/i".into()));
         assert!(MountOpts::parse(&["paths_files"]).is_err());
+        let t = MountOpts::parse(&["tar=/t.tar"]).unwrap();
+        assert_eq!(t.tar, Some("/t.tar".into()));
+        assert!(MountOpts::parse(&["tar"]).is_err());
     }
 
     #[test]

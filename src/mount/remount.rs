@@ -97,7 +97,7 @@ impl Plan {
                 "allow_other" if val.is_none() => plan.allow_other = Some(true),
                 "owner_only" | "allow_root" if val.is_none() => plan.allow_other = Some(false),
                 // Only read when mounting.
-                "fsname" | "subtype" | "paths" | "paths_files" | "image" => {
+                "fsname" | "subtype" | "paths" | "paths_files" | "image" | "tar" => {
                     value()?;
                 }
                 "auto_unmount" | "strict_open" if val.is_none() => {}
@@ -271,7 +271,7 @@ mod tests {
         // mode=, uid=, gid= are checked, then ignored; fstab's mount-time
         // options are ignored.
         let p = Plan::parse(&[
-            "remount,mode=1777,uid=5,gid=7,fsname=x,paths=/p,paths_files=/q,noauto,x-a.b=1,_netdev",
+            "remount,mode=1777,uid=5,gid=7,fsname=x,paths=/p,paths_files=/q,tar=/t,noauto,x-a.b=1,_netdev",
         ])
         .unwrap();
         assert_eq!(p, Plan::default());

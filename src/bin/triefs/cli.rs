@@ -39,6 +39,7 @@ use clap::{ArgAction, Parser, Subcommand};
                           a leading 0 octal, else decimal.
   paths=FILE              same as --paths FILE (for fstab and mount -t)
   paths_files=FILE        same as --paths-files FILE
+  tar=FILE                same as --from-tar FILE
   image=FILE              same as --image FILE (for fstab and mount -t)
   default_permissions     accepted; permission checks are always on
   auto_unmount            unmount when the daemon dies (a watcher process,
@@ -79,6 +80,7 @@ EXAMPLES:
   find / -type d | triefs --paths - /mnt/x # materialize a list of directories
   find / -type f -printf '%p\t%s\n' | triefs --paths-files - /mnt/x
                                            # ... or an inventory of files
+  triefs --from-tar tree.tar /mnt/x        # start from a tar archive
   umount /mnt/scratch                      # unmount; the daemon exits 0
 
 Logging: -v (info), -vv (debug: every failed request), -vvv (trace: also the
@@ -106,6 +108,15 @@ pub(crate) struct Cli {
     /// written; `-` reads stdin.
     #[arg(long, value_name = "FILE")]
     pub(crate) paths_files: Option<PathBuf>,
+
+    /// Before serving (after --paths and --paths-files), load the tar
+    /// archive FILE as the tree (`-` reads stdin): every member type, GNU
+    /// and pax formats, owners, modes, mtimes, extended attributes and
+    /// ACLs, as `tar -xpf` as root gives them. The archive's root
+    /// (`./`) sets the root's attributes, unless -o mode=, uid=, gid= say
+    /// otherwise. Not with an image.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) from_tar: Option<PathBuf>,
 
     /// Snapshot image: loaded at mount if it exists (a missing file starts
     /// empty), written at unmount, on SIGTERM/SIGINT and on SIGUSR1. Its

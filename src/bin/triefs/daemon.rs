@@ -19,7 +19,8 @@ use triefs::image::{self};
 use triefs::mount::mount_fuse;
 use triefs::mount::mountinfo::is_mount_point;
 use triefs::mount::options::MountOpts;
-use triefs::namespace::{Limits, Namespace};
+use triefs::namespace::inode::ROOT_INO;
+use triefs::namespace::{Limits, Namespace, SetAttr};
 use triefs::sys::{self, Forked, SignalSet};
 
 use crate::cli::*;
@@ -206,7 +207,8 @@ type TakenStatus = (StatusFile, Option<status::Status>);
 /// The namespace to serve: loaded from the image when there is one (its
 /// status file taken first, so that a second daemon on the same image
 /// stops before serving), else empty with the root's `-o` owner and mode;
-/// then the `--paths` list added, then the `--paths-files` listing.
+/// then the `--paths` list added, then the `--paths-files` listing, then
+/// the `--from-tar` archive.
 fn build_namespace(
     cli: &Cli,
     opts: &MountOpts,
@@ -267,9 +269,14 @@ fn build_namespace(
     };
     let dirs = cli.paths.as_ref().or(opts.paths.as_ref());
     let files = cli.paths_files.as_ref().or(opts.paths_files.as_ref());
+    let tar = cli.from_tar.as_ref().or(opts.tar.as_ref());
     let stdin = Path::new("-");
-    if dirs.is_some_and(|p| p == stdin) && files.is_some_and(|p| p == stdin) {
+    let reads_stdin = |p: Option<&PathBuf>| p.is_some_and(|p| p == stdin);
+    if reads_stdin(dirs) && reads_stdin(files) {
         return Err("--paths and --paths-files cannot both read stdin ('-')".into());
+    }
+    if reads_stdin(tar) && (reads_stdin(dirs) || reads_stdin(files)) {
+        return Err("--from-tar and --paths or --paths-files cannot both read stdin ('-')".into());
     }
     let since = std::time::SystemTime::now();
     if let Some(p) = dirs {
@@ -281,6 +288,27 @@ fn build_namespace(
     if dirs.is_some() || files.is_some() {
         let shared = ns.settle_after_load(since);
         info!("{shared} loaded inodes share their attributes");
+    }
+    if let Some(p) = tar {
+        // After the listings' settling, which would stamp the archive's
+        // times with the load's.
+        load_tar(&mut ns, p)?;
+        // The archive's root member set the root's attributes, as `tar
+        // -xpf` does; what -o says explicitly wins.
+        if opts.mode.is_some() || opts.uid.is_some() || opts.gid.is_some() {
+            ns.setattr(
+                ROOT_INO,
+                SetAttr {
+                    mode: opts.mode,
+                    uid: opts.uid,
+                    gid: opts.gid,
+                    ..SetAttr::default()
+                },
+            )
+            .map_err(|e| format!("setting the root's -o mode/uid/gid: {e}"))?;
+        }
+        let shared = ns.share_unchanged();
+        info!("{shared} inodes share their attributes");
     }
 
     Ok((ns, status))
@@ -372,6 +400,14 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
         return Err(
             "--force-new-image and --save-interval need an image (--image FILE or -o image=FILE)"
                 .into(),
+        );
+    }
+    if image_path.is_some() && (cli.from_tar.is_some() || opts.tar.is_some()) {
+        return Err(
+            "--from-tar (-o tar=) cannot be used with an image (--image, -o image=): \
+                    the image holds the tree to mount; load the archive into a mount without \
+                    one"
+            .into(),
         );
     }
     if let Some(p) = &image_path {

@@ -1,5 +1,6 @@
 //! `--paths FILE` and `--paths-files FILE`: listings loaded as directories
-//! or as listed files, streamed line by line.
+//! or as listed files, streamed line by line; `--from-tar FILE`: a tar
+//! archive loaded as the tree, streamed member by member.
 
 use std::ffi::OsStr;
 use std::io::{BufRead, Read};
@@ -186,6 +187,31 @@ fn load_listing(
         "added {added} {noun} from {shown} in {:.2} s ({} entries)",
         started.elapsed().as_secs_f64(),
         ns.trie().len()
+    );
+    Ok(())
+}
+
+/// Loads the tar archive `source` (a file or `-` for stdin) into `ns`
+/// ([`triefs::tar::import`]); an error names the archive and the member
+/// (or byte offset) in one line.
+pub(crate) fn load_tar(ns: &mut Namespace, source: &Path) -> Result<(), Fatal> {
+    let shown = source.display();
+    let cannot = |e: std::io::Error| format!("cannot read tar archive {shown}: {e}");
+    // Read ahead on a thread: the archive's copies overlap with the load.
+    let input = if source == Path::new("-") {
+        triefs::tar::Prefetch::new(std::io::stdin())
+    } else {
+        triefs::tar::Prefetch::new(std::fs::File::open(source).map_err(cannot)?)
+    }
+    .map_err(cannot)?;
+    let started = std::time::Instant::now();
+    let sum = triefs::tar::import(ns, input).map_err(|e| format!("tar archive {shown}: {e}"))?;
+    info!(
+        "loaded tar archive {shown}: {} members, {} bytes of data, {} archive bytes in {:.2} s",
+        sum.members,
+        sum.data_bytes,
+        sum.archive_bytes,
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -25,6 +25,9 @@ fn explain(mnt: &Path, name: &str, e: &io::Error) -> String {
             "'{name}': not a checkpoint name (1-64 letters, digits and ._-+@:=, not starting \
              with . or -)"
         ),
+        Some(libc::ESTALE) => {
+            format!("{m}: another export of a checkpoint took over; run this one again")
+        }
         Some(libc::EPERM) => {
             format!("{m}: only the mount's owner and root may change its checkpoints")
         }
