@@ -83,8 +83,8 @@ impl Builder {
                 MountOption::Subtype("triefs".into()),
                 MountOption::DefaultPermissions,
             ];
-            // Restores tell the kernel what to forget while another
-            // thread answers what that makes it ask.
+            // Two request threads: the test and its tools are usually two
+            // processes working at once.
             config.n_threads = Some(2);
             let session = fuser::spawn_mount(fs, &mnt, &config)?;
             let _ = notifier.set(session.notifier());

@@ -315,7 +315,21 @@ fn errors_are_one_line_and_other_users_may_only_list() {
 
 #[test]
 fn restores_while_others_write_keep_the_namespace_consistent() {
-    let mut m = MountSpec::new().envs(&[("TRIEFS_CHECK", "1")]).mount();
+    restores_under_writers(&[]);
+}
+
+/// With one request thread, a restore must not wait for the kernel while
+/// the kernel waits for that thread (it answers from a thread of its own).
+#[test]
+fn restores_under_writers_with_one_request_thread() {
+    restores_under_writers(&["--threads", "1"]);
+}
+
+fn restores_under_writers(args: &[&str]) {
+    let mut m = MountSpec::new()
+        .args(args)
+        .envs(&[("TRIEFS_CHECK", "1")])
+        .mount();
     let root = m.path().to_path_buf();
     sh(
         &root,

@@ -111,6 +111,72 @@ struct Housekeeping {
     again: AtomicBool,
 }
 
+/// Makes the kernel drop what it cached of the tree a restore replaced:
+/// the names of changed directories that now lead elsewhere (positive and
+/// negative entries), then the attributes, pages and listings of changed
+/// inodes.
+fn forget_cached(notifier: &OnceLock<Notifier>, r: &crate::namespace::checkpoint::Restored) {
+    let Some(n) = notifier.get() else {
+        return;
+    };
+    for (parent, name) in &r.entries {
+        if let Err(e) = n.inval_entry(INodeNo(*parent), OsStr::from_bytes(name)) {
+            // ENOENT: the kernel did not have it.
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                debug!("inval_entry of a name in {parent}: {e}");
+            }
+        }
+    }
+    for &ino in &r.changed {
+        if let Err(e) = n.inval_inode(INodeNo(ino), 0, 0)
+            && e.raw_os_error() != Some(libc::ENOENT)
+        {
+            debug!("inval_inode ino {ino}: {e}");
+        }
+    }
+}
+
+/// Starts the housekeeping thread of [`TrieFs::after_checkpoint_change`]
+/// unless it runs (then it goes round once more).
+fn housekeep(ns: Arc<RwLock<Namespace>>, hk: Arc<Housekeeping>) {
+    hk.again.store(true, Ordering::SeqCst);
+    if hk.running.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let flag = hk.clone();
+    let spawned = std::thread::Builder::new()
+        .name("checkpoints".into())
+        .spawn(move || {
+            loop {
+                hk.again.store(false, Ordering::SeqCst);
+                loop {
+                    let mut guard = ns.write();
+                    let more = guard.reap(REAP_SLICE);
+                    // Fair: a request waiting for the lock gets it before
+                    // the next slice.
+                    parking_lot::RwLockWriteGuard::unlock_fair(guard);
+                    if !more {
+                        break;
+                    }
+                }
+                let wanted = ns.read().spare_wanted();
+                if let Some(source) = wanted {
+                    let spare = source.copy();
+                    drop(source);
+                    ns.write().install_spare(spare);
+                }
+                hk.running.store(false, Ordering::SeqCst);
+                if !hk.again.load(Ordering::SeqCst) || hk.running.swap(true, Ordering::SeqCst) {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        error!("cannot start the checkpoint housekeeping thread: {e}");
+        flag.running.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Inodes freed per hold of the write lock when freeing a replaced tree:
 /// about a millisecond.
 const REAP_SLICE: usize = 4096;
@@ -189,31 +255,63 @@ impl TrieFs {
                 Ok(nanos(start))
             }
             checkpoint::Op::List => Ok(checkpoint::encode_list(&self.ns.read().checkpoint_infos())),
-            checkpoint::Op::Restore => {
-                let restored = self.ns.write().restore_checkpoint(&r.name)?;
-                // The lock is released: tell the kernel what to forget
-                // before the caller hears that the restore is done.
-                self.forget_cached(&restored);
-                let mut out = nanos(start);
-                self.after_checkpoint_change();
-                info!(
-                    "checkpoint {} restored in {:?} ({} inodes and {} names invalidated)",
-                    r.name,
-                    start.elapsed(),
-                    restored.changed.len(),
-                    restored.entries.len()
-                );
-                for v in [
-                    restored.changed.len() as u64,
-                    restored.kept,
-                    restored.orphaned,
-                    restored.entries.len() as u64,
-                ] {
-                    out.extend_from_slice(&v.to_le_bytes());
-                }
-                Ok(out)
-            }
+            // Answered by `restore`, from a thread of its own.
+            checkpoint::Op::Restore => Err(FsErrno::new(libc::EINVAL)),
             checkpoint::Op::Export => self.export_page(&r.name, &r.cursor),
+        }
+    }
+
+    /// `triefs checkpoint restore`: swaps the trees under the lock, then,
+    /// from a thread of its own, tells the kernel what to forget and only
+    /// then replies. The request thread is free meanwhile: forgetting a
+    /// name waits for the kernel's lock on its directory, and a request
+    /// holding that lock (a create waiting for its answer) needs a free
+    /// thread to be answered, whatever `--threads` says.
+    fn restore(&self, req: &Request, name: &str, reply: ReplyIoctl) {
+        if req.uid() != 0 && req.uid() != self.owner {
+            reply.error(Errno::EPERM);
+            return;
+        }
+        let start = Instant::now();
+        let restored = match self.ns.write().restore_checkpoint(name) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!("checkpoint restore of {name}: {e}");
+                reply.error(Errno::from_i32(e.code()));
+                return;
+            }
+        };
+        let notifier = self.notifier.clone();
+        let name = name.to_owned();
+        let hk = (self.ns.clone(), self.housekeeping.clone());
+        let answer = move || {
+            forget_cached(&notifier, &restored);
+            let took = start.elapsed();
+            info!(
+                "checkpoint {name} restored in {took:?} ({} inodes and {} names invalidated)",
+                restored.changed.len(),
+                restored.entries.len()
+            );
+            let mut out = (took.as_nanos() as u64).to_le_bytes().to_vec();
+            for v in [
+                restored.changed.len() as u64,
+                restored.kept,
+                restored.orphaned,
+                restored.entries.len() as u64,
+            ] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            reply.ioctl(0, &out);
+            housekeep(hk.0, hk.1);
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("restore".into())
+            .spawn(answer)
+        {
+            // No thread: the reply (moved into the closure) is dropped,
+            // which answers EIO; the tree is restored, the kernel's caches
+            // are not dropped, so say so loudly.
+            error!("checkpoint restore: cannot start a thread to finish it: {e}");
         }
     }
 
@@ -290,67 +388,7 @@ impl TrieFs {
     /// restored or saved last ahead of the next restore, without the lock
     /// (so that restore itself only swaps trees). One thread at a time.
     fn after_checkpoint_change(&self) {
-        let hk = self.housekeeping.clone();
-        hk.again.store(true, Ordering::SeqCst);
-        if hk.running.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let ns = self.ns.clone();
-        let spawned = std::thread::Builder::new()
-            .name("checkpoints".into())
-            .spawn(move || {
-                loop {
-                    hk.again.store(false, Ordering::SeqCst);
-                    loop {
-                        let mut guard = ns.write();
-                        let more = guard.reap(REAP_SLICE);
-                        // Fair: a request waiting for the lock gets it
-                        // before the next slice.
-                        parking_lot::RwLockWriteGuard::unlock_fair(guard);
-                        if !more {
-                            break;
-                        }
-                    }
-                    let wanted = ns.read().spare_wanted();
-                    if let Some(source) = wanted {
-                        let spare = source.copy();
-                        drop(source);
-                        ns.write().install_spare(spare);
-                    }
-                    hk.running.store(false, Ordering::SeqCst);
-                    if !hk.again.load(Ordering::SeqCst) || hk.running.swap(true, Ordering::SeqCst) {
-                        break;
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            error!("cannot start the checkpoint housekeeping thread: {e}");
-            self.housekeeping.running.store(false, Ordering::SeqCst);
-        }
-    }
-
-    /// Makes the kernel drop what it cached of the tree a restore replaced:
-    /// the names of changed directories (positive and negative entries),
-    /// then the attributes, pages and listings of changed inodes.
-    fn forget_cached(&self, r: &crate::namespace::checkpoint::Restored) {
-        let Some(n) = self.notifier.get() else {
-            return;
-        };
-        for (parent, name) in &r.entries {
-            if let Err(e) = n.inval_entry(INodeNo(*parent), OsStr::from_bytes(name)) {
-                // ENOENT: the kernel did not have it.
-                if e.raw_os_error() != Some(libc::ENOENT) {
-                    debug!("inval_entry of a name in {parent}: {e}");
-                }
-            }
-        }
-        for &ino in &r.changed {
-            if let Err(e) = n.inval_inode(INodeNo(ino), 0, 0)
-                && e.raw_os_error() != Some(libc::ENOENT)
-            {
-                debug!("inval_inode ino {ino}: {e}");
-            }
-        }
+        housekeep(self.ns.clone(), self.housekeeping.clone());
     }
 
     /// The namespace, shared: snapshots read it while the mount serves.
@@ -916,6 +954,13 @@ impl Filesystem for TrieFs {
         reply: ReplyIoctl,
     ) {
         let ino = ino.0;
+        if cmd == checkpoint::IOC_CHECKPOINT
+            && ino == ROOT_INO
+            && let Ok(r) = checkpoint::decode_request(in_data)
+            && r.op == checkpoint::Op::Restore
+        {
+            return self.restore(req, &r.name, reply);
+        }
         let op = match cmd {
             reconfigure::IOC_RECONFIGURE => "remount",
             lsprefix::IOC_LS => "ls-prefix",
