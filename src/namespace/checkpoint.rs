@@ -395,6 +395,7 @@ impl Namespace {
                 log::error!("restore of {name}: inode {ino} is taken in the checkpoint");
             }
         }
+        self.inodes.drop_taken_from_free();
         // Freed later, a slice at a time ([`Namespace::reap`]): freeing
         // every record here would hold the lock for as long as copying.
         self.checkpoints.graveyard.push(Tree {

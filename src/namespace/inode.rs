@@ -1141,8 +1141,8 @@ impl InodeTable {
         if self.slots[idx].tag & TAG != FREE {
             return false;
         }
-        self.free.retain(|&i| i as usize != idx);
-        self.parked.retain(|&i| i as usize != idx);
+        // The free lists still name it: [`InodeTable::drop_taken_from_free`]
+        // clears them once after all adoptions.
         let r = self.add_record(inode);
         self.slots[idx] = Slot {
             tag: FULL,
@@ -1155,6 +1155,14 @@ impl InodeTable {
         }
         self.live += 1;
         true
+    }
+
+    /// Removes numbers [`InodeTable::adopt`] took from the free lists.
+    pub(crate) fn drop_taken_from_free(&mut self) {
+        let slots = &self.slots;
+        let free = |i: &u32| slots.get(*i as usize).is_some_and(|s| s.tag & TAG == FREE);
+        self.free.retain(free);
+        self.parked.retain(free);
     }
 
     /// Frees up to `n` records (at least one), returning the page buffers
