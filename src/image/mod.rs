@@ -63,12 +63,21 @@ use crate::namespace::inode::Kind;
 
 const MAGIC: &[u8; 8] = b"TRIEFSIM";
 /// The image format version this build writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The oldest version this build still reads: 1 has no inode flags.
 pub const OLDEST_VERSION: u32 = 1;
 const TAG_INODE: u8 = 1;
 const TAG_DATA: u8 = 2;
 const TAG_ENTRY: u8 = 3;
+/// Version 3: pages shared between files or trees, each getting the next
+/// page id.
+const TAG_PAGE: u8 = 4;
+/// Version 3: pages of a file given by the ids of shared pages before.
+const TAG_REF: u8 = 5;
+/// Version 3: a checkpoint's tree follows.
+const TAG_CHECKPOINT: u8 = 6;
+/// Version 3: the end of a checkpoint's tree, with its counts.
+const TAG_CHECKPOINT_END: u8 = 7;
 const TAG_END: u8 = 255;
 /// Largest record payload accepted (a DATA record holds at most 1 MiB).
 const MAX_RECORD: u32 = (1 << 20) + 64 * 1024 + 1024;
@@ -125,6 +134,8 @@ pub struct Summary {
     pub entries: u64,
     /// Bytes of stored file data.
     pub data_bytes: u64,
+    /// Checkpoints (version 3; 0 before).
+    pub checkpoints: u64,
     /// The format version of the image (not part of the END record).
     pub version: u32,
 }
@@ -230,6 +241,10 @@ mod tests {
                 let flags_at = 8 + 1 + 2 + 4 * 3 + 12 * 3 + 8;
                 payload.drain(flags_at..flags_at + 4);
             }
+            if tag == TAG_END {
+                // No checkpoint count before version 3.
+                payload.truncate(24);
+            }
             let mut rec = vec![tag];
             rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             rec.extend_from_slice(&payload);
@@ -317,7 +332,7 @@ mod tests {
         let mut img = Vec::new();
         write_image(&ns, &mut img).unwrap();
         let (back, sum) = read_image(&img[..], limits()).unwrap();
-        assert_eq!(sum.version, 2);
+        assert_eq!(sum.version, 3);
         let with_flags: Vec<_> = flag_listing(&back)
             .into_iter()
             .filter(|l| !l.ends_with(" 0x0"))
@@ -326,7 +341,8 @@ mod tests {
         assert_eq!(flag_listing(&ns), flag_listing(&back));
 
         let old = as_version_1(&img);
-        assert_eq!(old.len(), img.len() - 4 * sum.inodes as usize);
+        // 4 bytes of flags per inode, 8 of checkpoint count in END.
+        assert_eq!(old.len(), img.len() - 4 * sum.inodes as usize - 8);
         let (back1, sum1) = read_image(&old[..], limits()).unwrap();
         assert_eq!(sum1.version, 1);
         assert_eq!((sum1.inodes, sum1.entries), (sum.inodes, sum.entries));
@@ -372,7 +388,7 @@ mod tests {
             read_image(&b"TRIEFSIX"[..], limits()),
             Err(ImageError::NotAnImage)
         ));
-        for v in [0, 3] {
+        for v in [0, 4] {
             let mut other = img.clone();
             other[8] = v;
             assert!(matches!(
@@ -416,6 +432,361 @@ mod tests {
         let few = Limits {
             max_pages: 1 << 20,
             max_inodes: 3,
+        };
+        assert!(read_image(&img[..], few).is_err());
+    }
+
+    /// A tree of 1 MiB files with three checkpoints: pages shared between
+    /// the live tree, the checkpoints, a `copy_file_range` copy and two
+    /// offsets of one file; a file only a checkpoint holds; xattrs and a
+    /// hard link in a checkpoint.
+    fn with_checkpoints() -> Namespace {
+        let mut ns = sample();
+        let os = OsStr::new;
+        let big = ns
+            .create_node(ROOT_INO, os("big"), node(Kind::RegularFile, 0o644, None))
+            .unwrap()
+            .attr
+            .ino
+            .0;
+        let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + i / 4096) as u8).collect();
+        ns.write(big, 0, &data).unwrap();
+        // A tail that ends inside a page.
+        ns.write(big, 1 << 20, b"tail").unwrap();
+        let copy = ns
+            .create_node(ROOT_INO, os("copy"), node(Kind::RegularFile, 0o644, None))
+            .unwrap()
+            .attr
+            .ino
+            .0;
+        let mut at = 0;
+        while at < 1 << 20 {
+            at += u64::from(ns.copy_range(big, at, copy, at, (1 << 20) - at).unwrap());
+        }
+        // One page at two offsets of the same file.
+        ns.copy_range(big, 0, copy, 2 << 20, 4096).unwrap();
+        let gone = ns
+            .create_node(ROOT_INO, os("gone"), node(Kind::RegularFile, 0o600, None))
+            .unwrap()
+            .attr
+            .ino
+            .0;
+        ns.write(gone, 0, b"only in a checkpoint").unwrap();
+        ns.link(gone, ROOT_INO, os("gone-link")).unwrap();
+        ns.setxattr(gone, os("user.x"), b"y", 0).unwrap();
+        ns.save_checkpoint("one").unwrap();
+        ns.unlink(ROOT_INO, os("gone")).unwrap();
+        ns.unlink(ROOT_INO, os("gone-link")).unwrap();
+        // The kernel lets go of it: only the checkpoint holds it now (an
+        // image keeps no unlinked inodes).
+        ns.forget(gone, u64::MAX);
+        ns.write(big, 8192, b"changed after one").unwrap();
+        ns.save_checkpoint("two").unwrap();
+        ns.write(copy, 0, b"changed after two").unwrap();
+        ns.save_checkpoint("three@x").unwrap();
+        ns.write(big, 4096 * 100, b"live only").unwrap();
+        ns.check().unwrap();
+        ns
+    }
+
+    fn infos(ns: &Namespace) -> Vec<crate::namespace::checkpoint::CheckpointInfo> {
+        ns.checkpoint_infos()
+            .into_iter()
+            .map(|mut i| {
+                // Metadata bytes depend on how the tables grew.
+                i.meta_bytes = 0;
+                i
+            })
+            .collect()
+    }
+
+    #[test]
+    fn checkpoints_round_trip_with_pages_shared() {
+        let ns = with_checkpoints();
+        let mut img = Vec::new();
+        let sum = write_image(&ns, &mut img).unwrap();
+        assert_eq!(sum.checkpoints, 3);
+        // 258 distinct pages among 4 trees, 2 files each: about 1 MiB,
+        // not 8.
+        let distinct = ns.pages_used();
+        assert!(distinct < 270, "{distinct}");
+        assert!(
+            (img.len() as u64) < distinct * 4096 + 64 * 1024,
+            "image of {distinct} pages takes {} bytes",
+            img.len()
+        );
+        let (mut back, sum2) = read_image(&img[..], limits()).unwrap();
+        assert_eq!(sum, sum2);
+        back.check().unwrap();
+        assert_eq!(back.pages_used(), distinct);
+        assert_eq!(infos(&back), infos(&ns));
+        assert_eq!(listing(&back), listing(&ns));
+        // An image of the loaded namespace is the same size.
+        let mut img2 = Vec::new();
+        assert_eq!(write_image(&back, &mut img2).unwrap(), sum);
+        assert_eq!(img.len(), img2.len());
+        // Each checkpoint restores to the tree it held.
+        let mut ns = ns;
+        for name in ["one", "two", "three@x"] {
+            ns.restore_checkpoint(name).unwrap();
+            back.restore_checkpoint(name).unwrap();
+            assert_eq!(listing(&back), listing(&ns), "{name}");
+            back.check().unwrap();
+            assert_eq!(back.pages_used(), ns.pages_used(), "{name}");
+        }
+        // One number, one file: "gone" (in checkpoint one only) has the
+        // same number after a restore as in the checkpoint, and new files
+        // never take the numbers checkpoints hold.
+        back.restore_checkpoint("one").unwrap();
+        let gone = back.child_ino(ROOT_INO, OsStr::new("gone")).unwrap();
+        back.restore_checkpoint("three@x").unwrap();
+        assert!(back.child_ino(ROOT_INO, OsStr::new("gone")).is_err());
+        for k in 0..20 {
+            let name = format!("new{k}");
+            let e = back
+                .create_node(
+                    ROOT_INO,
+                    OsStr::new(&name),
+                    node(Kind::RegularFile, 0o600, None),
+                )
+                .unwrap();
+            assert_ne!(e.attr.ino.0, gone);
+            for c in back.checkpoints().iter() {
+                assert!(
+                    c.inodes().get(e.attr.ino.0).is_none(),
+                    "{name} took a held number"
+                );
+            }
+        }
+        back.check().unwrap();
+    }
+
+    /// The image with each record's payload passed through `f`, checksums
+    /// redone.
+    fn rewrite(img: &[u8], mut f: impl FnMut(u8, &mut Vec<u8>)) -> Vec<u8> {
+        let mut out = img[..16].to_vec();
+        let mut at = 16;
+        while at < img.len() {
+            let tag = img[at];
+            let len = u32::from_le_bytes(img[at + 1..at + 5].try_into().unwrap()) as usize;
+            let mut payload = img[at + 5..at + 5 + len].to_vec();
+            f(tag, &mut payload);
+            let mut rec = vec![tag];
+            rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            rec.extend_from_slice(&payload);
+            let crc = crc32fast::hash(&rec);
+            out.extend_from_slice(&rec);
+            out.extend_from_slice(&crc.to_le_bytes());
+            at += 5 + len + 4;
+        }
+        out
+    }
+
+    /// Where each record starts, with its tag.
+    fn records(img: &[u8]) -> Vec<(usize, u8)> {
+        let mut out = Vec::new();
+        let mut at = 16;
+        while at < img.len() {
+            out.push((at, img[at]));
+            let len = u32::from_le_bytes(img[at + 1..at + 5].try_into().unwrap()) as usize;
+            at += 5 + len + 4;
+        }
+        out
+    }
+
+    #[test]
+    fn version_2_images_still_load() {
+        let ns = sample();
+        let mut img = Vec::new();
+        write_image(&ns, &mut img).unwrap();
+        let mut v2 = rewrite(&img, |tag, p| {
+            if tag == TAG_END {
+                p.truncate(24);
+            }
+        });
+        v2[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let (back, sum) = read_image(&v2[..], limits()).unwrap();
+        assert_eq!((sum.version, sum.checkpoints), (2, 0));
+        assert_eq!(listing(&back), listing(&ns));
+        // Version 3 records are refused in a version 2 image.
+        let mut img = Vec::new();
+        write_image(&with_checkpoints(), &mut img).unwrap();
+        let mut old = img.clone();
+        old[8..12].copy_from_slice(&2u32.to_le_bytes());
+        match read_image(&old[..], limits()) {
+            Err(ImageError::Corrupt(why)) => assert!(why.contains("record type"), "{why}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a version 3 record accepted in version 2"),
+        }
+    }
+
+    #[test]
+    fn damaged_checkpoints_are_refused() {
+        let mut img = Vec::new();
+        write_image(&with_checkpoints(), &mut img).unwrap();
+        let recs = records(&img);
+        let ck = recs.iter().find(|r| r.1 == TAG_CHECKPOINT).unwrap().0;
+        let refs = recs.iter().filter(|r| r.1 == TAG_REF).count();
+        assert!(refs > 3, "{refs} REF records");
+        // Cut inside a checkpoint's tree.
+        for cut in [ck + 3, ck + 40, (ck + img.len()) / 2, img.len() - 30] {
+            assert!(
+                matches!(
+                    read_image(&img[..cut], limits()),
+                    Err(ImageError::Truncated)
+                ),
+                "cut at {cut}"
+            );
+        }
+        let refused = |bad: Vec<u8>, want: &str| match read_image(&bad[..], limits()) {
+            Err(ImageError::Corrupt(why)) => assert!(why.contains(want), "{why}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted; wanted {want}"),
+        };
+        // A reference to a page id not seen yet.
+        refused(
+            rewrite(&img, |tag, p| {
+                if tag == TAG_REF {
+                    p[16..24].copy_from_slice(&999_999u64.to_le_bytes());
+                }
+            }),
+            "unknown page",
+        );
+        // A reference at an offset that is not a page's.
+        refused(
+            rewrite(&img, |tag, p| {
+                if tag == TAG_REF {
+                    p[8] = 1;
+                }
+            }),
+            "unaligned",
+        );
+        // A reference past the end of the file.
+        refused(
+            rewrite(&img, |tag, p| {
+                if tag == TAG_REF {
+                    p[8..16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+                }
+            }),
+            "past the end",
+        );
+        // Half a page id.
+        refused(
+            rewrite(&img, |tag, p| {
+                if tag == TAG_REF {
+                    p.pop();
+                }
+            }),
+            "page references",
+        );
+        // A page id in a checkpoint for an inode that tree lacks.
+        refused(
+            rewrite(&img, |tag, p| {
+                if tag == TAG_REF {
+                    p[..8].copy_from_slice(&123_456u64.to_le_bytes());
+                }
+            }),
+            "unknown inode",
+        );
+        // Bad checkpoint names and two of one name.
+        refused(
+            rewrite(&img, |tag, p| {
+                if tag == TAG_CHECKPOINT {
+                    p[12] = b'/';
+                }
+            }),
+            "checkpoint name",
+        );
+        refused(
+            rewrite(&img, |tag, p| {
+                if tag == TAG_CHECKPOINT {
+                    p.truncate(12);
+                    p.extend_from_slice(b"same");
+                }
+            }),
+            "two checkpoints",
+        );
+        // Counts that do not match.
+        refused(
+            rewrite(&img, |tag, p| {
+                if tag == TAG_CHECKPOINT_END {
+                    p[0] ^= 1;
+                }
+            }),
+            "end counts",
+        );
+        refused(
+            rewrite(&img, |tag, p| {
+                if tag == TAG_END {
+                    p[24] = 9;
+                }
+            }),
+            "END counts",
+        );
+        // A number that names a directory in one tree and a file in
+        // another: the INODE record of "copy" (an image number the live
+        // tree has) becomes a directory in the last checkpoint.
+        let last = recs.iter().rev().find(|r| r.1 == TAG_CHECKPOINT).unwrap().0;
+        let mut at = 16;
+        let bad = rewrite(&img, |tag, p| {
+            at += 9 + p.len();
+            if tag == TAG_INODE && at > last && p[8] == 2 {
+                p[8] = 1;
+            }
+        });
+        refused(bad, "another file type");
+        // Every single-byte flip of a small image with checkpoints.
+        let mut ns = Namespace::new(0, 0, 0o755, limits());
+        let f = ns
+            .create_node(
+                ROOT_INO,
+                OsStr::new("f"),
+                node(Kind::RegularFile, 0o644, None),
+            )
+            .unwrap()
+            .attr
+            .ino
+            .0;
+        ns.write(f, 0, &[5u8; 4096]).unwrap();
+        ns.save_checkpoint("a").unwrap();
+        ns.unlink(ROOT_INO, OsStr::new("f")).unwrap();
+        ns.save_checkpoint("b").unwrap();
+        let mut img = Vec::new();
+        write_image(&ns, &mut img).unwrap();
+        for at in 16..img.len() {
+            let mut bad = img.clone();
+            bad[at] ^= 0x5a;
+            assert!(
+                read_image(&bad[..], limits()).is_err(),
+                "flip at {at} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn shared_pages_count_against_the_size_limit_once() {
+        let ns = with_checkpoints();
+        let mut img = Vec::new();
+        write_image(&ns, &mut img).unwrap();
+        let fits = Limits {
+            max_pages: ns.pages_used(),
+            max_inodes: 1 << 20,
+        };
+        let (back, _) = read_image(&img[..], fits).unwrap();
+        assert_eq!(back.pages_used(), ns.pages_used());
+        let short = Limits {
+            max_pages: ns.pages_used() - 1,
+            ..fits
+        };
+        assert!(read_image(&img[..], short).is_err());
+        // Each checkpoint's entries count against nr_inodes.
+        let mut need = ns.inodes().live();
+        for c in ns.checkpoints().iter() {
+            need += c.inodes().live();
+        }
+        let few = Limits {
+            max_inodes: need - 1,
+            ..fits
         };
         assert!(read_image(&img[..], few).is_err());
     }

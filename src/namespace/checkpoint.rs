@@ -335,3 +335,70 @@ impl Namespace {
         self.inodes.set_reserved(bits);
     }
 }
+
+/// Restoring checkpoints from a snapshot image.
+impl Namespace {
+    /// Adds `tree`, a namespace an image loaded and checked, as checkpoint
+    /// `name` saved at `time`. Its inode numbers must name the same files
+    /// as the live tree's and the other checkpoints' (the loader maps
+    /// them so). The same rules as for [`Namespace::save_checkpoint`]
+    /// apply: a valid, unused name, at most [`MAX_CHECKPOINTS`], and its
+    /// entries within the inode limit. The numbers it holds are reserved.
+    /// Pages are not counted here: see [`Namespace::recount_pages`].
+    pub(crate) fn add_loaded_checkpoint(
+        &mut self,
+        name: &str,
+        time: SystemTime,
+        tree: Namespace,
+    ) -> std::result::Result<(), String> {
+        if check_name(name).is_err() {
+            return Err(format!("bad checkpoint name {name:?}"));
+        }
+        if self.checkpoints.get(name).is_some() {
+            return Err(format!("two checkpoints called {name:?}"));
+        }
+        if self.checkpoints.len() >= MAX_CHECKPOINTS {
+            return Err(format!("more than {MAX_CHECKPOINTS} checkpoints"));
+        }
+        let ispace = self.ispace_of(&tree.inodes, tree.extra_names);
+        if self.reserve_ispace(ispace).is_err() {
+            return Err(format!(
+                "checkpoint {name:?} needs more inode space than nr_inodes allows"
+            ));
+        }
+        self.checkpoints.list.push(Checkpoint {
+            name: name.to_owned(),
+            time,
+            trie: tree.trie,
+            inodes: tree.inodes,
+            extra_names: tree.extra_names,
+            ispace,
+        });
+        self.update_reserved();
+        Ok(())
+    }
+
+    /// Sets the stored-page count to the page buffers the live tree and
+    /// the checkpoints hold, each counted once however many files share
+    /// it (after a load that put shared pages in place); returns it.
+    pub(crate) fn recount_pages(&mut self) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        let mut count = |t: &InodeTable| {
+            let mut n = 0;
+            for (_, i) in t.iter() {
+                for p in i.file().into_iter().flat_map(|d| d.page_refs()) {
+                    if std::sync::Arc::strong_count(p) == 1 || seen.insert(p.as_ptr()) {
+                        n += 1;
+                    }
+                }
+            }
+            n
+        };
+        let mut pages = count(&self.inodes);
+        for c in &self.checkpoints.list {
+            pages += count(&c.inodes);
+        }
+        self.pages_used = pages;
+        pages
+    }
+}
