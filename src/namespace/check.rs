@@ -17,6 +17,8 @@ impl Namespace {
     /// - the stored-page count equals the pages held by live files (a listed
     ///   file holds none), and the counts of extra file names and xattr
     ///   bytes (the inode limit's space) equal what is held;
+    /// - each checkpoint's tree passes these checks too (pages counted
+    ///   within it; across all trees above);
     /// - the only `system.` attributes are valid ACLs: a default ACL on a
     ///   directory, an access ACL (not a symlink's) that the mode alone
     ///   cannot say and whose mode bits are the inode's.
@@ -109,6 +111,7 @@ impl Namespace {
                 }
             }
         }
+        errors.extend(self.check_checkpoint_trees());
         if pages != self.pages_used {
             errors.push(format!(
                 "page accounting: {} counted, {pages} held",

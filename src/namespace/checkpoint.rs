@@ -402,3 +402,25 @@ impl Namespace {
         pages
     }
 }
+
+/// The consistency check of the checkpoints' trees.
+impl Namespace {
+    /// Runs [`Namespace::check`] on a copy of each checkpoint's tree (its
+    /// pages counted within it); returns the violations, each prefixed
+    /// with the checkpoint's name. As costly as checking the live tree
+    /// once per checkpoint: for tests and `TRIEFS_CHECK=1`.
+    pub(crate) fn check_checkpoint_trees(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for c in &self.checkpoints.list {
+            let mut t = Namespace::new(0, 0, 0o755, self.limits);
+            t.trie = c.trie.clone();
+            t.inodes = c.inodes.copy();
+            t.extra_names = c.extra_names;
+            t.recount_pages();
+            if let Err(e) = t.check() {
+                errors.extend(e.into_iter().map(|e| format!("checkpoint {}: {e}", c.name)));
+            }
+        }
+        errors
+    }
+}
