@@ -2,10 +2,10 @@
 //! symlinks, hard links, file data with holes kept as holes) written to and
 //! read from a file as a stream of checksummed records.
 //!
-//! Format, version 2 (integers little-endian):
+//! Format, version 3 (integers little-endian):
 //!
 //! ```text
-//! header   "TRIEFSIM" (8 bytes), version u32 = 2, reserved u32 = 0
+//! header   "TRIEFSIM" (8 bytes), version u32 = 3, reserved u32 = 0
 //! record   tag u8, length u32, payload[length], crc32 u32 over tag+length+payload
 //! INODE  1 ino u64, kind u8, perm u16, uid u32, gid u32, rdev u32,
 //!          atime/mtime/ctime (sec i64, nsec u32) x3, size u64, flags u32,
@@ -13,13 +13,21 @@
 //!          symlink target (rest of the payload)
 //! DATA   2 ino u64, offset u64, bytes (rest; at most 1 MiB, stored pages only)
 //! ENTRY  3 parent ino u64, child ino u64, name (rest)
-//! END  255 inodes u64, entries u64, data bytes u64
+//! PAGE   4 ino u64, offset u64, whole shared pages (rest), each the next page id
+//! REF    5 ino u64, offset u64, page ids u64 (rest): pages written before
+//! CHECKPOINT 6 time (sec i64, nsec u32), name (rest): a checkpoint's tree follows
+//! CHECKPOINT END 7 inodes u64, entries u64, data bytes u64 (of that tree)
+//! END  255 inodes u64, entries u64, data bytes u64 (of the live tree), checkpoints u64
 //! ```
 //!
-//! Version 1 is version 2 without the `flags` field (chattr flags, `FS_*_FL`
-//! bits); it is still read (no flags). Inodes come first (each file
-//! followed by its data), then the entries,
-//! parents before children. Writing and reading stream: neither needs a
+//! The live tree comes first, then each checkpoint's. A tree is its inodes
+//! (each file followed by its data), then its entries, parents before
+//! children. A page that more than one file or tree holds is written once
+//! (PAGE) and referred to by its id after that (REF), so it is shared again
+//! after a load. Inode numbers name one file in every tree. Version 2 has no
+//! records 4 to 7 and no checkpoint count in END; version 1 is version 2
+//! without the `flags` field (chattr flags, `FS_*_FL` bits). Both are still
+//! read. Writing and reading stream: neither needs a
 //! second copy of the tree in memory. Saving is atomic and durable: the
 //! image goes to a temporary file in the same directory, is fsynced, renamed
 //! over the old one, and the directory is fsynced.
