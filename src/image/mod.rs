@@ -13,7 +13,7 @@
 //!          symlink target (rest of the payload)
 //! DATA   2 ino u64, offset u64, bytes (rest; at most 1 MiB, stored pages only)
 //! ENTRY  3 parent ino u64, child ino u64, name (rest)
-//! PAGE   4 ino u64, offset u64, whole shared pages (rest), each the next page id
+//! PAGE   4 ino u64, offset u64, shared pages (rest, cut at the size), each the next id
 //! REF    5 ino u64, offset u64, page ids u64 (rest): pages written before
 //! CHECKPOINT 6 time (sec i64, nsec u32), name (rest): a checkpoint's tree follows
 //! CHECKPOINT END 7 inodes u64, entries u64, data bytes u64 (of that tree)
@@ -797,5 +797,40 @@ mod tests {
             ..fits
         };
         assert!(read_image(&img[..], few).is_err());
+    }
+
+    #[test]
+    fn small_files_a_checkpoint_shares_stay_small() {
+        let mut ns = Namespace::new(0, 0, 0o755, limits());
+        for i in 0..200 {
+            let name = format!("f{i}");
+            let f = ns
+                .create_node(
+                    ROOT_INO,
+                    OsStr::new(&name),
+                    node(Kind::RegularFile, 0o644, None),
+                )
+                .unwrap()
+                .attr
+                .ino
+                .0;
+            ns.write(f, 0, &[i as u8 + 1; 100]).unwrap();
+        }
+        let mut plain = Vec::new();
+        let sum = write_image(&ns, &mut plain).unwrap();
+        assert_eq!(sum.data_bytes, 200 * 100);
+        ns.save_checkpoint("c").unwrap();
+        let mut img = Vec::new();
+        let sum = write_image(&ns, &mut img).unwrap();
+        // Shared pages are cut at the size like others: 100 bytes each,
+        // and the checkpoint refers to them.
+        assert_eq!(sum.data_bytes, 200 * 100);
+        let more = img.len() - plain.len();
+        assert!(more < 200 * 200, "the checkpoint adds {more} bytes");
+        let (back, _) = read_image(&img[..], limits()).unwrap();
+        assert_eq!(back.pages_used(), 200);
+        assert_eq!(listing(&back), listing(&ns));
+        let info = &back.checkpoint_infos()[0];
+        assert_eq!((info.shared_bytes, info.own_bytes), (200 * 4096, 0));
     }
 }

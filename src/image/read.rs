@@ -279,17 +279,15 @@ fn tree_record(
             let off = p.u64()?;
             let bytes = p.rest();
             let ino = st.mapped(old, tree)?;
-            if bytes.is_empty() || !bytes.len().is_multiple_of(PAGE) {
-                return corrupt(format!(
-                    "inode {old}: shared pages of {} bytes",
-                    bytes.len()
-                ));
+            if bytes.is_empty() {
+                return corrupt(format!("inode {old}: a PAGE record without pages"));
             }
             let mut at = off;
-            for chunk in bytes.chunks_exact(PAGE) {
+            // The last page may be cut at the file's size: zeros follow.
+            for chunk in bytes.chunks(PAGE) {
                 st.count_pages(1)?;
                 let mut page = [0u8; PAGE];
-                page.copy_from_slice(chunk);
+                page[..chunk.len()].copy_from_slice(chunk);
                 let page: Page = std::sync::Arc::new(page);
                 tree.load_page(ino, at, page.clone())
                     .map_err(|e| ImageError::Corrupt(format!("inode {old}: {e}")))?;

@@ -92,8 +92,8 @@ struct SharedPages {
 enum How {
     /// Only this file holds it: a DATA record, cut at the size.
     Own,
-    /// Shared, first seen: a PAGE record, the whole page; it gets the next
-    /// page id.
+    /// Shared, first seen: a PAGE record, cut at the size; it gets the
+    /// next page id.
     New,
     /// Shared, written before: a REF record naming its id.
     Ref(u64),
@@ -176,15 +176,16 @@ fn write_tree<W: Write>(
                     ids: Vec::new(),
                 });
                 r.pages += 1;
+                // Cut at the size: past it a page holds zeros, in every
+                // file that shares it (the loader checks), so a shared
+                // page's bytes up to this file's end are the whole page.
+                let n = PAGE.min((size - off) as usize);
                 match how {
-                    How::Own => {
-                        let n = PAGE.min((size - off) as usize);
-                        r.bytes.extend_from_slice(&page[..n]);
-                    }
+                    How::Own => r.bytes.extend_from_slice(&page[..n]),
                     How::New => {
                         let id = shared.ids.len() as u64;
                         shared.ids.insert(page.as_ptr() as usize, id);
-                        r.bytes.extend_from_slice(&page[..]);
+                        r.bytes.extend_from_slice(&page[..n]);
                     }
                     How::Ref(id) => r.ids.push(id),
                 }
