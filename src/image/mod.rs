@@ -14,7 +14,7 @@
 //! DATA   2 ino u64, offset u64, bytes (rest; at most 1 MiB, stored pages only)
 //! ENTRY  3 parent ino u64, child ino u64, name (rest)
 //! PAGE   4 ino u64, offset u64, shared pages (rest, cut at the size), each the next id
-//! REF    5 ino u64, offset u64, page ids u64 (rest): pages written before
+//! REF    5 ino u64, offset u64, first page id u64, count u32: pages written before
 //! CHECKPOINT 6 time (sec i64, nsec u32), name (rest): a checkpoint's tree follows
 //! CHECKPOINT END 7 inodes u64, entries u64, data bytes u64 (of that tree)
 //! END  255 inodes u64, entries u64, data bytes u64 (of the live tree), checkpoints u64
@@ -87,6 +87,9 @@ const TAG_CHECKPOINT: u8 = 6;
 /// Version 3: the end of a checkpoint's tree, with its counts.
 const TAG_CHECKPOINT_END: u8 = 7;
 const TAG_END: u8 = 255;
+/// Most pages in one DATA, PAGE or REF record (1 MiB of data; for REF a
+/// bound on the work one small record asks for).
+const RUN_PAGES: usize = 256;
 /// Largest record payload accepted (a DATA record holds at most 1 MiB).
 const MAX_RECORD: u32 = (1 << 20) + 64 * 1024 + 1024;
 
@@ -678,14 +681,34 @@ mod tests {
             }),
             "past the end",
         );
-        // Half a page id.
+        // A count cut short, none, or more than a record may name.
         refused(
             rewrite(&img, |tag, p| {
                 if tag == TAG_REF {
                     p.pop();
                 }
             }),
-            "page references",
+            "shorter than its fields",
+        );
+        for count in [0u32, 257, u32::MAX] {
+            refused(
+                rewrite(&img, |tag, p| {
+                    if tag == TAG_REF {
+                        p[24..28].copy_from_slice(&count.to_le_bytes());
+                    }
+                }),
+                &format!("REF record of {count} pages"),
+            );
+        }
+        // A run whose ids would wrap around.
+        refused(
+            rewrite(&img, |tag, p| {
+                if tag == TAG_REF {
+                    p[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+                    p[24..28].copy_from_slice(&2u32.to_le_bytes());
+                }
+            }),
+            "unknown page",
         );
         // A page id in a checkpoint for an inode that tree lacks.
         refused(

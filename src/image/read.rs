@@ -299,17 +299,15 @@ fn tree_record(
         TAG_REF => {
             let old = p.u64()?;
             let off = p.u64()?;
-            let ids = p.rest();
+            let first = p.u64()?;
+            let count = p.u32()?;
             let ino = st.mapped(old, tree)?;
-            if ids.is_empty() || !ids.len().is_multiple_of(8) {
-                return corrupt(format!(
-                    "inode {old}: page references of {} bytes",
-                    ids.len()
-                ));
+            if !p.rest().is_empty() || count == 0 || count as usize > RUN_PAGES {
+                return corrupt(format!("inode {old}: a REF record of {count} pages"));
             }
             let mut at = off;
-            for id in ids.chunks_exact(8) {
-                let id = u64::from_le_bytes(id.try_into().unwrap_or_default());
+            for k in 0..u64::from(count) {
+                let id = first.saturating_add(k);
                 let Some(page) = usize::try_from(id).ok().and_then(|i| st.pages.get(i)) else {
                     return corrupt(format!("inode {old}: reference to unknown page {id}"));
                 };

@@ -41,9 +41,6 @@ fn put_time(b: &mut Vec<u8>, t: Time) {
     b.extend_from_slice(&nsec.to_le_bytes());
 }
 
-/// Most pages in one DATA, PAGE or REF record (1 MiB of data).
-const RUN_PAGES: usize = 256;
-
 /// Streams the whole namespace to `w`: the live tree, then each
 /// checkpoint's. Unlinked inodes that are only still open are not saved.
 pub fn write_image<W: Write>(ns: &Namespace, w: W) -> Result<Summary, io::Error> {
@@ -95,7 +92,8 @@ enum How {
     /// Shared, first seen: a PAGE record, cut at the size; it gets the
     /// next page id.
     New,
-    /// Shared, written before: a REF record naming its id.
+    /// Shared, written before: a REF record naming its id (a run of
+    /// pages with consecutive ids, the first).
     Ref(u64),
 }
 
@@ -105,7 +103,6 @@ struct Run {
     start: u64,
     pages: usize,
     bytes: Vec<u8>,
-    ids: Vec<u64>,
 }
 
 /// Writes one tree (the live tree or a checkpoint's): its inodes, each
@@ -159,10 +156,12 @@ fn write_tree<W: Write>(
                 }
                 let how = how_of(page, shared);
                 let fits = run.as_ref().is_some_and(|r| {
-                    let same = matches!(
-                        (r.how, how),
-                        (How::Own, How::Own) | (How::New, How::New) | (How::Ref(_), How::Ref(_))
-                    );
+                    // A REF record names a run of consecutive ids.
+                    let same = match (r.how, how) {
+                        (How::Own, How::Own) | (How::New, How::New) => true,
+                        (How::Ref(first), How::Ref(id)) => id == first + r.pages as u64,
+                        _ => false,
+                    };
                     same && r.start + (r.pages * PAGE) as u64 == off && r.pages < RUN_PAGES
                 });
                 if !fits && let Some(r) = run.take() {
@@ -173,7 +172,6 @@ fn write_tree<W: Write>(
                     start: off,
                     pages: 0,
                     bytes: Vec::new(),
-                    ids: Vec::new(),
                 });
                 r.pages += 1;
                 // Cut at the size: past it a page holds zeros, in every
@@ -187,7 +185,7 @@ fn write_tree<W: Write>(
                         shared.ids.insert(page.as_ptr() as usize, id);
                         r.bytes.extend_from_slice(&page[..n]);
                     }
-                    How::Ref(id) => r.ids.push(id),
+                    How::Ref(_) => {}
                 }
             }
             if let Some(r) = run {
@@ -244,10 +242,9 @@ fn write_run<W: Write>(
             sum.data_bytes += run.bytes.len() as u64;
             out.buf.extend_from_slice(&run.bytes);
         }
-        How::Ref(_) => {
-            for id in run.ids {
-                out.buf.extend_from_slice(&id.to_le_bytes());
-            }
+        How::Ref(first) => {
+            out.buf.extend_from_slice(&first.to_le_bytes());
+            out.buf.extend_from_slice(&(run.pages as u32).to_le_bytes());
         }
     }
     let tag = match run.how {
