@@ -366,11 +366,17 @@ impl Namespace {
                 "checkpoint {name:?} needs more inode space than nr_inodes allows"
             ));
         }
+        let mut trie = tree.trie;
+        let mut inodes = tree.inodes;
+        // No spare capacity, and what can share its attributes does
+        // (nothing a caller can see changes).
+        trie.shrink_to_fit();
+        inodes.share_all();
         self.checkpoints.list.push(Checkpoint {
             name: name.to_owned(),
             time,
-            trie: tree.trie,
-            inodes: tree.inodes,
+            trie,
+            inodes,
             extra_names: tree.extra_names,
             ispace,
         });
