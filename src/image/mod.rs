@@ -856,4 +856,50 @@ mod tests {
         let info = &back.checkpoint_infos()[0];
         assert_eq!((info.shared_bytes, info.own_bytes), (200 * 4096, 0));
     }
+
+    #[test]
+    fn at_most_64_checkpoints_load() {
+        use crate::namespace::checkpoint::MAX_CHECKPOINTS;
+        let mut ns = Namespace::new(0, 0, 0o755, limits());
+        ns.create_node(
+            ROOT_INO,
+            OsStr::new("f"),
+            node(Kind::RegularFile, 0o644, None),
+        )
+        .unwrap();
+        for i in 0..MAX_CHECKPOINTS {
+            ns.save_checkpoint(&format!("c{i}")).unwrap();
+        }
+        let mut img = Vec::new();
+        write_image(&ns, &mut img).unwrap();
+        let (back, sum) = read_image(&img[..], limits()).unwrap();
+        assert_eq!(sum.checkpoints, MAX_CHECKPOINTS as u64);
+        assert_eq!(back.checkpoints().len(), MAX_CHECKPOINTS);
+        // One more: the last checkpoint's section again, under another
+        // name, and END counting it.
+        let mut recs: Vec<(u8, Vec<u8>)> = Vec::new();
+        rewrite(&img, |tag, p| recs.push((tag, p.clone())));
+        let start = recs.iter().rposition(|r| r.0 == TAG_CHECKPOINT).unwrap();
+        let end = recs.len() - 1;
+        let mut extra = recs[start..end].to_vec();
+        extra[0].1.truncate(12);
+        extra[0].1.extend_from_slice(b"one-more");
+        recs.splice(end..end, extra);
+        let n = recs.len() - 1;
+        recs[n].1[24..32].copy_from_slice(&(MAX_CHECKPOINTS as u64 + 1).to_le_bytes());
+        let mut bad = img[..16].to_vec();
+        for (tag, payload) in recs {
+            let mut rec = vec![tag];
+            rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            rec.extend_from_slice(&payload);
+            let crc = crc32fast::hash(&rec);
+            bad.extend_from_slice(&rec);
+            bad.extend_from_slice(&crc.to_le_bytes());
+        }
+        match read_image(&bad[..], limits()) {
+            Err(ImageError::Corrupt(why)) => assert!(why.contains("more than 64"), "{why}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("65 checkpoints loaded"),
+        }
+    }
 }
