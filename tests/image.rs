@@ -192,7 +192,7 @@ fn sigusr1_and_sigterm_save() {
         .unwrap();
     let info = String::from_utf8_lossy(&out.stdout);
     assert!(
-        info.contains("entries: 2") && info.contains("format version: 2"),
+        info.contains("entries: 2") && info.contains("format version: 3"),
         "{info}"
     );
     let out = Command::new(common::triefs_bin())
@@ -785,4 +785,285 @@ fn image_is_private_and_its_temp_file_never_follows_a_symlink() {
         "the planted name is gone"
     );
     drop(m);
+}
+
+/// `triefs checkpoint SUB MNT [NAME]`, which must succeed; its output.
+fn checkpoint(sub: &str, mnt: &Path, name: Option<&str>) -> String {
+    let mut cmd = Command::new(common::triefs_bin());
+    cmd.args(["checkpoint", sub]).arg(mnt).args(name);
+    let out = common::run_timed(cmd, REFUSAL_TIMEOUT);
+    common::assert_exit(&out, 0, &format!("checkpoint {sub} {name:?}"));
+    out.stdout
+}
+
+/// Everything tools see of a tree: names, types, modes, owners, sizes,
+/// link counts, times, symlink targets, contents and xattrs.
+fn tree_listing(root: &Path) -> String {
+    common::sh(
+        root,
+        "find . -printf '%p %y %m %U:%G %s %n %T@ %l\\n' | sort; \
+         find . -type f -exec md5sum {} + | sort; \
+         getfattr -R -d -m - . 2>/dev/null | grep -v '^#' | sort",
+    )
+}
+
+/// Bytes `df` shows used.
+fn df_used(p: &Path) -> u64 {
+    let s = common::statvfs(p);
+    (s.f_blocks - s.f_bfree) * s.f_frsize
+}
+
+/// `checkpoint list` without the metadata column (heap bytes, which
+/// depend on how the tables grew).
+fn checkpoint_list(mnt: &Path) -> String {
+    checkpoint("list", mnt, None)
+        .lines()
+        .map(|l| l.rsplit_once('\t').map_or(l, |(a, _)| a).to_owned() + "\n")
+        .collect()
+}
+
+/// Saves three checkpoints of a tree with a 20 MiB file and its `cp` copy
+/// (pages shared by copy_file_range), changing it between them; returns
+/// the listing of each checkpoint's tree, by name.
+fn three_checkpoints(root: &Path) -> Vec<(&'static str, String)> {
+    common::sh(
+        root,
+        "head -c 20M /dev/urandom > big && cp big copy && mkdir -p d/e && echo hello > d/f \
+         && ln d/f hard && ln -s d/f sym && setfattr -n user.k -v one d/f && mkfifo d/fifo",
+    );
+    let mut saved = Vec::new();
+    saved.push(("one", tree_listing(root)));
+    checkpoint("save", root, Some("one"));
+    common::sh(
+        root,
+        "echo more >> d/f && dd if=/dev/urandom of=big bs=1M count=1 seek=4 conv=notrunc \
+         2>/dev/null && rm hard && mkdir new && echo n > new/x && setfattr -n user.k -v two d/f",
+    );
+    saved.push(("two", tree_listing(root)));
+    checkpoint("save", root, Some("two"));
+    common::sh(
+        root,
+        "rm -r d && head -c 1M /dev/urandom > other && printf tail >> copy && chmod 600 big",
+    );
+    saved.push(("three", tree_listing(root)));
+    checkpoint("save", root, Some("three"));
+    // The live tree moves on.
+    common::sh(
+        root,
+        "rm copy && echo live > live && mkdir d && echo x > d/g",
+    );
+    saved
+}
+
+#[test]
+fn checkpoints_come_back_at_the_next_mount_with_pages_shared() {
+    let dir = common::short_tempdir();
+    let img = dir.path().join("img");
+    let check = [("TRIEFS_CHECK", "1")];
+    let mut m = mount_with_image(&img, &check);
+    let saved = three_checkpoints(m.path());
+    let live = tree_listing(m.path());
+    let used = df_used(m.path());
+    let list = checkpoint_list(m.path());
+    assert_eq!(list.lines().count(), 4, "{list}");
+    assert!(m.unmount_and_wait().unwrap().success());
+    // 20 MiB shared by two files and four trees, 1 MiB changed in big,
+    // 1 MiB other: about 22 MiB, written once.
+    let size = std::fs::metadata(&img).unwrap().len();
+    assert!(
+        size > 22 << 20 && size < (22 << 20) + (1 << 20),
+        "image of 22 MiB of distinct pages is {size} bytes"
+    );
+    let info = image_cmd("info", &img);
+    common::assert_exit(&info, 0, "image info");
+    assert!(info.stdout.contains("format version: 3"), "{}", info.stdout);
+    assert!(info.stdout.contains("checkpoints: 3"), "{}", info.stdout);
+    for name in ["one", "two", "three"] {
+        assert!(
+            info.stdout.contains(&format!("checkpoint {name}: saved ")),
+            "{}",
+            info.stdout
+        );
+    }
+    let checked = image_cmd("check", &img);
+    common::assert_exit(&checked, 0, "image check");
+    assert!(
+        checked.stdout.contains("3 checkpoints"),
+        "{}",
+        checked.stdout
+    );
+    // `image ls` stays the live tree.
+    assert_eq!(
+        image_ls(&img),
+        "/big\n/d/g\n/live\n/new/x\n/other\n/sym\n",
+        "image ls"
+    );
+
+    let mut m = mount_with_image(&img, &check);
+    let root = m.path();
+    assert_eq!(tree_listing(root), live, "live tree after the reload");
+    assert_eq!(checkpoint_list(root), list, "checkpoint list");
+    assert_eq!(
+        df_used(root),
+        used,
+        "df after the reload: pages still shared"
+    );
+    for (name, want) in &saved {
+        checkpoint("restore", root, Some(name));
+        assert_eq!(
+            &tree_listing(root),
+            want,
+            "restore of {name} after the reload"
+        );
+    }
+    // In "three", copy and big share all but the changed 1 MiB; a write
+    // to copy copies one page only.
+    let before = df_used(root);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("copy"))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"zz", 8 << 20).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    assert_eq!(df_used(root), before + 4096, "copy still shares its pages");
+    // A cp after the reload shares them again.
+    let before = df_used(root);
+    common::sh(root, "cp big big2 && cmp big big2");
+    assert_eq!(df_used(root), before, "cp shares the loaded pages");
+    // New files never take a number a checkpoint holds: restoring "one"
+    // brings d/f back under the number it had, and a file made now is
+    // another.
+    checkpoint("restore", root, Some("one"));
+    let f_ino = std::fs::metadata(root.join("d/f")).unwrap().ino();
+    checkpoint("restore", root, Some("three"));
+    for i in 0..50 {
+        std::fs::write(root.join(format!("n{i}")), b"").unwrap();
+        let ino = std::fs::metadata(root.join(format!("n{i}"))).unwrap().ino();
+        assert_ne!(ino, f_ino, "a new file took the number of d/f in one");
+    }
+    checkpoint("restore", root, Some("one"));
+    assert_eq!(std::fs::metadata(root.join("d/f")).unwrap().ino(), f_ino);
+    assert_eq!(&tree_listing(root), &saved[0].1);
+    // TRIEFS_CHECK=1: the consistency check at unmount passes.
+    assert!(m.unmount_and_wait().unwrap().success());
+}
+
+/// Each record of an image: (offset, tag, payload length).
+fn image_records(img: &[u8]) -> Vec<(usize, u8, usize)> {
+    let mut out = Vec::new();
+    let mut at = 16;
+    while at + 5 <= img.len() {
+        let len = u32::from_le_bytes(img[at + 1..at + 5].try_into().unwrap()) as usize;
+        out.push((at, img[at], len));
+        at += 5 + len + 4;
+    }
+    out
+}
+
+/// Redoes the checksum of the record at `at`.
+fn fix_crc(img: &mut [u8], at: usize) {
+    let len = u32::from_le_bytes(img[at + 1..at + 5].try_into().unwrap()) as usize;
+    let crc = crc32fast::hash(&img[at..at + 5 + len]);
+    img[at + 5 + len..at + 9 + len].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn damaged_checkpoints_in_an_image_are_one_line_errors() {
+    let dir = common::short_tempdir();
+    let img = dir.path().join("img");
+    let mut m = mount_with_image(&img, &[]);
+    common::sh(
+        m.path(),
+        "head -c 1M /dev/urandom > a && cp a b && mkdir d && echo x > d/f",
+    );
+    checkpoint("save", m.path(), Some("first"));
+    common::sh(m.path(), "rm -r d && echo y > c");
+    checkpoint("save", m.path(), Some("second"));
+    assert!(m.unmount_and_wait().unwrap().success());
+    let bytes = std::fs::read(&img).unwrap();
+    let recs = image_records(&bytes);
+    let ck = recs
+        .iter()
+        .find(|r| r.1 == 6)
+        .expect("a CHECKPOINT record")
+        .0;
+    let reference = recs.iter().find(|r| r.1 == 5).expect("a REF record").0;
+    assert!(reference < ck, "b refers to a's pages in the live tree");
+    let ck_ref = recs
+        .iter()
+        .find(|r| r.1 == 5 && r.0 > ck)
+        .expect("REF in a checkpoint")
+        .0;
+    let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "cut in a checkpoint",
+            bytes[..ck + (bytes.len() - ck) / 2].to_vec(),
+            "truncated",
+        ),
+        (
+            "cut after a checkpoint's record",
+            bytes[..ck + 20].to_vec(),
+            "truncated",
+        ),
+    ];
+    for (what, at) in [
+        ("bad page reference", reference),
+        ("bad page reference in a checkpoint", ck_ref),
+    ] {
+        let mut bad = bytes.clone();
+        // The first page id: after the inode number and the offset.
+        bad[at + 5 + 16..at + 5 + 24].copy_from_slice(&77_777u64.to_le_bytes());
+        fix_crc(&mut bad, at);
+        cases.push((what, bad, "unknown page"));
+    }
+    let mut name = bytes.clone();
+    name[ck + 5 + 12] = b'/';
+    fix_crc(&mut name, ck);
+    cases.push(("bad checkpoint name", name, "checkpoint name"));
+    for (what, content, why) in cases {
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, &content).unwrap();
+        let before = hash_file(&bad);
+        let mnt = dir.path().join("m2");
+        let _ = std::fs::create_dir(&mnt);
+        let args = [OsStr::new("--image"), bad.as_os_str()];
+        let out = common::run_timed(triefs_mount_cmd(true, &args, &mnt), REFUSAL_TIMEOUT);
+        common::assert_one_line_exit(&out, 2, what, &[why]);
+        assert!(!common::is_mounted(&mnt), "{what}: nothing mounted");
+        assert_eq!(hash_file(&bad), before, "{what}: image changed");
+        let out = image_cmd("check", &bad);
+        common::assert_one_line_exit(&out, 2, what, &[why]);
+    }
+}
+
+/// A version 2 image (as triefs wrote before checkpoints were saved: no
+/// checkpoint count in END) still mounts, and the next save writes
+/// version 3.
+#[test]
+fn version_2_image_still_mounts() {
+    let dir = common::short_tempdir();
+    let img = dir.path().join("img");
+    let mut m = mount_with_image(&img, &[]);
+    populate(m.path());
+    let before = describe(m.path());
+    assert!(m.unmount_and_wait().unwrap().success());
+    let bytes = std::fs::read(&img).unwrap();
+    // Version 2: the same records but END without its last field.
+    let recs = image_records(&bytes);
+    let &(end, tag, len) = recs.last().unwrap();
+    assert_eq!((tag, len), (255, 32));
+    let mut v2 = bytes[..end + 5 + 24].to_vec();
+    v2[8..12].copy_from_slice(&2u32.to_le_bytes());
+    v2[end + 1..end + 5].copy_from_slice(&24u32.to_le_bytes());
+    v2.extend_from_slice(&[0; 4]);
+    fix_crc(&mut v2, end);
+    std::fs::write(&img, &v2).unwrap();
+    let info = image_cmd("info", &img);
+    assert!(info.stdout.contains("format version: 2"), "{}", info.stdout);
+    let mut m = mount_with_image(&img, &[]);
+    assert_eq!(describe(m.path()), before);
+    assert!(m.unmount_and_wait().unwrap().success());
+    let info = image_cmd("info", &img);
+    assert!(info.stdout.contains("format version: 3"), "{}", info.stdout);
 }

@@ -40,6 +40,13 @@ fn load(data: &[u8]) {
         let (ns2, sum_read) = read_image(&img1[..], limits).expect("own image loads");
         assert_eq!(sum1, sum_read);
         assert_eq!(ns.trie().leaves(), ns2.trie().leaves());
+        // Checkpoints come back, and pages shared stay shared: the same
+        // number of page buffers.
+        let names = |n: &triefs::namespace::Namespace| {
+            n.checkpoints().iter().map(|c| c.name().to_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(names(&ns), names(&ns2));
+        assert_eq!(ns.pages_used(), ns2.pages_used());
         let mut img2 = Vec::new();
         let sum2 = write_image(&ns2, &mut img2).expect("write back again");
         assert_eq!(sum1, sum2);

@@ -7,6 +7,7 @@ use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 
 use super::*;
+use crate::namespace::data::{PAGE, Page};
 use crate::namespace::inode::{Content, Inode, Kind, ROOT_INO, Time, Xattrs};
 use crate::namespace::limits::Limits;
 use crate::namespace::{Namespace, StoredAttrs};
@@ -56,7 +57,7 @@ impl<'a> Payload<'a> {
 
 /// Reads an image into a fresh namespace with `limits`. Every record is
 /// checked (checksum, bounds, references); the result passes
-/// [`Namespace::check`].
+/// [`Namespace::check`], and so does each checkpoint's tree.
 pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary), ImageError> {
     let mut r = BufReader::with_capacity(1 << 20, r);
     let mut head = [0u8; 16];
@@ -76,14 +77,26 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
         return Err(ImageError::Version(version));
     }
     let mut ns = Namespace::new(0, 0, 0o755, limits);
-    let mut map = InoMap::default();
+    let mut st = LoadState {
+        version,
+        limits,
+        map: InoMap::default(),
+        kinds: Vec::new(),
+        next_ino: 0,
+        pages: Vec::new(),
+        created: 0,
+    };
     let mut sum = Summary {
         version,
         ..Summary::default()
     };
+    // The tree records go to: the live tree, then each checkpoint's.
+    let mut ck: Option<CheckpointLoad> = None;
+    // Between a checkpoint's end and the next checkpoint or END.
+    let mut between = false;
+    let mut live_entries = false;
     let mut pos = 16u64;
     let mut payload = Vec::new();
-    let mut entries_started = false;
     loop {
         let mut rh = [0u8; 5];
         read_exact_or(&mut r, &mut rh, ImageError::Truncated)?;
@@ -103,41 +116,82 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
             return Err(ImageError::Checksum(pos));
         }
         let mut p = Payload(&payload);
+        let v3 = version >= 3;
         match tag {
-            TAG_INODE if !entries_started => {
-                load_inode(&mut ns, &mut map, &mut p, version)?;
-                sum.inodes += 1;
-            }
-            TAG_DATA if !entries_started => {
-                let old = p.u64()?;
-                let off = p.u64()?;
-                let bytes = p.rest();
-                let ino = map
-                    .get(old)
-                    .ok_or(ImageError::Corrupt(format!("data for unknown inode {old}")))?;
-                ns.load_data(ino, off, bytes)
-                    .map_err(|e| ImageError::Corrupt(format!("inode {old}: {e}")))?;
-                sum.data_bytes += bytes.len() as u64;
-            }
-            TAG_ENTRY => {
-                entries_started = true;
-                let parent = p.u64()?;
-                let child = p.u64()?;
-                let name = OsStr::from_bytes(p.rest());
-                let (Some(np), Some(nc)) = (map.get(parent), map.get(child)) else {
-                    return corrupt(format!("entry {name:?} names an unknown inode"));
+            TAG_INODE | TAG_DATA | TAG_ENTRY | TAG_PAGE | TAG_REF if !between => {
+                if matches!(tag, TAG_PAGE | TAG_REF) && !v3 {
+                    return corrupt(format!("unexpected record type {tag} at byte {pos}"));
+                }
+                let (tree, tsum, entries_started, live) = match &mut ck {
+                    Some(c) => (&mut c.ns, &mut c.sum, &mut c.entries_started, false),
+                    None => (&mut ns, &mut sum, &mut live_entries, true),
                 };
-                ns.name_loaded(np, name, nc)
-                    .map_err(|e| ImageError::Corrupt(format!("entry {name:?}: {e}")))?;
-                sum.entries += 1;
+                if tag == TAG_ENTRY {
+                    *entries_started = true;
+                } else if *entries_started {
+                    return corrupt(format!("unexpected record type {tag} at byte {pos}"));
+                }
+                tree_record(&mut st, tree, live, tag, &mut p, tsum)?;
             }
-            TAG_END => {
+            TAG_CHECKPOINT if v3 && ck.is_none() => {
+                if !between {
+                    // The live tree is complete: checkpoint-only inodes
+                    // get numbers after its own.
+                    st.next_ino = ns.inodes().slot_count() as u64 + 1;
+                }
+                between = false;
+                let sec = p.u64()? as i64;
+                let nsec = p.u32()?;
+                if nsec >= 1_000_000_000 {
+                    return corrupt("timestamp nanoseconds out of range");
+                }
+                let name = String::from_utf8(p.rest().to_vec())
+                    .map_err(|_| ImageError::Corrupt("checkpoint name is not UTF-8".into()))?;
+                ck = Some(CheckpointLoad {
+                    name,
+                    time: Time::from_parts(sec, nsec).into(),
+                    ns: Namespace::new(0, 0, 0o755, limits),
+                    sum: Summary {
+                        version,
+                        ..Summary::default()
+                    },
+                    entries_started: false,
+                });
+            }
+            TAG_CHECKPOINT_END if v3 => {
+                let Some(c) = ck.take() else {
+                    return corrupt(format!("checkpoint end without a checkpoint at byte {pos}"));
+                };
                 let want = Summary {
                     inodes: p.u64()?,
                     entries: p.u64()?,
                     data_bytes: p.u64()?,
+                    checkpoints: 0,
                     version,
                 };
+                let what = format!("checkpoint {:?}", c.name);
+                if want != c.sum {
+                    return corrupt(format!(
+                        "{what}: end counts {want:?} but the records hold {:?}",
+                        c.sum
+                    ));
+                }
+                let mut tree = c.ns;
+                // Its invariants are checked with the whole namespace's.
+                finish_tree(&mut tree, &what, false)?;
+                ns.add_loaded_checkpoint(&c.name, c.time, tree)
+                    .map_err(ImageError::Corrupt)?;
+                between = true;
+            }
+            TAG_END if ck.is_none() => {
+                let want = Summary {
+                    inodes: p.u64()?,
+                    entries: p.u64()?,
+                    data_bytes: p.u64()?,
+                    checkpoints: if v3 { p.u64()? } else { 0 },
+                    version,
+                };
+                sum.checkpoints = ns.checkpoints().len() as u64;
                 if want != sum {
                     return corrupt(format!("END counts {want:?} but the records hold {sum:?}"));
                 }
@@ -151,18 +205,171 @@ pub fn read_image<R: Read>(r: R, limits: Limits) -> Result<(Namespace, Summary),
         }
         pos += 9 + u64::from(len);
     }
-    if let Some(ino) = ns.unnamed_inode() {
-        return corrupt(format!("inode {ino} has no name"));
+    // The page table's references go before counting which pages are
+    // shared.
+    drop(st);
+    finish_tree(&mut ns, "the live tree", true)?;
+    Ok((ns, sum))
+}
+
+/// What a load keeps between records.
+struct LoadState {
+    version: u32,
+    limits: Limits,
+    /// Image inode numbers to ours, one map for all trees: a number names
+    /// one file in the live tree and in every checkpoint.
+    map: InoMap,
+    /// The file type of each of our numbers (index), so that a number
+    /// cannot name a directory in one tree and a file in another.
+    kinds: Vec<u8>,
+    /// Our next number for an inode only checkpoints hold.
+    next_ino: u64,
+    /// The shared pages by page id: a reference each until the load ends
+    /// (8 bytes per shared page; their number is bounded by the size
+    /// limit).
+    pages: Vec<Page>,
+    /// Page buffers the records made so far, against the size limit.
+    created: u64,
+}
+
+/// A checkpoint's tree being loaded.
+struct CheckpointLoad {
+    name: String,
+    time: std::time::SystemTime,
+    ns: Namespace,
+    sum: Summary,
+    entries_started: bool,
+}
+
+/// One record of a tree (INODE, DATA, PAGE, REF or ENTRY) into `tree`;
+/// `live` for the live tree, which numbers its inodes itself.
+fn tree_record(
+    st: &mut LoadState,
+    tree: &mut Namespace,
+    live: bool,
+    tag: u8,
+    p: &mut Payload<'_>,
+    sum: &mut Summary,
+) -> Result<(), ImageError> {
+    if tag != TAG_INODE && sum.inodes == 0 {
+        return corrupt("a tree must start with its root directory");
     }
-    if ns.reserve_ispace(0).is_err() {
-        return corrupt(
-            "the image needs more inode space (inodes, hard links, xattrs) than nr_inodes allows",
-        );
+    match tag {
+        TAG_INODE => {
+            load_inode(tree, st, live, p, sum.inodes == 0)?;
+            sum.inodes += 1;
+        }
+        TAG_DATA => {
+            let old = p.u64()?;
+            let off = p.u64()?;
+            let bytes = p.rest();
+            let ino = st.mapped(old, tree)?;
+            if !bytes.is_empty() {
+                // Page buffers it may make: every page it touches.
+                let first = off / PAGE as u64;
+                let last = off.saturating_add(bytes.len() as u64 - 1) / PAGE as u64;
+                st.count_pages(last - first + 1)?;
+            }
+            tree.load_data(ino, off, bytes)
+                .map_err(|e| ImageError::Corrupt(format!("inode {old}: {e}")))?;
+            sum.data_bytes += bytes.len() as u64;
+        }
+        TAG_PAGE => {
+            let old = p.u64()?;
+            let off = p.u64()?;
+            let bytes = p.rest();
+            let ino = st.mapped(old, tree)?;
+            if bytes.is_empty() {
+                return corrupt(format!("inode {old}: a PAGE record without pages"));
+            }
+            let mut at = off;
+            // The last page may be cut at the file's size: zeros follow.
+            for chunk in bytes.chunks(PAGE) {
+                st.count_pages(1)?;
+                let mut page = [0u8; PAGE];
+                page[..chunk.len()].copy_from_slice(chunk);
+                let page: Page = std::sync::Arc::new(page);
+                tree.load_page(ino, at, page.clone())
+                    .map_err(|e| ImageError::Corrupt(format!("inode {old}: {e}")))?;
+                st.pages.push(page);
+                at = at.saturating_add(PAGE as u64);
+            }
+            sum.data_bytes += bytes.len() as u64;
+        }
+        TAG_REF => {
+            let old = p.u64()?;
+            let off = p.u64()?;
+            let first = p.u64()?;
+            let count = p.u32()?;
+            let ino = st.mapped(old, tree)?;
+            if !p.rest().is_empty() || count == 0 || count as usize > RUN_PAGES {
+                return corrupt(format!("inode {old}: a REF record of {count} pages"));
+            }
+            let mut at = off;
+            for k in 0..u64::from(count) {
+                let id = first.saturating_add(k);
+                let Some(page) = usize::try_from(id).ok().and_then(|i| st.pages.get(i)) else {
+                    return corrupt(format!("inode {old}: reference to unknown page {id}"));
+                };
+                tree.load_page(ino, at, page.clone())
+                    .map_err(|e| ImageError::Corrupt(format!("inode {old}: {e}")))?;
+                at = at.saturating_add(PAGE as u64);
+            }
+        }
+        TAG_ENTRY => {
+            let parent = p.u64()?;
+            let child = p.u64()?;
+            let name = OsStr::from_bytes(p.rest());
+            let (Some(np), Some(nc)) = (st.map.get(parent), st.map.get(child)) else {
+                return corrupt(format!("entry {name:?} names an unknown inode"));
+            };
+            tree.name_loaded(np, name, nc)
+                .map_err(|e| ImageError::Corrupt(format!("entry {name:?}: {e}")))?;
+            sum.entries += 1;
+        }
+        _ => return corrupt(format!("unexpected record type {tag}")),
     }
-    if let Err(errors) = ns.check() {
+    Ok(())
+}
+
+impl LoadState {
+    /// Our number of image inode `old`, which must be in `tree`.
+    fn mapped(&self, old: u64, tree: &Namespace) -> Result<u64, ImageError> {
+        self.map
+            .get(old)
+            .filter(|&ino| tree.inodes().get(ino).is_some())
+            .ok_or(ImageError::Corrupt(format!("data for unknown inode {old}")))
+    }
+
+    /// Counts `n` more page buffers against the size limit.
+    fn count_pages(&mut self, n: u64) -> Result<(), ImageError> {
+        self.created = self.created.saturating_add(n);
+        if self.created > self.limits.max_pages {
+            return corrupt("the image holds more data than the size limit allows");
+        }
+        Ok(())
+    }
+}
+
+/// The checks at the end of a tree: every inode named, the inode space,
+/// the pages counted once, and with `check` the namespace's invariants
+/// (the whole namespace's: the checkpoints' trees too).
+fn finish_tree(tree: &mut Namespace, what: &str, check: bool) -> Result<(), ImageError> {
+    if let Some(ino) = tree.unnamed_inode() {
+        return corrupt(format!("{what}: inode {ino} has no name"));
+    }
+    if tree.reserve_ispace(0).is_err() {
+        return corrupt(format!(
+            "{what} needs more inode space (inodes, hard links, xattrs) than nr_inodes allows"
+        ));
+    }
+    if tree.recount_pages() > tree.limits().max_pages {
+        return corrupt("the image holds more data than the size limit allows");
+    }
+    if check && let Err(errors) = tree.check() {
         return corrupt(errors.join("; "));
     }
-    Ok((ns, sum))
+    Ok(())
 }
 
 /// Reads until `buf` is full or the input ends; returns how many bytes.
@@ -189,18 +396,20 @@ fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], short: ImageError) -> Resul
 
 fn load_inode(
     ns: &mut Namespace,
-    map: &mut InoMap,
+    st: &mut LoadState,
+    live: bool,
     p: &mut Payload<'_>,
-    version: u32,
+    first: bool,
 ) -> Result<(), ImageError> {
     let old = p.u64()?;
-    let kind = kind_of(p.u8()?).ok_or(ImageError::Corrupt("unknown file type".into()))?;
+    let code = p.u8()?;
+    let kind = kind_of(code).ok_or(ImageError::Corrupt("unknown file type".into()))?;
     let perm = p.u16()?;
     let (uid, gid, rdev) = (p.u32()?, p.u32()?, p.u32()?);
     let (atime, mtime, ctime) = (p.time()?, p.time()?, p.time()?);
     let size = p.u64()?;
     // Version 1 had no flags.
-    let flags = if version >= 2 { p.u32()? } else { 0 };
+    let flags = if st.version >= 2 { p.u32()? } else { 0 };
     if flags & !crate::namespace::flags::MODIFIABLE != 0 {
         return corrupt(format!("inode flags {flags:#x} triefs does not keep"));
     }
@@ -212,15 +421,16 @@ fn load_inode(
         xattrs.insert(name.into(), p.take(v)?.into());
     }
     let target = p.rest();
-    if map.get(old).is_some() {
-        return corrupt(format!("inode {old} appears twice"));
-    }
     if size > i64::MAX as u64 {
         return corrupt("file size out of range");
     }
     let is_root = old == ROOT_INO;
-    if is_root != (map.is_empty()) || (is_root && kind != Kind::Directory) {
+    if is_root != first || (is_root && kind != Kind::Directory) {
         return corrupt("the first inode must be the root directory");
+    }
+    let known = st.map.get(old);
+    if live && known.is_some() {
+        return corrupt(format!("inode {old} appears twice"));
     }
     let ino = if is_root {
         ROOT_INO
@@ -232,11 +442,41 @@ fn load_inode(
             Kind::CharDevice | Kind::BlockDevice => Content::Special(rdev),
             Kind::Fifo | Kind::Socket => Content::Special(0),
         };
-        ns.insert_unnamed(Inode::new(kind, perm, uid, gid, content))
-            .ok_or_else(|| {
+        let inode = Inode::new(kind, perm, uid, gid, content);
+        if live {
+            ns.insert_unnamed(inode).ok_or_else(|| {
                 ImageError::Corrupt("the image holds more inodes than nr_inodes allows".into())
             })?
+        } else {
+            // A checkpoint's inode: the number the live tree or an
+            // earlier checkpoint gave this image number, else a new one.
+            let ino = match known {
+                Some(ino) => ino,
+                None if st.next_ino > crate::namespace::inode::MAX_INO => {
+                    return corrupt("the image holds more inodes than triefs can number");
+                }
+                None => {
+                    st.next_ino += 1;
+                    st.next_ino - 1
+                }
+            };
+            ns.insert_unnamed_at(ino, inode)
+                .map_err(|e| ImageError::Corrupt(format!("inode {old}: {e}")))?;
+            ino
+        }
     };
+    // One number, one file type, in every tree.
+    let at = usize::try_from(ino).unwrap_or(usize::MAX);
+    match st.kinds.get(at) {
+        Some(&k) if k != 0 && k != code => {
+            return corrupt(format!("inode {old} has another file type in another tree"));
+        }
+        Some(_) => st.kinds[at] = code,
+        None => {
+            st.kinds.resize(at + 1, 0);
+            st.kinds[at] = code;
+        }
+    }
     let attrs = StoredAttrs {
         perm,
         uid,
@@ -251,7 +491,9 @@ fn load_inode(
     if kind == Kind::Directory {
         ns.share_loaded(ino);
     }
-    map.insert(old, ino);
+    if known.is_none() {
+        st.map.insert(old, ino);
+    }
     Ok(())
 }
 
@@ -272,10 +514,6 @@ impl InoMap {
             // Mapped before the vector reached it, or not at all.
             _ => self.sparse.get(&old).copied(),
         }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Maps `old` (not mapped yet) to `ino` (at most `u32::MAX`, never 0).

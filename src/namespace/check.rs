@@ -17,6 +17,8 @@ impl Namespace {
     /// - the stored-page count equals the pages held by live files (a listed
     ///   file holds none), and the counts of extra file names and xattr
     ///   bytes (the inode limit's space) equal what is held;
+    /// - each checkpoint's tree passes these checks too (pages counted
+    ///   within it; across all trees above);
     /// - the only `system.` attributes are valid ACLs: a default ACL on a
     ///   directory, an access ACL (not a symlink's) that the mode alone
     ///   cannot say and whose mode bits are the inode's.
@@ -109,6 +111,7 @@ impl Namespace {
                 }
             }
         }
+        errors.extend(self.check_checkpoint_trees());
         if pages != self.pages_used {
             errors.push(format!(
                 "page accounting: {} counted, {pages} held",
@@ -156,14 +159,14 @@ fn check_acls(ino: u64, inode: &Inode, x: &Xattrs, errors: &mut Vec<String>) {
 /// Counts page buffers once however many files and checkpoints share them
 /// (and page maps once however many inodes share them).
 #[derive(Default)]
-struct Distinct {
+pub(crate) struct Distinct {
     pages: std::collections::HashSet<*const u8>,
     maps: std::collections::HashSet<*const crate::namespace::data::FileData>,
 }
 
 impl Distinct {
     /// The pages of `d` not counted before.
-    fn count(&mut self, d: &crate::namespace::data::FileData) -> u64 {
+    pub(crate) fn count(&mut self, d: &crate::namespace::data::FileData) -> u64 {
         if !self.maps.insert(d as *const _) {
             return 0;
         }

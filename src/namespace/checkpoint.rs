@@ -18,6 +18,7 @@
 //! can reach it by name. [`Restored`] lists the inodes whose cached
 //! attributes, pages and listings the caller must make the kernel drop.
 
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -206,10 +207,11 @@ pub struct Restored {
     pub kept: u64,
     /// Inodes the checkpoint lacks, kept alive for the kernel as unlinked.
     pub orphaned: u64,
-    /// Names the kernel may have cached, positive or negative, that may
-    /// now be wrong: every name before and after in each changed
-    /// directory it holds (a directory whose entries changed has a new
-    /// change time, so unchanged directories' cached names stay right).
+    /// Names the kernel may have cached, positive or negative, that are
+    /// now wrong: in each changed directory it holds, every name that
+    /// leads to another inode than before, or exists on one side only (a
+    /// directory whose entries changed has a new change time, so unchanged
+    /// directories' cached names stay right).
     pub entries: Vec<(u64, Vec<u8>)>,
 }
 
@@ -356,26 +358,40 @@ impl Namespace {
             r.changed.push(ROOT_INO);
         }
         for &ino in &r.changed {
-            let before = old.get(ino).and_then(|i| i.dir_node());
-            let after = self.inodes.get(ino).and_then(|i| i.dir_node());
-            let mut names: Vec<Vec<u8>> = Vec::new();
-            if let Some(n) = before {
-                names.extend(
-                    old_trie
-                        .children(n)
-                        .map(|(name, _)| name.as_bytes().to_vec()),
-                );
+            // Only names whose inode differs: a cached entry of a name that
+            // leads to the same inode is still right, and forgetting it
+            // would drop the kernel's whole cached subtree below it.
+            let entries = |trie: &Trie<u32>, node| -> BTreeMap<Vec<u8>, u32> {
+                trie.children(node)
+                    .map(|(name, c)| {
+                        (
+                            name.as_bytes().to_vec(),
+                            trie.value(c).copied().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            };
+            let before = old
+                .get(ino)
+                .and_then(|i| i.dir_node())
+                .map(|n| entries(&old_trie, n))
+                .unwrap_or_default();
+            let after = self
+                .inodes
+                .get(ino)
+                .and_then(|i| i.dir_node())
+                .map(|n| entries(&self.trie, n))
+                .unwrap_or_default();
+            for (name, child) in &before {
+                if after.get(name) != Some(child) {
+                    r.entries.push((ino, name.clone()));
+                }
             }
-            if let Some(n) = after {
-                names.extend(
-                    self.trie
-                        .children(n)
-                        .map(|(name, _)| name.as_bytes().to_vec()),
-                );
+            for name in after.keys() {
+                if !before.contains_key(name) {
+                    r.entries.push((ino, name.clone()));
+                }
             }
-            names.sort_unstable();
-            names.dedup();
-            r.entries.extend(names.into_iter().map(|name| (ino, name)));
         }
         for (ino, n) in orphans {
             // Numbers are reserved while a checkpoint holds them, so the
@@ -408,19 +424,37 @@ impl Namespace {
 
     /// Information about each checkpoint, for `checkpoint list`.
     pub fn checkpoint_infos(&self) -> Vec<CheckpointInfo> {
-        self.checkpoints
-            .iter()
-            .map(|c| {
+        // Who holds each page: the live tree (bit 0) and each checkpoint
+        // (bit 1 + its index, saturating at 63). The spare copy and trees
+        // waiting to be freed are not holders: they go away by themselves.
+        let list = &self.checkpoints.list;
+        let mut holders: HashMap<*const u8, u64> = HashMap::new();
+        let mut mark = |t: &InodeTable, bit: u64| {
+            for (_, i) in t.iter() {
+                for p in i.file().into_iter().flat_map(|d| d.page_refs()) {
+                    *holders.entry(p.as_ptr()).or_default() |= bit;
+                }
+            }
+        };
+        mark(&self.inodes, 1);
+        for (k, c) in list.iter().enumerate() {
+            mark(&c.tree.inodes, 1 << (k + 1).min(63));
+        }
+        list.iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let me = 1u64 << (k + 1).min(63);
                 let (mut shared, mut own) = (0u64, 0u64);
+                let mut seen = std::collections::HashSet::new();
                 for (_, i) in c.tree.inodes.iter() {
-                    if let Some(d) = i.file() {
-                        let map_shared = i.file_shared();
-                        for p in d.page_refs() {
-                            if map_shared || std::sync::Arc::strong_count(p) > 1 {
-                                shared += 1;
-                            } else {
-                                own += 1;
-                            }
+                    for p in i.file().into_iter().flat_map(|d| d.page_refs()) {
+                        if !seen.insert(p.as_ptr()) {
+                            continue;
+                        }
+                        if holders.get(&p.as_ptr()) == Some(&me) && k + 1 < 63 {
+                            own += 1;
+                        } else {
+                            shared += 1;
                         }
                     }
                 }
@@ -541,5 +575,98 @@ impl Namespace {
     fn update_reserved(&mut self) {
         let bits = self.checkpoints.reserved();
         self.inodes.set_reserved(bits);
+    }
+}
+
+/// Restoring checkpoints from a snapshot image.
+impl Namespace {
+    /// Adds `tree`, a namespace an image loaded and checked, as checkpoint
+    /// `name` saved at `time`. Its inode numbers must name the same files
+    /// as the live tree's and the other checkpoints' (the loader maps
+    /// them so). The same rules as for [`Namespace::save_checkpoint`]
+    /// apply: a valid, unused name, at most [`MAX_CHECKPOINTS`], and its
+    /// entries within the inode limit. The numbers it holds are reserved.
+    /// Pages are not counted here: see [`Namespace::recount_pages`].
+    pub(crate) fn add_loaded_checkpoint(
+        &mut self,
+        name: &str,
+        time: SystemTime,
+        tree: Namespace,
+    ) -> std::result::Result<(), String> {
+        if check_name(name).is_err() {
+            return Err(format!("bad checkpoint name {name:?}"));
+        }
+        if self.checkpoints.get(name).is_some() {
+            return Err(format!("two checkpoints called {name:?}"));
+        }
+        if self.checkpoints.len() >= MAX_CHECKPOINTS {
+            return Err(format!("more than {MAX_CHECKPOINTS} checkpoints"));
+        }
+        let ispace = self.ispace_of(&tree.inodes, tree.extra_names);
+        if self.reserve_ispace(ispace).is_err() {
+            return Err(format!(
+                "checkpoint {name:?} needs more inode space than nr_inodes allows"
+            ));
+        }
+        let mut trie = tree.trie;
+        let mut inodes = tree.inodes;
+        // No spare capacity, and what can share its attributes does
+        // (nothing a caller can see changes).
+        trie.shrink_to_fit();
+        inodes.share_all();
+        let id = self.checkpoints.next_id;
+        self.checkpoints.next_id += 1;
+        self.checkpoints.list.push(Checkpoint {
+            name: name.to_owned(),
+            time,
+            id,
+            tree: Arc::new(Tree {
+                trie,
+                inodes,
+                extra_names: tree.extra_names,
+            }),
+            ispace,
+        });
+        self.update_reserved();
+        Ok(())
+    }
+
+    /// Sets the stored-page count to the page buffers the live tree and
+    /// the checkpoints hold, each counted once however many files share
+    /// it (after a load that put shared pages in place); returns it.
+    pub(crate) fn recount_pages(&mut self) -> u64 {
+        let mut distinct = super::check::Distinct::default();
+        let mut pages = 0;
+        for t in std::iter::once(&self.inodes).chain(self.checkpoints.tables()) {
+            for (_, i) in t.iter() {
+                if let Some(d) = i.file() {
+                    pages += distinct.count(d);
+                }
+            }
+        }
+        self.pages_used = pages;
+        pages
+    }
+}
+
+/// The consistency check of the checkpoints' trees.
+impl Namespace {
+    /// Runs [`Namespace::check`] on a copy of each checkpoint's tree (its
+    /// pages counted within it); returns the violations, each prefixed
+    /// with the checkpoint's name. As costly as checking the live tree
+    /// once per checkpoint: for tests and `TRIEFS_CHECK=1`.
+    pub(crate) fn check_checkpoint_trees(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for c in &self.checkpoints.list {
+            let mut t = Namespace::new(0, 0, 0o755, self.limits);
+            t.trie = c.tree.trie.clone();
+            t.inodes = c.tree.inodes.copy();
+            t.extra_names = c.tree.extra_names;
+            t.recount_pages();
+            if let Err(e) = t.check() {
+                errors.extend(e.into_iter().map(|e| format!("checkpoint {}: {e}", c.name)));
+            }
+        }
+        errors
     }
 }

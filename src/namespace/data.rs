@@ -387,6 +387,13 @@ impl FileData {
     pub fn stored_pages(&self) -> impl Iterator<Item = (u64, &[u8])> {
         self.pages.iter().map(|(&i, p)| (i * PAGE64, &p[..]))
     }
+
+    /// Iterates over stored pages as `(offset, page)`, the page itself, so
+    /// that an image can write a page several files or checkpoints share
+    /// once.
+    pub fn stored_page_refs(&self) -> impl Iterator<Item = (u64, &Page)> {
+        self.pages.iter().map(|(&i, p)| (i * PAGE64, p))
+    }
 }
 
 #[cfg(test)]

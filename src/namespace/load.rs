@@ -7,7 +7,7 @@
 use std::ffi::OsStr;
 
 use super::Namespace;
-use super::data::PAGE;
+use super::data::{PAGE, Page};
 use super::inode::{Inode, Kind, ROOT_INO, Time, Xattrs};
 use super::limits::INODE_SPACE;
 
@@ -35,6 +35,51 @@ impl Namespace {
         self.reserve_ispace(INODE_SPACE).ok()?;
         inode.nlink = 0;
         Some(self.inodes.insert(inode)?.0)
+    }
+
+    /// Adds an inode without a name under number `ino`, which must be free
+    /// (a checkpoint's tree loading from an image, whose numbers the image
+    /// gives: one number names one file in the live tree and in every
+    /// checkpoint). Counts against the inode limit like
+    /// [`Namespace::insert_unnamed`].
+    pub(crate) fn insert_unnamed_at(&mut self, ino: u64, mut inode: Inode) -> Result<(), String> {
+        if ino <= ROOT_INO || ino > super::inode::MAX_INO {
+            return Err(format!("inode number {ino} out of range"));
+        }
+        if self.reserve_ispace(INODE_SPACE).is_err() {
+            return Err("the image holds more inodes than nr_inodes allows".into());
+        }
+        inode.nlink = 0;
+        inode.generation = 1;
+        if !self.inodes.adopt(ino, inode, None) {
+            return Err(format!("inode {ino} appears twice"));
+        }
+        Ok(())
+    }
+
+    /// Puts the shared page `page` at `off` (page-aligned, inside the
+    /// size) of the regular file `ino`: a page an image holds once for
+    /// several files or checkpoints. The bytes of a page past the end of
+    /// file must be zeros (growing the file later shows them). The page
+    /// count is not updated: the loader recounts distinct pages at the end
+    /// (`Namespace::recount_pages`).
+    pub(crate) fn load_page(&mut self, ino: u64, off: u64, page: Page) -> Result<(), String> {
+        let Some(d) = self.inodes.get_mut(ino).and_then(Inode::file_mut) else {
+            return Err("data for an inode that is not a regular file".into());
+        };
+        if !off.is_multiple_of(PAGE as u64) {
+            return Err("shared page at an unaligned offset".into());
+        }
+        let size = d.size();
+        if off >= size {
+            return Err("data past the end of the file".into());
+        }
+        let within = size - off;
+        if within < PAGE as u64 && page[within as usize..].iter().any(|&b| b != 0) {
+            return Err("shared page holds data past the end of the file".into());
+        }
+        d.put_pages(off / PAGE as u64, vec![Some(page)], 0);
+        Ok(())
     }
 
     /// Sets the stored attributes and extended attributes of `ino` as an

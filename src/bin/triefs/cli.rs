@@ -172,20 +172,22 @@ pub(crate) struct ImageCli {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum ImageCmd {
-    /// Format version, counts, and how the last save went.
+    /// Format version, counts, the checkpoints saved, and how the last
+    /// save went.
     Info {
         /// The image file.
         file: PathBuf,
     },
-    /// The leaf paths under PREFIX (default: all), sorted.
+    /// The leaf paths of the live tree under PREFIX (default: all),
+    /// sorted.
     Ls {
         /// The image file.
         file: PathBuf,
         /// Only paths under this one (absolute inside the image).
         prefix: Option<OsString>,
     },
-    /// Verify the whole image: checksums, references, the tree's
-    /// invariants, and that its last save did not fail.
+    /// Verify the whole image: checksums, references, the invariants of
+    /// the tree and its checkpoints, and that its last save did not fail.
     Check {
         /// The image file.
         file: PathBuf,

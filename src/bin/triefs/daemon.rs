@@ -246,11 +246,12 @@ fn build_namespace(
                     // attributes: let them share again.
                     ns.settle_after_load(std::time::SystemTime::now());
                     info!(
-                        "loaded image {}: {} inodes, {} entries, {} bytes in {:?}",
+                        "loaded image {}: {} inodes, {} entries, {} bytes, {} checkpoints in {:?}",
                         p.display(),
                         sum.inodes,
                         sum.entries,
                         sum.data_bytes,
+                        sum.checkpoints,
                         t.elapsed()
                     );
                     ns

@@ -73,11 +73,20 @@ pub(crate) fn image_command(cli: ImageCli) -> ExitCode {
             println!("inodes: {}", sum.inodes);
             println!("entries: {}", sum.entries);
             println!("data bytes: {}", sum.data_bytes);
+            println!("checkpoints: {}", sum.checkpoints);
+            for c in ns.checkpoint_infos() {
+                let when = status::format_utc(u64::try_from(c.time.0).unwrap_or(0));
+                println!("checkpoint {}: saved {when}, {} entries", c.name, c.entries);
+            }
             for l in lines {
                 println!("{l}");
             }
         }
-        ImageCmd::Check { .. } if problem.is_none() => println!("{shown}: ok"),
+        // Loading checked every tree, the checkpoints' too.
+        ImageCmd::Check { .. } if problem.is_none() => match sum.checkpoints {
+            0 => println!("{shown}: ok"),
+            n => println!("{shown}: ok (the live tree and {n} checkpoints)"),
+        },
         ImageCmd::Check { .. } => {}
         ImageCmd::Ls { prefix, .. } => {
             let node = match &prefix {
