@@ -212,12 +212,21 @@ fn pax_times_parse_and_format() {
     ] {
         assert_eq!(parse_pax_time(bad), None, "{:?}", bad);
     }
+    // 19 digits: the largest times (found by fuzzing: a GNU base-256 mtime
+    // exported as pax must load again).
+    assert_eq!(
+        parse_pax_time(b"3689346602850398464"),
+        Some((3_689_346_602_850_398_464, 0))
+    );
+    assert_eq!(parse_pax_time(b"9223372036854775808"), None);
     for t in [
         (0, 0),
         (12, 5),
         (-2, 750_000_000),
         (-1, 1),
         (1 << 40, 999_999_999),
+        (i64::MAX, 999_999_999),
+        (i64::MIN + 1, 1),
     ] {
         assert_eq!(
             parse_pax_time(format_pax_time(t.0, t.1).as_bytes()),
