@@ -611,8 +611,11 @@ impl<'a> Loader<'a> {
         }
         let target = match kind {
             Kind::Symlink => Some(
+                // symlink(2) refuses an empty target (ENOENT), as GNU tar
+                // then does.
                 m.link
                     .as_deref()
+                    .filter(|t| !t.is_empty())
                     .ok_or_else(|| Failure::Msg("symlink without a target".into()))?,
             ),
             _ => None,
