@@ -36,7 +36,9 @@ fn load(data: &[u8]) {
     }
     let mut out1 = Vec::new();
     triefs::tar::write_all(&a, &mut out1).expect("export");
-    let mut b = ns();
+    // Holes of sparse members are exported as zeros, which a plain member
+    // stores: the second load gets no size limit.
+    let mut b = Namespace::new(0, 0, 0o755, Limits::from_options(Some(0), Some(4096)));
     triefs::tar::import(&mut b, &out1[..]).expect("own export loads");
     assert_eq!(a.trie().leaves(), b.trie().leaves());
     let mut out2 = Vec::new();
