@@ -611,8 +611,11 @@ impl<'a> Loader<'a> {
         }
         let target = match kind {
             Kind::Symlink => Some(
+                // symlink(2) refuses an empty target (ENOENT), as GNU tar
+                // then does.
                 m.link
                     .as_deref()
+                    .filter(|t| !t.is_empty())
                     .ok_or_else(|| Failure::Msg("symlink without a target".into()))?,
             ),
             _ => None,
@@ -798,11 +801,13 @@ impl<'a> Loader<'a> {
         }
         let (sec, nsec) = a.mtime;
         let mtime = if sec >= 0 {
-            SystemTime::UNIX_EPOCH + std::time::Duration::new(sec as u64, nsec)
+            SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(sec as u64, nsec))
         } else {
-            SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(sec.unsigned_abs())
-                + std::time::Duration::from_nanos(u64::from(nsec))
-        };
+            SystemTime::UNIX_EPOCH
+                .checked_sub(std::time::Duration::from_secs(sec.unsigned_abs()))
+                .and_then(|t| t.checked_add(std::time::Duration::from_nanos(u64::from(nsec))))
+        }
+        .ok_or_else(|| Failure::Msg(format!("mtime {sec}.{nsec:09} is out of range")))?;
         self.ns.setattr(
             ino,
             SetAttr {

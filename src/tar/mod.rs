@@ -48,9 +48,10 @@ pub(crate) fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
         Some(dot) => (&v[..dot], &v[dot + 1..]),
         None => (v, &[][..]),
     };
-    if int.is_empty() || !int.iter().chain(frac).all(u8::is_ascii_digit) || int.len() > 18 {
+    if int.is_empty() || !int.iter().chain(frac).all(u8::is_ascii_digit) {
         return None;
     }
+    // Past i64 the parse fails.
     let secs: i64 = std::str::from_utf8(int).ok()?.parse().ok()?;
     let mut nanos: u32 = 0;
     for i in 0..9 {

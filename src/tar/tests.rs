@@ -212,12 +212,21 @@ fn pax_times_parse_and_format() {
     ] {
         assert_eq!(parse_pax_time(bad), None, "{:?}", bad);
     }
+    // 19 digits: the largest times (found by fuzzing: a GNU base-256 mtime
+    // exported as pax must load again).
+    assert_eq!(
+        parse_pax_time(b"3689346602850398464"),
+        Some((3_689_346_602_850_398_464, 0))
+    );
+    assert_eq!(parse_pax_time(b"9223372036854775808"), None);
     for t in [
         (0, 0),
         (12, 5),
         (-2, 750_000_000),
         (-1, 1),
         (1 << 40, 999_999_999),
+        (i64::MAX, 999_999_999),
+        (i64::MIN + 1, 1),
     ] {
         assert_eq!(
             parse_pax_time(format_pax_time(t.0, t.1).as_bytes()),
@@ -361,6 +370,20 @@ fn bad_members_are_refused_with_their_name() {
     assert_eq!(e.member.as_deref(), Some("f/g"));
     assert!(e.reason.contains("not a directory"), "{e}");
     assert_eq!(e.offset, 512, "the second member's header");
+    // A symlink with an empty target (through an empty GNU long link).
+    let mut b = Builder::new(Vec::new());
+    let mut k = Header::new_gnu();
+    k.set_entry_type(EntryType::GNULongLink);
+    k.set_size(0);
+    k.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    k.set_cksum();
+    b.append(&k, &[][..]).unwrap();
+    let mut h = header(true, EntryType::Symlink, 0o777, 0);
+    h.as_gnu_mut().unwrap().name[..1].copy_from_slice(b"s");
+    h.set_cksum();
+    b.append(&h, &[][..]).unwrap();
+    let e = refused(&b.into_inner().unwrap());
+    assert!(e.reason.contains("symlink without a target"), "{e}");
     // A path through a symlink, even one to a directory of the tree.
     let mut b = Builder::new(Vec::new());
     let mut h = header(false, EntryType::Directory, 0o755, 0);
