@@ -79,7 +79,11 @@ pub(crate) fn checkpoint_command(cli: CheckpointCli) -> ExitCode {
                     println!(
                         "{}\t{}\t{}\t{}\t{}\t{}",
                         i.name,
-                        utc(secs),
+                        // Without spaces: one column of a tab-separated line.
+                        triefs::image::status::format_utc(secs)
+                            .trim_end_matches(" UTC")
+                            .replace(' ', "T")
+                            + "Z",
                         i.entries,
                         human(i.shared_bytes),
                         human(i.own_bytes),
@@ -142,25 +146,4 @@ fn export(mnt: &Path, name: &str, file: &Path) -> Result<(), String> {
         let _ = std::fs::remove_file(&tmp);
     }
     written
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (civil from days).
-fn utc(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
