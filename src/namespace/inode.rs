@@ -1060,22 +1060,21 @@ impl InodeTable {
     }
 
     /// The inodes the kernel holds references to, with their counts.
-    pub(crate) fn held(&self) -> Vec<(u64, u64)> {
-        let mut out: Vec<(u64, u64)> = self
+    pub(crate) fn held(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let shared: Vec<(u64, u64)> = self
             .shared_lookups
             .lock()
             .iter()
             .map(|(&ino, &n)| (ino, n))
             .collect();
-        for (idx, s) in self.slots.iter().enumerate() {
-            if s.tag & TAG == FULL
-                && let Some(Some(i)) = self.full.get(s.a as usize)
-                && i.lookups() > 0
-            {
-                out.push((idx as u64 + 1, i.lookups()));
+        let full = self.slots.iter().enumerate().filter_map(|(idx, s)| {
+            if s.tag & TAG != FULL {
+                return None;
             }
-        }
-        out
+            let n = self.full.get(s.a as usize)?.as_ref()?.lookups();
+            (n > 0).then_some((idx as u64 + 1, n))
+        });
+        shared.into_iter().chain(full)
     }
 
     /// Sets the kernel's reference count of live inode `ino` to `n`.
