@@ -199,9 +199,8 @@ pub(crate) enum ImageCmd {
 /// (a test fixture reset in milliseconds).
 ///
 /// A checkpoint copies the metadata and shares the file data: a page
-/// written after the save is copied once. Save, restore, delete and export
-/// are for the mount's owner and root (others get EPERM); anyone who may
-/// open the mount point may list. Right after a restore returns, every
+/// written after the save is copied once. Only the mount's owner and root
+/// may use these commands (others get EPERM). Right after a restore returns, every
 /// process sees the checkpoint's tree: the kernel's caches of what changed
 /// are dropped. A file the checkpoint lacks that a process still has open
 /// stays readable and writable through that descriptor, unlinked.

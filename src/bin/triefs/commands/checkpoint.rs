@@ -29,7 +29,7 @@ fn explain(mnt: &Path, name: &str, e: &io::Error) -> String {
             format!("{m}: another export of a checkpoint took over; run this one again")
         }
         Some(libc::EPERM) => {
-            format!("{m}: only the mount's owner and root may change its checkpoints")
+            format!("{m}: only the mount's owner and root may use its checkpoints")
         }
         Some(libc::ENOSPC) => format!(
             "{m}: no space for checkpoint '{name}' (the mount's nr_inodes= counts every \
