@@ -147,6 +147,9 @@ pub struct Checkpoints {
     /// Trees of deleted checkpoints that a spare copy in the making still
     /// reads; freed when that copy arrives.
     orphan_trees: Vec<Arc<Tree>>,
+    /// The numbers the checkpoints hold, one bit each (kept: a restore
+    /// hands them to the new live tree without walking every checkpoint).
+    reserved_bits: Vec<u64>,
 }
 
 impl Checkpoints {
@@ -324,7 +327,7 @@ impl Namespace {
             mut inodes,
             extra_names,
         } = tree;
-        inodes.set_reserved(self.checkpoints.reserved());
+        inodes.set_reserved(self.checkpoints.reserved_bits.clone());
         let mut old = std::mem::replace(&mut self.inodes, inodes);
         let old_trie = std::mem::replace(&mut self.trie, trie);
         self.extra_names = extra_names;
@@ -493,7 +496,6 @@ impl Namespace {
     /// restore, or frees it if it is no longer wanted.
     pub fn install_spare(&mut self, spare: Spare) {
         let c = &mut self.checkpoints;
-        c.orphan_trees.retain(|t| Arc::strong_count(t) > 1);
         if c.spare.is_none() && c.recent == Some(spare.id) {
             c.spare = Some(spare);
         } else {
@@ -574,6 +576,7 @@ impl Namespace {
 
     fn update_reserved(&mut self) {
         let bits = self.checkpoints.reserved();
+        self.checkpoints.reserved_bits = bits.clone();
         self.inodes.set_reserved(bits);
     }
 }
