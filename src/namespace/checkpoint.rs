@@ -18,7 +18,7 @@
 //! can reach it by name. [`Restored`] lists the inodes whose cached
 //! attributes, pages and listings the caller must make the kernel drop.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -364,36 +364,44 @@ impl Namespace {
             // Only names whose inode differs: a cached entry of a name that
             // leads to the same inode is still right, and forgetting it
             // would drop the kernel's whole cached subtree below it.
-            let entries = |trie: &Trie<u32>, node| -> BTreeMap<Vec<u8>, u32> {
-                trie.children(node)
-                    .map(|(name, c)| {
-                        (
-                            name.as_bytes().to_vec(),
-                            trie.value(c).copied().unwrap_or(0),
-                        )
-                    })
-                    .collect()
-            };
-            let before = old
-                .get(ino)
-                .and_then(|i| i.dir_node())
-                .map(|n| entries(&old_trie, n))
-                .unwrap_or_default();
-            let after = self
-                .inodes
-                .get(ino)
-                .and_then(|i| i.dir_node())
-                .map(|n| entries(&self.trie, n))
-                .unwrap_or_default();
-            for (name, child) in &before {
-                if after.get(name) != Some(child) {
-                    r.entries.push((ino, name.clone()));
-                }
+            // Names as slices of the tries' arenas, sorted: no allocation
+            // per name (changed directories can be large).
+            fn listed(trie: &Trie<u32>, node: Option<crate::trie::NodeId>) -> Vec<(&[u8], u32)> {
+                let mut v: Vec<(&[u8], u32)> = node
+                    .into_iter()
+                    .flat_map(|n| trie.children(n))
+                    .map(|(name, c)| (name.as_bytes(), trie.value(c).copied().unwrap_or(0)))
+                    .collect();
+                v.sort_unstable();
+                v
             }
-            for name in after.keys() {
-                if !before.contains_key(name) {
-                    r.entries.push((ino, name.clone()));
-                }
+            let before = listed(&old_trie, old.get(ino).and_then(|i| i.dir_node()));
+            let after = listed(&self.trie, self.inodes.get(ino).and_then(|i| i.dir_node()));
+            let (mut i, mut j) = (0, 0);
+            loop {
+                let name = match (before.get(i), after.get(j)) {
+                    (Some(a), Some(b)) if a.0 == b.0 => {
+                        (i, j) = (i + 1, j + 1);
+                        if a.1 == b.1 {
+                            continue;
+                        }
+                        a.0
+                    }
+                    (Some(a), Some(b)) if a.0 < b.0 => {
+                        i += 1;
+                        a.0
+                    }
+                    (Some(a), None) => {
+                        i += 1;
+                        a.0
+                    }
+                    (_, Some(b)) => {
+                        j += 1;
+                        b.0
+                    }
+                    (None, None) => break,
+                };
+                r.entries.push((ino, name.to_vec()));
             }
         }
         for (ino, n) in orphans {

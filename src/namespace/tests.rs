@@ -4140,3 +4140,36 @@ fn a_checkpoint_view_reads_the_checkpoint_and_is_buried_after() {
     assert_eq!(ns.pages_used(), 3);
     ns.check().unwrap();
 }
+
+#[test]
+fn restore_names_only_the_entries_that_lead_elsewhere() {
+    let mut ns = ns();
+    let d = ns
+        .create_node(ROOT_INO, os("d"), spec(Kind::Directory))
+        .unwrap()
+        .attr
+        .ino
+        .0;
+    for n in ["a", "b", "same1", "same2"] {
+        file_in(&mut ns, d, n, b"x");
+    }
+    ns.save_checkpoint("s").unwrap();
+    ns.rename(d, os("b"), d, os("c"), 0).unwrap();
+    ns.unlink(d, os("a")).unwrap();
+    file_in(&mut ns, d, "a", b"new");
+    // The kernel holds d (it created it).
+    let r = ns.restore_checkpoint("s").unwrap();
+    let mut names: Vec<String> = r
+        .entries
+        .iter()
+        .filter(|(p, _)| *p == d)
+        .map(|(_, n)| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["a", "b", "c"],
+        "same1 and same2 lead where they did"
+    );
+    assert!(r.changed.contains(&d));
+}
