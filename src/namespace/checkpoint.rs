@@ -188,7 +188,8 @@ impl Checkpoints {
     }
 
     /// Inode tables that hold file data besides the live tree: the
-    /// checkpoints, the spare copy and the trees not yet freed (for the
+    /// checkpoints, the spare copy, the trees not yet freed and those of
+    /// deleted checkpoints a spare copy in the making still reads (for the
     /// consistency check's page count).
     pub(crate) fn tables(&self) -> impl Iterator<Item = &InodeTable> {
         self.list
@@ -196,6 +197,7 @@ impl Checkpoints {
             .map(|c| &c.tree.inodes)
             .chain(self.spare.iter().map(|s| &s.tree.inodes))
             .chain(self.graveyard.iter().map(|t| &t.inodes))
+            .chain(self.orphan_trees.iter().map(|t| &t.inodes))
     }
 }
 

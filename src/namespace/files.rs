@@ -206,7 +206,7 @@ impl Namespace {
             return err(libc::EFBIG);
         }
         let free = self.limits.max_pages.saturating_sub(self.pages_used);
-        let shared = self.inode(ino)?.file_shared();
+        let shared = f.0.file_shared();
         let fit = if f.pages_needed(offset, len, shared) > free {
             // Fill up to the last page that fits, like tmpfs; ENOSPC only
             // when not a byte fits.

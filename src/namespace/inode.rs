@@ -1018,7 +1018,7 @@ impl InodeTable {
             full_free: self.full_free.clone(),
             templates: self.templates.clone(),
             live: self.live,
-            xattr_bytes: self.xattr_bytes,
+            // xattrs and their bytes are set below, without the orphans'.
             ..InodeTable::default()
         };
         t.free.extend_from_slice(&self.parked);
