@@ -82,6 +82,9 @@ pub struct MountOpts {
     /// that `chattr` flags refuse an open for writing as on tmpfs (at a
     /// round trip per open and one per close).
     pub strict_open: bool,
+    /// `crash`: track durable state for `triefs crash` (fsync, fsyncdir
+    /// record sync points; costs memory for what changed since).
+    pub crash: bool,
 }
 
 impl Default for MountOpts {
@@ -104,6 +107,7 @@ impl Default for MountOpts {
             tar: None,
             kernel_flags: Vec::new(),
             strict_open: false,
+            crash: false,
         }
     }
 }
@@ -293,6 +297,10 @@ impl MountOpts {
             "strict_open" => {
                 flag(MountOption::RW)?;
                 self.strict_open = true;
+            }
+            "crash" => {
+                flag(MountOption::RW)?;
+                self.crash = true;
             }
             "fsname" => set_unique(&mut self.mount, MountOption::FSName(value()?.to_string())),
             "subtype" => set_unique(&mut self.mount, MountOption::Subtype(value()?.to_string())),

@@ -101,6 +101,14 @@ impl Plan {
                     value()?;
                 }
                 "auto_unmount" | "strict_open" if val.is_none() => {}
+                // The durable state starts at the mount: it cannot be
+                // switched on or off later.
+                "crash" => {
+                    return Err(bad(
+                        "crash cannot be changed by a remount (unmount, then mount with -o crash)"
+                            .into(),
+                    ));
+                }
                 _ if is_mount_only(opt) => {}
                 _ => return Err(bad(format!("unknown mount option '{opt}'"))),
             }

@@ -8,7 +8,8 @@
 //! `files.rs` file contents; `xattr.rs` extended attributes; `acl.rs`
 //! POSIX ACL rules; `flags.rs` the `chattr` flags and their rules;
 //! `limits.rs` the size and inode limits; `check.rs` the invariant checker;
-//! `checkpoint.rs` saved trees and restoring them.
+//! `checkpoint.rs` saved trees and restoring them; `durable.rs` durable
+//! state and the simulated power cut (`-o crash`).
 
 use std::time::SystemTime;
 
@@ -20,6 +21,7 @@ pub mod check;
 pub mod checkpoint;
 pub mod data;
 mod dirs;
+pub mod durable;
 pub use dirs::PathLoader;
 pub mod files;
 pub mod flags;
@@ -122,6 +124,8 @@ pub struct Namespace {
     clock: Option<SystemTime>,
     /// Saved trees ([`checkpoint`]).
     checkpoints: checkpoint::Checkpoints,
+    /// Durable state is tracked (`-o crash`, [`durable`]).
+    durable_on: bool,
 }
 
 fn file_type(k: Kind) -> FileType {
@@ -166,6 +170,7 @@ impl Namespace {
             freed_since_trim: 0,
             clock: None,
             checkpoints: checkpoint::Checkpoints::default(),
+            durable_on: false,
         }
     }
 
@@ -284,6 +289,7 @@ impl Namespace {
         // Pages a checkpoint or another file shares stay.
         let pages = inode.release();
         self.pages_freed(pages);
+        self.settle_durable();
     }
 
     /// Accounts for `n` data pages just freed. Once 4 MiB have been freed

@@ -47,6 +47,8 @@ use clap::{ArgAction, Parser, Subcommand};
   strict_open             every open reaches the daemon: chattr +i/+a refuse
                           an open for writing as on tmpfs (not at the first
                           write); small-file reads get several times slower
+  crash                   track what fsync made durable, for `triefs crash`
+                          (a power cut); costs memory for unsynced changes
   dev, nodev, suid, nosuid, exec, noexec, sync, async, dirsync
                           passed to the kernel as for any filesystem
   atime, noatime, relatime, norelatime, strictatime, nostrictatime
@@ -66,6 +68,8 @@ OTHER COMMANDS (each has its own --help):
   triefs checkpoint list MOUNTPOINT, triefs checkpoint export MOUNTPOINT NAME FILE
                           named copies of the whole tree, restored in one
                           step (reset a test fixture in milliseconds)
+  triefs crash MOUNTPOINT  a power cut: everything falls back to its last
+                          fsync (a mount with -o crash)
   triefs ls-prefix [-U] MOUNTPOINT [PREFIX]  leaf paths under PREFIX, answered
                           by the daemon from the trie (sorted unless -U)
   triefs image info|check FILE, triefs image ls FILE [PREFIX]
@@ -258,6 +262,25 @@ pub(crate) enum CheckpointCmd {
         /// The archive to write (created, or replaced).
         file: PathBuf,
     },
+}
+
+/// Simulate a power cut on a triefs mounted with `-o crash`: every file
+/// and directory falls back to its state at its last fsync, fdatasync or
+/// fsyncdir (or the mount); data and names not synced since are lost.
+/// Renames between directories are atomic; see docs/crash.md.
+///
+/// Dirty cached pages are written to the daemon first (and then lost like
+/// every unsynced write). Only the mount's owner and root may crash it
+/// (others get EPERM). Prints one line: what was lost. With
+/// TRIEFS_VERBOSE=1 also the time the daemon took, on stderr.
+///
+/// Exit codes: 0 done; 2 refused or failed, with one line on stderr (not
+/// a triefs mount, not mounted with -o crash, no permission).
+#[derive(Parser, Debug)]
+#[command(name = "triefs crash", bin_name = "triefs crash", verbatim_doc_comment)]
+pub(crate) struct CrashCli {
+    /// The triefs mount point.
+    pub(crate) mountpoint: PathBuf,
 }
 
 /// List the leaf paths (files, symlinks, empty directories) under PREFIX

@@ -84,6 +84,13 @@ fn main() -> ExitCode {
                     Err(code) => code,
                 };
             }
+            if sub("crash") {
+                let hint = bare_hint("crash");
+                return match parse_args::<CrashCli>(argv[1..].to_vec(), Some(&hint)) {
+                    Ok(cli) => crash_command(cli),
+                    Err(code) => code,
+                };
+            }
             if sub("ls-prefix") {
                 let hint = bare_hint("ls-prefix");
                 return match parse_args::<LsPrefixCli>(argv[1..].to_vec(), Some(&hint)) {
