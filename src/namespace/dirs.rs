@@ -581,7 +581,8 @@ impl Namespace {
             self.note_entries(parent);
             self.note_entries(newparent);
             self.trie.exchange(pdir, name, npdir, newname)?;
-            if parent != newparent {
+            // Two names of one file swapped: nothing changed.
+            if parent != newparent && src != dst {
                 self.note_rename([(parent, name, Some(dst)), (newparent, newname, Some(src))]);
             }
             if parent != newparent && src_dir != dst_dir {

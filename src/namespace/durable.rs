@@ -428,12 +428,19 @@ impl Namespace {
             return;
         };
         let mut dirs = vec![dir];
-        dirs.extend(
-            d.records
-                .get(&dir)
-                .into_iter()
-                .flat_map(|r| r.removed.iter().copied()),
-        );
+        // A removed directory's number may name a new inode by now (its
+        // record went when it was freed): only removed ones count.
+        let removed = |x: &u64| {
+            self.inodes
+                .get(*x)
+                .is_none_or(|i| i.kind == Kind::Directory && i.dir_node().is_none())
+        };
+        let removed_dirs = d
+            .records
+            .get(&dir)
+            .into_iter()
+            .flat_map(|r| r.removed.iter());
+        dirs.extend(removed_dirs.copied().filter(removed));
         let seen: HashSet<u64> = dirs.iter().copied().collect();
         let last = d
             .renames
@@ -445,12 +452,14 @@ impl Namespace {
         let Some(mut d) = self.inodes.durable.take() else {
             return;
         };
+        if let Some(r) = d.records.get_mut(&dir) {
+            r.removed.clear();
+        }
         for x in dirs {
-            let live = self.inodes.get(x).is_some_and(|i| i.dir_node().is_some());
+            let live = x == dir;
             let Some(r) = d.records.get_mut(&x) else {
                 continue;
             };
-            r.removed.clear();
             // A removed directory was empty when it went.
             let entries = if live {
                 r.entries.take()
@@ -685,4 +694,4 @@ impl Namespace {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests;
