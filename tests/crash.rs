@@ -373,19 +373,19 @@ fn crashes_racing_writers_that_fsync_keep_the_namespace_consistent() {
         writers.push(std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let dir = root.join(if (n + w) % 2 == 0 { "a" } else { "b" });
+                let dir = root.join(if (n + w).is_multiple_of(2) { "a" } else { "b" });
                 let p = dir.join(format!("w{w}-{}", n % 20));
                 if let Ok(mut f) = File::create(&p) {
                     let _ = f.write_all(&vec![b'x'; 1000 + (n as usize % 9000)]);
-                    if n % 3 == 0 {
+                    if n.is_multiple_of(3) {
                         let _ = f.sync_all();
                     }
                 }
                 let _ = fs::rename(&p, root.join("b").join(format!("r{w}-{}", n % 7)));
-                if n % 5 == 0 {
+                if n.is_multiple_of(5) {
                     let _ = File::open(&dir).and_then(|d| d.sync_all());
                 }
-                if n % 4 == 0 {
+                if n.is_multiple_of(4) {
                     let _ = fs::remove_file(root.join("a").join(format!("w{w}-{}", (n + 3) % 20)));
                 }
                 n += 1;
