@@ -364,6 +364,14 @@ mod tests {
     }
 
     #[test]
+    fn crash_is_a_flag() {
+        assert!(!MountOpts::parse::<&str>(&[]).unwrap().crash);
+        let o = MountOpts::parse(&["size=1m,crash"]).unwrap();
+        assert!(o.crash);
+        assert!(MountOpts::parse(&["crash=1"]).is_err());
+    }
+
+    #[test]
     fn defaults_have_name_and_permissions() {
         let o = MountOpts::parse::<&str>(&[]).unwrap();
         assert!(o.mount.contains(&MountOption::DefaultPermissions));

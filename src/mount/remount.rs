@@ -297,4 +297,15 @@ mod tests {
             assert!(!e.msg.contains('\n'));
         }
     }
+
+    #[test]
+    fn crash_cannot_be_switched() {
+        let e = Plan::parse(&["remount,size=2m,crash"]).unwrap_err();
+        assert_eq!(e.errno, libc::EINVAL);
+        assert!(
+            e.msg.contains("crash") && !e.msg.contains('\n'),
+            "{}",
+            e.msg
+        );
+    }
 }
