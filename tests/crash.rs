@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::{
     MountSpec, Output, Tmpfs, TriefsMount, as_nobody, assert_exit, assert_one_line_exit, run_timed,
-    sh, shared_binary, triefs_bin,
+    sh, shared_binary, statvfs, triefs_bin,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -410,6 +410,44 @@ fn crashes_racing_writers_that_fsync_keep_the_namespace_consistent() {
     assert!(st.success(), "consistency check at unmount failed: {st}");
 }
 
+/// Bytes of file data in use, as `df` shows them.
+fn used(p: &Path) -> u64 {
+    let s = statvfs(p);
+    (s.f_blocks - s.f_bfree) * s.f_frsize
+}
+
+#[test]
+fn pages_only_the_durable_state_holds_count_in_df_and_against_size() {
+    let m = MountSpec::new()
+        .args(["-o", "crash,size=1m"])
+        .envs(&[("TRIEFS_CHECK", "1")])
+        .mount();
+    let r = m.path();
+    let base = used(r);
+    let mut f = write_file(&r.join("f"), &vec![1; 600 << 10]);
+    f.sync_all().unwrap();
+    sync_dir(r);
+    assert_eq!(used(r) - base, 600 << 10);
+    // Rewriting needs new pages while the durable state keeps the old
+    // ones: only 424 KiB fit.
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let e = f.write_all(&vec![2; 600 << 10]).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+    assert_eq!(used(r) - base, 1 << 20);
+    // The fsync makes the new pages durable and frees the old ones.
+    f.sync_all().unwrap();
+    assert_eq!(used(r) - base, 600 << 10);
+    drop(f);
+    // A durable name keeps a removed file's pages until its removal is
+    // durable.
+    fs::remove_file(r.join("f")).unwrap();
+    assert_eq!(used(r) - base, 600 << 10);
+    sync_dir(r);
+    assert_eq!(used(r), base);
+    crash(r);
+    assert!(!r.join("f").exists());
+}
+
 #[test]
 fn the_fixture_crashes_too() {
     let t = triefs::fixture::TempMount::builder()
@@ -427,4 +465,8 @@ fn the_fixture_crashes_too() {
     assert!(!t.path().join("lost").exists());
     drop(kept);
     t.unmount().unwrap();
+    let plain = triefs::fixture::TempMount::new().unwrap();
+    let e = plain.crash().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP));
+    plain.unmount().unwrap();
 }
