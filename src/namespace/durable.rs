@@ -5,9 +5,10 @@
 //! a file's data, size, attributes and extended attributes become durable
 //! at its `fsync`/`fdatasync`; a directory's entries and attributes at its
 //! own `fsync`; a rename between two directories becomes durable in both
-//! at once when either is synced, and with it every earlier one (a
-//! journal's order); the whole tree is durable at mount, load, restore
-//! and after a crash.
+//! at once when either is synced, and with it every earlier rename
+//! between directories (a journal's order: no file keeps its first name
+//! and gains its last, no two directories end up inside each other); the
+//! whole tree is durable at mount, load, restore and after a crash.
 //!
 //! Nothing is copied up front. The first change of an inode after its
 //! sync point records its state at that point ([`Record`]): a file's
