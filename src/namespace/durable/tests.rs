@@ -487,7 +487,7 @@ fn pending_renames_are_bounded() {
 /// Directories of the model: the root and two fixed subdirectories.
 const DIRS: [&str; 3] = ["", "d0", "d1"];
 const NAMES: [&str; 3] = ["f0", "f1", "f2"];
-/// Empty directories made and removed in the root.
+/// Empty directories made, moved and removed in any of them.
 const EDIRS: [&str; 2] = ["e0", "e1"];
 
 #[derive(Clone, Debug)]
@@ -499,8 +499,9 @@ enum Op {
     Exchange(usize, usize, usize, usize),
     Link(usize, usize, usize, usize),
     Unlink(usize, usize),
-    Mkdir(usize),
-    Rmdir(usize),
+    Mkdir(usize, usize),
+    Rmdir(usize, usize),
+    RenameDir(usize, usize, usize, usize),
     Fsync(usize, usize),
     Fsyncdir(usize),
     Crash,
@@ -517,8 +518,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (d.clone(), n.clone(), d.clone(), n.clone()).prop_map(|(a, b, c, e)| Op::Exchange(a, b, c, e)),
         1 => (d.clone(), n.clone(), d.clone(), n.clone()).prop_map(|(a, b, c, e)| Op::Link(a, b, c, e)),
         2 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Unlink(d, n)),
-        1 => (0..EDIRS.len()).prop_map(Op::Mkdir),
-        1 => (0..EDIRS.len()).prop_map(Op::Rmdir),
+        1 => (d.clone(), 0..EDIRS.len()).prop_map(|(d, k)| Op::Mkdir(d, k)),
+        1 => (d.clone(), 0..EDIRS.len()).prop_map(|(d, k)| Op::Rmdir(d, k)),
+        2 => (d.clone(), 0..EDIRS.len(), d.clone(), 0..EDIRS.len()).prop_map(|(a, b, c, e)| Op::RenameDir(a, b, c, e)),
         3 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Fsync(d, n)),
         2 => d.clone().prop_map(Op::Fsyncdir),
         1 => Just(Op::Crash),
@@ -537,6 +539,8 @@ struct Model {
     /// Renames between directories not yet durable, oldest first.
     renames: Vec<[(usize, String, Option<u32>); 2]>,
     next: u32,
+    /// Ids of the empty directories.
+    edirs: std::collections::BTreeSet<u32>,
 }
 
 impl Model {
@@ -564,7 +568,7 @@ impl Model {
             self.dirs.iter().flat_map(|d| d.values().copied()).collect();
         self.files = named
             .iter()
-            .filter(|&&i| i < u32::MAX - 8)
+            .filter(|i| !self.edirs.contains(i))
             .map(|&i| (i, self.dfiles.get(&i).cloned().unwrap_or_default()))
             .collect();
         self.dfiles = self.files.clone();
@@ -642,7 +646,6 @@ fn run(ops: Vec<Op>) {
     let mut m = Model::default();
     // Model ids of live inodes.
     let mut ids: BTreeMap<u64, u32> = BTreeMap::new();
-    let edir_id = |k: usize| u32::MAX - k as u32;
     for op in ops {
         match op {
             Op::Create(d, n) => {
@@ -732,18 +735,37 @@ fn run(ops: Vec<Op>) {
                 let ok = ns.unlink(dirs[d], os(NAMES[n])).is_ok();
                 assert_eq!(ok, m.dirs[d].remove(NAMES[n]).is_some());
             }
-            Op::Mkdir(k) => {
-                if ns
-                    .create_node(ROOT_INO, os(EDIRS[k]), spec(Kind::Directory, 0o755))
+            Op::Mkdir(d, k) => {
+                let made = ns
+                    .create_node(dirs[d], os(EDIRS[k]), spec(Kind::Directory, 0o755))
                     .map(|e| ns.forget(e.attr.ino.0, 1))
-                    .is_ok()
-                {
-                    m.dirs[0].insert(EDIRS[k].into(), edir_id(k));
+                    .is_ok();
+                assert_eq!(made, !m.dirs[d].contains_key(EDIRS[k]), "{op:?}");
+                if made {
+                    m.next += 1;
+                    m.edirs.insert(m.next);
+                    m.dirs[d].insert(EDIRS[k].into(), m.next);
                 }
             }
-            Op::Rmdir(k) => {
-                if ns.rmdir(ROOT_INO, os(EDIRS[k])).is_ok() {
-                    m.dirs[0].remove(EDIRS[k]);
+            Op::Rmdir(d, k) => {
+                let ok = ns.rmdir(dirs[d], os(EDIRS[k])).is_ok();
+                assert_eq!(ok, m.dirs[d].remove(EDIRS[k]).is_some(), "{op:?}");
+            }
+            Op::RenameDir(a, x, b, y) => {
+                let ok = ns
+                    .rename(dirs[a], os(EDIRS[x]), dirs[b], os(EDIRS[y]), 0)
+                    .is_ok();
+                let src = m.dirs[a].get(EDIRS[x]).copied();
+                assert_eq!(ok, src.is_some(), "{op:?}");
+                if !ok || (a, x) == (b, y) {
+                    continue;
+                }
+                let src = src.unwrap();
+                m.dirs[a].remove(EDIRS[x]);
+                m.dirs[b].insert(EDIRS[y].into(), src);
+                if a != b {
+                    m.renames
+                        .push([(a, EDIRS[x].into(), None), (b, EDIRS[y].into(), Some(src))]);
                 }
             }
             Op::Fsync(d, n) => {
