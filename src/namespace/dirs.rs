@@ -538,9 +538,7 @@ impl Namespace {
             target: None,
         };
         let w = self.create_unreferenced(parent, name, whiteout, 0)?;
-        if parent != newparent {
-            self.note_whiteout(w);
-        }
+        self.note_whiteout(w);
         Ok(())
     }
 
@@ -582,7 +580,7 @@ impl Namespace {
             self.note_entries(newparent);
             self.trie.exchange(pdir, name, npdir, newname)?;
             // Two names of one file swapped: nothing changed.
-            if parent != newparent && src != dst {
+            if src != dst {
                 self.note_rename([(parent, name, Some(dst)), (newparent, newname, Some(src))]);
             }
             if parent != newparent && src_dir != dst_dir {
@@ -648,9 +646,9 @@ impl Namespace {
         self.note_entries(parent);
         self.note_entries(newparent);
         self.trie.move_entry(pdir, name, npdir, newname)?;
-        if parent != newparent {
-            self.note_rename([(parent, name, None), (newparent, newname, Some(src))]);
-        }
+        // Logged inside one directory too: a later rename of the same
+        // file to another directory must not become durable without it.
+        self.note_rename([(parent, name, None), (newparent, newname, Some(src))]);
         if src_dir && parent != newparent {
             if let Some(i) = self.inodes.get_mut(parent) {
                 i.nlink = i.nlink.saturating_sub(1);

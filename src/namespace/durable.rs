@@ -4,10 +4,10 @@
 //! a disk would still hold after a power cut. The model (docs/crash.md):
 //! a file's data, size, attributes and extended attributes become durable
 //! at its `fsync`/`fdatasync`; a directory's entries and attributes at its
-//! own `fsync`; a rename between two directories becomes durable in both
-//! at once when either is synced, and with it every earlier rename
-//! between directories (a journal's order: no file keeps its first name
-//! and gains its last, no two directories end up inside each other); the
+//! own `fsync`; a rename becomes durable in both directories at once when
+//! either is synced, and with it every earlier rename, those inside one
+//! directory included (a journal's order: no file keeps its first name and
+//! gains its last, no two directories end up inside each other); the
 //! whole tree is durable at mount, load, restore and after a crash.
 //!
 //! Nothing is copied up front. The first change of an inode after its
@@ -23,9 +23,9 @@
 //! sync point: records of removed inodes are kept only while a durable
 //! name (a directory's record or a pending rename) refers to them, which
 //! a reference count per inode number tells; their numbers are not given
-//! to new files meanwhile. At most [`MAX_PENDING_RENAMES`] renames between
-//! directories wait; beyond that the oldest becomes durable, as a journal
-//! commits on its own.
+//! to new files meanwhile. At most [`MAX_PENDING_RENAMES`] renames wait;
+//! beyond that the oldest becomes durable, as a journal commits on its
+//! own.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
@@ -36,7 +36,7 @@ use super::inode::{Content, Inode, InodeTable, Kind, ROOT_INO, Xattrs};
 use super::{Namespace, err};
 use crate::error::Result;
 
-/// Most renames between directories that wait for a sync; the oldest
+/// Most renames that wait for a sync; the oldest
 /// beyond becomes durable by itself.
 pub const MAX_PENDING_RENAMES: usize = 1 << 16;
 
@@ -65,7 +65,8 @@ impl Record {
     }
 }
 
-/// One rename between two directories, not durable yet: in each, a name
+/// One rename, not durable yet: in each of its directories (the same one
+/// twice for a rename inside a directory), a name
 /// that then led to an inode (or to nothing).
 struct Rename {
     steps: [(u64, Box<[u8]>, Option<u32>); 2],
@@ -323,7 +324,7 @@ impl Namespace {
         }
     }
 
-    /// A rename between two directories: `steps` are each directory's
+    /// A rename (also inside one directory): `steps` are each directory's
     /// name and what it leads to now.
     pub(crate) fn note_rename(&mut self, steps: [(u64, &OsStr, Option<u64>); 2]) {
         let Some(d) = self.inodes.durable.as_mut() else {

@@ -536,7 +536,7 @@ struct Model {
     /// The durable side: contents at the last fsync (absent: as created).
     dfiles: BTreeMap<u32, Vec<u8>>,
     ddirs: [BTreeMap<String, u32>; 3],
-    /// Renames between directories not yet durable, oldest first.
+    /// Renames not yet durable, oldest first.
     renames: Vec<[(usize, String, Option<u32>); 2]>,
     next: u32,
     /// Ids of the empty directories.
@@ -715,11 +715,9 @@ fn run(ops: Vec<Op>) {
                     m.dirs[a].remove(NAMES[x]);
                     m.dirs[b].insert(NAMES[y].into(), src);
                 }
-                if a != b {
-                    let left = m.dirs[a].get(NAMES[x]).copied();
-                    m.renames
-                        .push([(a, NAMES[x].into(), left), (b, NAMES[y].into(), Some(src))]);
-                }
+                let left = m.dirs[a].get(NAMES[x]).copied();
+                m.renames
+                    .push([(a, NAMES[x].into(), left), (b, NAMES[y].into(), Some(src))]);
             }
             Op::Link(a, x, b, y) => {
                 if let Some(ino) = ino_of(&ns, dirs[a], NAMES[x]) {
@@ -763,10 +761,8 @@ fn run(ops: Vec<Op>) {
                 let src = src.unwrap();
                 m.dirs[a].remove(EDIRS[x]);
                 m.dirs[b].insert(EDIRS[y].into(), src);
-                if a != b {
-                    m.renames
-                        .push([(a, EDIRS[x].into(), None), (b, EDIRS[y].into(), Some(src))]);
-                }
+                m.renames
+                    .push([(a, EDIRS[x].into(), None), (b, EDIRS[y].into(), Some(src))]);
             }
             Op::Fsync(d, n) => {
                 if let Some(ino) = ino_of(&ns, dirs[d], NAMES[n]) {
