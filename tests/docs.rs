@@ -240,7 +240,11 @@ fn readme_mount_options_are_accepted() {
         // `name[=VALUE]`: both forms must be accepted.
         if let Some((name, _)) = item.split_once("[=") {
             let bare = Command::new(env!("CARGO_BIN_EXE_triefs"))
-                .args(["-o", &format!("{name},{MARK}"), "/nonexistent/triefs-docs-test"])
+                .args([
+                    "-o",
+                    &format!("{name},{MARK}"),
+                    "/nonexistent/triefs-docs-test",
+                ])
                 .env_remove("RUST_LOG")
                 .output()
                 .expect("running triefs");
@@ -250,7 +254,10 @@ fn readme_mount_options_are_accepted() {
                 "-o {name} (documented as `{item}`) is refused: {err}"
             );
         }
-        let item = item.replacen("[=", "=", 1).trim_end_matches(']').to_string();
+        let item = item
+            .replacen("[=", "=", 1)
+            .trim_end_matches(']')
+            .to_string();
         let opt = match item.split_once('=') {
             Some((name, "OCTAL")) => format!("{name}=755"),
             Some((name, v)) if v.starts_with('N') => format!("{name}=1"),
