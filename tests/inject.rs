@@ -663,3 +663,47 @@ fn prefixes_cover_whole_names() {
     let e = fs::read(root.join("a/f")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO));
 }
+
+/// A covered file is opened for direct I/O, yet a program may still map
+/// it shared (databases do): the mount asks for the kernel's
+/// FUSE_DIRECT_IO_ALLOW_MMAP.
+#[test]
+fn covered_files_can_still_be_mapped() {
+    let m = TriefsMount::new(&["-o", "faults"]);
+    let root = m.path();
+    let f = root.join("db");
+    fs::write(&f, vec![7u8; 8192]).unwrap();
+    add(root, "/db --op fsync --errno EIO");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&f)
+        .unwrap();
+    // SAFETY: a fresh shared mapping of 8192 bytes of an open file; it is
+    // read and written within its length and unmapped before the file
+    // closes.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            8192,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(
+            p,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        let b = p.cast::<u8>();
+        assert_eq!(*b.add(100), 7);
+        *b.add(100) = 9;
+        assert_eq!(libc::munmap(p, 8192), 0);
+    }
+    // The rule still fires on fsync.
+    // SAFETY: a valid fd.
+    assert_eq!(unsafe { libc::fsync(file.as_raw_fd()) }, -1);
+    assert_eq!(common::errno(), libc::EIO);
+}

@@ -204,10 +204,17 @@ impl Gate {
                 (fault, covered)
             }
         };
-        let traced = {
-            let t = self.tracers.lock();
-            !t.is_empty() && (t.wants(&path) || path2.as_deref().is_some_and(|p| t.wants(p)))
+        let (traced, expired) = {
+            let mut t = self.tracers.lock();
+            // A reader killed without stopping must not keep every request
+            // on the slow path: it goes after ABANDONED.
+            let expired = !t.is_empty() && t.expire();
+            let wanted = t.wants(&path) || path2.as_deref().is_some_and(|p| t.wants(p));
+            (wanted, expired)
         };
+        if expired {
+            self.update();
+        }
         let comm = traced.then(|| self.comm(pid));
         Some(Watch {
             start: Instant::now(),

@@ -720,6 +720,15 @@ impl Filesystem for TrieFs {
             | InitFlags::FUSE_NO_OPENDIR_SUPPORT
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_EXPORT_SUPPORT;
+        // A mount for faults opens covered files for direct I/O; programs
+        // that map them (databases do) still may, through the page cache
+        // (such mapped access then passes no rule).
+        let testing = self.gate.faults_allowed || self.gate.uncached_all;
+        let wanted = if testing {
+            wanted | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP
+        } else {
+            wanted
+        };
         if let Err(missing) = config.add_capabilities(wanted & caps) {
             debug!("kernel lacks capabilities {missing:?}");
         }
@@ -727,7 +736,6 @@ impl Filesystem for TrieFs {
         self.no_open = !self.serve_open && caps.contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
         // A mount for faults or full traces answers OPENDIR, so a listing
         // a rule covers is not cached.
-        let testing = self.gate.faults_allowed || self.gate.uncached_all;
         self.no_opendir = !testing && caps.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         if let Err(max) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(max);

@@ -274,9 +274,11 @@ impl Tracers {
         }
     }
 
-    /// Drops readers that stopped polling.
-    fn expire(&mut self) {
+    /// Drops readers that stopped polling; whether any went.
+    pub fn expire(&mut self) -> bool {
+        let before = self.tracers.len();
         self.tracers.retain(|t| t.polled.elapsed() < ABANDONED);
+        self.tracers.len() != before
     }
 }
 
