@@ -707,3 +707,25 @@ fn covered_files_can_still_be_mapped() {
     assert_eq!(unsafe { libc::fsync(file.as_raw_fd()) }, -1);
     assert_eq!(common::errno(), libc::EIO);
 }
+
+/// A rule on everything, with a long delay, can still be cleared: the
+/// root's open and stat, through which the commands come, pass no rule.
+#[test]
+fn a_rule_on_everything_can_be_cleared() {
+    let m = TriefsMount::new(&["-o", "faults"]);
+    let root = m.path();
+    fs::write(root.join("f"), b"1").unwrap();
+    add(root, "/ --op all --errno EIO --delay-ms 600000");
+    let t = Instant::now();
+    assert!(fault(root, &["list"]).stdout.contains("--op all"));
+    clear(root);
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    assert_eq!(fs::read(root.join("f")).unwrap(), b"1");
+    add(root, "/ --op all --errno EIO");
+    assert!(fs::read(root.join("f")).is_err());
+    assert!(
+        fs::read_dir(root).unwrap().next().unwrap().is_err(),
+        "the root's listing fails"
+    );
+    clear(root);
+}
