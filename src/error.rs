@@ -51,6 +51,88 @@ impl From<TrieError> for Errno {
     }
 }
 
+/// Names of the `errno` values a rule may inject and a trace prints, with
+/// their codes (the platform's: `libc`). `ENOTSUP` is `EOPNOTSUPP`'s alias
+/// on Linux, so a trace prints the latter.
+const NAMES: &[(&str, i32)] = &[
+    ("EPERM", libc::EPERM),
+    ("ENOENT", libc::ENOENT),
+    ("ESRCH", libc::ESRCH),
+    ("EINTR", libc::EINTR),
+    ("EIO", libc::EIO),
+    ("ENXIO", libc::ENXIO),
+    ("E2BIG", libc::E2BIG),
+    ("EBADF", libc::EBADF),
+    ("EAGAIN", libc::EAGAIN),
+    ("ENOMEM", libc::ENOMEM),
+    ("EACCES", libc::EACCES),
+    ("EFAULT", libc::EFAULT),
+    ("EBUSY", libc::EBUSY),
+    ("EEXIST", libc::EEXIST),
+    ("EXDEV", libc::EXDEV),
+    ("ENODEV", libc::ENODEV),
+    ("ENOTDIR", libc::ENOTDIR),
+    ("EISDIR", libc::EISDIR),
+    ("EINVAL", libc::EINVAL),
+    ("ENFILE", libc::ENFILE),
+    ("EMFILE", libc::EMFILE),
+    ("ENOTTY", libc::ENOTTY),
+    ("ETXTBSY", libc::ETXTBSY),
+    ("EFBIG", libc::EFBIG),
+    ("ENOSPC", libc::ENOSPC),
+    ("ESPIPE", libc::ESPIPE),
+    ("EROFS", libc::EROFS),
+    ("EMLINK", libc::EMLINK),
+    ("EPIPE", libc::EPIPE),
+    ("ERANGE", libc::ERANGE),
+    ("EDEADLK", libc::EDEADLK),
+    ("ENAMETOOLONG", libc::ENAMETOOLONG),
+    ("ENOLCK", libc::ENOLCK),
+    ("ENOSYS", libc::ENOSYS),
+    ("ENOTEMPTY", libc::ENOTEMPTY),
+    ("ELOOP", libc::ELOOP),
+    ("ENODATA", libc::ENODATA),
+    ("EOVERFLOW", libc::EOVERFLOW),
+    ("EILSEQ", libc::EILSEQ),
+    ("EOPNOTSUPP", libc::EOPNOTSUPP),
+    ("ENOTSUP", libc::ENOTSUP),
+    ("EDQUOT", libc::EDQUOT),
+    ("ESTALE", libc::ESTALE),
+    ("ETIMEDOUT", libc::ETIMEDOUT),
+    ("ECANCELED", libc::ECANCELED),
+    ("ENOTCONN", libc::ENOTCONN),
+    ("ECONNRESET", libc::ECONNRESET),
+    ("EBADMSG", libc::EBADMSG),
+    ("ENOLINK", libc::ENOLINK),
+    // What ext4 and btrfs return for on-disk corruption (EFSCORRUPTED).
+    #[cfg(target_os = "linux")]
+    ("EUCLEAN", libc::EUCLEAN),
+    #[cfg(target_os = "linux")]
+    ("EREMOTEIO", libc::EREMOTEIO),
+];
+
+impl Errno {
+    /// The code named `name` (`"EIO"`, case-insensitive), or a plain
+    /// positive number.
+    pub fn from_name(name: &str) -> Option<Errno> {
+        if let Ok(n) = name.parse::<i32>() {
+            return (n > 0 && n < 4096).then(|| Errno::new(n));
+        }
+        NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|&(_, c)| Errno::new(c))
+    }
+
+    /// The code's name (`"EIO"`), if it has one here.
+    pub fn name(self) -> Option<&'static str> {
+        NAMES
+            .iter()
+            .find(|&&(_, c)| c == self.code())
+            .map(|&(n, _)| n)
+    }
+}
+
 /// Result of a filesystem operation; `Result<T, E>` for other errors.
 pub type Result<T, E = Errno> = std::result::Result<T, E>;
 
@@ -72,5 +154,17 @@ mod tests {
             std::io::Error::from_raw_os_error(libc::ENOENT).to_string()
         );
         assert_eq!(Errno::from(TrieError::NotEmpty).code(), libc::ENOTEMPTY);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(Errno::from_name("EIO").unwrap().code(), libc::EIO);
+        assert_eq!(Errno::from_name("enospc").unwrap().code(), libc::ENOSPC);
+        assert_eq!(Errno::from_name("28").unwrap().code(), 28);
+        assert!(Errno::from_name("0").is_none() && Errno::from_name("EWHAT").is_none());
+        assert_eq!(Errno::new(libc::EDQUOT).name(), Some("EDQUOT"));
+        for &(n, c) in NAMES {
+            assert_eq!(Errno::from_name(n).unwrap().code(), c, "{n}");
+        }
     }
 }

@@ -111,6 +111,9 @@ fn help_mount_options(help: &str) -> BTreeMap<String, bool> {
         }
         for item in name_column(line).split(',') {
             let item = item.trim();
+            // `name[=VALUE]`: the value is optional; counted as taking one.
+            let item = item.replacen("[=", "=", 1);
+            let item = item.as_str();
             let (name, takes_value) = match item.split_once('=') {
                 Some((n, _)) => (n, true),
                 None => (item, false),
@@ -169,6 +172,8 @@ fn readme_flags(md: &str) -> BTreeMap<String, bool> {
 fn readme_mount_options(md: &str) -> BTreeMap<String, bool> {
     let mut opts = BTreeMap::new();
     for item in table_first_column(md, "### Mount options (`-o`)") {
+        // `name[=VALUE]`: the value is optional; counted as taking one.
+        let item = item.replacen("[=", "=", 1);
         let (name, takes_value) = match item.split_once('=') {
             Some((n, _)) => (n.to_string(), true),
             None => (item.clone(), false),
@@ -232,6 +237,27 @@ fn readme_mount_options_are_accepted() {
     const MARK: &str = "docs_test_no_such_option";
     let md = readme();
     for item in table_first_column(&md, "### Mount options (`-o`)") {
+        // `name[=VALUE]`: both forms must be accepted.
+        if let Some((name, _)) = item.split_once("[=") {
+            let bare = Command::new(env!("CARGO_BIN_EXE_triefs"))
+                .args([
+                    "-o",
+                    &format!("{name},{MARK}"),
+                    "/nonexistent/triefs-docs-test",
+                ])
+                .env_remove("RUST_LOG")
+                .output()
+                .expect("running triefs");
+            let err = String::from_utf8_lossy(&bare.stderr);
+            assert!(
+                err.contains(&format!("unknown mount option '{MARK}'")),
+                "-o {name} (documented as `{item}`) is refused: {err}"
+            );
+        }
+        let item = item
+            .replacen("[=", "=", 1)
+            .trim_end_matches(']')
+            .to_string();
         let opt = match item.split_once('=') {
             Some((name, "OCTAL")) => format!("{name}=755"),
             Some((name, v)) if v.starts_with('N') => format!("{name}=1"),

@@ -14,20 +14,23 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FileType, Filesystem,
+    FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
 use log::{debug, error, info};
 use parking_lot::RwLock;
 
+mod gate;
 pub mod readdir;
 mod reply;
 
 use crate::checkpoint;
+use crate::control;
 use crate::error::Errno as FsErrno;
+use crate::fault;
 use crate::lsprefix::{self, Caller};
 use crate::namespace::acl;
 use crate::namespace::data::PAGE;
@@ -35,14 +38,34 @@ use crate::namespace::flags;
 use crate::namespace::inode::{Kind, ROOT_INO};
 use crate::namespace::{Entry, Namespace, NewNode, RENAME_WHITEOUT, SetAttr, XattrReply};
 use crate::reconfigure;
+use crate::request::Op;
+use crate::trace;
 use crate::trie::NAME_MAX;
-use reply::{fail, fix_pre_epoch, fix_time, guarded, negative_attr, serve};
+use gate::{At, Ctx, Gate};
+use reply::{ErrorReply, fail, fix_pre_epoch, fix_time, guarded, negative_attr, serve};
 
 /// How long the kernel may cache entries (also negative ones) and
 /// attributes. triefs is the only writer and every change goes through the
 /// kernel, which updates or invalidates its caches from our replies, so the
 /// cache can be trusted for long.
 const TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The TTL of an answer: none for what the kernel must ask again (a fault
+/// rule covers it, or the whole mount is traced uncached).
+fn ttl(c: &Ctx) -> Duration {
+    if c.uncached { Duration::ZERO } else { TTL }
+}
+
+/// How an opened file is cached: direct I/O (every read and write reaches
+/// the daemon) where a fault rule covers it, else the page cache is kept
+/// across opens (only the kernel writes through us).
+fn open_flags(c: &Ctx) -> FopenFlags {
+    if c.uncached {
+        FopenFlags::FOPEN_DIRECT_IO
+    } else {
+        FopenFlags::FOPEN_KEEP_CACHE
+    }
+}
 
 /// Largest WRITE request we ask the kernel for (it caps this at its own
 /// `max_pages_limit`, 1 MiB by default).
@@ -92,6 +115,8 @@ pub struct TrieFs {
     /// The checkpoint being exported, read through a copy of its tree
     /// (one at a time: another export starts over).
     export: parking_lot::Mutex<Option<Export>>,
+    /// Fault rules and trace readers, which every request passes.
+    gate: Gate,
     /// The namespace tracks durable state (`-o crash`): fsync and
     /// fsyncdir record sync points. Without it they answer at once.
     crash: bool,
@@ -104,6 +129,24 @@ struct Export {
     saved: SystemTime,
     view: Namespace,
     plan: crate::tar::ExportPlan,
+}
+
+/// Makes the kernel forget what it cached at or below a fault rule's
+/// prefix: names first (deepest first; the first missing name of the
+/// prefix too, so a cached "no such file" goes), then the attributes and
+/// pages of the inodes it holds there.
+fn forget_paths(notifier: &OnceLock<Notifier>, cached: &crate::namespace::Cached) {
+    let Some(n) = notifier.get() else { return };
+    for (dir, name) in &cached.names {
+        if let Err(e) = n.inval_entry(INodeNo(*dir), OsStr::from_bytes(name)) {
+            debug!("inval_entry {dir}/{:?}: {e}", OsStr::from_bytes(name));
+        }
+    }
+    for &ino in &cached.inodes {
+        if let Err(e) = n.inval_inode(INodeNo(ino), 0, 0) {
+            debug!("inval_inode ino {ino}: {e}");
+        }
+    }
 }
 
 /// Whether the checkpoint housekeeping thread runs, and whether it has
@@ -226,7 +269,30 @@ impl TrieFs {
             owner: crate::sys::euid(),
             housekeeping: Arc::default(),
             export: parking_lot::Mutex::new(None),
+            gate: Gate::new(false, false),
         }
+    }
+
+    /// Makes the mount one for testing programs: `faults` (`-o faults`,
+    /// with the rules of `-o faults=FILE`) lets the owner add fault rules;
+    /// `uncached` (`-o trace_uncached`) has the kernel send every request,
+    /// so a trace is complete. Either serves opens and directory opens
+    /// (so a covered file can be opened for direct I/O, and an open can
+    /// fail) and FLUSH (so a close can).
+    pub fn for_testing(mut self, faults: Option<Vec<fault::Spec>>, uncached: bool) -> TrieFs {
+        self.gate = Gate::new(faults.is_some(), uncached);
+        for spec in faults.into_iter().flatten() {
+            let line = spec.to_line();
+            match self.gate.rules().add(spec) {
+                Ok(id) => info!("fault rule {id}: {line}"),
+                Err(e) => error!("fault rule {line}: {e}"),
+            }
+        }
+        self.gate.update();
+        if self.gate.faults_allowed || uncached {
+            self.serve_open = true;
+        }
+        self
     }
 
     /// Where the session's [`Notifier`] goes once the session is created.
@@ -292,15 +358,13 @@ impl TrieFs {
         }
     }
 
-    /// A sync point (fsync, fdatasync, fsyncdir) with `-o crash`; an
-    /// immediate answer without.
-    fn sync_point(&self, op: &str, ino: u64, reply: ReplyEmpty) {
+    /// A sync point (fsync, fdatasync, fsyncdir) with `-o crash`;
+    /// nothing to do (no lock taken) without.
+    fn sync_point(&self, ino: u64) -> Result<(), FsErrno> {
         if !self.crash {
-            reply.ok();
-            return;
+            return Ok(());
         }
-        let work = || self.ns.write().fsync(ino);
-        serve(op, ino, None, reply, work, |r, ()| r.ok());
+        self.ns.write().fsync(ino)
     }
 
     /// `triefs checkpoint restore` (`name`), or `triefs crash` (`None`):
@@ -473,11 +537,169 @@ impl TrieFs {
         self
     }
 
-    /// Answers a request that made an entry in directory `parent`; the
-    /// parent's cached attributes are invalidated first.
-    fn made(&self, reply: ReplyEntry, parent: u64, e: Entry) {
+    /// Answers a request that made an entry `name` in directory `parent`;
+    /// the parent's cached attributes are invalidated first.
+    fn made(&self, reply: ReplyEntry, parent: u64, name: &OsStr, e: Entry, c: &Ctx) {
         self.dir_changed(parent);
-        reply.entry(&TTL, &e.attr, Generation(e.generation))
+        let is_dir = e.attr.kind == FileType::Directory;
+        self.gate.learn(e.attr.ino.0, parent, name, is_dir);
+        reply.entry(&ttl(c), &e.attr, Generation(e.generation))
+    }
+
+    /// Serves request `op` about `at` through the gate: a fault rule may
+    /// delay it, fail it or shorten a write; a trace reader sees it. `work`
+    /// does it and `done` answers a success (see [`serve`]), both told how
+    /// the kernel may cache the answer.
+    fn run<R: ErrorReply, T>(
+        &self,
+        req: &Request,
+        op: Op,
+        at: At<'_>,
+        reply: R,
+        work: impl FnOnce(&Ctx) -> Result<T, FsErrno>,
+        done: impl FnOnce(R, T, &Ctx),
+    ) {
+        self.run_with(req, op, at, None, reply, work, done)
+    }
+
+    /// [`TrieFs::run`] for a request on a byte range (shown in traces).
+    #[allow(clippy::too_many_arguments)]
+    fn run_with<R: ErrorReply, T>(
+        &self,
+        req: &Request,
+        op: Op,
+        at: At<'_>,
+        range: Option<(u64, u64)>,
+        reply: R,
+        work: impl FnOnce(&Ctx) -> Result<T, FsErrno>,
+        done: impl FnOnce(R, T, &Ctx),
+    ) {
+        let (ino, name) = at.log();
+        let mut w = self.gate.begin(&self.ns, req, op, at);
+        if let Some((off, len)) = range {
+            Gate::range(&mut w, off, len);
+        }
+        if let Some(e) = self.gate.apply(&w) {
+            debug!("{op}(ino={ino}): injected {e}");
+            reply.error(reply::errno(e));
+            return self.gate.finish(w, Some(e));
+        }
+        let ctx = w.as_ref().map_or(Ctx::NORMAL, |w| w.ctx);
+        let result = serve(
+            op.name(),
+            ino,
+            name,
+            reply,
+            || work(&ctx),
+            |r, t| done(r, t, &ctx),
+        );
+        self.gate.finish(w, result);
+    }
+
+    /// Serves a `triefs fault` request (see [`fault::wire`]). An added
+    /// rule is answered once the kernel has forgotten what it cached of
+    /// the paths it covers, from a thread of its own (as a restore: the
+    /// kernel's locks may wait for a request a worker must answer).
+    fn fault_request(&self, req: &Request, in_data: &[u8], reply: ReplyIoctl) {
+        use fault::wire::{OP_ADD, OP_CLEAR, OP_LIST};
+        if req.uid() != 0 && req.uid() != self.owner {
+            return reply.error(Errno::EPERM);
+        }
+        let Ok(r) = control::decode(in_data) else {
+            return reply.error(Errno::EINVAL);
+        };
+        match r.op {
+            OP_ADD => {
+                if !self.gate.faults_allowed {
+                    return reply.error(Errno::EOPNOTSUPP);
+                }
+                let spec = std::str::from_utf8(r.payload)
+                    .ok()
+                    .and_then(|t| fault::Spec::parse_line(t).ok().flatten());
+                let Some(spec) = spec else {
+                    return reply.error(Errno::EINVAL);
+                };
+                let line = spec.to_line();
+                let prefix = spec.prefix.clone();
+                let id = match self.gate.rules().add(spec) {
+                    Ok(id) => id,
+                    Err(e) => return reply.error(reply::errno(e)),
+                };
+                self.gate.update();
+                info!("fault rule {id} added: {line}");
+                let cached = self.ns.read().cached_under(&prefix);
+                let notifier = self.notifier.clone();
+                let answer = move || {
+                    forget_paths(&notifier, &cached);
+                    reply.ioctl(0, &id.to_le_bytes());
+                };
+                if let Err(e) = std::thread::Builder::new()
+                    .name("fault".into())
+                    .spawn(answer)
+                {
+                    error!("fault rule {id}: cannot start a thread to drop cached paths: {e}");
+                }
+            }
+            OP_LIST => {
+                let from = usize::try_from(r.arg).unwrap_or(usize::MAX);
+                let (text, next) = self.gate.rules().list_page(from, control::MAX_PAYLOAD);
+                let mut out = (next.unwrap_or(0) as u32).to_le_bytes().to_vec();
+                out.extend_from_slice(&control::with_size(text.as_bytes()));
+                reply.ioctl(0, &out);
+            }
+            OP_CLEAR => {
+                let id = (r.arg != 0).then(|| u32::try_from(r.arg).unwrap_or(u32::MAX));
+                let cleared = self.gate.rules().clear(id);
+                match cleared {
+                    Ok(n) => {
+                        self.gate.update();
+                        self.gate.wake_delayed();
+                        info!("fault rules cleared: {n}");
+                        reply.ioctl(0, &(n as u32).to_le_bytes());
+                    }
+                    Err(e) => reply.error(reply::errno(e)),
+                }
+            }
+            _ => reply.error(Errno::EINVAL),
+        }
+    }
+
+    /// Serves a `triefs trace` request (see [`trace::wire`]).
+    fn trace_request(&self, req: &Request, in_data: &[u8]) -> Result<Vec<u8>, FsErrno> {
+        use trace::wire::{FLAG_JSON, OP_START, OP_STOP, OP_TAKE, TAKE_MAX};
+        if req.uid() != 0 && req.uid() != self.owner {
+            return Err(FsErrno::new(libc::EPERM));
+        }
+        let r = control::decode(in_data)?;
+        let id = || u32::try_from(r.arg).map_err(|_| FsErrno::new(libc::EINVAL));
+        let out = match r.op {
+            OP_START => {
+                let prefix =
+                    fault::normalize_prefix(r.payload).map_err(|_| FsErrno::new(libc::EINVAL))?;
+                let json = r.arg & FLAG_JSON != 0;
+                let id = self.gate.tracers().start(prefix, json)?;
+                info!("trace reader {id} started");
+                id.to_le_bytes().to_vec()
+            }
+            OP_TAKE => {
+                let taken = self.gate.tracers().take(id()?, TAKE_MAX);
+                // A reader found gone may have been the last.
+                self.gate.update();
+                let (dropped, lines) = taken?;
+                let mut out = dropped.to_le_bytes().to_vec();
+                out.extend_from_slice(&control::with_size(lines.as_bytes()));
+                out
+            }
+            OP_STOP => {
+                let stopped = self.gate.tracers().stop(id()?);
+                self.gate.update();
+                stopped?;
+                Vec::new()
+            }
+            _ => return Err(FsErrno::new(libc::EINVAL)),
+        };
+        self.gate.update();
+        Ok(out)
     }
 }
 
@@ -523,19 +745,30 @@ impl Filesystem for TrieFs {
             | InitFlags::FUSE_NO_OPENDIR_SUPPORT
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_EXPORT_SUPPORT;
+        // A mount for faults opens covered files for direct I/O; programs
+        // that map them (databases do) still may, through the page cache
+        // (such mapped access then passes no rule).
+        let testing = self.gate.faults_allowed || self.gate.uncached_all;
+        let wanted = if testing {
+            wanted | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP
+        } else {
+            wanted
+        };
         if let Err(missing) = config.add_capabilities(wanted & caps) {
             debug!("kernel lacks capabilities {missing:?}");
         }
         debug!("FUSE session initialised; kernel capabilities {caps:?}");
         self.no_open = !self.serve_open && caps.contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
-        self.no_opendir = caps.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
+        // A mount for faults or full traces answers OPENDIR, so a listing
+        // a rule covers is not cached.
+        self.no_opendir = !testing && caps.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         if let Err(max) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(max);
         }
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let work = || {
             if name.len() > NAME_MAX {
                 return Err(FsErrno::new(libc::ENAMETOOLONG));
@@ -554,30 +787,53 @@ impl Filesystem for TrieFs {
                 Err(e) => Err(e),
             }
         };
-        serve(
+        let w = self
+            .gate
+            .begin(&self.ns, req, Op::Lookup, At::Name(parent.0, name));
+        if let Some(e) = self.gate.apply(&w) {
+            reply.error(reply::errno(e));
+            return self.gate.finish(w, Some(e));
+        }
+        let c = w.as_ref().map_or(Ctx::NORMAL, |w| w.ctx);
+        let mut missing = false;
+        let result = serve(
             "lookup",
             parent.0,
             Some(name),
             reply,
             work,
             |r, e| match e {
-                Some(e) => r.entry(&TTL, &e.attr, Generation(e.generation)),
+                Some(e) => {
+                    let is_dir = e.attr.kind == FileType::Directory;
+                    self.gate.learn(e.attr.ino.0, parent.0, name, is_dir);
+                    r.entry(&ttl(&c), &e.attr, Generation(e.generation))
+                }
                 // A negative entry the kernel may cache: the next lookup of a
                 // missing name costs no round trip.
-                None => r.entry(&TTL, &negative_attr(), Generation(0)),
+                None => {
+                    missing = true;
+                    r.entry(&ttl(&c), &negative_attr(), Generation(0))
+                }
             },
         );
+        // A trace shows a negative entry as what the program gets.
+        let shown = result.or(missing.then(|| FsErrno::new(libc::ENOENT)));
+        self.gate.finish(w, shown);
     }
 
-    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+    fn forget(&self, req: &Request, ino: INodeNo, nlookup: u64) {
+        let w = self.gate.begin(&self.ns, req, Op::Forget, At::Ino(ino.0));
         guarded("forget", ino.0, || {
             self.ns.write().forget(ino.0, nlookup);
         });
+        self.gate.finish(w, None);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let work = || self.ns.read().attr(ino.0);
-        serve("getattr", ino.0, None, reply, work, |r, a| r.attr(&TTL, &a));
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let work = |_: &Ctx| self.ns.read().attr(ino.0);
+        self.run(req, Op::Getattr, At::Ino(ino.0), reply, work, |r, a, c| {
+            r.attr(&ttl(c), &a)
+        });
     }
 
     fn setattr(
@@ -618,12 +874,21 @@ impl Filesystem for TrieFs {
                 .write()
                 .setattr_as(ino.0, changes, req.uid(), in_group)
         };
-        serve("setattr", ino.0, None, reply, work, |r, a| r.attr(&TTL, &a));
+        self.run(
+            req,
+            Op::Setattr,
+            At::Ino(ino.0),
+            reply,
+            |_| work(),
+            |r, a, c| r.attr(&ttl(c), &a),
+        );
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let work = || self.ns.read().readlink(ino.0).map(<[u8]>::to_vec);
-        serve("readlink", ino.0, None, reply, work, |r, t| r.data(&t));
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        let work = |_: &Ctx| self.ns.read().readlink(ino.0).map(<[u8]>::to_vec);
+        self.run(req, Op::Readlink, At::Ino(ino.0), reply, work, |r, t, _| {
+            r.data(&t)
+        });
     }
 
     fn mknod(
@@ -640,9 +905,15 @@ impl Filesystem for TrieFs {
             let mut ns = self.ns.write();
             ns.mknod(parent.0, name, mode, umask, rdev, req.uid(), req.gid())
         };
-        serve("mknod", parent.0, Some(name), reply, work, |r, e| {
-            self.made(r, parent.0, e)
-        });
+        let at = At::Name(parent.0, name);
+        self.run(
+            req,
+            Op::Mknod,
+            at,
+            reply,
+            |_| work(),
+            |r, e, c| self.made(r, parent.0, name, e, c),
+        );
     }
 
     fn mkdir(
@@ -656,25 +927,45 @@ impl Filesystem for TrieFs {
     ) {
         let spec = spec_for(req, Kind::Directory, mode, None);
         let work = || self.ns.write().create_masked(parent.0, name, spec, umask);
-        serve("mkdir", parent.0, Some(name), reply, work, |r, e| {
-            self.made(r, parent.0, e)
-        });
+        let at = At::Name(parent.0, name);
+        self.run(
+            req,
+            Op::Mkdir,
+            at,
+            reply,
+            |_| work(),
+            |r, e, c| self.made(r, parent.0, name, e, c),
+        );
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let work = || self.ns.write().unlink(parent.0, name);
-        serve("unlink", parent.0, Some(name), reply, work, |r, ()| {
-            self.dir_changed(parent.0);
-            r.ok()
-        });
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let work = |_: &Ctx| self.ns.write().unlink(parent.0, name);
+        self.run(
+            req,
+            Op::Unlink,
+            At::Name(parent.0, name),
+            reply,
+            work,
+            |r, (), _| {
+                self.dir_changed(parent.0);
+                r.ok()
+            },
+        );
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let work = || self.ns.write().rmdir(parent.0, name);
-        serve("rmdir", parent.0, Some(name), reply, work, |r, ()| {
-            self.dir_changed(parent.0);
-            r.ok()
-        });
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let work = |_: &Ctx| self.ns.write().rmdir(parent.0, name);
+        self.run(
+            req,
+            Op::Rmdir,
+            At::Name(parent.0, name),
+            reply,
+            work,
+            |r, (), _| {
+                self.dir_changed(parent.0);
+                r.ok()
+            },
+        );
     }
 
     fn symlink(
@@ -688,9 +979,15 @@ impl Filesystem for TrieFs {
         let target = Some(target.as_os_str().as_bytes());
         let spec = spec_for(req, Kind::Symlink, 0o777, target);
         let work = || self.ns.write().create_node(parent.0, link_name, spec);
-        serve("symlink", parent.0, Some(link_name), reply, work, |r, e| {
-            self.made(r, parent.0, e)
-        });
+        let at = At::Name(parent.0, link_name);
+        self.run(
+            req,
+            Op::Symlink,
+            at,
+            reply,
+            |_| work(),
+            |r, e, c| self.made(r, parent.0, link_name, e, c),
+        );
     }
 
     fn rename(
@@ -712,30 +1009,44 @@ impl Filesystem for TrieFs {
                 ns.rename(parent.0, name, newparent.0, newname, flags.bits())
             }
         };
-        serve("rename", parent.0, Some(name), reply, work, |r, ()| {
-            self.dir_changed(parent.0);
-            if newparent != parent {
-                self.dir_changed(newparent.0);
-            }
-            r.ok()
-        });
+        let at = At::Rename(parent.0, name, newparent.0, newname);
+        self.run(
+            req,
+            Op::Rename,
+            at,
+            reply,
+            |_| work(),
+            |r, (), _| {
+                self.dir_changed(parent.0);
+                if newparent != parent {
+                    self.dir_changed(newparent.0);
+                }
+                r.ok()
+            },
+        );
     }
 
     fn link(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
         let work = || self.ns.write().link(ino.0, newparent.0, newname);
-        serve("link", ino.0, Some(newname), reply, work, |r, e| {
-            self.made(r, newparent.0, e)
-        });
+        let at = At::Link(ino.0, newparent.0, newname);
+        self.run(
+            req,
+            Op::Link,
+            at,
+            reply,
+            |_| work(),
+            |r, e, c| self.made(r, newparent.0, newname, e, c),
+        );
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let work = || {
             if self.no_open {
                 // Stateless opens: the kernel stops sending OPEN and RELEASE.
@@ -743,15 +1054,21 @@ impl Filesystem for TrieFs {
             }
             self.ns.read().open(ino.0, flags.0)
         };
-        // Only the kernel writes through us, so its page cache stays valid.
-        serve("open", ino.0, None, reply, work, |r, ()| {
-            r.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
-        });
+        // Only the kernel writes through us, so its page cache stays valid;
+        // a file a fault rule covers is read and written around it.
+        self.run(
+            req,
+            Op::Open,
+            At::Ino(ino.0),
+            reply,
+            |_| work(),
+            |r, (), c| r.opened(FileHandle(0), open_flags(c)),
+        );
     }
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -760,13 +1077,22 @@ impl Filesystem for TrieFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let work = || self.ns.read().read(ino.0, offset, size);
-        serve("read", ino.0, None, reply, work, |r, d| r.data(&d));
+        let work = |_: &Ctx| self.ns.read().read(ino.0, offset, size);
+        let range = Some((offset, u64::from(size)));
+        self.run_with(
+            req,
+            Op::Read,
+            At::Ino(ino.0),
+            range,
+            reply,
+            work,
+            |r, d, _| r.data(&d),
+        );
     }
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -779,7 +1105,12 @@ impl Filesystem for TrieFs {
         // With the writeback cache the kernel resolves O_APPEND itself.
         let append =
             flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
-        let work = || {
+        let work = |c: &Ctx| {
+            // A short-write fault stores and reports only part.
+            let data = match c.short_write {
+                Some(n) => &data[..data.len().min(n as usize)],
+                None => data,
+            };
             let mut ns = self.ns.write();
             if self.no_open {
                 // The open was not checked: refuse here what tmpfs refuses
@@ -793,35 +1124,84 @@ impl Filesystem for TrieFs {
                 ns.write(ino.0, offset, data)
             }
         };
-        serve("write", ino.0, None, reply, work, |r, n| r.written(n));
+        let range = Some((offset, data.len() as u64));
+        self.run_with(
+            req,
+            Op::Write,
+            At::Ino(ino.0),
+            range,
+            reply,
+            work,
+            |r, n, _| r.written(n),
+        );
     }
 
     fn flush(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         _fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Nothing is buffered here; ENOSYS makes the kernel stop sending
-        // FLUSH at every close (it treats that as success).
-        reply.error(Errno::ENOSYS);
+        if !self.gate.faults_allowed && !self.gate.uncached_all {
+            // Nothing is buffered here; ENOSYS makes the kernel stop
+            // sending FLUSH at every close (it treats that as success).
+            // A mount for faults or full traces keeps them: a close can
+            // then fail, and shows.
+            reply.error(Errno::ENOSYS);
+            return;
+        }
+        self.run(
+            req,
+            Op::Flush,
+            At::Ino(ino.0),
+            reply,
+            |_| Ok(()),
+            |r, (), _| r.ok(),
+        );
+    }
+
+    fn release(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.run(
+            req,
+            Op::Release,
+            At::Ino(ino.0),
+            reply,
+            |_| Ok(()),
+            |r, (), _| r.ok(),
+        );
     }
 
     fn fsync(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
         // fdatasync is an fsync here: the model has no metadata-only loss.
-        self.sync_point("fsync", ino.0, reply);
+        self.run(
+            req,
+            Op::Fsync,
+            At::Ino(ino.0),
+            reply,
+            |_| self.sync_point(ino.0),
+            |r, (), _| r.ok(),
+        );
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let work = || {
             if self.no_opendir {
                 // Stateless listings: the kernel stops sending OPENDIR and
@@ -831,80 +1211,137 @@ impl Filesystem for TrieFs {
             self.ns.read().opendir(ino.0)
         };
         // Offsets are name cookies, valid for every open, so the kernel
-        // may cache a listing and continue it from any open.
-        serve("opendir", ino.0, None, reply, work, |r, ()| {
-            r.opened(
-                FileHandle(0),
-                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
-            )
-        });
+        // may cache a listing and continue it from any open; not one a
+        // fault rule covers.
+        self.run(
+            req,
+            Op::Opendir,
+            At::Ino(ino.0),
+            reply,
+            |_| work(),
+            |r, (), c| {
+                let flags = if c.uncached {
+                    FopenFlags::empty()
+                } else {
+                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+                };
+                r.opened(FileHandle(0), flags)
+            },
+        );
     }
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let w = self.gate.begin(&self.ns, req, Op::Readdir, At::Ino(ino.0));
+        if let Some(e) = self.gate.apply(&w) {
+            reply.error(reply::errno(e));
+            return self.gate.finish(w, Some(e));
+        }
         // Filling only copies into the reply's buffer; the lock is released
         // before the reply is sent.
         let filled = guarded("readdir", ino.0, || {
             let ns = self.ns.read();
             readdir::fill(&ns, ino.0, offset, &mut reply)
         });
-        match filled {
-            Some(Ok(())) => reply.ok(),
-            Some(Err(e)) => reply.error(fail("readdir", ino.0, None, e)),
-            None => reply.error(Errno::EIO),
-        }
+        let result = match filled {
+            Some(Ok(())) => {
+                reply.ok();
+                None
+            }
+            Some(Err(e)) => {
+                reply.error(fail("readdir", ino.0, None, e));
+                Some(e)
+            }
+            None => {
+                reply.error(Errno::EIO);
+                Some(FsErrno::new(libc::EIO))
+            }
+        };
+        self.gate.finish(w, result);
     }
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let w = self
+            .gate
+            .begin(&self.ns, req, Op::Readdirplus, At::Ino(ino.0));
+        if let Some(e) = self.gate.apply(&w) {
+            reply.error(reply::errno(e));
+            return self.gate.finish(w, Some(e));
+        }
+        let ttl = ttl(&w.as_ref().map_or(Ctx::NORMAL, |w| w.ctx));
         let filled = guarded("readdirplus", ino.0, || {
             let ns = self.ns.read();
-            readdir::fill_plus(&ns, ino.0, offset, &mut reply, &TTL)
+            readdir::fill_plus(&ns, ino.0, offset, &mut reply, &ttl)
         });
-        match filled {
-            Some(Ok(())) => reply.ok(),
-            Some(Err(e)) => reply.error(fail("readdirplus", ino.0, None, e)),
-            None => reply.error(Errno::EIO),
-        }
+        let result = match filled {
+            Some(Ok(())) => {
+                reply.ok();
+                None
+            }
+            Some(Err(e)) => {
+                reply.error(fail("readdirplus", ino.0, None, e));
+                Some(e)
+            }
+            None => {
+                reply.error(Errno::EIO);
+                Some(FsErrno::new(libc::EIO))
+            }
+        };
+        self.gate.finish(w, result);
     }
 
     fn releasedir(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         _fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        self.run(
+            req,
+            Op::Releasedir,
+            At::Ino(ino.0),
+            reply,
+            |_| Ok(()),
+            |r, (), _| r.ok(),
+        );
     }
 
     fn fsyncdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.sync_point("fsyncdir", ino.0, reply);
+        self.run(
+            req,
+            Op::Fsyncdir,
+            At::Ino(ino.0),
+            reply,
+            |_| self.sync_point(ino.0),
+            |r, (), _| r.ok(),
+        );
     }
 
-    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
-        let work = || Ok(self.ns.read().usage());
-        serve("statfs", ino.0, None, reply, work, |r, u| {
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let work = |_: &Ctx| Ok(self.ns.read().usage());
+        self.run(req, Op::Statfs, At::Ino(ino.0), reply, work, |r, u, _| {
             let page = PAGE as u32;
             r.statfs(
                 u.blocks,
@@ -943,24 +1380,45 @@ impl Filesystem for TrieFs {
             });
             ns.setxattr_as(ino.0, name, value, flags, keep_sgid)
         };
-        serve("setxattr", ino.0, Some(name), reply, work, |r, ()| r.ok());
+        self.run(
+            req,
+            Op::Setxattr,
+            At::Ino(ino.0),
+            reply,
+            |_| work(),
+            |r, (), _| r.ok(),
+        );
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let work = || self.ns.read().getxattr(ino.0, name, size);
-        serve("getxattr", ino.0, Some(name), reply, work, xattr_done);
-    }
-
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let work = || self.ns.read().listxattr(ino.0, size);
-        serve("listxattr", ino.0, None, reply, work, xattr_done);
-    }
-
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let work = || self.ns.write().removexattr(ino.0, name);
-        serve("removexattr", ino.0, Some(name), reply, work, |r, ()| {
-            r.ok()
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let work = |_: &Ctx| self.ns.read().getxattr(ino.0, name, size);
+        self.run(req, Op::Getxattr, At::Ino(ino.0), reply, work, |r, x, _| {
+            xattr_done(r, x)
         });
+    }
+
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let work = |_: &Ctx| self.ns.read().listxattr(ino.0, size);
+        self.run(
+            req,
+            Op::Listxattr,
+            At::Ino(ino.0),
+            reply,
+            work,
+            |r, x, _| xattr_done(r, x),
+        );
+    }
+
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let work = |_: &Ctx| self.ns.write().removexattr(ino.0, name);
+        self.run(
+            req,
+            Op::Removexattr,
+            At::Ino(ino.0),
+            reply,
+            work,
+            |r, (), _| r.ok(),
+        );
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
@@ -969,7 +1427,14 @@ impl Filesystem for TrieFs {
                 .read()
                 .access(ino.0, mask.bits(), req.uid(), req.gid())
         };
-        serve("access", ino.0, None, reply, work, |r, ()| r.ok());
+        self.run(
+            req,
+            Op::Access,
+            At::Ino(ino.0),
+            reply,
+            |_| work(),
+            |r, (), _| r.ok(),
+        );
     }
 
     fn create(
@@ -984,16 +1449,25 @@ impl Filesystem for TrieFs {
     ) {
         let spec = spec_for(req, Kind::RegularFile, mode, None);
         let work = || self.ns.write().create_masked(parent.0, name, spec, umask);
-        serve("create", parent.0, Some(name), reply, work, |r, e| {
-            self.dir_changed(parent.0);
-            r.created(
-                &TTL,
-                &e.attr,
-                Generation(e.generation),
-                FileHandle(0),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            )
-        });
+        let at = At::Name(parent.0, name);
+        self.run(
+            req,
+            Op::Create,
+            at,
+            reply,
+            |_| work(),
+            |r, e, c| {
+                self.dir_changed(parent.0);
+                self.gate.learn(e.attr.ino.0, parent.0, name, false);
+                r.created(
+                    &ttl(c),
+                    &e.attr,
+                    Generation(e.generation),
+                    FileHandle(0),
+                    open_flags(c),
+                )
+            },
+        );
     }
 
     fn ioctl(
@@ -1008,28 +1482,40 @@ impl Filesystem for TrieFs {
         reply: ReplyIoctl,
     ) {
         let ino = ino.0;
-        if cmd == checkpoint::IOC_CHECKPOINT
-            && ino == ROOT_INO
-            && let Ok(r) = checkpoint::decode_request(in_data)
-            && matches!(r.op, checkpoint::Op::Restore | checkpoint::Op::Crash)
-        {
-            let crash = r.op == checkpoint::Op::Crash;
-            return self.restore(req, (!crash).then_some(r.name.as_str()), reply);
-        }
-        let op = match cmd {
-            reconfigure::IOC_RECONFIGURE => "remount",
-            lsprefix::IOC_LS => "ls-prefix",
-            checkpoint::IOC_CHECKPOINT => "checkpoint",
-            _ => "ioctl",
-        };
-        let work = || match cmd {
-            // Only on the root, the directory the helper opens.
-            reconfigure::IOC_RECONFIGURE if ino == ROOT_INO => {
-                reconfigure::serve(&self.ns, req.uid(), in_data)
+        // triefs's own control requests, on the root: never faulted or
+        // traced (a trace reader's polls would trace themselves).
+        if ino == ROOT_INO {
+            match cmd {
+                checkpoint::IOC_CHECKPOINT => {
+                    if let Ok(r) = checkpoint::decode_request(in_data)
+                        && matches!(r.op, checkpoint::Op::Restore | checkpoint::Op::Crash)
+                    {
+                        let crash = r.op == checkpoint::Op::Crash;
+                        return self.restore(req, (!crash).then_some(r.name.as_str()), reply);
+                    }
+                    let work = || self.checkpoint(req, in_data);
+                    serve("checkpoint", ino, None, reply, work, |r, out| {
+                        r.ioctl(0, &out)
+                    });
+                    return;
+                }
+                // Only on the root, the directory the helper opens.
+                reconfigure::IOC_RECONFIGURE => {
+                    let work = || reconfigure::serve(&self.ns, req.uid(), in_data);
+                    serve("remount", ino, None, reply, work, |r, out| r.ioctl(0, &out));
+                    return;
+                }
+                fault::wire::IOC_FAULT => return self.fault_request(req, in_data, reply),
+                trace::wire::IOC_TRACE => {
+                    let work = || self.trace_request(req, in_data);
+                    serve("trace", ino, None, reply, work, |r, out| r.ioctl(0, &out));
+                    return;
+                }
+                _ => {}
             }
-            // On the root only: a checkpoint is of the whole mount.
-            checkpoint::IOC_CHECKPOINT if ino == ROOT_INO => self.checkpoint(req, in_data),
-            lsprefix::IOC_LS => {
+        }
+        if cmd == lsprefix::IOC_LS {
+            let work = || {
                 let cursor = lsprefix::decode_request(in_data)?;
                 let caller = Caller::of_process(req.uid(), req.gid(), req.pid());
                 let page =
@@ -1037,7 +1523,13 @@ impl Filesystem for TrieFs {
                         .read()
                         .leaves_page(ino, cursor, lsprefix::PAGE_LIMITS, &caller)?;
                 Ok(lsprefix::encode_page(&page))
-            }
+            };
+            serve("ls-prefix", ino, None, reply, work, |r, out| {
+                r.ioctl(0, &out)
+            });
+            return;
+        }
+        let work = |_: &Ctx| match cmd {
             // The kernel sends these for FS_IOC_* on a file or directory
             // after its own checks (owner, CAP_LINUX_IMMUTABLE), with an
             // int or a struct fsxattr in and out.
@@ -1053,7 +1545,7 @@ impl Filesystem for TrieFs {
             }
             _ => Err(FsErrno::new(libc::ENOTTY)),
         };
-        serve(op, ino, None, reply, work, |r, out| {
+        self.run(req, Op::Ioctl, At::Ino(ino), reply, work, |r, out, _| {
             if matches!(cmd, flags::IOC_SETFLAGS | flags::IOC_FSSETXATTR) {
                 self.attrs_changed(ino);
             }
@@ -1079,30 +1571,42 @@ impl Filesystem for TrieFs {
             ns.fallocate(ino.0, offset, length, mode)?;
             ns.remove_privs(ino.0, req.uid(), |g| caller_in_group(req, g))
         };
-        serve("fallocate", ino.0, None, reply, work, |r, mode_changed| {
-            if mode_changed {
-                self.attrs_changed(ino.0);
-            }
-            r.ok()
-        });
+        let range = Some((offset, length));
+        let at = At::Ino(ino.0);
+        self.run_with(
+            req,
+            Op::Fallocate,
+            at,
+            range,
+            reply,
+            |_| work(),
+            |r, mode_changed, _| {
+                if mode_changed {
+                    self.attrs_changed(ino.0);
+                }
+                r.ok()
+            },
+        );
     }
 
     fn lseek(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
     ) {
-        let work = || self.ns.read().lseek(ino.0, offset, whence);
-        serve("lseek", ino.0, None, reply, work, |r, o| r.offset(o));
+        let work = |_: &Ctx| self.ns.read().lseek(ino.0, offset, whence);
+        self.run(req, Op::Lseek, At::Ino(ino.0), reply, work, |r, o, _| {
+            r.offset(o)
+        });
     }
 
     fn copy_file_range(
         &self,
-        _req: &Request,
+        req: &Request,
         ino_in: INodeNo,
         _fh_in: FileHandle,
         offset_in: u64,
@@ -1122,9 +1626,17 @@ impl Filesystem for TrieFs {
             }
             ns.copy_range(ino_in.0, offset_in, ino_out.0, offset_out, len)
         };
-        serve("copy_file_range", ino_in.0, None, reply, work, |r, n| {
-            r.written(n)
-        });
+        let range = Some((offset_out, len));
+        let at = At::Ino(ino_out.0);
+        self.run_with(
+            req,
+            Op::CopyFileRange,
+            at,
+            range,
+            reply,
+            |_| work(),
+            |r, n, _| r.written(n),
+        );
     }
 
     fn destroy(&mut self) {

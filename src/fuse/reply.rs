@@ -69,7 +69,8 @@ error_reply!(
 /// log): `work` does it, taking and releasing the namespace lock itself,
 /// so the lock is never held while the reply is written to the kernel;
 /// then `done` answers a success, or the error's errno goes back (logged).
-/// A panic inside `work` is logged and answered with `EIO`.
+/// A panic inside `work` is logged and answered with `EIO`. Returns the
+/// error answered, if any.
 pub(crate) fn serve<R: ErrorReply, T>(
     op: &str,
     ino: u64,
@@ -77,11 +78,20 @@ pub(crate) fn serve<R: ErrorReply, T>(
     reply: R,
     work: impl FnOnce() -> Result<T, FsErrno>,
     done: impl FnOnce(R, T),
-) {
+) -> Option<FsErrno> {
     match guarded(op, ino, work) {
-        Some(Ok(t)) => done(reply, t),
-        Some(Err(e)) => reply.error(fail(op, ino, name, e)),
-        None => reply.error(Errno::EIO),
+        Some(Ok(t)) => {
+            done(reply, t);
+            None
+        }
+        Some(Err(e)) => {
+            reply.error(fail(op, ino, name, e));
+            Some(e)
+        }
+        None => {
+            reply.error(Errno::EIO);
+            Some(FsErrno::new(libc::EIO))
+        }
     }
 }
 

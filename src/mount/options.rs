@@ -82,6 +82,12 @@ pub struct MountOpts {
     /// that `chattr` flags refuse an open for writing as on tmpfs (at a
     /// round trip per open and one per close).
     pub strict_open: bool,
+    /// `faults` or `faults=FILE`: the owner may add fault rules (`triefs
+    /// fault`); `Some(path)` loads rules from a file at mount.
+    pub faults: Option<Option<std::path::PathBuf>>,
+    /// `trace_uncached`: the kernel caches nothing, so `triefs trace` sees
+    /// every request.
+    pub trace_uncached: bool,
     /// `crash`: track durable state for `triefs crash` (fsync, fsyncdir
     /// record sync points; costs memory for what changed since).
     pub crash: bool,
@@ -107,6 +113,8 @@ impl Default for MountOpts {
             tar: None,
             kernel_flags: Vec::new(),
             strict_open: false,
+            faults: None,
+            trace_uncached: false,
             crash: false,
         }
     }
@@ -298,6 +306,11 @@ impl MountOpts {
                 flag(MountOption::RW)?;
                 self.strict_open = true;
             }
+            "faults" => self.faults = Some(val.map(std::path::PathBuf::from)),
+            "trace_uncached" => {
+                flag(MountOption::RW)?;
+                self.trace_uncached = true;
+            }
             "crash" => {
                 flag(MountOption::RW)?;
                 self.crash = true;
@@ -358,6 +371,12 @@ mod tests {
         assert_eq!(o.paths_files, Some("/c".into()));
         assert_eq!(o.image, Some("/i".into()));
         assert!(MountOpts::parse(&["paths_files"]).is_err());
+        let f = MountOpts::parse(&["faults", "trace_uncached"]).unwrap();
+        assert_eq!(f.faults, Some(None));
+        assert!(f.trace_uncached);
+        let f = MountOpts::parse(&["faults=/r"]).unwrap();
+        assert_eq!(f.faults, Some(Some("/r".into())));
+        assert!(MountOpts::parse(&["trace_uncached=1"]).is_err());
         let t = MountOpts::parse(&["tar=/t.tar"]).unwrap();
         assert_eq!(t.tar, Some("/t.tar".into()));
         assert!(MountOpts::parse(&["tar"]).is_err());

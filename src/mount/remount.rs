@@ -100,7 +100,8 @@ impl Plan {
                 "fsname" | "subtype" | "paths" | "paths_files" | "image" | "tar" => {
                     value()?;
                 }
-                "auto_unmount" | "strict_open" if val.is_none() => {}
+                "auto_unmount" | "strict_open" | "trace_uncached" | "faults" if val.is_none() => {}
+                "faults" => {}
                 // The durable state starts at the mount: it cannot be
                 // switched on or off later.
                 "crash" => {

@@ -7,7 +7,8 @@
 //! attributes and inode lifetime; `dirs.rs` names and directories;
 //! `files.rs` file contents; `xattr.rs` extended attributes; `acl.rs`
 //! POSIX ACL rules; `flags.rs` the `chattr` flags and their rules;
-//! `limits.rs` the size and inode limits; `check.rs` the invariant checker;
+//! `limits.rs` the size and inode limits; `paths.rs` where inodes are, as
+//! paths (for fault rules and traces); `check.rs` the invariant checker;
 //! `checkpoint.rs` saved trees and restoring them; `durable.rs` durable
 //! state and the simulated power cut (`-o crash`).
 
@@ -28,7 +29,9 @@ pub mod flags;
 pub mod inode;
 pub mod limits;
 mod load;
+mod paths;
 pub(crate) use load::StoredAttrs;
+pub use paths::Cached;
 pub mod xattr;
 
 pub(crate) use crate::error::err;

@@ -345,7 +345,7 @@ impl<V: Default> Trie<V> {
     }
 
     /// The name of node `id` (empty for the root).
-    fn name_of(&self, id: NodeId) -> &[u8] {
+    pub fn name_of(&self, id: NodeId) -> &[u8] {
         self.node(id).map_or(&[], |n| self.names.get(n.name))
     }
 

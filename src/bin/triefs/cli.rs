@@ -47,6 +47,10 @@ use clap::{ArgAction, Parser, Subcommand};
   strict_open             every open reaches the daemon: chattr +i/+a refuse
                           an open for writing as on tmpfs (not at the first
                           write); small-file reads get several times slower
+  faults[=FILE]           the owner may add fault rules (triefs fault);
+                          FILE holds rules to start with, one per line
+  trace_uncached          the kernel caches nothing, so triefs trace sees
+                          every request (slow: for complete traces)
   crash                   track what fsync made durable, for `triefs crash`
                           (a power cut); costs memory for unsynced changes
   dev, nodev, suid, nosuid, exec, noexec, sync, async, dirsync
@@ -68,6 +72,11 @@ OTHER COMMANDS (each has its own --help):
   triefs checkpoint list MOUNTPOINT, triefs checkpoint export MOUNTPOINT NAME FILE
                           named copies of the whole tree, restored in one
                           step (reset a test fixture in milliseconds)
+  triefs fault add|list|clear MOUNTPOINT ...
+                          make requests fail, stall or write short (a mount
+                          with -o faults)
+  triefs trace [--json] MOUNTPOINT [PREFIX]
+                          one line per request the daemon serves
   triefs crash MOUNTPOINT  a power cut: everything falls back to its last
                           fsync (a mount with -o crash)
   triefs ls-prefix [-U] MOUNTPOINT [PREFIX]  leaf paths under PREFIX, answered
@@ -281,6 +290,96 @@ pub(crate) enum CheckpointCmd {
 pub(crate) struct CrashCli {
     /// The triefs mount point.
     pub(crate) mountpoint: PathBuf,
+}
+
+/// Make a mounted triefs misbehave: requests on a path prefix fail with an
+/// errno, stall, or write short, so a program can be tested against a bad
+/// disk. The mount must be made for it (`-o faults` or `-o faults=FILE`);
+/// only its owner and root may change rules.
+///
+/// A rule: PREFIX --op OPS [--errno NAME] [--probability P] [--seed S]
+///   [--after N] [--count N] [--delay-ms MS] [--short-write BYTES] [--pid PID]
+///
+///   PREFIX            a path inside the mount from its root (`/db`, or the
+///                     mount point's path followed by it); it covers itself
+///                     and everything below, by whole names; bytes may be
+///                     written \xNN
+///   --op OPS          requests, comma-separated: lookup getattr setattr
+///                     readlink mknod mkdir unlink rmdir symlink rename link
+///                     open read write flush fsync opendir readdir fsyncdir
+///                     statfs xattr access create fallocate lseek
+///                     copy_file_range ioctl, or all
+///   --errno NAME      answer this error (EIO, ENOSPC, EDQUOT, EROFS, ...)
+///   --probability P   fire on this share of matches, 0 < P <= 1 (default 1)
+///   --seed S          seed of those draws: the same seed and the same
+///                     requests give the same faults (shown by `list`)
+///   --after N         let the first N matches through
+///   --count N         stop after N faults
+///   --delay-ms MS     wait MS (up to 600000) before answering; alone: a
+///                     slow disk. Cleared rules wake waiting requests
+///   --short-write B   (--op write) store and report at most B bytes
+///   --pid PID         only requests of this process (or thread)
+///
+/// While a rule exists the kernel caches nothing it covers (no attribute,
+/// entry or listing cache; files opened for direct I/O), so every request
+/// reaches the rule; `clear` gives caching back. Rules are tried in the
+/// order they were added; the first that fires decides.
+///
+/// Exit codes: 0 done; 2 refused or failed, with one line on stderr.
+#[derive(Parser, Debug)]
+#[command(name = "triefs fault", bin_name = "triefs fault", verbatim_doc_comment)]
+#[command(subcommand_required = true)]
+pub(crate) struct FaultCli {
+    #[command(subcommand)]
+    pub(crate) cmd: FaultCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum FaultCmd {
+    /// Add a rule; prints its id.
+    Add {
+        /// The triefs mount point.
+        mountpoint: PathBuf,
+        /// PREFIX and the rule's options (see `triefs fault --help`).
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
+        rule: Vec<String>,
+    },
+    /// Every rule: id, the rule, how often it matched and fired.
+    List {
+        /// The triefs mount point.
+        mountpoint: PathBuf,
+    },
+    /// Remove rule ID, or every rule.
+    Clear {
+        /// The triefs mount point.
+        mountpoint: PathBuf,
+        /// The rule's id (default: all).
+        id: Option<u32>,
+    },
+}
+
+/// Print one line per request the daemon of a mounted triefs serves, until
+/// interrupted: time, pid, process name, uid, request, path, result (an
+/// errno name, or OK), latency; `[fault N]` when rule N decided it.
+///
+/// Requests the kernel answers from its caches (attributes, names, pages,
+/// listings) never reach the daemon and are not shown; mount with
+/// `-o trace_uncached` for a complete trace (every request then reaches
+/// the daemon: slower). Only the mount's owner and root may trace. A
+/// reader that falls behind loses lines and is told how many (a `#` line).
+///
+/// Exit codes: 0 interrupted (SIGINT, SIGTERM); 2 refused or failed.
+#[derive(Parser, Debug)]
+#[command(name = "triefs trace", bin_name = "triefs trace", verbatim_doc_comment)]
+pub(crate) struct TraceCli {
+    /// JSON lines: time, pid, comm, uid, op, path, path2, offset, size,
+    /// result, errno, fault, latency_us.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The triefs mount point.
+    pub(crate) mountpoint: PathBuf,
+    /// Only requests on this path or below (as a fault rule's prefix).
+    pub(crate) prefix: Option<String>,
 }
 
 /// List the leaf paths (files, symlinks, empty directories) under PREFIX

@@ -382,6 +382,9 @@ fn spawn_interval_saves(
     });
 }
 
+/// Worker threads a mount for faults adds for delayed requests.
+const DELAY_THREADS: usize = 8;
+
 pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
     tune_malloc();
     let opts = MountOpts::parse(&cli.options)?;
@@ -414,6 +417,13 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
     if let Some(p) = &image_path {
         check_image_target(p, cli.force_new_image)?;
     }
+    // Read before mounting: a bad rule is a one-line error, not a mount
+    // that misbehaves in an unexpected way.
+    let fault_rules = match &opts.faults {
+        Some(Some(file)) => Some(triefs::fault::load_file(file)?),
+        Some(None) => Some(Vec::new()),
+        None => None,
+    };
     check_dev_fuse()?;
     #[cfg(target_os = "linux")]
     if opts.auto_unmount() {
@@ -469,7 +479,14 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
         .threads
         .map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    config.n_threads = Some(threads);
+    // A fault's delay holds a worker thread: a mount for faults has spare
+    // ones, so requests no rule delays are still served meanwhile.
+    let spare = if fault_rules.is_some() {
+        DELAY_THREADS
+    } else {
+        0
+    };
+    config.n_threads = Some(threads + spare);
 
     let check_failed = Arc::new(AtomicBool::new(false));
     if opts.crash {
@@ -487,6 +504,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
     }
     if opts.strict_open {
         fs = fs.serving_opens();
+    }
+    if fault_rules.is_some() || opts.trace_uncached {
+        fs = fs.for_testing(fault_rules, opts.trace_uncached);
     }
     let started = start_session(fs, &mountpoint, &opts, &config);
     let (session, unmount) = match started {

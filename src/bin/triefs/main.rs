@@ -20,8 +20,10 @@ use triefs::mount::helper;
 
 use crate::cli::*;
 use crate::commands::checkpoint::*;
+use crate::commands::fault::*;
 use crate::commands::image::*;
 use crate::commands::ls_prefix::*;
+use crate::commands::trace::*;
 use crate::daemon::*;
 use crate::exit::Exit;
 use crate::logging::*;
@@ -88,6 +90,20 @@ fn main() -> ExitCode {
                 let hint = bare_hint("crash");
                 return match parse_args::<CrashCli>(argv[1..].to_vec(), Some(&hint)) {
                     Ok(cli) => crash_command(cli),
+                    Err(code) => code,
+                };
+            }
+            if sub("fault") {
+                let hint = bare_hint("fault");
+                return match parse_args::<FaultCli>(argv[1..].to_vec(), Some(&hint)) {
+                    Ok(cli) => fault_command(cli),
+                    Err(code) => code,
+                };
+            }
+            if sub("trace") {
+                let hint = bare_hint("trace");
+                return match parse_args::<TraceCli>(argv[1..].to_vec(), Some(&hint)) {
+                    Ok(cli) => trace_command(cli),
                     Err(code) => code,
                 };
             }
