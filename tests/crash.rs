@@ -477,3 +477,29 @@ fn the_fixture_crashes_too() {
     assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP));
     plain.unmount().unwrap();
 }
+
+/// With `-o faults` too: an `fsync` a fault rule fails records no sync
+/// point, so the data it should have made durable is lost (what a program
+/// that ignores a failed `fsync` would meet on a failing disk).
+#[test]
+fn a_failed_fsync_makes_nothing_durable() {
+    let m = MountSpec::new()
+        .args(["-o", "faults,crash"])
+        .envs(&[("TRIEFS_CHECK", "1")])
+        .mount();
+    let r = m.path();
+    write_file(&r.join("a"), b"one\n").sync_all().unwrap();
+    sync_dir(r);
+    let mut cmd = Command::new(triefs_bin());
+    cmd.args(["fault", "add"])
+        .arg(r)
+        .args(["/a", "--op", "fsync", "--errno", "EIO"]);
+    assert_exit(&run_timed(cmd, LIMIT), 0, "fault add");
+    let mut f = OpenOptions::new().append(true).open(r.join("a")).unwrap();
+    f.write_all(b"two\n").unwrap();
+    let e = f.sync_all().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    drop(f);
+    crash(r);
+    assert_eq!(fs::read(r.join("a")).unwrap(), b"one\n");
+}
