@@ -82,6 +82,10 @@ pub struct Durable {
     /// of pending renames. A removed inode's record lives while this is
     /// above 0.
     refs: HashMap<u64, u32>,
+    /// Directories pending renames name, with how many: their numbers are
+    /// not given to new inodes until those renames are durable (a rename
+    /// applied later must not reach a new directory of the same number).
+    rename_dirs: HashMap<u64, u32>,
     /// Records dropped, to be released with page accounting
     /// ([`Namespace::settle_durable`]).
     dead: Vec<Inode>,
@@ -170,16 +174,20 @@ impl InodeTable {
             .is_some_and(|d| d.refs.get(&ino).is_some_and(|&n| n > 0));
         if referenced {
             self.record_durable(ino);
-        } else if let Some(d) = self.durable.as_mut() {
-            drop_record(d, ino, &|_| false);
+        } else if let Some(mut d) = self.durable.take() {
+            // Inodes its entries named that are still live keep their
+            // records (`ino` itself is still in the table here).
+            drop_record(&mut d, ino, &|i| self.get(i).is_some());
+            self.durable = Some(d);
         }
     }
 
-    /// Whether a record holds number `ino` (not to be reused).
+    /// Whether a record or a pending rename holds number `ino` (not to be
+    /// reused).
     pub(crate) fn durable_holds(&self, ino: u64) -> bool {
         self.durable
             .as_ref()
-            .is_some_and(|d| d.records.contains_key(&ino))
+            .is_some_and(|d| d.records.contains_key(&ino) || d.rename_dirs.contains_key(&ino))
     }
 }
 
@@ -331,6 +339,7 @@ impl Namespace {
             return;
         };
         let steps = steps.map(|(dir, name, ino)| {
+            *d.rename_dirs.entry(dir).or_default() += 1;
             let ino = ino.map(|i| i as u32);
             if let Some(i) = ino {
                 d.add_ref(i);
@@ -365,6 +374,12 @@ impl Namespace {
                 break;
             };
             for (dir, name, ino) in r.steps {
+                match d.rename_dirs.get_mut(&dir) {
+                    Some(n) if *n > 1 => *n -= 1,
+                    _ => {
+                        d.rename_dirs.remove(&dir);
+                    }
+                }
                 let old = d
                     .records
                     .get_mut(&dir)
@@ -664,12 +679,21 @@ impl Namespace {
                 *refs.entry(u64::from(v)).or_default() += 1;
             }
         }
+        let mut dirs: HashMap<u64, u32> = HashMap::new();
         for r in &d.renames {
             for s in &r.steps {
+                *dirs.entry(s.0).or_default() += 1;
                 if let Some(v) = s.2 {
                     *refs.entry(u64::from(v)).or_default() += 1;
                 }
             }
+        }
+        if dirs != d.rename_dirs {
+            errors.push(format!(
+                "pending renames: {} directories counted, {} named",
+                d.rename_dirs.len(),
+                dirs.len()
+            ));
         }
         if refs != d.refs {
             errors.push(format!(

@@ -413,6 +413,46 @@ fn rmdir_makes_the_renames_out_of_the_directory_durable_with_it() {
 }
 
 #[test]
+fn a_removed_directory_keeps_its_number_while_a_pending_rename_names_it() {
+    let mut ns = tracked();
+    let f = create(&mut ns, ROOT_INO, "f", Kind::RegularFile);
+    let d = create(&mut ns, ROOT_INO, "d", Kind::Directory);
+    ns.rename(ROOT_INO, os("f"), d, os("f"), 0).unwrap();
+    ns.unlink(d, os("f")).unwrap();
+    ns.rmdir(ROOT_INO, os("d")).unwrap();
+    // A new directory must not get d's number: committing the rename
+    // would put f into it.
+    let e = create(&mut ns, ROOT_INO, "e", Kind::Directory);
+    assert_ne!(e, d);
+    ns.fsync(ROOT_INO).unwrap();
+    checked(&ns);
+    crash(&mut ns);
+    assert!(names(&ns, e).is_empty());
+    assert!(ns.attr(f).is_err());
+}
+
+#[test]
+fn freeing_a_removed_directory_keeps_the_records_of_live_files_it_named() {
+    let mut ns = tracked();
+    let d = create(&mut ns, ROOT_INO, "d", Kind::Directory);
+    let f = create(&mut ns, ROOT_INO, "f", Kind::RegularFile);
+    ns.link(f, d, os("g")).unwrap();
+    ns.forget(f, 1);
+    ns.write(f, 0, b"never synced").unwrap();
+    ns.fsync(d).unwrap();
+    ns.unlink(d, os("g")).unwrap();
+    ns.rmdir(ROOT_INO, os("d")).unwrap();
+    ns.fsync(ROOT_INO).unwrap();
+    checked(&ns);
+    crash(&mut ns);
+    assert_eq!(
+        content(&ns, ROOT_INO, "f").unwrap(),
+        b"",
+        "f was never synced"
+    );
+}
+
+#[test]
 fn m5_a_restore_is_a_sync_point_and_a_save_is_not() {
     let mut ns = tracked();
     let f = create(&mut ns, ROOT_INO, "f", Kind::RegularFile);
@@ -802,5 +842,324 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..60)
     ) {
         run(ops);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Property test with nested directories: directories with contents are
+// made, moved anywhere (into each other too) and removed; the model copies
+// whole directories at each sync point and keeps the removed-directory
+// rule of `commit_dir`. It also checks what the docs promise: no directory
+// ever has two durable names.
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+enum NOp {
+    Create(u8, u8),
+    Mkdir(u8, u8),
+    Write(u8, u8, u16),
+    Rename(u8, u8, u8, u8),
+    Link(u8, u8, u8),
+    Unlink(u8, u8),
+    Rmdir(u8, u8),
+    Fsync(u8),
+    Fsyncdir(u8),
+    Crash,
+}
+
+fn nop() -> impl Strategy<Value = NOp> {
+    let b = any::<u8>();
+    prop_oneof![
+        3 => (b.clone(), b.clone()).prop_map(|(d, n)| NOp::Create(d, n)),
+        3 => (b.clone(), b.clone()).prop_map(|(d, n)| NOp::Mkdir(d, n)),
+        2 => (b.clone(), b.clone(), 1..6000u16).prop_map(|(f, x, l)| NOp::Write(f, x, l)),
+        4 => (b.clone(), b.clone(), b.clone(), b.clone()).prop_map(|(a, c, e, g)| NOp::Rename(a, c, e, g)),
+        1 => (b.clone(), b.clone(), b.clone()).prop_map(|(f, d, n)| NOp::Link(f, d, n)),
+        2 => (b.clone(), b.clone()).prop_map(|(d, n)| NOp::Unlink(d, n)),
+        2 => (b.clone(), b.clone()).prop_map(|(d, n)| NOp::Rmdir(d, n)),
+        2 => b.clone().prop_map(NOp::Fsync),
+        3 => b.clone().prop_map(NOp::Fsyncdir),
+        1 => Just(NOp::Crash),
+    ]
+}
+
+const NNAMES: [&str; 3] = ["a", "b", "c"];
+
+/// The reference with nested directories: every directory by model id
+/// (the root is 0), live and durable entries, file contents.
+#[derive(Default)]
+struct Nested {
+    dirs: BTreeMap<u32, BTreeMap<String, u32>>,
+    ddirs: BTreeMap<u32, BTreeMap<String, u32>>,
+    files: BTreeMap<u32, Vec<u8>>,
+    dfiles: BTreeMap<u32, Vec<u8>>,
+    removed: BTreeMap<u32, Vec<u32>>,
+    renames: Vec<[(u32, String, Option<u32>); 2]>,
+    /// Inode numbers of model ids, and back.
+    ino: BTreeMap<u32, u64>,
+    id: BTreeMap<u64, u32>,
+    next: u32,
+}
+
+impl Nested {
+    fn add(&mut self, ino: u64) -> u32 {
+        self.next += 1;
+        self.ino.insert(self.next, ino);
+        self.id.insert(ino, self.next);
+        self.next
+    }
+
+    fn pick_dir(&self, i: u8) -> u32 {
+        let v: Vec<u32> = self.dirs.keys().copied().collect();
+        v[i as usize % v.len()]
+    }
+
+    fn pick_file(&self, i: u8) -> Option<u32> {
+        let v: Vec<u32> = self.files.keys().copied().collect();
+        (!v.is_empty()).then(|| v[i as usize % v.len()])
+    }
+
+    fn commit(&mut self, dir: u32) {
+        let mut set = vec![dir];
+        set.extend(self.removed.remove(&dir).unwrap_or_default());
+        if let Some(k) = self
+            .renames
+            .iter()
+            .rposition(|r| r.iter().any(|s| set.contains(&s.0)))
+        {
+            for r in self.renames.drain(..=k) {
+                for (d, name, id) in r {
+                    let e = self.ddirs.entry(d).or_default();
+                    match id {
+                        Some(i) => e.insert(name, i),
+                        None => e.remove(&name),
+                    };
+                }
+            }
+        }
+        for &x in &set[1..] {
+            self.ddirs.insert(x, BTreeMap::new());
+        }
+        self.ddirs.insert(dir, self.dirs[&dir].clone());
+    }
+
+    fn crash(&mut self) {
+        let mut dirs = BTreeMap::new();
+        let mut files = BTreeMap::new();
+        let mut stack = vec![0u32];
+        dirs.insert(0, BTreeMap::new());
+        while let Some(d) = stack.pop() {
+            let entries = self.ddirs.get(&d).cloned().unwrap_or_default();
+            for &c in entries.values() {
+                if self.ddirs.contains_key(&c) || self.dirs.contains_key(&c) || self.is_dir(c) {
+                    assert!(
+                        !dirs.contains_key(&c),
+                        "directory {c} has two durable names"
+                    );
+                    dirs.insert(c, BTreeMap::new());
+                    stack.push(c);
+                } else {
+                    files.insert(c, self.dfiles.get(&c).cloned().unwrap_or_default());
+                }
+            }
+            dirs.insert(d, entries);
+        }
+        self.dirs = dirs;
+        self.ddirs = self.dirs.clone();
+        self.files = files;
+        self.dfiles = self.files.clone();
+        self.removed.clear();
+        self.renames.clear();
+    }
+
+    /// Whether model id `c` is a directory (one that existed at all).
+    fn is_dir(&self, c: u32) -> bool {
+        self.ddirs.contains_key(&c)
+    }
+}
+
+type Tree = BTreeMap<String, Option<((usize, u64), u32)>>;
+
+fn observe_tree(ns: &Namespace) -> Tree {
+    let mut out = Tree::new();
+    let mut stack = vec![(String::new(), ROOT_INO)];
+    while let Some((path, ino)) = stack.pop() {
+        for (n, c, _) in ns.entries_after(ino, None).unwrap() {
+            let p = format!("{path}/{}", n.to_string_lossy());
+            if ns.inode(c).unwrap().kind == Kind::Directory {
+                out.insert(p.clone(), None);
+                stack.push((p, c));
+            } else {
+                let d = digest(&ns.read(c, 0, 1 << 20).unwrap());
+                out.insert(p, Some((d, ns.attr(c).unwrap().nlink)));
+            }
+        }
+    }
+    out
+}
+
+fn expect_tree(m: &Nested) -> Tree {
+    let mut links: BTreeMap<u32, u32> = BTreeMap::new();
+    for d in m.dirs.values() {
+        for &i in d.values() {
+            *links.entry(i).or_default() += 1;
+        }
+    }
+    let mut out = Tree::new();
+    let mut stack = vec![(String::new(), 0u32)];
+    while let Some((path, d)) = stack.pop() {
+        for (n, &c) in &m.dirs[&d] {
+            let p = format!("{path}/{n}");
+            if m.dirs.contains_key(&c) {
+                out.insert(p.clone(), None);
+                stack.push((p, c));
+            } else {
+                out.insert(p, Some((digest(&m.files[&c]), links[&c])));
+            }
+        }
+    }
+    out
+}
+
+fn run_nested(ops: Vec<NOp>) {
+    let mut ns = tracked();
+    let mut m = Nested::default();
+    m.dirs.insert(0, BTreeMap::new());
+    m.ddirs.insert(0, BTreeMap::new());
+    m.ino.insert(0, ROOT_INO);
+    m.id.insert(ROOT_INO, 0);
+    let name = |i: u8| NNAMES[i as usize % NNAMES.len()];
+    for op in ops {
+        match op {
+            NOp::Create(d, n) | NOp::Mkdir(d, n) => {
+                let dir = m.pick_dir(d);
+                let kind = if matches!(op, NOp::Mkdir(..)) {
+                    Kind::Directory
+                } else {
+                    Kind::RegularFile
+                };
+                let r = ns.create_node(m.ino[&dir], os(name(n)), spec(kind, 0o755));
+                if let Ok(e) = r {
+                    ns.forget(e.attr.ino.0, 1);
+                    let id = m.add(e.attr.ino.0);
+                    if kind == Kind::Directory {
+                        m.dirs.insert(id, BTreeMap::new());
+                        m.ddirs.insert(id, BTreeMap::new());
+                    } else {
+                        m.files.insert(id, Vec::new());
+                    }
+                    m.dirs.get_mut(&dir).unwrap().insert(name(n).into(), id);
+                }
+            }
+            NOp::Write(f, x, l) => {
+                if let Some(id) = m.pick_file(f) {
+                    let off = u64::from(x) * 7;
+                    ns.write(m.ino[&id], off, &vec![x; l as usize]).unwrap();
+                    let c = m.files.get_mut(&id).unwrap();
+                    let end = off as usize + l as usize;
+                    if c.len() < end {
+                        c.resize(end, 0);
+                    }
+                    c[off as usize..end].fill(x);
+                }
+            }
+            NOp::Rename(a, x, b, y) => {
+                let (da, db) = (m.pick_dir(a), m.pick_dir(b));
+                let (na, nb) = (name(x), name(y));
+                if ns
+                    .rename(m.ino[&da], os(na), m.ino[&db], os(nb), 0)
+                    .is_err()
+                {
+                    continue;
+                }
+                let src = m.dirs[&da][na];
+                let dst = m.dirs[&db].get(nb).copied();
+                if dst == Some(src) {
+                    continue;
+                }
+                if let Some(t) = dst
+                    && m.dirs.contains_key(&t)
+                {
+                    // An empty directory replaced: removed from db.
+                    m.dirs.remove(&t);
+                    let mut r = m.removed.remove(&t).unwrap_or_default();
+                    r.push(t);
+                    m.removed.entry(db).or_default().extend(r);
+                }
+                m.dirs.get_mut(&da).unwrap().remove(na);
+                m.dirs.get_mut(&db).unwrap().insert(nb.into(), src);
+                m.renames
+                    .push([(da, na.into(), None), (db, nb.into(), Some(src))]);
+                let named: std::collections::BTreeSet<u32> =
+                    m.dirs.values().flat_map(|e| e.values().copied()).collect();
+                m.files.retain(|i, _| named.contains(i));
+            }
+            NOp::Link(f, d, n) => {
+                if let Some(id) = m.pick_file(f) {
+                    let dir = m.pick_dir(d);
+                    if ns.link(m.ino[&id], m.ino[&dir], os(name(n))).is_ok() {
+                        ns.forget(m.ino[&id], 1);
+                        m.dirs.get_mut(&dir).unwrap().insert(name(n).into(), id);
+                    }
+                }
+            }
+            NOp::Unlink(d, n) => {
+                let dir = m.pick_dir(d);
+                if ns.unlink(m.ino[&dir], os(name(n))).is_ok() {
+                    m.dirs.get_mut(&dir).unwrap().remove(name(n));
+                    let named: std::collections::BTreeSet<u32> =
+                        m.dirs.values().flat_map(|e| e.values().copied()).collect();
+                    m.files.retain(|i, _| named.contains(i));
+                }
+            }
+            NOp::Rmdir(d, n) => {
+                let dir = m.pick_dir(d);
+                if ns.rmdir(m.ino[&dir], os(name(n))).is_ok() {
+                    let x = m.dirs.get_mut(&dir).unwrap().remove(name(n)).unwrap();
+                    m.dirs.remove(&x);
+                    let mut r = m.removed.remove(&x).unwrap_or_default();
+                    r.push(x);
+                    m.removed.entry(dir).or_default().extend(r);
+                }
+            }
+            NOp::Fsync(f) => {
+                if let Some(id) = m.pick_file(f) {
+                    ns.fsync(m.ino[&id]).unwrap();
+                    m.dfiles.insert(id, m.files[&id].clone());
+                }
+            }
+            NOp::Fsyncdir(d) => {
+                let dir = m.pick_dir(d);
+                ns.fsync(m.ino[&dir]).unwrap();
+                m.commit(dir);
+            }
+            NOp::Crash => {
+                crash(&mut ns);
+                m.crash();
+                let live: Vec<u32> = m.dirs.keys().chain(m.files.keys()).copied().collect();
+                m.ino.retain(|id, _| live.contains(id));
+                m.id.retain(|_, id| live.contains(id));
+                assert_eq!(observe_tree(&ns), expect_tree(&m), "after a crash");
+                for (&id, &ino) in &m.ino {
+                    assert!(ns.inode(ino).is_ok(), "model id {id}: inode {ino} gone");
+                }
+            }
+        }
+        assert_eq!(observe_tree(&ns), expect_tree(&m), "{op:?}");
+        checked(&ns);
+    }
+    crash(&mut ns);
+    m.crash();
+    assert_eq!(observe_tree(&ns), expect_tree(&m), "final crash");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn crashes_with_nested_directories_match_the_model(
+        ops in proptest::collection::vec(nop(), 1..80)
+    ) {
+        run_nested(ops);
     }
 }
