@@ -870,15 +870,15 @@ enum NOp {
 fn nop() -> impl Strategy<Value = NOp> {
     let b = any::<u8>();
     prop_oneof![
-        3 => (b.clone(), b.clone()).prop_map(|(d, n)| NOp::Create(d, n)),
-        3 => (b.clone(), b.clone()).prop_map(|(d, n)| NOp::Mkdir(d, n)),
-        2 => (b.clone(), b.clone(), 1..6000u16).prop_map(|(f, x, l)| NOp::Write(f, x, l)),
-        4 => (b.clone(), b.clone(), b.clone(), b.clone()).prop_map(|(a, c, e, g)| NOp::Rename(a, c, e, g)),
-        1 => (b.clone(), b.clone(), b.clone()).prop_map(|(f, d, n)| NOp::Link(f, d, n)),
-        2 => (b.clone(), b.clone()).prop_map(|(d, n)| NOp::Unlink(d, n)),
-        2 => (b.clone(), b.clone()).prop_map(|(d, n)| NOp::Rmdir(d, n)),
-        2 => b.clone().prop_map(NOp::Fsync),
-        3 => b.clone().prop_map(NOp::Fsyncdir),
+        3 => (b, b).prop_map(|(d, n)| NOp::Create(d, n)),
+        3 => (b, b).prop_map(|(d, n)| NOp::Mkdir(d, n)),
+        2 => (b, b, 1..6000u16).prop_map(|(f, x, l)| NOp::Write(f, x, l)),
+        4 => (b, b, b, b).prop_map(|(a, c, e, g)| NOp::Rename(a, c, e, g)),
+        1 => (b, b, b).prop_map(|(f, d, n)| NOp::Link(f, d, n)),
+        2 => (b, b).prop_map(|(d, n)| NOp::Unlink(d, n)),
+        2 => (b, b).prop_map(|(d, n)| NOp::Rmdir(d, n)),
+        2 => b.prop_map(NOp::Fsync),
+        3 => b.prop_map(NOp::Fsyncdir),
         1 => Just(NOp::Crash),
     ]
 }
