@@ -276,7 +276,8 @@ pub(crate) enum CheckpointCmd {
 /// Simulate a power cut on a triefs mounted with `-o crash`: every file
 /// and directory falls back to its state at its last fsync, fdatasync or
 /// fsyncdir (or the mount); data and names not synced since are lost.
-/// Renames between directories are atomic; see docs/crash.md.
+/// A rename is durable in both directories or in neither, in the order
+/// renames happened; see docs/crash.md.
 ///
 /// Dirty cached pages are written to the daemon first (and then lost like
 /// every unsynced write). Only the mount's owner and root may crash it
