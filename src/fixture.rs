@@ -45,6 +45,7 @@ use crate::namespace::{Limits, Namespace};
 pub struct Builder {
     size: Option<u64>,
     nr_inodes: Option<u64>,
+    crash: bool,
 }
 
 impl Builder {
@@ -57,6 +58,13 @@ impl Builder {
     /// Limits files and directories (tmpfs's `nr_inodes=`).
     pub fn nr_inodes(mut self, n: u64) -> Builder {
         self.nr_inodes = Some(n);
+        self
+    }
+
+    /// Tracks durable state, as `-o crash` does, for
+    /// [`TempMount::crash`].
+    pub fn crash(mut self, on: bool) -> Builder {
+        self.crash = on;
         self
     }
 
@@ -75,7 +83,11 @@ impl Builder {
             // SAFETY: getegid has no preconditions and cannot fail.
             let gid = unsafe { libc::getegid() };
             let limits = Limits::from_options(self.size, self.nr_inodes);
-            let fs = TrieFs::new(Namespace::new(uid, gid, 0o755, limits));
+            let mut ns = Namespace::new(uid, gid, 0o755, limits);
+            if self.crash {
+                ns.track_durability();
+            }
+            let fs = TrieFs::new(ns);
             let notifier = fs.notifier_slot();
             let mut config = Config::default();
             config.mount_options = vec![
@@ -149,6 +161,13 @@ impl TempMount {
     /// process sees the checkpoint's names, attributes and contents.
     pub fn restore(&self, name: &str) -> io::Result<()> {
         crate::checkpoint::restore(&self.mnt, name).map(|_| ())
+    }
+
+    /// The power cut of a mount built with [`Builder::crash`]: every file
+    /// and directory falls back to its last fsync (see
+    /// [`crate::namespace::durable`]).
+    pub fn crash(&self) -> io::Result<crate::checkpoint::CrashStats> {
+        crate::checkpoint::crash(&self.mnt)
     }
 
     /// Deletes checkpoint `name`.

@@ -27,7 +27,7 @@
 //! | module | concern |
 //! |---|---|
 //! | [`trie`] | the path trie (`mod.rs`): nodes of 12 bytes plus their value and a 2-byte cookie tag, every name once in one arena (`names.rs`), a directory's children as node ids ordered by name cookie (`dirmap.rs`), resumable bounded pages of leaf paths (`leaves.rs`) |
-//! | [`namespace`] | [`namespace::Namespace`]: its state, attributes and inode lifetime (`mod.rs`), directories and names (`dirs.rs`), file contents (`files.rs`), extended attributes (`xattr.rs`), POSIX ACL rules (`acl.rs`), checkpoints: saving, restoring, what the kernel must forget (`checkpoint.rs`), the `chattr` flags and what immutable and append-only forbid (`flags.rs`), the size and inode limits (`limits.rs`), where inodes are as paths, for fault rules and traces (`paths.rs`), the invariant checker (`check.rs`), building from an image (`load.rs`), the inode table (`inode.rs`), sparse file pages (`data.rs`) |
+//! | [`namespace`] | [`namespace::Namespace`]: its state, attributes and inode lifetime (`mod.rs`), directories and names (`dirs.rs`), file contents (`files.rs`), extended attributes (`xattr.rs`), POSIX ACL rules (`acl.rs`), checkpoints: saving, restoring, what the kernel must forget (`checkpoint.rs`), durable state for `-o crash` and the simulated power cut (`durable.rs`, its unit tests in `durable/`), the `chattr` flags and what immutable and append-only forbid (`flags.rs`), the size and inode limits (`limits.rs`), where inodes are as paths, for fault rules and traces (`paths.rs`), the invariant checker (`check.rs`), building from an image (`load.rs`), the inode table (`inode.rs`), sparse file pages (`data.rs`) |
 //! | [`error`] | [`Errno`], the one error type of filesystem operations, and [`Result`] |
 //! | [`sys`] | the operating system behind safe functions: every libc call but the watcher's after fork and mount(2) |
 //! | [`fuse`] | the `fuser::Filesystem` adapter (`mod.rs`), errno and reply helpers (`reply.rs`), directory listings (`readdir.rs`), the gate every request passes: its path, its fault, its trace line (`gate.rs`) |
@@ -36,7 +36,7 @@
 //! | [`fault`] | `triefs fault`: rules, their syntax and the decision for one request (`mod.rs`), the ioctl (`wire.rs`), the client (`client.rs`) |
 //! | [`trace`] | `triefs trace`: trace lines and the readers' bounded buffers (`mod.rs`), the ioctl (`wire.rs`), the client (`client.rs`) |
 //! | [`lsprefix`] | `triefs ls-prefix`: the ioctl's wire format and the daemon's side (`mod.rs`), the client (`client.rs`) |
-//! | [`checkpoint`] | `triefs checkpoint`: the control ioctl's wire format (`mod.rs`) and the client (`client.rs`); the checkpoints themselves are [`namespace::checkpoint`] |
+//! | [`checkpoint`] | `triefs checkpoint` and `triefs crash`: the control ioctl's wire format (`mod.rs`) and the client (`client.rs`); the checkpoints themselves are [`namespace::checkpoint`], the crash [`namespace::durable`] |
 //! | [`fixture`] | [`fixture::TempMount`]: a triefs mounted in-process in a temporary directory for Rust test suites, with checkpoints |
 //! | [`reconfigure`] | the remount control ioctl: its wire format, the daemon's side and the client (a root-only request that changes `size=`/`nr_inodes=` of a live mount) |
 //! | [`tar`] | tar archives: the format's shared conventions (`mod.rs`), loading one into a namespace for `--from-tar` (`import.rs`), writing a namespace as one in resumable pages for checkpoint exports (`export.rs`) |

@@ -860,6 +860,7 @@ fn every_command_has_help_on_stdout() {
         (&["--version"], "triefs "),
         (&["ls-prefix", "--help"], "Usage: triefs ls-prefix"),
         (&["ls-prefix", "-h"], "--unsorted"),
+        (&["crash", "--help"], "Usage: triefs crash"),
         (&["image", "--help"], "Usage: triefs image"),
         (&["image", "info", "--help"], "Usage: triefs image info"),
         (&["image", "ls", "-h"], "Usage: triefs image ls"),
@@ -888,7 +889,14 @@ fn every_command_has_help_on_stdout() {
     let mut cmd = triefs_cmd();
     cmd.arg("--help");
     let help = common::run_timed(cmd, ERROR_TIMEOUT).stdout;
-    for want in ["image=FILE", "triefs ls-prefix", "triefs image", "./image"] {
+    for want in [
+        "image=FILE",
+        "triefs ls-prefix",
+        "triefs image",
+        "./image",
+        "triefs crash",
+        "crash ",
+    ] {
         assert!(help.contains(want), "--help lacks {want:?}");
     }
 }
@@ -917,6 +925,9 @@ fn argument_errors_are_one_line() {
         (&["ls-prefix", "-x", m], &["unexpected argument '-x'"]),
         (&["ls-prefix", m, "a", "b"], &["'b'"]),
         (&["ls-prefix"], &["MOUNTPOINT", "./ls-prefix"]),
+        (&["crash"], &["MOUNTPOINT", "./crash"]),
+        (&["crash", m, "b"], &["'b'"]),
+        (&["crash", "--bogus", m], &["unexpected argument '--bogus'"]),
         (&["image"], &["info, ls, check", "./image"]),
         (&["image", "frob", "x"], &["frob"]),
         (&["image", "info"], &["FILE"]),
@@ -942,7 +953,7 @@ fn argument_errors_are_one_line() {
 fn mount_point_named_like_a_command() {
     common::require_mount();
     let tmp = short_tempdir();
-    for name in ["image", "ls-prefix"] {
+    for name in ["image", "ls-prefix", "crash"] {
         let mnt = tmp.path().join(name);
         fs::create_dir(&mnt).unwrap();
         let _g = Unmounts(vec![mnt.clone()]);

@@ -25,6 +25,21 @@ pub struct RestoreStats {
     pub entries: u64,
 }
 
+/// What a crash did, as the daemon reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CrashStats {
+    /// The restore of the durable tree (times and kernel caches).
+    pub restore: RestoreStats,
+    /// Inodes whose data or attributes went back to their last sync point.
+    pub reverted: u64,
+    /// Inodes with a name before that no durable name reaches: gone.
+    pub lost: u64,
+    /// Names in changed directories that no longer lead where they did.
+    pub names_dropped: u64,
+    /// Names that came back (removed or changed since the sync point).
+    pub names_back: u64,
+}
+
 /// What an export wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExportStats {
@@ -80,6 +95,32 @@ pub fn restore(mnt: &Path, name: &str) -> io::Result<RestoreStats> {
         kept: next()?,
         orphaned: next()?,
         entries: next()?,
+    })
+}
+
+/// The power cut of the mount at `mnt` (mounted with `-o crash`): every
+/// file and directory falls back to its last sync point. The kernel's
+/// dirty pages are written to the daemon first, so that they are lost
+/// like every other unsynced write (without, a write through a shared
+/// mapping could reach the daemon after the crash and survive it).
+pub fn crash(mnt: &Path) -> io::Result<CrashStats> {
+    let f = open_root(mnt)?;
+    crate::sys::syncfs(&f)?;
+    let buf = call(&f, Op::Crash, "", b"")?;
+    let mut r = Fields(&buf);
+    let mut next = || r.u64().ok_or_else(malformed);
+    Ok(CrashStats {
+        restore: RestoreStats {
+            locked_ns: next()?,
+            changed: next()?,
+            kept: next()?,
+            orphaned: next()?,
+            entries: next()?,
+        },
+        reverted: next()?,
+        lost: next()?,
+        names_dropped: next()?,
+        names_back: next()?,
     })
 }
 

@@ -16,6 +16,9 @@
 //! - out, save/delete: `u64` nanoseconds the operation took in the daemon;
 //! - out, restore: `u64` nanoseconds, `u64` inodes whose kernel caches
 //!   were dropped, `u64` kept, `u64` orphaned, `u64` entries invalidated;
+//! - out, crash (`triefs crash`, no name): the restore's five `u64`, then
+//!   `u64` inodes reverted, `u64` inodes lost, `u64` names dropped, `u64`
+//!   names brought back (see [`crate::namespace::durable`]);
 //! - out, list: `u32` count, then per checkpoint `u8` name length, the
 //!   name, `i64` seconds, `u32` nanoseconds, `u64` entries, `u64` shared
 //!   bytes, `u64` own bytes, `u64` metadata bytes;
@@ -25,10 +28,13 @@
 //! Errors are the ioctl's errno: `ENOENT` no such checkpoint, `EEXIST`
 //! (save) the name is taken, `EINVAL` a bad name or request, `ENOSPC` a
 //! limit, `EPERM` a caller who is neither the mount's owner nor root
-//! (for every operation).
+//! (for every operation), `EOPNOTSUPP` (crash) a mount without `-o crash`.
+//! Crash was added as a new operation: the version stays 1.
 
 mod client;
-pub use client::{ExportStats, RestoreStats, delete, export, list, restore, save};
+pub use client::{
+    CrashStats, ExportStats, RestoreStats, crash, delete, export, list, restore, save,
+};
 
 use crate::error::{Errno, Result};
 pub use crate::namespace::checkpoint::{CheckpointInfo, MAX_NAME};
@@ -64,6 +70,8 @@ pub enum Op {
     List = 4,
     /// A page of a checkpoint as a tar archive.
     Export = 5,
+    /// The simulated power cut of a mount with `-o crash`.
+    Crash = 6,
 }
 
 impl Op {
@@ -74,6 +82,7 @@ impl Op {
             3 => Op::Delete,
             4 => Op::List,
             5 => Op::Export,
+            6 => Op::Crash,
             _ => return None,
         })
     }

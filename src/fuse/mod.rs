@@ -117,6 +117,9 @@ pub struct TrieFs {
     export: parking_lot::Mutex<Option<Export>>,
     /// Fault rules and trace readers, which every request passes.
     gate: Gate,
+    /// The namespace tracks durable state (`-o crash`): fsync and
+    /// fsyncdir record sync points. Without it they answer at once.
+    crash: bool,
 }
 
 /// An export in progress (see [`TrieFs::export_page`]).
@@ -253,7 +256,9 @@ const REAP_SLICE: usize = 4096;
 impl TrieFs {
     /// Wraps a namespace for serving.
     pub fn new(ns: Namespace) -> TrieFs {
+        let crash = ns.tracks_durability();
         TrieFs {
+            crash,
             ns: Arc::new(RwLock::new(ns)),
             no_open: false,
             serve_open: false,
@@ -348,39 +353,56 @@ impl TrieFs {
             }
             checkpoint::Op::List => Ok(checkpoint::encode_list(&self.ns.read().checkpoint_infos())),
             // Answered by `restore`, from a thread of its own.
-            checkpoint::Op::Restore => Err(FsErrno::new(libc::EINVAL)),
+            checkpoint::Op::Restore | checkpoint::Op::Crash => Err(FsErrno::new(libc::EINVAL)),
             checkpoint::Op::Export => self.export_page(&r.name, &r.cursor),
         }
     }
 
-    /// `triefs checkpoint restore`: swaps the trees under the lock, then,
+    /// A sync point (fsync, fdatasync, fsyncdir) with `-o crash`;
+    /// nothing to do (no lock taken) without.
+    fn sync_point(&self, ino: u64) -> Result<(), FsErrno> {
+        if !self.crash {
+            return Ok(());
+        }
+        self.ns.write().fsync(ino)
+    }
+
+    /// `triefs checkpoint restore` (`name`), or `triefs crash` (`None`):
+    /// swaps the trees under the lock, then,
     /// from a thread of its own, tells the kernel what to forget and only
     /// then replies. The request thread is free meanwhile: forgetting a
     /// name waits for the kernel's lock on its directory, and a request
     /// holding that lock (a create waiting for its answer) needs a free
     /// thread to be answered, whatever `--threads` says.
-    fn restore(&self, req: &Request, name: &str, reply: ReplyIoctl) {
+    fn restore(&self, req: &Request, name: Option<&str>, reply: ReplyIoctl) {
         if req.uid() != 0 && req.uid() != self.owner {
             reply.error(Errno::EPERM);
             return;
         }
         let start = Instant::now();
-        let restored = match self.ns.write().restore_checkpoint(name) {
+        let what = name.map_or("crash".to_owned(), |n| format!("checkpoint {n}"));
+        let done = match name {
+            Some(name) => self.ns.write().restore_checkpoint(name).map(|r| (r, None)),
+            None => self.ns.write().crash().map(|c| {
+                let counts = [c.reverted, c.lost, c.names_dropped, c.names_back];
+                (c.restored, Some(counts))
+            }),
+        };
+        let (restored, crashed) = match done {
             Ok(r) => r,
             Err(e) => {
-                debug!("checkpoint restore of {name}: {e}");
+                debug!("{what}: {e}");
                 reply.error(Errno::from_i32(e.code()));
                 return;
             }
         };
         let notifier = self.notifier.clone();
-        let name = name.to_owned();
         let hk = (self.ns.clone(), self.housekeeping.clone());
         let answer = move || {
             forget_cached(&notifier, &restored);
             let took = start.elapsed();
             info!(
-                "checkpoint {name} restored in {took:?} ({} inodes and {} names invalidated)",
+                "{what} restored in {took:?} ({} inodes and {} names invalidated)",
                 restored.changed.len(),
                 restored.entries.len()
             );
@@ -390,7 +412,10 @@ impl TrieFs {
                 restored.kept,
                 restored.orphaned,
                 restored.entries.len() as u64,
-            ] {
+            ]
+            .into_iter()
+            .chain(crashed.into_iter().flatten())
+            {
                 out.extend_from_slice(&v.to_le_bytes());
             }
             reply.ioctl(0, &out);
@@ -1165,12 +1190,13 @@ impl Filesystem for TrieFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        // fdatasync is an fsync here: the model has no metadata-only loss.
         self.run(
             req,
             Op::Fsync,
             At::Ino(ino.0),
             reply,
-            |_| Ok(()),
+            |_| self.sync_point(ino.0),
             |r, (), _| r.ok(),
         );
     }
@@ -1308,7 +1334,7 @@ impl Filesystem for TrieFs {
             Op::Fsyncdir,
             At::Ino(ino.0),
             reply,
-            |_| Ok(()),
+            |_| self.sync_point(ino.0),
             |r, (), _| r.ok(),
         );
     }
@@ -1462,9 +1488,10 @@ impl Filesystem for TrieFs {
             match cmd {
                 checkpoint::IOC_CHECKPOINT => {
                     if let Ok(r) = checkpoint::decode_request(in_data)
-                        && r.op == checkpoint::Op::Restore
+                        && matches!(r.op, checkpoint::Op::Restore | checkpoint::Op::Crash)
                     {
-                        return self.restore(req, &r.name, reply);
+                        let crash = r.op == checkpoint::Op::Crash;
+                        return self.restore(req, (!crash).then_some(r.name.as_str()), reply);
                     }
                     let work = || self.checkpoint(req, in_data);
                     serve("checkpoint", ino, None, reply, work, |r, out| {

@@ -88,6 +88,9 @@ pub struct MountOpts {
     /// `trace_uncached`: the kernel caches nothing, so `triefs trace` sees
     /// every request.
     pub trace_uncached: bool,
+    /// `crash`: track durable state for `triefs crash` (fsync, fsyncdir
+    /// record sync points; costs memory for what changed since).
+    pub crash: bool,
 }
 
 impl Default for MountOpts {
@@ -112,6 +115,7 @@ impl Default for MountOpts {
             strict_open: false,
             faults: None,
             trace_uncached: false,
+            crash: false,
         }
     }
 }
@@ -307,6 +311,10 @@ impl MountOpts {
                 flag(MountOption::RW)?;
                 self.trace_uncached = true;
             }
+            "crash" => {
+                flag(MountOption::RW)?;
+                self.crash = true;
+            }
             "fsname" => set_unique(&mut self.mount, MountOption::FSName(value()?.to_string())),
             "subtype" => set_unique(&mut self.mount, MountOption::Subtype(value()?.to_string())),
             "dev" => self.mount.push(flag(MountOption::Dev)?),
@@ -372,6 +380,14 @@ mod tests {
         let t = MountOpts::parse(&["tar=/t.tar"]).unwrap();
         assert_eq!(t.tar, Some("/t.tar".into()));
         assert!(MountOpts::parse(&["tar"]).is_err());
+    }
+
+    #[test]
+    fn crash_is_a_flag() {
+        assert!(!MountOpts::parse::<&str>(&[]).unwrap().crash);
+        let o = MountOpts::parse(&["size=1m,crash"]).unwrap();
+        assert!(o.crash);
+        assert!(MountOpts::parse(&["crash=1"]).is_err());
     }
 
     #[test]

@@ -102,6 +102,14 @@ impl Plan {
                 }
                 "auto_unmount" | "strict_open" | "trace_uncached" | "faults" if val.is_none() => {}
                 "faults" => {}
+                // The durable state starts at the mount: it cannot be
+                // switched on or off later.
+                "crash" => {
+                    return Err(bad(
+                        "crash cannot be changed by a remount (unmount, then mount with -o crash)"
+                            .into(),
+                    ));
+                }
                 _ if is_mount_only(opt) => {}
                 _ => return Err(bad(format!("unknown mount option '{opt}'"))),
             }
@@ -289,5 +297,16 @@ mod tests {
             assert_eq!(e.errno, libc::EINVAL, "{bad}");
             assert!(!e.msg.contains('\n'));
         }
+    }
+
+    #[test]
+    fn crash_cannot_be_switched() {
+        let e = Plan::parse(&["remount,size=2m,crash"]).unwrap_err();
+        assert_eq!(e.errno, libc::EINVAL);
+        assert!(
+            e.msg.contains("crash") && !e.msg.contains('\n'),
+            "{}",
+            e.msg
+        );
     }
 }

@@ -111,6 +111,10 @@ impl Namespace {
                 }
             }
         }
+        if let Some(d) = &self.inodes.durable {
+            pages += d.count_pages(&mut distinct);
+            errors.extend(self.check_durable(d));
+        }
         errors.extend(self.check_checkpoint_trees());
         if pages != self.pages_used {
             errors.push(format!(

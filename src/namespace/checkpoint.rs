@@ -324,6 +324,19 @@ impl Namespace {
         };
         drop(source);
         self.checkpoints.recent = Some(id);
+        // A restore is a sync point of the whole tree (`-o crash`).
+        self.reset_durable();
+        let r = self.install_tree(tree, name);
+        self.resume_durable();
+        Ok(r)
+    }
+
+    /// Puts `tree` in place of the live tree: kernel references carry
+    /// over by number, inodes the kernel holds that `tree` lacks stay as
+    /// unlinked orphans, the replaced tree goes to the graveyard. Shared
+    /// by a checkpoint restore and a crash (`what` names it in the log).
+    pub(crate) fn install_tree(&mut self, tree: Tree, what: &str) -> Restored {
+        let name = what;
         let Tree {
             trie,
             mut inodes,
@@ -421,7 +434,7 @@ impl Namespace {
             if self.inodes.adopt(ino, inode, xattrs) {
                 r.orphaned += 1;
             } else {
-                log::error!("restore of {name}: inode {ino} is taken in the checkpoint");
+                log::error!("{name}: inode {ino} is taken in the new tree");
             }
         }
         self.inodes.drop_taken_from_free();
@@ -432,7 +445,7 @@ impl Namespace {
             inodes: old,
             extra_names: 0,
         });
-        Ok(r)
+        r
     }
 
     /// Information about each checkpoint, for `checkpoint list`.

@@ -175,6 +175,10 @@ impl Namespace {
         for (n, v) in &acls {
             self.inodes.set_xattr(ino, n, v);
         }
+        if self.inodes.durable.is_some() {
+            // What a durable name of it brings back: as created, ACLs too.
+            self.inodes.record_created(ino);
+        }
         if let Err(e) = self.attach(parent, dir, name, ino) {
             self.free_if_unused(ino);
             return Err(e);
@@ -230,6 +234,7 @@ impl Namespace {
     ) -> Result<()> {
         let kind = self.inodes.kind_and_node(ino).map(|(k, _)| k);
         let is_dir = kind.ok_or(Errno::new(libc::ENOENT))? == Kind::Directory;
+        self.note_entries(parent);
         // The table hands out numbers up to MAX_INO, which fit.
         let node = self
             .trie
@@ -446,6 +451,7 @@ impl Namespace {
             return err(libc::EISDIR);
         }
         let dir = self.dir_node(parent)?;
+        self.note_entries(parent);
         self.trie.unlink(dir, name)?;
         let now = SystemTime::now();
         self.drop_link(ino, now);
@@ -479,7 +485,9 @@ impl Namespace {
             return err(libc::ENOTEMPTY);
         }
         let dir = self.dir_node(parent)?;
+        self.note_entries(parent);
         self.trie.unlink(dir, name)?;
+        self.note_removed_dir(parent, ino);
         let now = SystemTime::now();
         self.drop_link(ino, now);
         if let Some(p) = self.inodes.get_mut(parent) {
@@ -529,7 +537,8 @@ impl Namespace {
             rdev: 0,
             target: None,
         };
-        self.create_unreferenced(parent, name, whiteout, 0)?;
+        let w = self.create_unreferenced(parent, name, whiteout, 0)?;
+        self.note_whiteout(w);
         Ok(())
     }
 
@@ -567,7 +576,13 @@ impl Namespace {
                 self.may_delete(newparent, dst)?;
             }
             let dst_dir = self.trie.is_dir(dst_node);
+            self.note_entries(parent);
+            self.note_entries(newparent);
             self.trie.exchange(pdir, name, npdir, newname)?;
+            // Two names of one file swapped: nothing changed.
+            if src != dst {
+                self.note_rename([(parent, name, Some(dst)), (newparent, newname, Some(src))]);
+            }
             if parent != newparent && src_dir != dst_dir {
                 let (gains, loses) = if src_dir {
                     (newparent, parent)
@@ -614,7 +629,12 @@ impl Namespace {
             if dst_dir && self.trie.child_count(dst_node) > 0 {
                 return err(libc::ENOTEMPTY);
             }
+            self.note_entries(parent);
+            self.note_entries(newparent);
             self.trie.unlink(npdir, newname)?;
+            if dst_dir {
+                self.note_removed_dir(newparent, dst);
+            }
             if dst_dir && let Some(p) = self.inodes.get_mut(newparent) {
                 p.nlink = p.nlink.saturating_sub(1);
             }
@@ -623,7 +643,12 @@ impl Namespace {
             self.may_delete(parent, src)?;
             self.may_create(newparent)?;
         }
+        self.note_entries(parent);
+        self.note_entries(newparent);
         self.trie.move_entry(pdir, name, npdir, newname)?;
+        // Logged inside one directory too: a later rename of the same
+        // file to another directory must not become durable without it.
+        self.note_rename([(parent, name, None), (newparent, newname, Some(src))]);
         if src_dir && parent != newparent {
             if let Some(i) = self.inodes.get_mut(parent) {
                 i.nlink = i.nlink.saturating_sub(1);

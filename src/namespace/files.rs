@@ -200,6 +200,9 @@ impl Namespace {
 
     /// Writes `data` at `offset` of regular file `ino`.
     pub fn write(&mut self, ino: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        // With `-o crash` the page map is shared with the durable record
+        // from here on: the space check must see that.
+        self.note_change(ino);
         let f = self.file(ino)?;
         let len = data.len() as u64;
         if offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {

@@ -481,6 +481,10 @@ pub struct InodeTable {
     /// Free numbers skipped because they were reserved; they go back to
     /// the free list when the reservations change.
     parked: Vec<u32>,
+    /// Durable state for `-o crash` (`None`: not tracked, the default):
+    /// every change of an inode first records its state at the last sync
+    /// point here (see [`crate::namespace::durable`]).
+    pub(crate) durable: Option<Box<crate::namespace::durable::Durable>>,
 }
 
 /// Heap bytes an inode table holds, by structure.
@@ -550,7 +554,12 @@ impl InodeTable {
     pub fn insert(&mut self, mut inode: Inode) -> Option<(u64, u64)> {
         let (ino, generation) = loop {
             match self.free.pop() {
-                Some(i) if self.is_reserved(u64::from(i) + 1) => self.parked.push(i),
+                Some(i)
+                    if self.is_reserved(u64::from(i) + 1)
+                        || self.durable_holds(u64::from(i) + 1) =>
+                {
+                    self.parked.push(i)
+                }
                 Some(i) => {
                     let g = self.slots[i as usize].a.wrapping_add(1).max(1);
                     break (u64::from(i) + 1, g);
@@ -581,6 +590,10 @@ impl InodeTable {
             b: 0,
         };
         self.live += 1;
+        if self.durable.is_some() {
+            // Its state at the sync point: as it is created.
+            self.record_created(ino);
+        }
         Some((ino, u64::from(generation)))
     }
 
@@ -660,8 +673,18 @@ impl InodeTable {
     }
 
     /// Mutable access to inode `ino`; a shared inode gets its own record
-    /// first.
+    /// first. With durable state tracked (`-o crash`), the inode's state
+    /// at its last sync point is recorded first.
     pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
+        if self.durable.is_some() {
+            self.record_durable(ino);
+        }
+        self.get_mut_untracked(ino)
+    }
+
+    /// [`InodeTable::get_mut`] for a change that is not the file's state
+    /// (the kernel's reference count).
+    fn get_mut_untracked(&mut self, ino: u64) -> Option<&mut Inode> {
         let s = self.slot(ino)?;
         let r = match s.tag & TAG {
             FULL => s.a,
@@ -784,7 +807,7 @@ impl InodeTable {
             }
             return None;
         }
-        let i = self.get_mut(ino)?;
+        let i = self.get_mut_untracked(ino)?;
         let l = i.lookups.get_mut();
         *l = l.saturating_sub(n);
         self.free_if_unused(ino)
@@ -802,6 +825,10 @@ impl InodeTable {
         let i = self.full.get(s.a as usize)?.as_ref()?;
         if i.nlink > 0 || i.lookups() > 0 {
             return None;
+        }
+        if self.durable.is_some() {
+            // A durable name may still bring it back: keep its state.
+            self.record_freed(ino);
         }
         let inode = self.full[s.a as usize].take()?;
         self.full_free.push(s.a);
@@ -968,6 +995,9 @@ impl InodeTable {
 
     /// Removes extended attribute `name` of `ino`, returning its value.
     pub fn remove_xattr(&mut self, ino: u64, name: &[u8]) -> Option<Box<[u8]>> {
+        if self.durable.is_some() && self.xattrs.get(&ino).is_some_and(|x| x.contains_key(name)) {
+            self.record_durable(ino);
+        }
         let x = self.xattrs.get_mut(&ino)?;
         let v = x.remove(name);
         if x.is_empty() {
@@ -1154,6 +1184,41 @@ impl InodeTable {
         }
         self.live += 1;
         true
+    }
+
+    /// Puts the numbers parked because they were held back into the free
+    /// list (those still held are parked again when handed out).
+    pub(crate) fn unpark(&mut self) {
+        self.free.append(&mut self.parked);
+    }
+
+    /// Gives every free number of this table at least the generation it
+    /// had in `old` (numbers only `old` had are added as free): a table
+    /// built from scratch with the same numbers (a crash) then never hands
+    /// out an (ino, generation) pair the kernel saw for another file.
+    pub(crate) fn inherit_generations(&mut self, old: &InodeTable) {
+        if self.slots.len() < old.slots.len() {
+            let from = self.slots.len();
+            self.slots.resize(
+                old.slots.len(),
+                Slot {
+                    tag: FREE,
+                    a: 0,
+                    b: 0,
+                },
+            );
+            self.free.extend(from as u32..old.slots.len() as u32);
+        }
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if s.tag & TAG != FREE {
+                continue;
+            }
+            let g = old.generation(i as u64 + 1).max(match old.slots.get(i) {
+                Some(o) if o.tag & TAG == FREE => u64::from(o.a),
+                _ => 0,
+            });
+            s.a = s.a.max(g as u32);
+        }
     }
 
     /// Removes numbers [`InodeTable::adopt`] took from the free lists.

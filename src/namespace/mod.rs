@@ -9,7 +9,8 @@
 //! POSIX ACL rules; `flags.rs` the `chattr` flags and their rules;
 //! `limits.rs` the size and inode limits; `paths.rs` where inodes are, as
 //! paths (for fault rules and traces); `check.rs` the invariant checker;
-//! `checkpoint.rs` saved trees and restoring them.
+//! `checkpoint.rs` saved trees and restoring them; `durable.rs` durable
+//! state and the simulated power cut (`-o crash`).
 
 use std::time::SystemTime;
 
@@ -21,6 +22,7 @@ pub mod check;
 pub mod checkpoint;
 pub mod data;
 mod dirs;
+pub mod durable;
 pub use dirs::PathLoader;
 pub mod files;
 pub mod flags;
@@ -125,6 +127,8 @@ pub struct Namespace {
     clock: Option<SystemTime>,
     /// Saved trees ([`checkpoint`]).
     checkpoints: checkpoint::Checkpoints,
+    /// Durable state is tracked (`-o crash`, [`durable`]).
+    durable_on: bool,
 }
 
 fn file_type(k: Kind) -> FileType {
@@ -169,6 +173,7 @@ impl Namespace {
             freed_since_trim: 0,
             clock: None,
             checkpoints: checkpoint::Checkpoints::default(),
+            durable_on: false,
         }
     }
 
@@ -287,6 +292,7 @@ impl Namespace {
         // Pages a checkpoint or another file shares stay.
         let pages = inode.release();
         self.pages_freed(pages);
+        self.settle_durable();
     }
 
     /// Accounts for `n` data pages just freed. Once 4 MiB have been freed

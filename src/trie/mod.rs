@@ -256,6 +256,16 @@ impl<V: Default> Trie<V> {
         }
     }
 
+    /// An empty trie with this one's cookie key and mask: names get the
+    /// same cookies, so listing positions the kernel holds stay valid in a
+    /// tree rebuilt from this one (a crash).
+    pub fn empty_like(&self) -> Self {
+        let mut t = Self::with_root(V::default());
+        t.hasher = self.hasher.clone();
+        t.cookie_mask = self.cookie_mask;
+        t
+    }
+
     /// Restricts cookies to `mask` bits (tests use a tiny mask to force
     /// cookie collisions between names).
     #[doc(hidden)]

@@ -51,6 +51,8 @@ use clap::{ArgAction, Parser, Subcommand};
                           FILE holds rules to start with, one per line
   trace_uncached          the kernel caches nothing, so triefs trace sees
                           every request (slow: for complete traces)
+  crash                   track what fsync made durable, for `triefs crash`
+                          (a power cut); costs memory for unsynced changes
   dev, nodev, suid, nosuid, exec, noexec, sync, async, dirsync
                           passed to the kernel as for any filesystem
   atime, noatime, relatime, norelatime, strictatime, nostrictatime
@@ -75,6 +77,8 @@ OTHER COMMANDS (each has its own --help):
                           with -o faults)
   triefs trace [--json] MOUNTPOINT [PREFIX]
                           one line per request the daemon serves
+  triefs crash MOUNTPOINT  a power cut: everything falls back to its last
+                          fsync (a mount with -o crash)
   triefs ls-prefix [-U] MOUNTPOINT [PREFIX]  leaf paths under PREFIX, answered
                           by the daemon from the trie (sorted unless -U)
   triefs image info|check FILE, triefs image ls FILE [PREFIX]
@@ -267,6 +271,26 @@ pub(crate) enum CheckpointCmd {
         /// The archive to write (created, or replaced).
         file: PathBuf,
     },
+}
+
+/// Simulate a power cut on a triefs mounted with `-o crash`: every file
+/// and directory falls back to its state at its last fsync, fdatasync or
+/// fsyncdir (or the mount); data and names not synced since are lost.
+/// A rename is durable in both directories or in neither, in the order
+/// renames happened; see docs/crash.md.
+///
+/// Dirty cached pages are written to the daemon first (and then lost like
+/// every unsynced write). Only the mount's owner and root may crash it
+/// (others get EPERM). Prints one line: what was lost. With
+/// TRIEFS_VERBOSE=1 also the time the daemon took, on stderr.
+///
+/// Exit codes: 0 done; 2 refused or failed, with one line on stderr (not
+/// a triefs mount, not mounted with -o crash, no permission).
+#[derive(Parser, Debug)]
+#[command(name = "triefs crash", bin_name = "triefs crash", verbatim_doc_comment)]
+pub(crate) struct CrashCli {
+    /// The triefs mount point.
+    pub(crate) mountpoint: PathBuf,
 }
 
 /// Make a mounted triefs misbehave: requests on a path prefix fail with an

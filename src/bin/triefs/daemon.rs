@@ -432,7 +432,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
             .map_err(|e| format!("-o auto_unmount: cannot start its watcher: {e}"))?;
     }
 
-    let (ns, status) = build_namespace(&cli, &opts, image_path.as_deref())?;
+    let (mut ns, status) = build_namespace(&cli, &opts, image_path.as_deref())?;
     // Loaded: now the previous daemon's record can be reported, and ours
     // written (a full disk stops the mount here, not the save at unmount).
     let mut status = match (status, &image_path) {
@@ -489,6 +489,10 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
     config.n_threads = Some(threads + spare);
 
     let check_failed = Arc::new(AtomicBool::new(false));
+    if opts.crash {
+        // The mount is a sync point: what was loaded is durable.
+        ns.track_durability();
+    }
     let mut fs = TrieFs::new(ns);
     let shared = fs.namespace();
     let notifier = fs.notifier_slot();

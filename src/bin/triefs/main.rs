@@ -86,6 +86,13 @@ fn main() -> ExitCode {
                     Err(code) => code,
                 };
             }
+            if sub("crash") {
+                let hint = bare_hint("crash");
+                return match parse_args::<CrashCli>(argv[1..].to_vec(), Some(&hint)) {
+                    Ok(cli) => crash_command(cli),
+                    Err(code) => code,
+                };
+            }
             if sub("fault") {
                 let hint = bare_hint("fault");
                 return match parse_args::<FaultCli>(argv[1..].to_vec(), Some(&hint)) {

@@ -1,5 +1,5 @@
-//! `triefs checkpoint save|restore|list|delete|export`: the client of the
-//! daemon's checkpoint ioctl.
+//! `triefs checkpoint save|restore|list|delete|export` and `triefs crash`:
+//! the clients of the daemon's checkpoint ioctl.
 
 use std::io;
 use std::path::Path;
@@ -102,6 +102,40 @@ pub(crate) fn checkpoint_command(cli: CheckpointCli) -> ExitCode {
         Ok(()) => Exit::Ok.into(),
         Err(msg) => {
             eprintln!("triefs: checkpoint: {msg}");
+            Exit::Failed.into()
+        }
+    }
+}
+
+/// `triefs crash MOUNTPOINT`.
+pub(crate) fn crash_command(cli: CrashCli) -> ExitCode {
+    let m = cli.mountpoint.display();
+    match triefs::checkpoint::crash(&cli.mountpoint) {
+        Ok(c) => {
+            println!(
+                "crashed {m}: {} inodes reverted, {} lost, {} names dropped, {} names back",
+                c.reverted, c.lost, c.names_dropped, c.names_back
+            );
+            if std::env::var_os("TRIEFS_VERBOSE").is_some_and(|v| v == "1") {
+                eprintln!(
+                    "triefs: crash in {:.3} ms ({} inodes and {} names invalidated)",
+                    c.restore.locked_ns as f64 / 1e6,
+                    c.restore.changed,
+                    c.restore.entries
+                );
+            }
+            Exit::Ok.into()
+        }
+        Err(e) => {
+            let msg = match e.raw_os_error() {
+                Some(libc::EOPNOTSUPP) => format!("{m}: not mounted with -o crash"),
+                Some(libc::ENOTTY) | Some(libc::EINVAL) => {
+                    format!("{m}: not the mount point of a triefs (or one without triefs crash)")
+                }
+                Some(libc::EPERM) => format!("{m}: only the mount's owner and root may crash it"),
+                _ => format!("{m}: {e}"),
+            };
+            eprintln!("triefs: crash: {msg}");
             Exit::Failed.into()
         }
     }
