@@ -42,7 +42,9 @@ use crate::request::Op;
 use crate::trace;
 use crate::trie::NAME_MAX;
 use gate::{At, Ctx, Gate};
-use reply::{ErrorReply, fail, fix_pre_epoch, fix_time, guarded, negative_attr, serve};
+use reply::{
+    ErrorReply, ListingReply, fail, fix_pre_epoch, fix_time, guarded, negative_attr, serve,
+};
 
 /// How long the kernel may cache entries (also negative ones) and
 /// attributes. triefs is the only writer and every change goes through the
@@ -593,6 +595,42 @@ impl TrieFs {
             || work(&ctx),
             |r, t| done(r, t, &ctx),
         );
+        self.gate.finish(w, result);
+    }
+
+    /// Serves a listing (`op`: readdir or readdirplus) through the gate:
+    /// `fill` copies entries into the reply's buffer under the read lock,
+    /// which is released before the reply is sent; it gets the TTL of the
+    /// entries' attributes.
+    fn list<R: ListingReply>(
+        &self,
+        req: &Request,
+        op: Op,
+        ino: u64,
+        mut reply: R,
+        fill: impl FnOnce(&Namespace, &mut R, Duration) -> Result<(), FsErrno>,
+    ) {
+        let w = self.gate.begin(&self.ns, req, op, At::Ino(ino));
+        if let Some(e) = self.gate.apply(&w) {
+            reply.error(reply::errno(e));
+            return self.gate.finish(w, Some(e));
+        }
+        let ttl = ttl(&w.as_ref().map_or(Ctx::NORMAL, |w| w.ctx));
+        let filled = guarded(op.name(), ino, || fill(&self.ns.read(), &mut reply, ttl));
+        let result = match filled {
+            Some(Ok(())) => {
+                reply.done();
+                None
+            }
+            Some(Err(e)) => {
+                reply.error(fail(op.name(), ino, None, e));
+                Some(e)
+            }
+            None => {
+                reply.error(Errno::EIO);
+                Some(FsErrno::new(libc::EIO))
+            }
+        };
         self.gate.finish(w, result);
     }
 
@@ -1236,34 +1274,12 @@ impl Filesystem for TrieFs {
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
-        let w = self.gate.begin(&self.ns, req, Op::Readdir, At::Ino(ino.0));
-        if let Some(e) = self.gate.apply(&w) {
-            reply.error(reply::errno(e));
-            return self.gate.finish(w, Some(e));
-        }
-        // Filling only copies into the reply's buffer; the lock is released
-        // before the reply is sent.
-        let filled = guarded("readdir", ino.0, || {
-            let ns = self.ns.read();
-            readdir::fill(&ns, ino.0, offset, &mut reply)
-        });
-        let result = match filled {
-            Some(Ok(())) => {
-                reply.ok();
-                None
-            }
-            Some(Err(e)) => {
-                reply.error(fail("readdir", ino.0, None, e));
-                Some(e)
-            }
-            None => {
-                reply.error(Errno::EIO);
-                Some(FsErrno::new(libc::EIO))
-            }
+        let fill = |ns: &Namespace, r: &mut ReplyDirectory, _: Duration| {
+            readdir::fill(ns, ino.0, offset, r)
         };
-        self.gate.finish(w, result);
+        self.list(req, Op::Readdir, ino.0, reply, fill);
     }
 
     fn readdirplus(
@@ -1272,35 +1288,12 @@ impl Filesystem for TrieFs {
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
-        let w = self
-            .gate
-            .begin(&self.ns, req, Op::Readdirplus, At::Ino(ino.0));
-        if let Some(e) = self.gate.apply(&w) {
-            reply.error(reply::errno(e));
-            return self.gate.finish(w, Some(e));
-        }
-        let ttl = ttl(&w.as_ref().map_or(Ctx::NORMAL, |w| w.ctx));
-        let filled = guarded("readdirplus", ino.0, || {
-            let ns = self.ns.read();
-            readdir::fill_plus(&ns, ino.0, offset, &mut reply, &ttl)
-        });
-        let result = match filled {
-            Some(Ok(())) => {
-                reply.ok();
-                None
-            }
-            Some(Err(e)) => {
-                reply.error(fail("readdirplus", ino.0, None, e));
-                Some(e)
-            }
-            None => {
-                reply.error(Errno::EIO);
-                Some(FsErrno::new(libc::EIO))
-            }
+        let fill = |ns: &Namespace, r: &mut ReplyDirectoryPlus, ttl: Duration| {
+            readdir::fill_plus(ns, ino.0, offset, r, &ttl)
         };
-        self.gate.finish(w, result);
+        self.list(req, Op::Readdirplus, ino.0, reply, fill);
     }
 
     fn releasedir(

@@ -65,6 +65,24 @@ error_reply!(
     ReplyXattr
 );
 
+/// A listing reply (fuser's two kinds), answered once filled.
+pub(crate) trait ListingReply: ErrorReply {
+    /// Sends the entries added so far.
+    fn done(self);
+}
+
+impl ListingReply for ReplyDirectory {
+    fn done(self) {
+        self.ok()
+    }
+}
+
+impl ListingReply for ReplyDirectoryPlus {
+    fn done(self) {
+        self.ok()
+    }
+}
+
 /// Serves one request, named once by `op` (with `ino` and `name` for the
 /// log): `work` does it, taking and releasing the namespace lock itself,
 /// so the lock is never held while the reply is written to the kernel;
