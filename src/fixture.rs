@@ -185,10 +185,35 @@ impl TempMount {
             Some(s) => s.umount_and_join(),
             None => Ok(()),
         };
+        // A busy mount (a descriptor or a working directory still in it,
+        // a child process that outlives the test) refuses a plain unmount;
+        // it must not be left behind, stale, when the process exits.
+        if result.is_err() {
+            detach(&self.mnt);
+        }
         let _ = std::fs::remove_dir(&self.mnt);
         let _ = std::fs::remove_dir(&self.dir);
         result
     }
+}
+
+/// Detaches the mount at `mnt` lazily: it disappears once no longer busy.
+fn detach(mnt: &Path) {
+    #[cfg(target_os = "linux")]
+    if crate::sys::euid() == 0 {
+        use std::os::unix::ffi::OsStrExt;
+        if let Ok(c) = std::ffi::CString::new(mnt.as_os_str().as_bytes())
+            && crate::sys::umount(&c, libc::MNT_DETACH).is_ok()
+        {
+            return;
+        }
+    }
+    let _ = std::process::Command::new("fusermount3")
+        .arg("-uz")
+        .arg(mnt)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 impl Drop for TempMount {

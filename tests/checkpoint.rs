@@ -435,6 +435,20 @@ fn temp_mount_fixture_for_rust_tests() {
     m.unmount().expect("unmount");
     assert!(!common::is_mounted(&root));
     assert!(!root.exists(), "the temporary directory is removed");
+
+    // A mount still busy when dropped (a process working in it) is
+    // detached, not left stale when the test process exits.
+    let busy = triefs::fixture::TempMount::new().expect("mount a TempMount");
+    let root = busy.path().to_path_buf();
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .current_dir(&root)
+        .spawn()
+        .unwrap();
+    drop(busy);
+    assert!(!common::is_mounted(&root), "detached although busy");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]
