@@ -17,6 +17,11 @@
 #   BENCH_SKIP="fsbench floor readdir parallel walk lsprefix memory tar checkpoint"   parts to skip
 #   TRIEFS_ARGS="..."            extra triefs options (e.g. "--threads 1")
 #   TRIEFS_BIN=path/to/triefs    measure another build (default: target/release/triefs)
+#   BENCH_PEER=DIR               a libfuse source or build directory (kept outside the
+#                                 repository) with example/memfs_ll built: the fsbench
+#                                 rounds also run it, plain and with default_permissions
+#                                 (the fair peer: triefs always has the kernel check
+#                                 permissions), and the table gets their columns
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
@@ -33,8 +38,17 @@ bin=${TRIEFS_BIN:-target/release/triefs}
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 work=$(make_workdir tbench)
-trap 'cleanup_workdir "$work" "$work/t" "$work/f" "$work/n"' EXIT
-mkdir -p "$work/t" "$work/f" "$work/n"
+trap 'cleanup_workdir "$work" "$work/t" "$work/f" "$work/n" "$work/p"' EXIT
+mkdir -p "$work/t" "$work/f" "$work/n" "$work/p"
+
+# The peer of BENCH_PEER: libfuse's memfs_ll, from a build or source dir.
+peer=
+if [ -n "${BENCH_PEER:-}" ]; then
+  for c in "$BENCH_PEER/example/memfs_ll" "$BENCH_PEER/build/example/memfs_ll"; do
+    [ -x "$c" ] && { peer=$c; break; }
+  done
+  [ -n "$peer" ] || { echo "no example/memfs_ll under $BENCH_PEER (BENCH_PEER)" >&2; exit 1; }
+fi
 read -ra extra_args <<< "${TRIEFS_ARGS:-}"
 
 # start_triefs MNT [ARGS...]: a foreground triefs on MNT, PID in $daemon_pid.
@@ -57,19 +71,48 @@ if ! skip fsbench; then
     start_triefs "$work/f"
     FSBENCH_PID=$daemon_pid bash "$FSBENCH" "$work/f" "$N" > "$work/triefs.$r" 2>/dev/null || true
     stop_triefs "$work/f"
+    if [ -n "$peer" ]; then
+      # Its fastest setting (no_timeout: entries and attributes cached
+      # for ever), without and with the kernel checking permissions.
+      for cfg in plain fair; do
+        echo "== round $r/$RUNS: memfs_ll ($cfg)" >&2
+        opts=no_timeout
+        [ "$cfg" = fair ] && opts=no_timeout,default_permissions
+        start_daemon "$work/p" "$peer" -f -o "$opts" "$work/p"
+        FSBENCH_PID=$daemon_pid bash "$FSBENCH" "$work/p" "$N" > "$work/peer_$cfg.$r" 2>/dev/null || true
+        stop_daemon "$work/p" || true
+      done
+    fi
   done
   echo
   echo "### fsbench, N=$N, median of $RUNS rounds (ratio = triefs / tmpfs; for *_time and tar_rmrf lower is better)"
   echo
-  echo "| workload | tmpfs | triefs | ratio | unit |"
-  echo "|---|---:|---:|---:|---|"
+  of() { # of NAME WORKLOAD: the median of NAME's rounds
+    cat "$work/$1".* 2>/dev/null | awk -v w="$2" '$1==w && $2!="FAIL" {print $2}' | median
+  }
+  ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0>0) printf "%.2f", b/a; else print "-" }'; }
+  if [ -n "$peer" ]; then
+    echo "memfs_ll: libfuse's example, -o no_timeout; fair: also -o default_permissions, as triefs."
+    echo
+    echo "| workload | tmpfs | memfs_ll | memfs_ll fair | triefs | triefs/tmpfs | triefs/fair | unit |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+  else
+    echo "| workload | tmpfs | triefs | ratio | unit |"
+    echo "|---|---:|---:|---:|---|"
+  fi
   awk '{print $1}' "$work/triefs.1" | while read -r w; do
     unit=$(awk -v w="$w" '$1==w {print $3; exit}' "$work/triefs.1")
-    t=$(cat "$work"/tmpfs.* | awk -v w="$w" '$1==w && $2!="FAIL" {print $2}' | median)
-    f=$(cat "$work"/triefs.* | awk -v w="$w" '$1==w && $2!="FAIL" {print $2}' | median)
-    ratio=$(awk -v a="$t" -v b="$f" 'BEGIN { if (a+0>0) printf "%.2f", b/a; else print "-" }')
+    t=$(of tmpfs "$w")
+    f=$(of triefs "$w")
+    ratio=$(ratio_of "$t" "$f")
     [[ "$w" == daemon_* ]] && { t=-; ratio=-; }
-    echo "| $w | $t | $f | $ratio | $unit |"
+    if [ -n "$peer" ]; then
+      p=$(of peer_plain "$w")
+      q=$(of peer_fair "$w")
+      echo "| $w | $t | $p | $q | $f | $ratio | $(ratio_of "$q" "$f") | $unit |"
+    else
+      echo "| $w | $t | $f | $ratio | $unit |"
+    fi
   done
 fi
 
