@@ -108,6 +108,10 @@ fn trace_lines_show_who_did_what_with_which_result() {
     let r = Reader::start(root, &[root.to_str().unwrap()], "t");
     fs::create_dir(root.join("t/d")).unwrap();
     fs::write(root.join("t/d/a"), b"hi").unwrap();
+    let a = common::cpath(&root.join("t/d/a"));
+    // SAFETY: NUL-terminated strings; the value is 1 readable byte.
+    let set = unsafe { libc::setxattr(a.as_ptr(), c"user.k".as_ptr(), c"v".as_ptr().cast(), 1, 0) };
+    assert_eq!(set, 0, "setxattr");
     fs::rename(root.join("t/d/a"), root.join("t/d/b")).unwrap();
     assert!(fs::metadata(root.join("t/d/missing")).is_err());
     fs::remove_file(root.join("t/d/b")).unwrap();
@@ -118,6 +122,7 @@ fn trace_lines_show_who_did_what_with_which_result() {
         "mkdir /t/d = OK",
         "create /t/d/a = OK",
         "write /t/d/a off=0 len=2 = OK",
+        "setxattr /t/d/a name=user.k = OK",
         "rename /t/d/a -> /t/d/b = OK",
         "lookup /t/d/missing = ENOENT",
         "unlink /t/d/b = OK",

@@ -31,6 +31,8 @@ pub(crate) enum At<'a> {
     Rename(u64, &'a OsStr, u64, &'a OsStr),
     /// A hard link: the inode, its new name.
     Link(u64, u64, &'a OsStr),
+    /// An extended attribute of an inode: the inode, the attribute's name.
+    Xattr(u64, &'a OsStr),
 }
 
 impl At<'_> {
@@ -39,7 +41,7 @@ impl At<'_> {
         match *self {
             At::Ino(i) => (i, None),
             At::Name(p, n) | At::Rename(p, n, ..) => (p, Some(n)),
-            At::Link(i, _, n) => (i, Some(n)),
+            At::Link(i, _, n) | At::Xattr(i, n) => (i, Some(n)),
         }
     }
 }
@@ -179,7 +181,7 @@ impl Gate {
         let (path, path2) = {
             let ns = ns.read();
             match at {
-                At::Ino(i) => (self.ino_path(&ns, i), None),
+                At::Ino(i) | At::Xattr(i, _) => (self.ino_path(&ns, i), None),
                 At::Name(p, n) => (name_path(&ns, p, n), None),
                 At::Rename(p, n, q, m) => (name_path(&ns, p, n), Some(name_path(&ns, q, m))),
                 At::Link(i, q, m) => (self.ino_path(&ns, i), Some(name_path(&ns, q, m))),
@@ -231,6 +233,10 @@ impl Gate {
                 path,
                 path2,
                 range: None,
+                xattr: match at {
+                    At::Xattr(_, n) => Some(n.as_bytes().to_vec()),
+                    _ => None,
+                },
                 errno: None,
                 fault: fault.map(|f| f.rule),
                 latency: Duration::ZERO,

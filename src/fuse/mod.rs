@@ -1376,7 +1376,7 @@ impl Filesystem for TrieFs {
         self.run(
             req,
             Op::Setxattr,
-            At::Ino(ino.0),
+            At::Xattr(ino.0, name),
             reply,
             |_| work(),
             |r, (), _| r.ok(),
@@ -1385,9 +1385,14 @@ impl Filesystem for TrieFs {
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let work = |_: &Ctx| self.ns.read().getxattr(ino.0, name, size);
-        self.run(req, Op::Getxattr, At::Ino(ino.0), reply, work, |r, x, _| {
-            xattr_done(r, x)
-        });
+        self.run(
+            req,
+            Op::Getxattr,
+            At::Xattr(ino.0, name),
+            reply,
+            work,
+            |r, x, _| xattr_done(r, x),
+        );
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
@@ -1407,7 +1412,7 @@ impl Filesystem for TrieFs {
         self.run(
             req,
             Op::Removexattr,
-            At::Ino(ino.0),
+            At::Xattr(ino.0, name),
             reply,
             work,
             |r, (), _| r.ok(),

@@ -3,10 +3,11 @@
 //! request while someone traces; [`Tracers`] keeps a bounded buffer per
 //! reader, filled by prefix, drained by the reader's polls.
 //!
-//! A line (text): `TIME PID COMM UID OP PATH [-> PATH2] [off=N len=N] =
-//! RESULT [fault N] LATENCYus`; with `--json` one object per line with the
-//! same fields (`time`, `pid`, `comm`, `uid`, `op`, `path`, `path2`,
-//! `offset`, `size`, `result`, `errno`, `fault`, `latency_us`). Paths are
+//! A line (text): `TIME PID COMM UID OP PATH [-> PATH2] [off=N len=N]
+//! [name=XATTR] = RESULT [fault N] LATENCYus`; with `--json` one object per
+//! line with the same fields (`time`, `pid`, `comm`, `uid`, `op`, `path`,
+//! `path2`, `offset`, `size`, `name`, `result`, `errno`, `fault`,
+//! `latency_us`). Paths are
 //! written with `\xNN` for bytes that are not printable ASCII (text) or
 //! as UTF-8 with U+FFFD for invalid bytes (JSON).
 
@@ -50,6 +51,8 @@ pub struct Event {
     pub path2: Option<Vec<u8>>,
     /// Offset and size of a read, write, fallocate or copy.
     pub range: Option<(u64, u64)>,
+    /// The extended attribute's name (setxattr, getxattr, removexattr).
+    pub xattr: Option<Vec<u8>>,
     /// `None` for success, else the error answered.
     pub errno: Option<Errno>,
     /// The fault rule that decided the answer.
@@ -95,6 +98,9 @@ impl Event {
         if let Some((off, len)) = self.range {
             let _ = write!(s, " off={off} len={len}");
         }
+        if let Some(x) = &self.xattr {
+            let _ = write!(s, " name={}", escape(x));
+        }
         let _ = write!(s, " = {}", self.result());
         if let Some(id) = self.fault {
             let _ = write!(s, " [fault {id}]");
@@ -125,6 +131,9 @@ impl Event {
         }
         if let Some((off, len)) = self.range {
             let _ = write!(s, ",\"offset\":{off},\"size\":{len}");
+        }
+        if let Some(x) = &self.xattr {
+            let _ = write!(s, ",\"name\":{}", json_str(x));
         }
         let _ = write!(
             s,

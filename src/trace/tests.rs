@@ -9,6 +9,7 @@ fn event(path: &[u8], errno: Option<i32>) -> Event {
         path: path.to_vec(),
         path2: None,
         range: Some((4096, 100)),
+        xattr: None,
         errno: errno.map(Errno::new),
         fault: errno.map(|_| 3),
         latency: Duration::from_micros(17),
@@ -35,6 +36,23 @@ fn text_and_json_lines() {
     assert!(
         ok.json(b"sh")
             .contains("\"path\":\"/q\\\"\\u000a\u{fffd}\",\"path2\":\"/r\"")
+    );
+}
+
+#[test]
+fn xattr_names_show() {
+    let mut x = event(b"/f", Some(libc::ENODATA));
+    x.op = Op::Getxattr;
+    x.range = None;
+    x.fault = None;
+    x.xattr = Some(b"security.capability".to_vec());
+    assert!(
+        x.text(b"a")
+            .contains(" getxattr /f name=security.capability = ENODATA 17us")
+    );
+    assert!(
+        x.json(b"a")
+            .contains(",\"name\":\"security.capability\",\"result\":\"ENODATA\"")
     );
 }
 

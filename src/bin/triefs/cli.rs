@@ -368,13 +368,14 @@ pub(crate) enum FaultCmd {
 /// `-o trace_uncached` for a complete trace (every request then reaches
 /// the daemon: slower). Only the mount's owner and root may trace. A
 /// reader that falls behind loses lines and is told how many (a `#` line).
+/// A running trace holds the mount's root open: stop it before `umount`.
 ///
 /// Exit codes: 0 interrupted (SIGINT, SIGTERM); 2 refused or failed.
 #[derive(Parser, Debug)]
 #[command(name = "triefs trace", bin_name = "triefs trace", verbatim_doc_comment)]
 pub(crate) struct TraceCli {
     /// JSON lines: time, pid, comm, uid, op, path, path2, offset, size,
-    /// result, errno, fault, latency_us.
+    /// name (of an extended attribute), result, errno, fault, latency_us.
     #[arg(long)]
     pub(crate) json: bool,
     /// The triefs mount point.
