@@ -564,6 +564,19 @@ impl TrieFs {
         self.run_with(req, op, at, None, reply, work, done)
     }
 
+    /// [`TrieFs::run`] for a request about inode `ino` answered with an
+    /// empty reply.
+    fn answer(
+        &self,
+        req: &Request,
+        op: Op,
+        ino: u64,
+        reply: ReplyEmpty,
+        work: impl FnOnce() -> Result<(), FsErrno>,
+    ) {
+        self.run(req, op, At::Ino(ino), reply, |_| work(), |r, (), _| r.ok())
+    }
+
     /// [`TrieFs::run`] for a request on a byte range (shown in traces).
     #[allow(clippy::too_many_arguments)]
     fn run_with<R: ErrorReply, T>(
@@ -1190,14 +1203,7 @@ impl Filesystem for TrieFs {
             reply.error(Errno::ENOSYS);
             return;
         }
-        self.run(
-            req,
-            Op::Flush,
-            At::Ino(ino.0),
-            reply,
-            |_| Ok(()),
-            |r, (), _| r.ok(),
-        );
+        self.answer(req, Op::Flush, ino.0, reply, || Ok(()));
     }
 
     fn release(
@@ -1210,14 +1216,7 @@ impl Filesystem for TrieFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.run(
-            req,
-            Op::Release,
-            At::Ino(ino.0),
-            reply,
-            |_| Ok(()),
-            |r, (), _| r.ok(),
-        );
+        self.answer(req, Op::Release, ino.0, reply, || Ok(()));
     }
 
     fn fsync(
@@ -1229,14 +1228,7 @@ impl Filesystem for TrieFs {
         reply: ReplyEmpty,
     ) {
         // fdatasync is an fsync here: the model has no metadata-only loss.
-        self.run(
-            req,
-            Op::Fsync,
-            At::Ino(ino.0),
-            reply,
-            |_| self.sync_point(ino.0),
-            |r, (), _| r.ok(),
-        );
+        self.answer(req, Op::Fsync, ino.0, reply, || self.sync_point(ino.0));
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -1304,14 +1296,7 @@ impl Filesystem for TrieFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.run(
-            req,
-            Op::Releasedir,
-            At::Ino(ino.0),
-            reply,
-            |_| Ok(()),
-            |r, (), _| r.ok(),
-        );
+        self.answer(req, Op::Releasedir, ino.0, reply, || Ok(()));
     }
 
     fn fsyncdir(
@@ -1322,14 +1307,7 @@ impl Filesystem for TrieFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.run(
-            req,
-            Op::Fsyncdir,
-            At::Ino(ino.0),
-            reply,
-            |_| self.sync_point(ino.0),
-            |r, (), _| r.ok(),
-        );
+        self.answer(req, Op::Fsyncdir, ino.0, reply, || self.sync_point(ino.0));
     }
 
     fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
