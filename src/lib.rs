@@ -41,7 +41,7 @@
 //! | [`reconfigure`] | the remount control ioctl: its wire format, the daemon's side and the client (a root-only request that changes `size=`/`nr_inodes=` of a live mount) |
 //! | [`tar`] | tar archives: the format's shared conventions (`mod.rs`), loading one into a namespace for `--from-tar` (`import.rs`), writing a namespace as one in resumable pages for checkpoint exports (`export.rs`) |
 //! | [`image`] | snapshot images: the format (`mod.rs`), writing (`write.rs`), strict reading (`read.rs`), atomic private saves and loading from a path (`file.rs`), the save status file (`status.rs`) |
-//! | [`mount`] | mounting (`mod.rs`): `-o` options (`options.rs`), the kernel's mount flags by name (`flags.rs`), the mount(8) helper convention (`helper.rs`), `mount -o remount` through the helper (`remount.rs`), the mount table (`mountinfo.rs`), mount(2) as root (`direct.rs`), the `auto_unmount` watcher (`watch.rs`) |
+//! | [`mount`] | mounting (`mod.rs`): `-o` options (`options.rs`), the kernel's mount flags by name (`flags.rs`), the mount(8) helper convention (`helper.rs`), `mount -o remount` through the helper (`remount.rs`), the mount table (`mountinfo.rs`), mount(2) as root (`direct.rs`), the readahead root gives a mount (`readahead.rs`), the `auto_unmount` watcher (`watch.rs`) |
 //! | `src/bin/triefs/` | the command: dispatch (`main.rs`), the command line (`cli.rs`), exit codes (`exit.rs`), logging (`logging.rs`), checks before mounting (`preflight.rs`), `--paths`, `--paths-files` and `--from-tar` (`paths.rs`), the daemon (`daemon.rs`), image saves while serving (`saving.rs`), the subcommands (`commands/`: `checkpoint`, `fault`, `trace`, `image`, `ls-prefix`) |
 //!
 //! Each folder's `tests.rs`, where there is one, holds its unit tests;

@@ -2264,3 +2264,17 @@ fn out_of_space_keeps_files_consistent() {
         );
     }
 }
+
+/// A mount made by root reads ahead 1 MiB (the kernel starts FUSE mounts
+/// at 128 KiB, and a daemon cannot raise it through FUSE): cold
+/// sequential reads come in 1 MiB READs.
+#[test]
+fn root_mounts_read_ahead_one_mib() {
+    use std::os::unix::fs::MetadataExt;
+    let m = common::TriefsMount::new(&[]);
+    let dev = std::fs::metadata(m.path()).unwrap().dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let file = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    let kb = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(kb.trim(), "1024", "{file}");
+}

@@ -48,6 +48,9 @@ pub struct Mount {
     pub mount_opts: Vec<String>,
     /// The superblock's options (`user_id=0`, `allow_other`).
     pub super_opts: Vec<String>,
+    /// The device number as `major:minor` (`0:39`): also the name of the
+    /// mount's backing device info in `/sys/class/bdi`.
+    pub device: String,
 }
 
 /// The topmost mount whose mount point is `path` (absolute, as listed).
@@ -63,7 +66,8 @@ pub fn mount_at(path: &Path) -> Option<Mount> {
     info.rsplit(|&b| b == b'\n').find_map(|line| {
         let (head, tail) = split_once(line, b" - ")?;
         let mut h = head.split(|&b| b == b' ');
-        let mp = h.nth(4)?;
+        let device = h.nth(2)?;
+        let mp = h.nth(1)?;
         let mount_opts = h.next()?;
         let mut t = tail.split(|&b| b == b' ');
         let fstype = t.next()?;
@@ -72,6 +76,7 @@ pub fn mount_at(path: &Path) -> Option<Mount> {
             fstype: String::from_utf8_lossy(fstype).into_owned(),
             mount_opts: words(mount_opts),
             super_opts: words(super_opts),
+            device: String::from_utf8_lossy(device).into_owned(),
         })
     })
 }
@@ -115,6 +120,12 @@ mod tests {
         assert!(is_mount_point(Path::new("/")));
         assert!(!is_mount_point(Path::new("/definitely/not/mounted")));
         let root = mount_at(Path::new("/")).expect("/ is mounted");
+        let (major, minor) = root.device.split_once(':').expect("major:minor");
+        assert!(
+            major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok(),
+            "{}",
+            root.device
+        );
         assert!(!root.fstype.is_empty());
         assert!(root.mount_opts.iter().any(|o| o == "rw" || o == "ro"));
         assert_eq!(mount_at(Path::new("/definitely/not/mounted")), None);

@@ -530,6 +530,16 @@ pub(crate) fn run(cli: Cli) -> Result<(), Fatal> {
         "mounted triefs on {} ({threads} threads)",
         mountpoint.display()
     );
+    // Cold sequential reads come in READs of the readahead's size; only
+    // root may raise it (a user's mount keeps the kernel's 128 KiB).
+    #[cfg(target_os = "linux")]
+    if sys::euid() == 0 {
+        use triefs::mount::readahead;
+        match readahead::raise(&mountpoint, readahead::READAHEAD_KIB) {
+            Ok((was, now)) => debug!("readahead {was} KiB -> {now} KiB"),
+            Err(e) => debug!("readahead of {} left as it is: {e}", mountpoint.display()),
+        }
+    }
     if let Some(fd) = ready {
         let _ = std::fs::File::from(fd).write_all(b"OK");
         detach_stdio();
