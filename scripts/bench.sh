@@ -42,13 +42,7 @@ trap 'cleanup_workdir "$work" "$work/t" "$work/f" "$work/n" "$work/p"' EXIT
 mkdir -p "$work/t" "$work/f" "$work/n" "$work/p"
 
 # The peer of BENCH_PEER: libfuse's memfs_ll, from a build or source dir.
-peer=
-if [ -n "${BENCH_PEER:-}" ]; then
-  for c in "$BENCH_PEER/example/memfs_ll" "$BENCH_PEER/build/example/memfs_ll"; do
-    [ -x "$c" ] && { peer=$c; break; }
-  done
-  [ -n "$peer" ] || { echo "no example/memfs_ll under $BENCH_PEER (BENCH_PEER)" >&2; exit 1; }
-fi
+find_peer
 read -ra extra_args <<< "${TRIEFS_ARGS:-}"
 
 # start_triefs MNT [ARGS...]: a foreground triefs on MNT, PID in $daemon_pid.

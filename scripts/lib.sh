@@ -61,6 +61,20 @@ unmount() {
   fi
 }
 
+# find_peer: the memfs_ll of BENCH_PEER (a libfuse build or source dir) in
+# $peer, or empty without BENCH_PEER; exits when BENCH_PEER has none.
+# shellcheck disable=SC2034  # peer is for the caller
+find_peer() {
+  peer=
+  [ -n "${BENCH_PEER:-}" ] || return 0
+  local c
+  for c in "$BENCH_PEER/example/memfs_ll" "$BENCH_PEER/build/example/memfs_ll"; do
+    [ -x "$c" ] && { peer=$c; return 0; }
+  done
+  echo "no example/memfs_ll under $BENCH_PEER (BENCH_PEER)" >&2
+  exit 1
+}
+
 # start_daemon DIR CMD [ARGS...]: runs CMD, a FUSE daemon serving DIR in
 # the foreground, in the background (PID in $daemon_pid) and waits until DIR
 # is mounted: up to MOUNT_WAIT seconds (default 20). Fails, with a message,

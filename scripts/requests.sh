@@ -24,13 +24,7 @@ trap 'cleanup_workdir "$work" "$work/m"' EXIT
 mkdir -p "$work/m"
 command -v tar >/dev/null || { echo "tar is needed" >&2; exit 1; }
 
-peer=
-if [ -n "${BENCH_PEER:-}" ]; then
-  for c in "$BENCH_PEER/example/memfs_ll" "$BENCH_PEER/build/example/memfs_ll"; do
-    [ -x "$c" ] && { peer=$c; break; }
-  done
-  [ -n "$peer" ] || { echo "no example/memfs_ll under $BENCH_PEER (BENCH_PEER)" >&2; exit 1; }
-fi
+find_peer
 
 # A small archive for the tar step: 2 directories, K files of 4 KiB.
 mkdir -p "$work/src/a" "$work/src/b"

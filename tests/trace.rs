@@ -8,7 +8,7 @@ mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +19,6 @@ use common::{TriefsMount, as_nobody, assert_one_line_exit, run_timed, shared_bin
 struct Reader {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
-    root: PathBuf,
 }
 
 impl Reader {
@@ -41,11 +40,7 @@ impl Reader {
                 sink.lock().unwrap().push(l);
             }
         });
-        let r = Reader {
-            child,
-            lines,
-            root: root.to_path_buf(),
-        };
+        let r = Reader { child, lines };
         let marker = root.join(marker_dir).join("marker");
         let start = Instant::now();
         loop {
@@ -87,7 +82,6 @@ impl Reader {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let st = self.child.wait().unwrap();
         assert!(st.success(), "trace exits 0 on SIGINT: {st}");
-        let _ = &self.root;
         std::thread::sleep(Duration::from_millis(50));
         self.lines.lock().unwrap().clone()
     }

@@ -81,7 +81,7 @@ impl Spec {
             ));
         }
         let mut spec = Spec {
-            prefix: normalize_prefix(&unescape(prefix)?)?,
+            prefix: parse_prefix(prefix)?,
             ops: OpSet::EMPTY,
             errno: None,
             probability: 1.0,
@@ -283,6 +283,12 @@ pub fn escape(b: &[u8]) -> String {
         }
     }
     s
+}
+
+/// A prefix as written (`\xNN` escapes allowed) to its normalized bytes:
+/// what a rule and a trace reader match on.
+pub fn parse_prefix(written: &str) -> Result<Vec<u8>, String> {
+    normalize_prefix(&unescape(written)?)
 }
 
 /// `a/b/`, `/a//b` and `/a/./b` to `/a/b`; `..` and NUL are refused (a

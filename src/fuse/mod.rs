@@ -723,34 +723,28 @@ impl TrieFs {
         }
         let r = control::decode(in_data)?;
         let id = || u32::try_from(r.arg).map_err(|_| FsErrno::new(libc::EINVAL));
-        let out = match r.op {
+        let out = (|| match r.op {
             OP_START => {
                 let prefix =
                     fault::normalize_prefix(r.payload).map_err(|_| FsErrno::new(libc::EINVAL))?;
                 let json = r.arg & FLAG_JSON != 0;
                 let id = self.gate.tracers().start(prefix, json)?;
                 info!("trace reader {id} started");
-                id.to_le_bytes().to_vec()
+                Ok(id.to_le_bytes().to_vec())
             }
             OP_TAKE => {
-                let taken = self.gate.tracers().take(id()?, TAKE_MAX);
-                // A reader found gone may have been the last.
-                self.gate.update();
-                let (dropped, lines) = taken?;
+                let (dropped, lines) = self.gate.tracers().take(id()?, TAKE_MAX)?;
                 let mut out = dropped.to_le_bytes().to_vec();
                 out.extend_from_slice(&control::with_size(lines.as_bytes()));
-                out
+                Ok(out)
             }
-            OP_STOP => {
-                let stopped = self.gate.tracers().stop(id()?);
-                self.gate.update();
-                stopped?;
-                Vec::new()
-            }
-            _ => return Err(FsErrno::new(libc::EINVAL)),
-        };
+            OP_STOP => self.gate.tracers().stop(id()?).map(|()| Vec::new()),
+            _ => Err(FsErrno::new(libc::EINVAL)),
+        })();
+        // Whatever happened (a reader started, stopped, or found gone: it
+        // may have been the last), the gate follows.
         self.gate.update();
-        Ok(out)
+        out
     }
 }
 

@@ -15,8 +15,8 @@ use crate::exit::Exit;
 pub(crate) fn trace_command(cli: TraceCli) -> ExitCode {
     let m = cli.mountpoint.display();
     let prefix = cli.prefix.as_deref().unwrap_or("/");
-    let prefix = match triefs::fault::Spec::parse(&[prefix, "--op", "all", "--errno", "EIO"]) {
-        Ok(s) => s.prefix,
+    let prefix = match triefs::fault::parse_prefix(prefix) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("triefs: trace: {e}");
             return Exit::Failed.into();
