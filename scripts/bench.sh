@@ -14,7 +14,9 @@
 #   BENCH_WALK_ENTRIES=100000    directories in the tree-walk measurement
 #   BENCH_TAR_ENTRIES=100000     entries of the fixture tree in the tar measurement
 #   BENCH_CHECKPOINT_ENTRIES="100000 1000000"   fixture sizes of the checkpoint section
-#   BENCH_SKIP="fsbench floor readdir parallel walk lsprefix memory tar checkpoint"   parts to skip
+#   BENCH_DAY_SRC=/usr/include   the tree of the developer's-day section (untar, grep -r,
+#                                 rm -rf), archived once into the work directory
+#   BENCH_SKIP="fsbench floor readdir parallel walk lsprefix memory tar checkpoint day"   parts to skip
 #   TRIEFS_ARGS="..."            extra triefs options (e.g. "--threads 1")
 #   TRIEFS_BIN=path/to/triefs    measure another build (default: target/release/triefs)
 #   BENCH_PEER=DIR               a libfuse source or build directory (kept outside the
@@ -385,6 +387,99 @@ if ! skip tar; then
     printf "| %d entries, %.0f MiB | %.2f | %.2f | %.2f | %.2f |\n", n, b / 2^20, a, f, a / f, i
   }'
   rm -f "$work/fixture.tar"
+fi
+
+# A developer's day: untar a real source tree, grep through it, remove it.
+# day_round NAME MNT: the three steps on MNT, one "untar grep rm" line of
+# seconds appended to $work/day.NAME.
+day_round() {
+  local out=$work/day.$1 m=$2 a b c d
+  a=$(date +%s.%N)
+  tar -C "$m" -xf "$work/day.tar" 2>/dev/null || true
+  b=$(date +%s.%N)
+  grep -r -c uint64_t "$m/$day_top" > /dev/null 2>&1 || true
+  c=$(date +%s.%N)
+  rm -rf "${m:?}/$day_top"
+  d=$(date +%s.%N)
+  awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" 'BEGIN { printf "%.3f %.3f %.3f\n", b - a, c - b, d - c }' >> "$out"
+}
+
+# day_requests STEP: kernel requests of one step on a triefs mount, per
+# entry of the archive, counted by `triefs trace` (one reader; the step
+# runs while it reads).
+day_requests() {
+  local m=$work/f
+  "$bin" trace "$m" > "$work/day.trace" &
+  local tracer=$!
+  sleep 0.5
+  case $1 in
+    untar) tar -C "$m" -xf "$work/day.tar" ;;
+    grep) grep -r -c uint64_t "$m/$day_top" > /dev/null || true ;;
+    rm) rm -rf "${m:?}/$day_top" ;;
+  esac
+  sleep 0.5
+  kill -INT "$tracer"; wait "$tracer" || true
+  awk -v n="$day_entries" -v step="$1" '
+    { c[$5]++; t++ }
+    END {
+      s = ""
+      PROCINFO["sorted_in"] = "@val_num_desc"
+      for (k in c) if (c[k] / n >= 0.01) s = s sprintf("%s%s %.2f", s == "" ? "" : ", ", k, c[k] / n)
+      printf "| %s | %.2f | %s |\n", step, t / n, s
+    }' "$work/day.trace"
+}
+
+if ! skip day; then
+  src=${BENCH_DAY_SRC:-/usr/include}
+  day_top=$(basename "$src")
+  tar -C "$(dirname "$src")" -cf "$work/day.tar" "$day_top"
+  day_entries=$(tar -tf "$work/day.tar" | wc -l)
+  day_mib=$(du -m "$work/day.tar" | cut -f1)
+  cat "$work/day.tar" > /dev/null # in the page cache for every round
+  for ((r = 0; r < RUNS; r++)); do
+    mount -t tmpfs -o mode=0755,nr_inodes=0,size=0 tmpfs "$work/t"
+    day_round tmpfs "$work/t"
+    umount "$work/t"
+    start_triefs "$work/f"
+    day_round triefs "$work/f"
+    stop_triefs "$work/f"
+    if [ -n "$peer" ]; then
+      start_daemon "$work/p" "$peer" -f -o no_timeout,default_permissions "$work/p"
+      day_round peer "$work/p"
+      stop_daemon "$work/p" || true
+    fi
+  done
+  echo
+  echo "### A developer's day: \`tar -x\`, \`grep -r\`, \`rm -rf\` of $src ($day_entries entries, $day_mib MiB), seconds, median of $RUNS rounds"
+  echo
+  col() { awk -v i="$2" '{print $i}' "$work/day.$1" | median; }
+  if [ -n "$peer" ]; then
+    echo "| step | tmpfs | memfs_ll fair | triefs | triefs/tmpfs | triefs/fair |"
+    echo "|---|---:|---:|---:|---:|---:|"
+  else
+    echo "| step | tmpfs | triefs | triefs/tmpfs |"
+    echo "|---|---:|---:|---:|"
+  fi
+  i=1
+  for step in untar grep rm; do
+    t=$(col tmpfs $i); f=$(col triefs $i)
+    if [ -n "$peer" ]; then
+      q=$(col peer $i)
+      awk -v s="$step" -v t="$t" -v q="$q" -v f="$f" 'BEGIN { printf "| %s | %.3f | %.3f | %.3f | %.1fx | %.2fx |\n", s, t, q, f, f / t, f / q }'
+    else
+      awk -v s="$step" -v t="$t" -v f="$f" 'BEGIN { printf "| %s | %.3f | %.3f | %.1fx |\n", s, t, f, f / t }'
+    fi
+    i=$((i + 1))
+  done
+  echo
+  echo "Kernel requests per archive entry on triefs, each step counted by \`triefs trace\` (kinds under 0.01 per entry left out):"
+  echo
+  echo "| step | requests/entry | by kind |"
+  echo "|---|---:|---|"
+  start_triefs "$work/f"
+  for step in untar grep rm; do day_requests "$step"; done
+  stop_triefs "$work/f"
+  rm -f "$work/day.tar" "$work/day.trace"
 fi
 
 if ! skip checkpoint; then
