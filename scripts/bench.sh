@@ -16,7 +16,7 @@
 #   BENCH_CHECKPOINT_ENTRIES="100000 1000000"   fixture sizes of the checkpoint section
 #   BENCH_DAY_SRC=/usr/include   the tree of the developer's-day section (untar, grep -r,
 #                                 rm -rf), archived once into the work directory
-#   BENCH_SKIP="fsbench floor readdir parallel walk lsprefix memory tar checkpoint day"   parts to skip
+#   BENCH_SKIP="fsbench floor readdir parallel walk lsprefix memory tar checkpoint day deep"   parts to skip
 #   TRIEFS_ARGS="..."            extra triefs options (e.g. "--threads 1")
 #   TRIEFS_BIN=path/to/triefs    measure another build (default: target/release/triefs)
 #   BENCH_PEER=DIR               a libfuse source or build directory (kept outside the
@@ -387,6 +387,78 @@ if ! skip tar; then
     printf "| %d entries, %.0f MiB | %.2f | %.2f | %.2f | %.2f |\n", n, b / 2^20, a, f, a / f, i
   }'
   rm -f "$work/fixture.tar"
+fi
+
+# deep_round NAME MNT PID: fsbench's 64-deep chains (N/64 of them, made as
+# coreutils mkdir -p does), then stats of the first chain's leaf: the first
+# walk's milliseconds, the rate over the first 0.1 s and over 1 s, and the
+# daemon's CPU milliseconds during that second (PID; 0 for tmpfs). Appends
+# one line to $work/deep.NAME.
+deep_round() {
+  python3 - "$2" "$N" "$3" >> "$work/deep.$1" <<'PY'
+import os, sys, time
+mnt, n, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+tick = os.sysconf("SC_CLK_TCK")
+def cpu_ms():
+    if not pid:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / tick
+deep = os.path.join(mnt, "deep"); os.mkdir(deep)
+flags = os.O_RDONLY | os.O_DIRECTORY
+for c in range(max(1, n // 64)):
+    cur = os.open(deep, flags)
+    for lvl in range(64):
+        nm = "c%05d" % c if lvl == 0 else "l%02d" % lvl
+        os.mkdir(nm, 0o755, dir_fd=cur)
+        nfd = os.open(nm, flags, dir_fd=cur)
+        os.close(cur); cur = nfd
+    os.close(cur)
+leaf = os.path.join(deep, "c00000", *["l%02d" % l for l in range(1, 64)])
+c0 = cpu_ms()
+t0 = time.perf_counter(); os.stat(leaf); first = time.perf_counter() - t0
+reps, early = 1, None
+while True:
+    for _ in range(16):
+        os.stat(leaf)
+    reps += 16
+    dt = time.perf_counter() - t0
+    if early is None and dt >= 0.1:
+        early = reps / dt
+    if dt >= 1.0:
+        break
+print(f"{first * 1000:.2f} {early:.0f} {reps / dt:.0f} {cpu_ms() - c0:.0f}")
+PY
+}
+
+if ! skip deep; then
+  for ((r = 0; r < RUNS; r++)); do
+    mount -t tmpfs -o mode=0755,nr_inodes=0,size=0 tmpfs "$work/t"
+    deep_round tmpfs "$work/t" 0
+    umount "$work/t"
+    start_triefs "$work/f"
+    deep_round triefs "$work/f" "$daemon_pid"
+    stop_triefs "$work/f"
+    if [ -n "$peer" ]; then
+      start_daemon "$work/p" "$peer" -f -o no_timeout,default_permissions "$work/p"
+      deep_round peer "$work/p" "$daemon_pid"
+      stop_daemon "$work/p" || true
+    fi
+  done
+  echo
+  echo "### Deep path walks: stat of a 64-deep leaf right after $((N / 64)) chains were made, median of $RUNS rounds"
+  echo
+  echo "| filesystem | first walk (ms) | stats/s, first 0.1 s | stats/s, 1 s | daemon CPU in that second (ms) |"
+  echo "|---|---:|---:|---:|---:|"
+  names="tmpfs triefs"
+  [ -n "$peer" ] && names="$names peer"
+  for fs in $names; do
+    label=$fs; [ "$fs" = peer ] && label="memfs_ll fair"
+    printf '| %s | %s | %s | %s | %s |\n' "$label" \
+      "$(awk '{print $1}' "$work/deep.$fs" | median)" "$(awk '{print $2}' "$work/deep.$fs" | median)" \
+      "$(awk '{print $3}' "$work/deep.$fs" | median)" "$(awk '{print $4}' "$work/deep.$fs" | median)"
+  done
 fi
 
 # A developer's day: untar a real source tree, grep through it, remove it.

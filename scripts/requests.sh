@@ -75,6 +75,23 @@ measure("create+write+close (4 KiB)", k, create)
 p = os.path.join(d, "f0")
 os.stat(p)
 measure("stat of a cached file", k, lambda: [os.stat(p) for _ in range(k)])
+# fsbench's deep chains: mkdir + open of each level (coreutils mkdir -p),
+# then stats of the 64-deep leaf: the first right after, then warm ones.
+deep = os.path.join(mnt, "deep")
+os.mkdir(deep)
+def chain():
+    cur = os.open(deep, os.O_RDONLY | os.O_DIRECTORY)
+    for lvl in range(64):
+        nm = "c" if lvl == 0 else "l%02d" % lvl
+        os.mkdir(nm, 0o755, dir_fd=cur)
+        nfd = os.open(nm, os.O_RDONLY | os.O_DIRECTORY, dir_fd=cur)
+        os.close(cur)
+        cur = nfd
+    os.close(cur)
+measure("mkdir -p of a 64-deep chain, per level", 64, chain)
+leaf = os.path.join(deep, "c", *["l%02d" % l for l in range(1, 64)])
+measure("stat of the 64-deep leaf, first after the chain", 1, lambda: os.stat(leaf))
+measure("stat of the 64-deep leaf, warm", k, lambda: [os.stat(leaf) for _ in range(k)])
 def read_all():
     for i in range(k):
         with open(os.path.join(d, f"f{i}"), "rb") as f:

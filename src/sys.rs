@@ -42,6 +42,34 @@ pub fn phys_ram() -> u64 {
     }
 }
 
+/// Whether thread `tid` is in chown(2), fchown(2), lchown(2) or
+/// fchownat(2) right now, as `/proc/TID/syscall` says (false when it
+/// cannot be read: another user's thread for an unprivileged daemon).
+/// Asked only of a thread blocked in one of our requests.
+#[cfg(target_os = "linux")]
+pub fn in_chown(tid: u32) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    const CHOWNS: [libc::c_long; 4] = [
+        libc::SYS_chown,
+        libc::SYS_lchown,
+        libc::SYS_fchown,
+        libc::SYS_fchownat,
+    ];
+    // Newer architectures have only the two (chown(3) is fchownat there).
+    #[cfg(not(target_arch = "x86_64"))]
+    const CHOWNS: [libc::c_long; 2] = [libc::SYS_fchown, libc::SYS_fchownat];
+    std::fs::read_to_string(format!("/proc/{tid}/syscall"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<libc::c_long>().ok())
+        .is_some_and(|nr| CHOWNS.contains(&nr))
+}
+
+/// Whether thread `tid` is in a chown system call (never known here).
+#[cfg(not(target_os = "linux"))]
+pub fn in_chown(_tid: u32) -> bool {
+    false
+}
+
 /// Gives free heap memory back to the system (glibc's `malloc_trim`).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn trim_heap() {

@@ -220,6 +220,9 @@ enum Op<'a> {
     Write(&'a str),
     /// `open(path, O_WRONLY | O_NONBLOCK)` and `fallocate(fd, mode, 0, 8192)`.
     Fallocate(&'a str, i32),
+    /// `open(path, O_RDWR)` and `copy_file_range` of its first 2 bytes to
+    /// offset 6 of itself (FUSE's COPY_FILE_RANGE, not a fallback write).
+    CopyRange(&'a str),
     Access(&'a str, i32),
     /// `faccessat(AT_FDCWD, path, mode, AT_EACCESS)`: effective ids.
     AccessEff(&'a str, i32),
@@ -261,6 +264,7 @@ impl<'a> Op<'a> {
             | Op::Create(a, _)
             | Op::Write(a)
             | Op::Fallocate(a, _)
+            | Op::CopyRange(a)
             | Op::Access(a, _)
             | Op::Exec(a)
             | Op::Stat(a)
@@ -310,6 +314,7 @@ impl fmt::Debug for Op<'_> {
             Op::Create(p, m) => write!(f, "open({p:?}, O_CREAT|O_EXCL|O_WRONLY, 0{m:o})"),
             Op::Write(p) => write!(f, "write({p:?})"),
             Op::Fallocate(p, m) => write!(f, "fallocate({p:?}, {m:#x}, 0, 8192)"),
+            Op::CopyRange(p) => write!(f, "copy_file_range({p:?} 0..2 -> 6)"),
             Op::Access(p, m) => write!(f, "access({p:?}, {})", amode(m)),
             Op::AccessEff(p, m) => write!(f, "faccessat({p:?}, {}, AT_EACCESS)", amode(m)),
             Op::Chdir(p) => write!(f, "chdir({p:?})"),
@@ -424,6 +429,23 @@ unsafe fn perform(r: &Resolved<'_>) -> Outcome {
                     return last_err();
                 }
                 let out = rc(libc::fallocate(fd, mode, 0, 8192));
+                libc::close(fd);
+                out
+            }
+            Op::CopyRange(_) => {
+                let fd = libc::open(a, libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK);
+                if fd < 0 {
+                    return last_err();
+                }
+                let (mut from, mut to) = (0i64, 6i64);
+                let n = libc::copy_file_range(fd, &mut from, fd, &mut to, 2, 0);
+                let out = if n == 2 {
+                    OK
+                } else if n < 0 {
+                    last_err()
+                } else {
+                    Outcome::Broken
+                };
                 libc::close(fd);
                 out
             }
@@ -1409,6 +1431,26 @@ fn setid_bits_cleared() {
             Some(OK),
             &[&f],
         );
+    }
+    // A file written before it became set-id: the kernel may have stopped
+    // asking about privileges to remove for it (S_NOSEC), the next write
+    // by a user without CAP_FSETID still clears the bits.
+    let f = fresh(&fx, 0o666, STAFF, false);
+    fx.check(BOB, Op::Write(&f), Some(OK), &[&f]);
+    fx.check(ROOT, Op::Chmod(&f, 0o6777), Some(OK), &[&f]);
+    fx.check(BOB, Op::Write(&f), Some(OK), &[&f]);
+    fx.check(ROOT, Op::Chmod(&f, 0o6777), Some(OK), &[&f]);
+    fx.check(ROOT, Op::Write(&f), Some(OK), &[&f]);
+    fx.check(NOBODY, Op::Truncate(&f, 1), Some(OK), &[&f]);
+    // So does copy_file_range, which FUSE serves as a request of its own.
+    for (user, mode) in [
+        (BOB, 0o6777),
+        (NOBODY, 0o4666),
+        (ALICE, 0o6766),
+        (ROOT, 0o6777),
+    ] {
+        let f = fresh(&fx, mode, STAFF, false);
+        fx.check(user, Op::CopyRange(&f), Some(OK), &[&f]);
     }
     // chown and chgrp clear set-id bits of files, even by root.
     for (user, mode, uid, gid, file_gid) in [

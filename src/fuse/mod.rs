@@ -101,6 +101,9 @@ pub struct TrieFs {
     serve_open: bool,
     /// Likewise for directories (FUSE_NO_OPENDIR_SUPPORT).
     no_opendir: bool,
+    /// The kernel leaves removing set-id bits and file capabilities to us
+    /// (FUSE_HANDLE_KILLPRIV_V2): a write says when, a chown always does.
+    killpriv_v2: bool,
     /// Fault injection for tests (see [`FAULT_PANIC_XATTR`]).
     faults: bool,
     /// When set, `destroy` runs the consistency check and records a failure.
@@ -265,6 +268,7 @@ impl TrieFs {
             no_open: false,
             serve_open: false,
             no_opendir: false,
+            killpriv_v2: false,
             faults: false,
             check: None,
             notifier: Arc::new(OnceLock::new()),
@@ -781,6 +785,12 @@ impl Filesystem for TrieFs {
         // mode in step (namespace::acl). SETXATTR_EXT, which would tell us
         // when to clear the setgid bit, is not asked for: fuser 0.18 parses
         // only the short setxattr header, so we work that out ourselves.
+        // HANDLE_KILLPRIV_V2: we remove set-id bits and file capabilities
+        // (a WRITE carries the kernel's verdict; truncation and chown we
+        // judge as tmpfs does, fuser 0.18 passing no SETATTR kill flag).
+        // In return the kernel marks the superblock SB_NOSEC: it asks for
+        // `security.capability` once per file instead of before every
+        // write, and a chown no longer costs a GETATTR first.
         let wanted = InitFlags::FUSE_BIG_WRITES
             | InitFlags::FUSE_POSIX_ACL
             | InitFlags::FUSE_DONT_MASK
@@ -789,7 +799,8 @@ impl Filesystem for TrieFs {
             | InitFlags::FUSE_NO_OPEN_SUPPORT
             | InitFlags::FUSE_NO_OPENDIR_SUPPORT
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_EXPORT_SUPPORT;
+            | InitFlags::FUSE_EXPORT_SUPPORT
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         // A mount for faults opens covered files for direct I/O; programs
         // that map them (databases do) still may, through the page cache
         // (such mapped access then passes no rule).
@@ -804,6 +815,7 @@ impl Filesystem for TrieFs {
         }
         debug!("FUSE session initialised; kernel capabilities {caps:?}");
         self.no_open = !self.serve_open && caps.contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
+        self.killpriv_v2 = caps.contains(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
         // A mount for faults or full traces answers OPENDIR, so a listing
         // a rule covers is not cached.
         self.no_opendir = !testing && caps.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
@@ -912,6 +924,17 @@ impl Filesystem for TrieFs {
             // was opened for writing before it became immutable only if
             // opens were checked.
             through_fd: fh.is_some() && !self.no_open,
+            killpriv_v2: self.killpriv_v2,
+            // Only a request with no change needs it (rare: a chown(-1,
+            // -1), or a write to a set-id file or one with capabilities).
+            in_chown: self.killpriv_v2
+                && mode.is_none()
+                && uid.is_none()
+                && gid.is_none()
+                && size.is_none()
+                && atime.is_none()
+                && mtime.is_none()
+                && crate::sys::in_chown(req.pid()),
         };
         let work = || {
             let in_group = |g| caller_in_group(req, g);
@@ -1163,11 +1186,16 @@ impl Filesystem for TrieFs {
                 // an append-only one only appended to.
                 ns.may_write(ino.0, append)?;
             }
-            if append {
+            let n = if append {
                 ns.append(ino.0, data)
             } else {
                 ns.write(ino.0, offset, data)
-            }
+            }?;
+            // The kernel's verdict that the writer lacks CAP_FSETID (sent
+            // with HANDLE_KILLPRIV_V2 only).
+            let mode_changed = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+                && ns.remove_privs(ino.0, false, |g| caller_in_group(req, g))?;
+            Ok((n, mode_changed))
         };
         let range = Some((offset, data.len() as u64));
         self.run_with(
@@ -1177,7 +1205,14 @@ impl Filesystem for TrieFs {
             range,
             reply,
             work,
-            |r, n, _| r.written(n),
+            |r, (n, mode_changed), _| {
+                // The kernel keeps the mode it had (a write invalidates
+                // only size and times), which exec(2) would still honour.
+                if mode_changed {
+                    self.attrs_changed(ino.0);
+                }
+                r.written(n)
+            },
         );
     }
 
@@ -1539,7 +1574,7 @@ impl Filesystem for TrieFs {
         let work = || {
             let mut ns = self.ns.write();
             ns.fallocate(ino.0, offset, length, mode)?;
-            ns.remove_privs(ino.0, req.uid(), |g| caller_in_group(req, g))
+            ns.remove_privs(ino.0, req.uid() == 0, |g| caller_in_group(req, g))
         };
         let range = Some((offset, length));
         let at = At::Ino(ino.0);
@@ -1594,7 +1629,13 @@ impl Filesystem for TrieFs {
                 // refuses that itself).
                 ns.may_write(ino_out.0, false)?;
             }
-            ns.copy_range(ino_in.0, offset_in, ino_out.0, offset_out, len)
+            let n = ns.copy_range(ino_in.0, offset_in, ino_out.0, offset_out, len)?;
+            // The kernel asks for the removal of set-id bits before the
+            // copy only with the classic protocol (with HANDLE_KILLPRIV_V2
+            // it flags writes alone): as for fallocate, do it here.
+            let mode_changed =
+                n > 0 && ns.remove_privs(ino_out.0, req.uid() == 0, |g| caller_in_group(req, g))?;
+            Ok((n, mode_changed))
         };
         let range = Some((offset_out, len));
         let at = At::Ino(ino_out.0);
@@ -1605,7 +1646,12 @@ impl Filesystem for TrieFs {
             range,
             reply,
             |_| work(),
-            |r, n, _| r.written(n),
+            |r, (n, mode_changed), _| {
+                if mode_changed {
+                    self.attrs_changed(ino_out.0);
+                }
+                r.written(n)
+            },
         );
     }
 

@@ -116,6 +116,15 @@ impl Namespace {
     ///   only) that is a mode change, which only the owner may make:
     ///   `EPERM` for others.
     ///
+    ///
+    /// With [`SetAttr::killpriv_v2`] the kernel no longer turns a
+    /// privilege removal into a mode: a write's arrives with the WRITE
+    /// (see [`Namespace::remove_privs`]), and a request with no change is a
+    /// chown(f, -1, -1) when [`SetAttr::in_chown`] says so, else the
+    /// kernel's leftover of a write's removal and changes nothing. A chown
+    /// of a non-directory by root then drops `S_ISUID`, and `S_ISGID` with
+    /// group-execute, as on tmpfs.
+    ///
     /// `in_group` is asked only when a set-id bit is at stake.
     pub fn setattr_as(
         &mut self,
@@ -124,19 +133,27 @@ impl Namespace {
         uid: u32,
         in_group: impl Fn(u32) -> bool,
     ) -> Result<FileAttr> {
-        if uid != 0 {
+        let unchanged = a.mode.is_none()
+            && a.uid.is_none()
+            && a.gid.is_none()
+            && a.size.is_none()
+            && a.atime.is_none()
+            && a.mtime.is_none();
+        if uid == 0 && a.killpriv_v2 {
             let i = self.inode(ino)?;
             let cur = u32::from(i.perm);
-            let no_change = a.mode.is_none()
-                && a.uid.is_none()
-                && a.gid.is_none()
-                && a.size.is_none()
-                && a.atime.is_none()
-                && a.mtime.is_none();
-            let chown_only = no_change && a.ctime.is_some();
+            let chown = a.uid.is_some() || a.gid.is_some() || (unchanged && a.in_chown);
+            if chown && i.kind != Kind::Directory && cur & (mode::S_ISUID | mode::S_ISGID) != 0 {
+                a.mode = Some(cur & !setid_to_drop(cur, i.gid, |_| true));
+            }
+        } else if uid != 0 {
+            let i = self.inode(ino)?;
+            let cur = u32::from(i.perm);
+            let chown_only = unchanged && (a.ctime.is_some() || a.in_chown);
             let chown = a.uid.is_some() || a.gid.is_some() || chown_only;
             let is_reg = i.kind == Kind::RegularFile;
-            let removes = (is_reg && (a.size.is_some() || (no_change && a.ctime.is_none())))
+            let write_removal = unchanged && !chown_only && !a.killpriv_v2;
+            let removes = (is_reg && (a.size.is_some() || write_removal))
                 || (chown && i.kind != Kind::Directory);
             let base = a.mode.unwrap_or(cur);
             if removes && base & (mode::S_ISUID | mode::S_ISGID) != 0 {
@@ -340,10 +357,11 @@ impl Namespace {
     }
 
     /// What the kernel's `file_remove_privs` does on tmpfs when a file's
-    /// contents are changed by `fallocate`, which the kernel's FUSE layer
-    /// does not do for us: the file capabilities
-    /// (`security.capability`) go, whoever the caller; for a caller other
-    /// than root (`uid` 0 stands for CAP_FSETID), `S_ISUID` goes, and
+    /// contents are changed, for the changes where the kernel's FUSE layer
+    /// leaves it to us (`fallocate`; a write that the kernel flags with
+    /// `FUSE_WRITE_KILL_SUIDGID`): the file capabilities
+    /// (`security.capability`) go, whoever the caller; for a caller without
+    /// CAP_FSETID (`fsetid` false), `S_ISUID` goes, and
     /// `S_ISGID` goes with group-execute or when the caller is not in the
     /// file's group (`in_group`, asked only then). Regular files only.
     /// Returns whether the mode changed (the kernel's cached one is then
@@ -351,7 +369,7 @@ impl Namespace {
     pub fn remove_privs(
         &mut self,
         ino: u64,
-        uid: u32,
+        fsetid: bool,
         in_group: impl FnOnce(u32) -> bool,
     ) -> Result<bool> {
         let i = self.inode(ino)?;
@@ -359,7 +377,7 @@ impl Namespace {
             return Ok(false);
         }
         let (perm, gid) = (u32::from(i.perm), i.gid);
-        let kill = if uid != 0 && perm & (mode::S_ISUID | mode::S_ISGID) != 0 {
+        let kill = if !fsetid && perm & (mode::S_ISUID | mode::S_ISGID) != 0 {
             setid_to_drop(perm, gid, in_group)
         } else {
             0

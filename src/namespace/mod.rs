@@ -72,6 +72,13 @@ pub struct SetAttr {
     /// file opened for writing before it became immutable may still be
     /// truncated through it, as on tmpfs.
     pub through_fd: bool,
+    /// The kernel leaves removing set-id bits to the filesystem
+    /// (`FUSE_HANDLE_KILLPRIV_V2`; see [`Namespace::setattr_as`]).
+    pub killpriv_v2: bool,
+    /// The caller is in chown(2) (read from its current system call): with
+    /// [`SetAttr::killpriv_v2`], what tells a `chown(f, -1, -1)` from a
+    /// write's privilege removal, both a request with no change.
+    pub in_chown: bool,
 }
 
 /// What to create in [`Namespace::create_node`].

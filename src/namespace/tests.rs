@@ -3105,6 +3105,76 @@ fn setattr_as_applies_todays_setid_rules() {
     };
     ns.setattr_as(d, chgrp, 1000, inside).unwrap();
     assert_eq!(perm(&ns, d), 0o2755);
+    // HANDLE_KILLPRIV_V2: root's chown of a file drops S_ISUID, and
+    // S_ISGID with group-execute; a directory keeps both; without the flag
+    // (the kernel sent the mode itself) root's request changes nothing. A
+    // request with no change is a chown only when the caller is in one.
+    let v2 = |a: SetAttr| SetAttr {
+        killpriv_v2: true,
+        ..a
+    };
+    let in_chown = SetAttr {
+        killpriv_v2: true,
+        in_chown: true,
+        ..none
+    };
+    for (before, change, after) in [
+        (0o6755, v2(chgrp), 0o755),
+        (0o6745, v2(own), 0o2745),
+        (0o4644, in_chown, 0o644),
+        (0o4644, v2(none), 0o4644),
+        (0o6755, chgrp, 0o6755),
+        (0o6755, v2(chmod), 0o2755),
+        (0o6755, v2(trunc), 0o6755),
+    ] {
+        set(&mut ns, before);
+        ns.setattr_as(f, change, 0, outside).unwrap();
+        assert_eq!(perm(&ns, f), after, "{before:o} {change:?}");
+    }
+    ns.setattr(d, a).unwrap();
+    ns.setattr_as(d, v2(chgrp), 0, outside).unwrap();
+    assert_eq!(perm(&ns, d), 0o2755);
+    // By others: a write's leftover changes nothing (the WRITE removes),
+    // chown(-1, -1) is refused to a non-owner and drops the bits for the
+    // owner (the file belongs to 1000 since `own`).
+    set(&mut ns, 0o4666);
+    ns.setattr_as(f, v2(none), 1001, outside).unwrap();
+    assert_eq!(perm(&ns, f), 0o4666);
+    let e = ns.setattr_as(f, in_chown, 1001, outside);
+    assert_eq!(e.unwrap_err().code(), libc::EPERM);
+    ns.setattr_as(f, in_chown, 1000, outside).unwrap();
+    assert_eq!(perm(&ns, f), 0o666);
+}
+
+/// A write the kernel flags (FUSE_WRITE_KILL_SUIDGID) or a fallocate drops
+/// set-id bits unless the caller has CAP_FSETID, and file capabilities
+/// whoever the caller.
+#[test]
+fn remove_privs_follows_the_callers_capability() {
+    let perm = |ns: &Namespace, ino| ns.attr(ino).unwrap().perm;
+    let mut ns = ns();
+    let f = mkfile(&mut ns, ROOT_INO, "f");
+    let set = |ns: &mut Namespace, mode| {
+        let a = SetAttr {
+            mode: Some(mode),
+            ..SetAttr::default()
+        };
+        ns.setattr(f, a).unwrap();
+    };
+    set(&mut ns, 0o6755);
+    assert!(!ns.remove_privs(f, true, |_| false).unwrap());
+    assert_eq!(perm(&ns, f), 0o6755);
+    assert!(ns.remove_privs(f, false, |_| true).unwrap());
+    assert_eq!(perm(&ns, f), 0o755);
+    // S_ISGID without group-execute stays for a member of the group.
+    set(&mut ns, 0o2745);
+    assert!(!ns.remove_privs(f, false, |_| true).unwrap());
+    assert!(ns.remove_privs(f, false, |_| false).unwrap());
+    assert_eq!(perm(&ns, f), 0o745);
+    let fcaps = OsStr::new("security.capability");
+    ns.setxattr(f, fcaps, b"caps", 0).unwrap();
+    assert!(!ns.remove_privs(f, true, |_| false).unwrap());
+    assert!(ns.getxattr(f, fcaps, 0).is_err());
 }
 
 /// Remount rules, as tmpfs's `shmem_reconfigure`: no limit below what is
