@@ -1186,16 +1186,15 @@ impl Filesystem for TrieFs {
                 // an append-only one only appended to.
                 ns.may_write(ino.0, append)?;
             }
-            let n = if append {
-                ns.append(ino.0, data)
-            } else {
-                ns.write(ino.0, offset, data)
-            }?;
+            // An appender's offset is the size now, under the lock, so
+            // concurrent appenders never overwrite each other.
+            let offset = if append { ns.size(ino.0)? } else { offset };
+            let n = ns.write_begin(ino.0, offset, data.len() as u64)?;
             // The kernel's verdict that the writer lacks CAP_FSETID (sent
             // with HANDLE_KILLPRIV_V2 only).
             let mode_changed = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
                 && ns.remove_privs(ino.0, false, |g| caller_in_group(req, g))?;
-            Ok((n, mode_changed))
+            Ok((ns, offset, &data[..n as usize], mode_changed))
         };
         let range = Some((offset, data.len() as u64));
         self.run_with(
@@ -1205,13 +1204,21 @@ impl Filesystem for TrieFs {
             range,
             reply,
             work,
-            |r, (n, mode_changed), _| {
+            |r, (mut ns, offset, data, mode_changed), _| {
                 // The kernel keeps the mode it had (a write invalidates
                 // only size and times), which exec(2) would still honour.
                 if mode_changed {
                     self.attrs_changed(ino.0);
                 }
-                r.written(n)
+                // Answered before the bytes are copied: the writer goes on
+                // (filling its next request) while we copy, under the lock
+                // that every other request waits for. The write was checked
+                // and cannot fail now. Sequential write + fsync: see
+                // docs/performance.md.
+                r.written(data.len() as u32);
+                if let Err(e) = ns.write_commit(ino.0, offset, data) {
+                    error!("write(ino={}): {e} after the checks passed", ino.0);
+                }
             },
         );
     }

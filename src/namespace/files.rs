@@ -217,11 +217,22 @@ impl Namespace {
 
     /// Writes `data` at `offset` of regular file `ino`.
     pub fn write(&mut self, ino: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let n = self.write_begin(ino, offset, data.len() as u64)?;
+        self.write_commit(ino, offset, &data[..n as usize])?;
+        Ok(n)
+    }
+
+    /// The checks of a write of `len` bytes at `offset` of regular file
+    /// `ino`: how many of them fit (all, or up to the last page that
+    /// fits), or why none can be written. Changes nothing but the crash
+    /// record; [`Namespace::write_commit`] stores them, and nothing may
+    /// change the namespace in between (the caller holds the lock), so
+    /// that a FUSE write can be answered before its bytes are copied.
+    pub fn write_begin(&mut self, ino: u64, offset: u64, len: u64) -> Result<u32> {
         // With `-o crash` the page map is shared with the durable record
         // from here on: the space check must see that.
         self.note_change(ino);
         let f = self.file(ino)?;
-        let len = data.len() as u64;
         if offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
             return err(libc::EFBIG);
         }
@@ -237,13 +248,19 @@ impl Namespace {
         if fit == 0 && len > 0 {
             return err(libc::ENOSPC);
         }
-        let data = &data[..fit as usize];
+        // At most a FUSE write (1 MiB) or a test's buffer: fits in u32.
+        u32::try_from(fit).or_else(|_| err(libc::EFBIG))
+    }
+
+    /// Stores `data` at `offset` of regular file `ino`, as allowed by
+    /// [`Namespace::write_begin`] just before.
+    pub fn write_commit(&mut self, ino: u64, offset: u64, data: &[u8]) -> Result<()> {
         let now = SystemTime::now();
         let i = self.inode_mut(ino)?;
         let added = i.file_mut().map_or(0, |d| d.write(offset, data));
         i.touch_modified(now);
         self.pages_used += added;
-        Ok(data.len() as u32)
+        Ok(())
     }
 
     /// `copy_file_range`: copies up to `len` bytes from `src` to `dst` and
