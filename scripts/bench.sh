@@ -23,7 +23,8 @@
 #                                 repository) with example/memfs_ll built: the fsbench
 #                                 rounds also run it, plain and with default_permissions
 #                                 (the fair peer: triefs always has the kernel check
-#                                 permissions), and the table gets their columns
+#                                 permissions), and the table gets their columns; the
+#                                 deep and day sections run the fair peer too
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
