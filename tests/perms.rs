@@ -376,6 +376,38 @@ fn rc(ret: libc::c_int) -> Outcome {
     if ret < 0 { last_err() } else { OK }
 }
 
+/// The outcome of a call that should move `want` bytes and moved `n`.
+fn moved(n: isize, want: isize) -> Outcome {
+    if n == want {
+        OK
+    } else if n < 0 {
+        last_err()
+    } else {
+        Outcome::Broken
+    }
+}
+
+/// Opens `path` with `flags` (and `O_CLOEXEC | O_NONBLOCK`), runs `call`
+/// on the descriptor, closes it. Async-signal-safe, as [`perform`] needs.
+///
+/// # Safety
+/// `path` must point at a live NUL-terminated string.
+unsafe fn on_fd(
+    path: *const libc::c_char,
+    flags: libc::c_int,
+    call: impl FnOnce(libc::c_int) -> Outcome,
+) -> Outcome {
+    // SAFETY: `path` is a C string (the caller's promise).
+    let fd = unsafe { libc::open(path, flags | libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    if fd < 0 {
+        return last_err();
+    }
+    let out = call(fd);
+    // SAFETY: `fd` was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    out
+}
+
 /// Makes the system call. Runs in the forked child: no allocation, only
 /// async-signal-safe libc calls.
 ///
@@ -407,48 +439,16 @@ unsafe fn perform(r: &Resolved<'_>) -> Outcome {
                 libc::close(fd);
                 OK
             }
-            Op::Write(_) => {
-                let fd = libc::open(a, libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NONBLOCK);
-                if fd < 0 {
-                    return last_err();
-                }
-                let n = libc::pwrite(fd, b"X".as_ptr().cast(), 1, 0);
-                let out = if n == 1 {
-                    OK
-                } else if n < 0 {
-                    last_err()
-                } else {
-                    Outcome::Broken
-                };
-                libc::close(fd);
-                out
-            }
-            Op::Fallocate(_, mode) => {
-                let fd = libc::open(a, libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NONBLOCK);
-                if fd < 0 {
-                    return last_err();
-                }
-                let out = rc(libc::fallocate(fd, mode, 0, 8192));
-                libc::close(fd);
-                out
-            }
-            Op::CopyRange(_) => {
-                let fd = libc::open(a, libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK);
-                if fd < 0 {
-                    return last_err();
-                }
+            Op::Write(_) => on_fd(a, libc::O_WRONLY, |fd| {
+                moved(libc::pwrite(fd, b"X".as_ptr().cast(), 1, 0), 1)
+            }),
+            Op::Fallocate(_, mode) => on_fd(a, libc::O_WRONLY, |fd| {
+                rc(libc::fallocate(fd, mode, 0, 8192))
+            }),
+            Op::CopyRange(_) => on_fd(a, libc::O_RDWR, |fd| {
                 let (mut from, mut to) = (0i64, 6i64);
-                let n = libc::copy_file_range(fd, &mut from, fd, &mut to, 2, 0);
-                let out = if n == 2 {
-                    OK
-                } else if n < 0 {
-                    last_err()
-                } else {
-                    Outcome::Broken
-                };
-                libc::close(fd);
-                out
-            }
+                moved(libc::copy_file_range(fd, &mut from, fd, &mut to, 2, 0), 2)
+            }),
             Op::Access(_, mode) => rc(libc::access(a, mode)),
             Op::AccessEff(_, mode) => {
                 rc(libc::faccessat(libc::AT_FDCWD, a, mode, libc::AT_EACCESS))

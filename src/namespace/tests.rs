@@ -74,6 +74,15 @@ fn symlink(ns: &mut Namespace, parent: u64, name: &str, target: &[u8]) -> u64 {
     ns.create_node(parent, os(name), s).unwrap().attr.ino.0
 }
 
+/// Sets `ino`'s mode (as root: no set-id rules).
+fn chmod(ns: &mut Namespace, ino: u64, mode: u32) {
+    let a = SetAttr {
+        mode: Some(mode),
+        ..SetAttr::default()
+    };
+    ns.setattr(ino, a).unwrap();
+}
+
 fn nlink(ns: &Namespace, ino: u64) -> u32 {
     ns.attr(ino).unwrap().nlink
 }
@@ -3154,13 +3163,7 @@ fn remove_privs_follows_the_callers_capability() {
     let perm = |ns: &Namespace, ino| ns.attr(ino).unwrap().perm;
     let mut ns = ns();
     let f = mkfile(&mut ns, ROOT_INO, "f");
-    let set = |ns: &mut Namespace, mode| {
-        let a = SetAttr {
-            mode: Some(mode),
-            ..SetAttr::default()
-        };
-        ns.setattr(f, a).unwrap();
-    };
+    let set = |ns: &mut Namespace, mode| chmod(ns, f, mode);
     set(&mut ns, 0o6755);
     assert!(!ns.remove_privs(f, true, |_| false).unwrap());
     assert_eq!(perm(&ns, f), 0o6755);
