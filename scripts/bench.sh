@@ -463,18 +463,25 @@ if ! skip deep; then
 fi
 
 # A developer's day: untar a real source tree, grep through it, remove it.
+# day_step STEP MNT: one step (untar, grep or rm) on MNT.
+day_step() {
+  case $1 in
+    untar) tar -C "$2" -xf "$work/day.tar" 2>/dev/null || true ;;
+    grep) grep -r -c uint64_t "$2/$day_top" > /dev/null 2>&1 || true ;;
+    rm) rm -rf "${2:?}/$day_top" ;;
+  esac
+}
+
 # day_round NAME MNT: the three steps on MNT, one "untar grep rm" line of
 # seconds appended to $work/day.NAME.
 day_round() {
-  local out=$work/day.$1 m=$2 a b c d
-  a=$(date +%s.%N)
-  tar -C "$m" -xf "$work/day.tar" 2>/dev/null || true
-  b=$(date +%s.%N)
-  grep -r -c uint64_t "$m/$day_top" > /dev/null 2>&1 || true
-  c=$(date +%s.%N)
-  rm -rf "${m:?}/$day_top"
-  d=$(date +%s.%N)
-  awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" 'BEGIN { printf "%.3f %.3f %.3f\n", b - a, c - b, d - c }' >> "$out"
+  local times=() step t0
+  for step in untar grep rm; do
+    t0=$(date +%s.%N)
+    day_step "$step" "$2"
+    times+=("$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')")
+  done
+  echo "${times[*]}" >> "$work/day.$1"
 }
 
 # day_requests STEP: kernel requests of one step on a triefs mount, per
@@ -485,11 +492,7 @@ day_requests() {
   "$bin" trace "$m" > "$work/day.trace" &
   local tracer=$!
   sleep 0.5
-  case $1 in
-    untar) tar -C "$m" -xf "$work/day.tar" ;;
-    grep) grep -r -c uint64_t "$m/$day_top" > /dev/null || true ;;
-    rm) rm -rf "${m:?}/$day_top" ;;
-  esac
+  day_step "$1" "$m"
   sleep 0.5
   kill -INT "$tracer"; wait "$tracer" || true
   awk -v n="$day_entries" -v step="$1" '

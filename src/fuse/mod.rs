@@ -581,6 +581,23 @@ impl TrieFs {
         self.run(req, op, At::Ino(ino), reply, |_| work(), |r, (), _| r.ok())
     }
 
+    /// Serves unlink or rmdir (`remove`) of `name` in `parent`.
+    fn remove(
+        &self,
+        req: &Request,
+        op: Op,
+        parent: u64,
+        name: &OsStr,
+        reply: ReplyEmpty,
+        remove: fn(&mut Namespace, u64, &OsStr) -> Result<(), FsErrno>,
+    ) {
+        let work = |_: &Ctx| remove(&mut self.ns.write(), parent, name);
+        self.run(req, op, At::Name(parent, name), reply, work, |r, (), _| {
+            self.dir_changed(parent);
+            r.ok()
+        });
+    }
+
     /// [`TrieFs::run`] for a request on a byte range (shown in traces).
     #[allow(clippy::too_many_arguments)]
     fn run_with<R: ErrorReply, T>(
@@ -911,7 +928,7 @@ impl Filesystem for TrieFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let changes = SetAttr {
+        let mut changes = SetAttr {
             mode,
             uid,
             gid,
@@ -925,17 +942,13 @@ impl Filesystem for TrieFs {
             // opens were checked.
             through_fd: fh.is_some() && !self.no_open,
             killpriv_v2: self.killpriv_v2,
-            // Only a request with no change needs it (rare: a chown(-1,
-            // -1), or a write to a set-id file or one with capabilities).
-            in_chown: self.killpriv_v2
-                && mode.is_none()
-                && uid.is_none()
-                && gid.is_none()
-                && size.is_none()
-                && atime.is_none()
-                && mtime.is_none()
-                && crate::sys::in_chown(req.pid()),
+            in_chown: false,
         };
+        // Only a request with no change needs it (rare: a chown(-1, -1), or
+        // a write to a set-id file or one with capabilities); read before
+        // the lock is taken.
+        changes.in_chown =
+            self.killpriv_v2 && changes.changes_nothing() && crate::sys::in_chown(req.pid());
         let work = || {
             let in_group = |g| caller_in_group(req, g);
             self.ns
@@ -1007,33 +1020,11 @@ impl Filesystem for TrieFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let work = |_: &Ctx| self.ns.write().unlink(parent.0, name);
-        self.run(
-            req,
-            Op::Unlink,
-            At::Name(parent.0, name),
-            reply,
-            work,
-            |r, (), _| {
-                self.dir_changed(parent.0);
-                r.ok()
-            },
-        );
+        self.remove(req, Op::Unlink, parent.0, name, reply, Namespace::unlink);
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let work = |_: &Ctx| self.ns.write().rmdir(parent.0, name);
-        self.run(
-            req,
-            Op::Rmdir,
-            At::Name(parent.0, name),
-            reply,
-            work,
-            |r, (), _| {
-                self.dir_changed(parent.0);
-                r.ok()
-            },
-        );
+        self.remove(req, Op::Rmdir, parent.0, name, reply, Namespace::rmdir);
     }
 
     fn symlink(
@@ -1186,10 +1177,8 @@ impl Filesystem for TrieFs {
                 // an append-only one only appended to.
                 ns.may_write(ino.0, append)?;
             }
-            // An appender's offset is the size now, under the lock, so
-            // concurrent appenders never overwrite each other.
-            let offset = if append { ns.size(ino.0)? } else { offset };
-            let n = ns.write_begin(ino.0, offset, data.len() as u64)?;
+            let at = (!append).then_some(offset);
+            let (offset, n) = ns.write_begin(ino.0, at, data.len() as u64)?;
             // The kernel's verdict that the writer lacks CAP_FSETID (sent
             // with HANDLE_KILLPRIV_V2 only).
             let mode_changed = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)

@@ -45,12 +45,12 @@ fn zero_page() -> Page {
 /// is copied straight into its buffer (a sequential write's common case:
 /// no zeroing first).
 fn new_page(within: usize, data: &[u8]) -> Page {
-    if let Ok(whole) = <&[u8; PAGE]>::try_from(data) {
-        // One allocation and one copy (`Arc::new` of an array may build
-        // it on the stack first).
-        if let Ok(p) = Page::try_from(Arc::<[u8]>::from(&whole[..])) {
-            return p;
-        }
+    // One allocation and one copy (`Arc::new` of an array may build it on
+    // the stack first).
+    if data.len() == PAGE
+        && let Ok(p) = Page::try_from(Arc::<[u8]>::from(data))
+    {
+        return p;
     }
     let mut p = zero_page();
     Arc::make_mut(&mut p)[within..within + data.len()].copy_from_slice(data);

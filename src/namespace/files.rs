@@ -133,12 +133,7 @@ impl Namespace {
         uid: u32,
         in_group: impl Fn(u32) -> bool,
     ) -> Result<FileAttr> {
-        let unchanged = a.mode.is_none()
-            && a.uid.is_none()
-            && a.gid.is_none()
-            && a.size.is_none()
-            && a.atime.is_none()
-            && a.mtime.is_none();
+        let unchanged = a.changes_nothing();
         if uid == 0 && a.killpriv_v2 {
             let i = self.inode(ino)?;
             let cur = u32::from(i.perm);
@@ -211,28 +206,33 @@ impl Namespace {
     /// size at the moment of the write, under the namespace lock, so
     /// concurrent appenders never overwrite each other.
     pub fn append(&mut self, ino: u64, data: &[u8]) -> Result<u32> {
-        let end = self.size(ino)?;
-        self.write(ino, end, data)
+        self.write_at(ino, None, data)
     }
 
     /// Writes `data` at `offset` of regular file `ino`.
     pub fn write(&mut self, ino: u64, offset: u64, data: &[u8]) -> Result<u32> {
-        let n = self.write_begin(ino, offset, data.len() as u64)?;
+        self.write_at(ino, Some(offset), data)
+    }
+
+    fn write_at(&mut self, ino: u64, offset: Option<u64>, data: &[u8]) -> Result<u32> {
+        let (offset, n) = self.write_begin(ino, offset, data.len() as u64)?;
         self.write_commit(ino, offset, &data[..n as usize])?;
         Ok(n)
     }
 
     /// The checks of a write of `len` bytes at `offset` of regular file
-    /// `ino`: how many of them fit (all, or up to the last page that
-    /// fits), or why none can be written. Changes nothing but the crash
-    /// record; [`Namespace::write_commit`] stores them, and nothing may
-    /// change the namespace in between (the caller holds the lock), so
-    /// that a FUSE write can be answered before its bytes are copied.
-    pub fn write_begin(&mut self, ino: u64, offset: u64, len: u64) -> Result<u32> {
+    /// `ino` (`None`: at its end, for `O_APPEND`): the offset and how many
+    /// of the bytes fit (all, or up to the last page that fits), or why
+    /// none can be written. Changes nothing but the crash record;
+    /// [`Namespace::write_commit`] stores them, and nothing may change the
+    /// namespace in between (the caller holds the lock), so that a FUSE
+    /// write can be answered before its bytes are copied.
+    pub fn write_begin(&mut self, ino: u64, offset: Option<u64>, len: u64) -> Result<(u64, u32)> {
         // With `-o crash` the page map is shared with the durable record
         // from here on: the space check must see that.
         self.note_change(ino);
         let f = self.file(ino)?;
+        let offset = offset.unwrap_or_else(|| f.size());
         if offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
             return err(libc::EFBIG);
         }
@@ -249,7 +249,8 @@ impl Namespace {
             return err(libc::ENOSPC);
         }
         // At most a FUSE write (1 MiB) or a test's buffer: fits in u32.
-        u32::try_from(fit).or_else(|_| err(libc::EFBIG))
+        let n = u32::try_from(fit).or_else(|_| err(libc::EFBIG))?;
+        Ok((offset, n))
     }
 
     /// Stores `data` at `offset` of regular file `ino`, as allowed by

@@ -81,6 +81,20 @@ pub struct SetAttr {
     pub in_chown: bool,
 }
 
+impl SetAttr {
+    /// No attribute set (a change time aside): what the kernel sends for
+    /// `chown(f, -1, -1)`, and for the removal of privileges before a
+    /// write to a set-id file.
+    pub fn changes_nothing(&self) -> bool {
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.size.is_none()
+            && self.atime.is_none()
+            && self.mtime.is_none()
+    }
+}
+
 /// What to create in [`Namespace::create_node`].
 #[derive(Clone, Debug)]
 pub struct NewNode<'a> {
