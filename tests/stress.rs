@@ -1623,6 +1623,68 @@ fn memory_comes_back_after_deleting_many_small_files() {
     finish(d);
 }
 
+/// A growing file past 1 MiB takes its pages from blocks (one mapping of
+/// many pages, for reads without a copy); punching all but one page of
+/// each MiB must still give the punched pages' memory back, not keep
+/// whole blocks resident.
+#[test]
+fn memory_comes_back_after_punching_most_of_each_block() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    let _serial = serial();
+    let d = daemon(&[], &[("TRIEFS_CHECK", "1")]);
+    let mnt = d.mnt.clone();
+    let pid = d.pid();
+    let mib = MIB as usize;
+    let chunk: Vec<u8> = (0..mib).map(|i| (i % 253) as u8).collect();
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(mnt.join("f"))
+        .expect("create");
+    for _ in 0..256 {
+        f.write_all(&chunk).expect("write 1 MiB");
+    }
+    f.sync_all().expect("fsync");
+    let full = proc_kib(pid, "VmRSS");
+    for k in 0..256u64 {
+        // SAFETY: fallocate on an open descriptor, plain integers.
+        let r = unsafe {
+            libc::fallocate(
+                f.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                (k * MIB + 4096) as libc::off_t,
+                (MIB - 4096) as libc::off_t,
+            )
+        };
+        assert_eq!(r, 0, "punch block {k}: {}", io::Error::last_os_error());
+    }
+    let after = proc_kib(pid, "VmRSS");
+    eprintln!(
+        "256 MiB in 1 MiB writes: VmRSS {} MiB, {} MiB after punching all but a page per MiB",
+        full / 1024,
+        after / 1024
+    );
+    assert!(
+        after + 200 * 1024 < full,
+        "VmRSS {after} KiB after punching 255 of every 256 pages (was {full} KiB)"
+    );
+    // The kept pages are intact and the holes read as zeros, also after
+    // the kernel's page cache is gone.
+    drop_caches(3);
+    let mut buf = vec![0u8; 2 * 4096];
+    for k in [0u64, 1, 128, 255] {
+        f.read_exact_at(&mut buf, k * MIB).expect("read back");
+        assert_eq!(&buf[..4096], &chunk[..4096], "kept page of block {k}");
+        assert!(buf[4096..].iter().all(|&b| b == 0), "hole of block {k}");
+    }
+    drop(f);
+    finish(d);
+}
+
 // ---------------------------------------------------------------------------
 // 4. Faults
 // ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ use fuser::{
     TimeOrNow, WriteFlags,
 };
 use log::{debug, error, info};
-use parking_lot::RwLock;
+use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 
 mod gate;
 pub mod readdir;
@@ -215,6 +215,13 @@ fn forget_cached(notifier: &OnceLock<Notifier>, r: &crate::namespace::checkpoint
 
 /// Starts the housekeeping thread of [`TrieFs::after_checkpoint_change`]
 /// unless it runs (then it goes round once more).
+/// The bytes of a READ: in place (the namespace stays read-locked until
+/// the reply is sent), or copied out.
+enum ReadReply<'a> {
+    InPlace(MappedRwLockReadGuard<'a, [u8]>),
+    Copied(Vec<u8>),
+}
+
 fn housekeep(ns: Arc<RwLock<Namespace>>, hk: Arc<Housekeeping>) {
     hk.again.store(true, Ordering::SeqCst);
     if hk.running.swap(true, Ordering::SeqCst) {
@@ -1136,7 +1143,18 @@ impl Filesystem for TrieFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let work = |_: &Ctx| self.ns.read().read(ino.0, offset, size);
+        let work = |_: &Ctx| {
+            // Bytes that lie in one block of pages are answered from
+            // there, under the read lock (which only writers wait for):
+            // one copy fewer per byte of a cold read, see
+            // docs/performance.md. Others are copied out first.
+            match RwLockReadGuard::try_map(self.ns.read(), |ns| {
+                ns.read_in_place(ino.0, offset, size)
+            }) {
+                Ok(bytes) => Ok(ReadReply::InPlace(bytes)),
+                Err(ns) => ns.read(ino.0, offset, size).map(ReadReply::Copied),
+            }
+        };
         let range = Some((offset, u64::from(size)));
         self.run_with(
             req,
@@ -1145,7 +1163,10 @@ impl Filesystem for TrieFs {
             range,
             reply,
             work,
-            |r, d, _| r.data(&d),
+            |r, d, _| match d {
+                ReadReply::InPlace(bytes) => r.data(&bytes),
+                ReadReply::Copied(bytes) => r.data(&bytes),
+            },
         );
     }
 

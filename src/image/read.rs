@@ -286,9 +286,7 @@ fn tree_record(
             // The last page may be cut at the file's size: zeros follow.
             for chunk in bytes.chunks(PAGE) {
                 st.count_pages(1)?;
-                let mut page = [0u8; PAGE];
-                page[..chunk.len()].copy_from_slice(chunk);
-                let page: Page = std::sync::Arc::new(page);
+                let page = Page::filled(0, chunk);
                 tree.load_page(ino, at, page.clone())
                     .map_err(|e| ImageError::Corrupt(format!("inode {old}: {e}")))?;
                 st.pages.push(page);

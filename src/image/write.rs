@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Arc;
 
 use super::*;
 use crate::namespace::Namespace;
@@ -223,7 +222,7 @@ fn write_tree<W: Write>(
 /// one (also every page of a map a checkpoint shares) is written the
 /// first time and referred to after that.
 fn how_of(page: &Page, map_shared: bool, shared: &SharedPages) -> How {
-    if !map_shared && Arc::strong_count(page) == 1 {
+    if !map_shared && page.is_unique() {
         return How::Own;
     }
     match shared.ids.get(&(page.as_ptr() as usize)) {

@@ -176,7 +176,7 @@ impl Distinct {
         }
         let mut n = 0;
         for p in d.page_refs() {
-            if std::sync::Arc::strong_count(p) == 1 || self.pages.insert(p.as_ptr()) {
+            if p.is_unique() || self.pages.insert(p.as_ptr()) {
                 n += 1;
             }
         }

@@ -17,14 +17,11 @@
 //! namespace's lock, so the reference counts read here are stable.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-/// Size of one storage chunk, in bytes.
-pub const PAGE: usize = 4096;
+use super::page::{BLOCK_MAX_PAGES, EXTENT_MIN_PAGES, batch, contiguous};
+pub use super::page::{PAGE, Page};
+
 const PAGE64: u64 = PAGE as u64;
-
-/// One stored page, shared copy-on-write.
-pub type Page = Arc<[u8; PAGE]>;
 
 /// The contents of one regular file.
 #[derive(Default, Debug, Clone)]
@@ -37,45 +34,31 @@ pub struct FileData {
     listed: bool,
 }
 
-fn zero_page() -> Page {
-    Arc::new([0u8; PAGE])
-}
-
-/// A new page holding `data` at `within`, zeros around it. A whole page
-/// is copied straight into its buffer (a sequential write's common case:
-/// no zeroing first).
-fn new_page(within: usize, data: &[u8]) -> Page {
-    // One allocation and one copy (`Arc::new` of an array may build it on
-    // the stack first).
-    if data.len() == PAGE
-        && let Ok(p) = Page::try_from(Arc::<[u8]>::from(data))
-    {
-        return p;
+impl Drop for FileData {
+    fn drop(&mut self) {
+        // A file's pages die together: their memory goes back a run at a
+        // time.
+        if !self.pages.is_empty() {
+            let pages = std::mem::take(&mut self.pages);
+            batch(|| drop(pages));
+        }
     }
-    let mut p = zero_page();
-    Arc::make_mut(&mut p)[within..within + data.len()].copy_from_slice(data);
-    p
-}
-
-/// Whether dropping this reference frees the page's buffer.
-fn last_ref(p: &Page) -> bool {
-    Arc::strong_count(p) == 1
 }
 
 /// Drops a reference to a page; 1 if that freed its buffer. Exact even
 /// when one file holds the page at two offsets (a `copy_file_range` within
 /// the file): the second drop is the last.
 fn drop_page(p: Page) -> u64 {
-    u64::from(Arc::into_inner(p).is_some())
+    u64::from(p.is_unique())
 }
 
 /// The page, writable: copied first when someone else holds it too.
 /// Counts a copy in `added`.
 fn writable<'a>(p: &'a mut Page, added: &mut u64) -> &'a mut [u8; PAGE] {
-    if !last_ref(p) {
+    if !p.is_unique() {
         *added += 1;
     }
-    Arc::make_mut(p)
+    p.make_mut()
 }
 
 impl FileData {
@@ -170,6 +153,31 @@ impl FileData {
         out
     }
 
+    /// The bytes [`FileData::read`] returns, as a slice of the pages that
+    /// hold them, when they are consecutive pages of one block (stored by
+    /// one write of whole pages); `None` otherwise (holes included).
+    pub fn read_in_place(&self, offset: u64, len: u32) -> Option<&[u8]> {
+        if len == 0 || offset >= self.size {
+            return None;
+        }
+        let end = self.size.min(offset.saturating_add(u64::from(len)));
+        let first = offset / PAGE64;
+        let last = (end - 1) / PAGE64;
+        let mut next = first;
+        let mut gapless = true;
+        let pages = self.pages.range(first..=last).map(|(&i, p)| {
+            gapless &= i == next;
+            next += 1;
+            p
+        });
+        let run = contiguous(pages)?;
+        if !gapless || next != last + 1 {
+            return None;
+        }
+        let from = (offset - first * PAGE64) as usize;
+        Some(&run[from..from + (end - offset) as usize])
+    }
+
     /// Number of page buffers a write of `len` bytes at `offset` would
     /// add. `map_shared`: a checkpoint shares this whole page map, so every
     /// stored page would be copied on write.
@@ -183,7 +191,7 @@ impl FileData {
         let owned = self
             .pages
             .range(first..=last)
-            .filter(|(_, p)| !map_shared && last_ref(p))
+            .filter(|(_, p)| !map_shared && p.is_unique())
             .count() as u64;
         (last - first + 1) - owned
     }
@@ -210,7 +218,7 @@ impl FileData {
         let last = (offset + len - 1) / PAGE64;
         let mut missing = 0;
         for idx in first..=last {
-            if map_shared || !self.pages.get(&idx).is_some_and(last_ref) {
+            if map_shared || !self.pages.get(&idx).is_some_and(Page::is_unique) {
                 missing += 1;
                 if missing > free {
                     return (idx * PAGE64).saturating_sub(offset).min(len);
@@ -239,7 +247,8 @@ impl FileData {
                 Some(p) => writable(p, &mut added)[within..within + n].copy_from_slice(&rest[..n]),
                 None => {
                     added += 1;
-                    self.pages.insert(idx, new_page(within, &rest[..n]));
+                    let page = self.new_page(idx, within, &rest[..n]);
+                    self.pages.insert(idx, page);
                 }
             }
             pos += n as u64;
@@ -249,11 +258,41 @@ impl FileData {
         added
     }
 
+    /// A new page `idx` holding `data` at `within`. A file that grows in
+    /// order past [`EXTENT_MIN_PAGES`] stored pages takes it from a block
+    /// (see [`super::page`]): the next slot of the previous page's block,
+    /// or the first of a new block of as many pages as the file stores
+    /// (at most [`BLOCK_MAX_PAGES`]). Other pages, and any page when no block can
+    /// be mapped, live on the heap.
+    fn new_page(&self, idx: u64, within: usize, data: &[u8]) -> Page {
+        let Some(prev) = idx.checked_sub(1).and_then(|i| self.pages.get(&i)) else {
+            return Page::filled(within, data);
+        };
+        if let Some(p) = prev.next_in_block(within, data) {
+            return p;
+        }
+        // Only for a file that stores 1 MiB and grows at the end of its
+        // data; as large again as what it stores, so that a block's size
+        // follows the data written, not how far a sparse write jumped.
+        let stored = self.pages.len() as u64;
+        if stored >= EXTENT_MIN_PAGES
+            && self.pages.range(idx..).next().is_none()
+            && let Some(p) = Page::first_of_block(stored.min(BLOCK_MAX_PAGES), within, data)
+        {
+            return p;
+        }
+        Page::filled(within, data)
+    }
+
     /// Sets the size. Shrinking drops whole pages past the end and zeroes the
     /// tail of the last partial page, so a later grow reads zeros. Returns
     /// the number of page buffers freed minus those added (zeroing the
     /// tail of a shared page copies it).
     pub fn truncate(&mut self, size: u64) -> i64 {
+        batch(|| self.truncate_pages(size))
+    }
+
+    fn truncate_pages(&mut self, size: u64) -> i64 {
         // Like tmpfs (since Linux 4.2), truncating to the current size or
         // less also frees pages preallocated past the end.
         self.listed = false;
@@ -285,8 +324,9 @@ impl FileData {
 
     /// Drops the file's data; returns the page buffers that freed (those
     /// no other file or checkpoint holds).
-    pub fn release(self) -> u64 {
-        self.pages.into_values().map(drop_page).sum()
+    pub fn release(mut self) -> u64 {
+        let pages = std::mem::take(&mut self.pages);
+        batch(|| pages.into_values().map(drop_page).sum())
     }
 
     /// The stored pages themselves, for counting distinct buffers.
@@ -305,7 +345,7 @@ impl FileData {
         for idx in offset / PAGE64..=(offset + len - 1) / PAGE64 {
             self.pages.entry(idx).or_insert_with(|| {
                 added += 1;
-                zero_page()
+                Page::zeroed()
             });
         }
         if !keep_size {
@@ -321,6 +361,10 @@ impl FileData {
         if len == 0 {
             return 0;
         }
+        batch(|| self.punch_pages(offset, len))
+    }
+
+    fn punch_pages(&mut self, offset: u64, len: u64) -> i64 {
         self.listed = false;
         let end = offset.saturating_add(len);
         let (mut freed, mut added) = (0i64, 0u64);
@@ -358,6 +402,10 @@ impl FileData {
     /// middle of a `copy_file_range`, which costs no new buffers. Returns
     /// the page buffers freed (replaced pages nobody else held).
     pub fn put_pages(&mut self, first: u64, pages: Vec<Option<Page>>, end: u64) -> u64 {
+        batch(|| self.put_page_refs(first, pages, end))
+    }
+
+    fn put_page_refs(&mut self, first: u64, pages: Vec<Option<Page>>, end: u64) -> u64 {
         self.listed = false;
         let mut freed = 0;
         for (k, p) in pages.into_iter().enumerate() {
@@ -546,6 +594,143 @@ mod tests {
         g.write(0, b"a");
         assert!(!g.relist(7));
         assert!(!g.is_listed());
+    }
+
+    fn bytes(n: usize, seed: u8) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8 ^ seed).collect()
+    }
+
+    /// Writes `data` from offset 0 in pieces of `chunk` bytes.
+    fn written_in(chunk: usize, data: &[u8]) -> FileData {
+        let mut f = FileData::new();
+        for (k, c) in data.chunks(chunk).enumerate() {
+            f.write((k * chunk) as u64, c);
+        }
+        f
+    }
+
+    #[test]
+    fn a_growing_file_is_read_in_place_whatever_its_writes() {
+        const MIB: usize = 1 << 20;
+        let d = bytes(8 * MIB, 1);
+        // dd's 1 MiB, cp's 128 KiB, tar's 10 KiB (pages split between
+        // writes), and odd sizes.
+        for chunk in [MIB, 128 << 10, 10240, 3 * PAGE + 1, 7] {
+            let f = written_in(chunk, &d);
+            assert_eq!(f.pages(), (d.len() / PAGE) as u64, "chunk {chunk}");
+            assert_eq!(f.read(0, d.len() as u32), d, "chunk {chunk}");
+            // The first MiB lives on the heap; then blocks of 1, 2 and 4
+            // MiB: reads inside one are slices, at any offset.
+            let page = |p: usize| (p * PAGE) as u64;
+            for (off, len) in [
+                (page(256), MIB),
+                (page(300) + 5, 100_000),
+                (page(512), 2 * MIB),
+                (page(1024) + 777, MIB),
+                (page(1500), 548 * PAGE),
+            ] {
+                let got = f.read_in_place(off, len as u32);
+                let want = &d[off as usize..off as usize + len];
+                assert_eq!(got, Some(want), "chunk {chunk}: {off}+{len}");
+            }
+            // Across the heap and a block, or two blocks: copied.
+            for (off, len) in [(0, MIB), (page(255), 2 * PAGE), (page(511), 2 * PAGE)] {
+                assert_eq!(
+                    f.read_in_place(off, len as u32),
+                    None,
+                    "chunk {chunk}: {off}+{len}"
+                );
+                assert_eq!(
+                    f.read(off, len as u32),
+                    &d[off as usize..off as usize + len]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reads_in_place_are_clamped_and_refuse_holes() {
+        let mib = 1 << 20;
+        let d = bytes(2 * mib, 2);
+        let mut f = written_in(mib, &d);
+        let end = d.len() as u64;
+        assert_eq!(f.read_in_place(end - 10, 100), Some(&d[d.len() - 10..]));
+        assert_eq!(f.read_in_place(end, 10), None);
+        assert_eq!(f.read_in_place(end - 10, 0), None);
+        // A hole inside a block's range: copied (zeros), the rest in place.
+        let hole = end - 8 * PAGE64;
+        assert_eq!(f.punch_hole(hole, PAGE64), 1);
+        assert_eq!(f.read_in_place(hole - PAGE64, 3 * PAGE as u32), None);
+        let mut want = d[(hole - PAGE64) as usize..(hole + 2 * PAGE64) as usize].to_vec();
+        want[PAGE..2 * PAGE].fill(0);
+        assert_eq!(f.read(hole - PAGE64, 3 * PAGE as u32), want);
+        let after = hole + PAGE64;
+        assert_eq!(
+            f.read_in_place(after, PAGE as u32),
+            Some(&d[after as usize..][..PAGE])
+        );
+        // The punched slot is not handed out again: writing it back makes
+        // a page of its own, and the rest of the block stays in place.
+        f.write(hole, &[7u8; PAGE]);
+        assert_eq!(f.read_in_place(hole - PAGE64, 3 * PAGE as u32), None);
+        assert_eq!(f.read(hole, PAGE as u32), vec![7u8; PAGE]);
+    }
+
+    #[test]
+    fn sparse_and_small_files_stay_on_the_heap() {
+        // Small: never a block.
+        let f = written_in(4096, &bytes(255 * PAGE, 3));
+        assert_eq!(f.read_in_place(PAGE64, PAGE as u32), None);
+        // Far apart writes to a file that stores little: no block either.
+        let mut g = FileData::new();
+        for k in 0..300u64 {
+            g.write(k * 1000 * PAGE64, &[1u8; 2 * PAGE]);
+        }
+        assert_eq!(g.pages(), 600);
+        assert_eq!(g.read_in_place(299_000 * PAGE64, 2 * PAGE as u32), None);
+        // A write inside the data (not at its end) does not start a block.
+        let mut h = written_in(1 << 20, &bytes(2 << 20, 4));
+        h.truncate(0);
+        h.write(600 * PAGE64, &[1u8; PAGE]);
+        h.write(300 * PAGE64, &bytes(256 * PAGE, 5));
+        assert_eq!(h.read_in_place(400 * PAGE64, PAGE as u32), None);
+    }
+
+    #[test]
+    fn a_shared_block_is_copied_on_write_page_by_page() {
+        let d = bytes(2 << 20, 5);
+        let mut f = written_in(1 << 20, &d);
+        // A checkpoint's copy of the page map shares every page.
+        let saved = f.clone();
+        let base = 256 * PAGE64;
+        assert_eq!(f.pages_needed(base, 1, false), 1);
+        let mut added = f.write(base + 3 * PAGE64 + 7, b"new");
+        added += f.write(base + 4 * PAGE64, &[9u8; PAGE]);
+        assert_eq!(added, 2, "one copy per written page");
+        let whole = (256 * PAGE) as u32;
+        assert_eq!(saved.read_in_place(base, whole), Some(&d[base as usize..]));
+        assert_eq!(
+            f.read_in_place(base, 3 * PAGE as u32),
+            Some(&d[base as usize..][..3 * PAGE])
+        );
+        assert_eq!(f.read_in_place(base, 4 * PAGE as u32), None);
+        let mut want = d.clone();
+        let b = base as usize;
+        want[b + 3 * PAGE + 7..b + 3 * PAGE + 10].copy_from_slice(b"new");
+        want[b + 4 * PAGE..b + 5 * PAGE].fill(9);
+        assert_eq!(f.read(0, d.len() as u32), want);
+        // Appending after the checkpoint takes the block's next slot; the
+        // checkpoint, restored and appended to, cannot take it again.
+        f.write(d.len() as u64, &[3u8; PAGE]);
+        let mut back = saved.clone();
+        back.write(d.len() as u64, &[4u8; PAGE]);
+        assert_eq!(f.read(d.len() as u64, 1), vec![3]);
+        assert_eq!(back.read(d.len() as u64, 1), vec![4]);
+        // Dropping the checkpoint (and its restored copy) frees the two
+        // pages only it held.
+        drop(back);
+        assert_eq!(saved.release(), 2);
+        assert_eq!(f.truncate(0), 513);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use fuser::{FileAttr, TimeOrNow};
 
 use crate::error::{Errno, Result, err};
 use crate::namespace::data::{FileData, PAGE};
-use crate::namespace::inode::{Content, Kind, mode};
+use crate::namespace::inode::{Content, InodeRef, Kind, mode};
 use crate::namespace::{Namespace, SetAttr};
 
 fn resolve(t: TimeOrNow, now: SystemTime) -> SystemTime {
@@ -195,6 +195,18 @@ impl Namespace {
     /// Reads up to `len` bytes at `offset` of regular file `ino`.
     pub fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Vec<u8>> {
         Ok(self.file(ino)?.read(offset, len))
+    }
+
+    /// What [`Namespace::read`] returns, without a copy, when the bytes
+    /// lie in consecutive pages of one block (see [`super::page`]): a file
+    /// written a whole FUSE WRITE at a time, read back as it was written.
+    /// `None` when they do not, or on any error (`read` reports it).
+    pub fn read_in_place(&self, ino: u64, offset: u64, len: u32) -> Option<&[u8]> {
+        // A file that stores pages has an inode record of its own.
+        let InodeRef::Full(i) = self.inode(ino).ok()? else {
+            return None;
+        };
+        i.file()?.read_in_place(offset, len)
     }
 
     /// Current size of `ino`.

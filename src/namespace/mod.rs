@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod data;
 mod dirs;
 pub mod durable;
+pub mod page;
 pub use dirs::PathLoader;
 pub mod files;
 pub mod flags;
