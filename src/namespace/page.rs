@@ -443,6 +443,12 @@ mod tests {
     }
 
     #[test]
+    fn a_page_handle_is_two_words() {
+        // What docs/design.md states as the cost of blocks per page.
+        assert_eq!(std::mem::size_of::<Page>(), 16);
+    }
+
+    #[test]
     fn a_full_block_hands_out_nothing_more() {
         let data = bytes(2 * PAGE);
         let pages = extent(2, &data);
