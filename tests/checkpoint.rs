@@ -372,6 +372,73 @@ fn restores_under_writers(args: &[&str]) {
     assert!(st.success(), "consistency check at unmount failed: {st}");
 }
 
+/// A file past 1 MiB keeps its pages in blocks that READs are answered
+/// from in place: a checkpoint shares them, writes copy single pages out
+/// of them, and a restored tree that grows again must not take the slots
+/// the other tree used. Read back cold (the kernel's page cache dropped),
+/// so every byte comes from the daemon's pages.
+#[test]
+fn blocks_of_a_growing_file_under_checkpoints_read_back_cold() {
+    let m = TriefsMount::new(&[]);
+    let root = m.path();
+    let f = root.join("grow");
+    let mib = 1usize << 20;
+    let mut model: Vec<u8> = (0..6 * mib).map(|i| (i % 251) as u8).collect();
+    {
+        let mut w = fs::File::create(&f).unwrap();
+        for c in model.chunks(mib) {
+            w.write_all(c).unwrap();
+        }
+    }
+    let saved = model.clone();
+    let cold = |what: &str, want: &[u8]| {
+        common::drop_caches(1);
+        let got = fs::read(&f).unwrap();
+        assert!(
+            got.len() == want.len(),
+            "{what}: {} bytes, want {}",
+            got.len(),
+            want.len()
+        );
+        if let Some(at) = got.iter().zip(want).position(|(a, b)| a != b) {
+            panic!("{what}: first difference at byte {at}");
+        }
+    };
+    cold("written", &model);
+    save(root, "a");
+    // Inside a block, in the middle of a READ (whatever the readahead
+    // windows): a partial page and whole pages, copied out of it.
+    let w = fs::OpenOptions::new().write(true).open(&f).unwrap();
+    let patch = vec![0xabu8; 10 * 1024 + 5];
+    for at in [3 * mib + 300 * 1024 + 100, 4 * mib + 700 * 1024 + 4000] {
+        std::os::unix::fs::FileExt::write_all_at(&w, &patch, at as u64).unwrap();
+        model[at..at + patch.len()].copy_from_slice(&patch);
+    }
+    drop(w);
+    // Growing on: the last block's next slots, in 128 KiB writes.
+    let mut a = fs::OpenOptions::new().append(true).open(&f).unwrap();
+    for k in 0..8u8 {
+        let c = vec![k; 128 << 10];
+        a.write_all(&c).unwrap();
+        model.extend_from_slice(&c);
+    }
+    drop(a);
+    cold("changed after the save", &model);
+    restore(root, "a");
+    cold("restored", &saved);
+    // The restored tree grows from where it was saved: other bytes at
+    // the offsets the replaced tree appended.
+    let mut a = fs::OpenOptions::new().append(true).open(&f).unwrap();
+    let tail = vec![0x5au8; mib + 3];
+    a.write_all(&tail).unwrap();
+    drop(a);
+    let mut want = saved.clone();
+    want.extend_from_slice(&tail);
+    cold("grown after the restore", &want);
+    ok(ck(&["delete", "a"], root), "delete a");
+    cold("checkpoint deleted", &want);
+}
+
 #[test]
 fn copy_file_range_shares_pages() {
     let m = TriefsMount::new(&["-o", "size=64m"]);
