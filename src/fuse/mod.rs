@@ -213,8 +213,6 @@ fn forget_cached(notifier: &OnceLock<Notifier>, r: &crate::namespace::checkpoint
     });
 }
 
-/// Starts the housekeeping thread of [`TrieFs::after_checkpoint_change`]
-/// unless it runs (then it goes round once more).
 /// The bytes of a READ: in place (the namespace stays read-locked until
 /// the reply is sent), or copied out.
 enum ReadReply<'a> {
@@ -222,6 +220,8 @@ enum ReadReply<'a> {
     Copied(Vec<u8>),
 }
 
+/// Starts the housekeeping thread of [`TrieFs::after_checkpoint_change`]
+/// unless it runs (then it goes round once more).
 fn housekeep(ns: Arc<RwLock<Namespace>>, hk: Arc<Housekeeping>) {
     hk.again.store(true, Ordering::SeqCst);
     if hk.running.swap(true, Ordering::SeqCst) {

@@ -154,8 +154,9 @@ impl FileData {
     }
 
     /// The bytes [`FileData::read`] returns, as a slice of the pages that
-    /// hold them, when they are consecutive pages of one block (stored by
-    /// one write of whole pages); `None` otherwise (holes included).
+    /// hold them, when they are consecutive slots of one block (a file
+    /// that grew in order, see [`super::page`]); `None` otherwise (holes
+    /// and pages copied out of their block included).
     pub fn read_in_place(&self, offset: u64, len: u32) -> Option<&[u8]> {
         if len == 0 || offset >= self.size {
             return None;
@@ -261,9 +262,9 @@ impl FileData {
     /// A new page `idx` holding `data` at `within`. A file that grows in
     /// order past [`EXTENT_MIN_PAGES`] stored pages takes it from a block
     /// (see [`super::page`]): the next slot of the previous page's block,
-    /// or the first of a new block of as many pages as the file stores
-    /// (at most [`BLOCK_MAX_PAGES`]). Other pages, and any page when no block can
-    /// be mapped, live on the heap.
+    /// or the first of a new block of as many pages as the file stores (at
+    /// most [`BLOCK_MAX_PAGES`]). Other pages, and any page when no block
+    /// can be mapped, live on the heap.
     fn new_page(&self, idx: u64, within: usize, data: &[u8]) -> Page {
         let Some(prev) = idx.checked_sub(1).and_then(|i| self.pages.get(&i)) else {
             return Page::filled(within, data);
