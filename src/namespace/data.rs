@@ -237,6 +237,14 @@ impl FileData {
             return 0;
         }
         self.listed = false;
+        let first = offset / PAGE64;
+        if self.pages.range(first..).next().is_none()
+            && let Some(prev) = first.checked_sub(1).and_then(|i| self.pages.get(&i))
+        {
+            // Growing at the end: the pages it takes from a block, mapped
+            // in one call.
+            prev.prefault_next((offset + data.len() as u64 - 1) / PAGE64 - first + 1);
+        }
         let mut added = 0;
         let mut pos = offset;
         let mut rest = data;

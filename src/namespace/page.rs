@@ -283,6 +283,34 @@ impl Page {
         }
     }
 
+    /// Has the kernel map the next `n` slots after this page at once, when
+    /// this page is its block's last slot handed out (the pages a write
+    /// at the end of a growing file is about to take): one call instead
+    /// of a page fault per slot. The slots stay zero and unused until
+    /// handed out.
+    pub fn prefault_next(&self, n: u64) {
+        #[cfg(target_os = "linux")]
+        if let Repr::InBlock(b, i) = &self.0
+            && b.used.load(Ordering::Acquire) == i + 1
+        {
+            let n = n.min(u64::from(b.slots - (i + 1)));
+            if n > 0 {
+                // SAFETY: slots `i + 1..i + 1 + n` are in bounds and were
+                // never handed out: no reference into them exists, and
+                // populating maps zero pages, which they read as already.
+                unsafe {
+                    libc::madvise(
+                        b.page_ptr(i + 1).cast(),
+                        n as usize * PAGE,
+                        libc::MADV_POPULATE_WRITE,
+                    );
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = n;
+    }
+
     /// The first page of a new block of `slots` pages, holding `data` at
     /// `within`; `None` when no block can be mapped now.
     pub fn first_of_block(slots: u64, within: usize, data: &[u8]) -> Option<Page> {
