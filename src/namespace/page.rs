@@ -204,13 +204,16 @@ impl Drop for Block {
     }
 }
 
-/// A dead slot of a block: the block (which may die before its memory is
-/// given back) and the slot.
-type DeadPage = (Weak<Block>, u32);
+/// Dead slots of a block: the block (which may die before their memory is
+/// given back), the first slot and how many follow it.
+type DeadRun = (Weak<Block>, u32, u32);
 
 thread_local! {
-    /// Dead slots of live blocks, collected while a [`batch`] runs.
-    static DEAD: RefCell<Option<Vec<DeadPage>>> = const { RefCell::new(None) };
+    /// Dead slots of live blocks, collected while a [`batch`] runs: a run
+    /// per block and stretch of slots (pages die in order when a file is
+    /// freed, so this stays about as long as the blocks involved, not the
+    /// pages).
+    static DEAD: RefCell<Option<Vec<DeadRun>>> = const { RefCell::new(None) };
 }
 
 /// Runs `f`, giving back the memory of the block slots it frees at the
@@ -233,23 +236,20 @@ pub fn batch<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
-fn give_back_all(mut dead: Vec<DeadPage>) {
-    dead.sort_unstable_by_key(|(b, i)| (b.as_ptr() as usize, *i));
-    let mut k = 0;
-    while k < dead.len() {
-        let (weak, first) = (&dead[k].0, dead[k].1);
-        let mut n = 1;
-        while k + (n as usize) < dead.len()
-            && Weak::ptr_eq(&dead[k + n as usize].0, weak)
-            && dead[k + n as usize].1 == first + n
+fn give_back_all(mut dead: Vec<DeadRun>) {
+    dead.sort_unstable_by_key(|(b, first, _)| (b.as_ptr() as usize, *first));
+    let mut runs = dead.into_iter().peekable();
+    while let Some((weak, first, mut n)) = runs.next() {
+        // Runs that meet (pages freed out of order) make one call.
+        while let Some((_, _, m)) =
+            runs.next_if(|(w, next, _)| Weak::ptr_eq(w, &weak) && *next == first + n)
         {
-            n += 1;
+            n += m;
         }
         // A block that died meanwhile took its memory with it.
         if let Some(block) = weak.upgrade() {
             block.give_back(first, n);
         }
-        k += n as usize;
     }
 }
 
@@ -386,7 +386,12 @@ impl Drop for Page {
         }
         let deferred = DEAD.with(|d| match d.borrow_mut().as_mut() {
             Some(v) => {
-                v.push((Arc::downgrade(b), *i));
+                match v.last_mut() {
+                    Some((w, first, n)) if w.as_ptr() == Arc::as_ptr(b) && *first + *n == *i => {
+                        *n += 1
+                    }
+                    _ => v.push((Arc::downgrade(b), *i, 1)),
+                }
                 true
             }
             None => false,
@@ -517,6 +522,20 @@ mod tests {
         // A nested batch joins the outer one; the block dies whole.
         batch(|| batch(|| drop(keep)));
         assert!(DEAD.with(|d| d.borrow().is_none()));
+        // Slots dying in order make one run; out of order, runs that meet
+        // are joined when given back.
+        let pages = extent(8, &data);
+        let kept = pages[7].clone();
+        let mut it = pages.into_iter();
+        let (a, b) = (it.next().unwrap(), it.next().unwrap());
+        batch(|| {
+            drop(it);
+            assert_eq!(DEAD.with(|d| d.borrow().as_ref().map(Vec::len)), Some(1));
+            drop(b);
+            drop(a);
+            assert_eq!(DEAD.with(|d| d.borrow().as_ref().map(Vec::len)), Some(3));
+        });
+        assert_eq!(&kept[..], &data[7 * PAGE..]);
     }
 
     #[test]
