@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use super::page::{BLOCK_MAX_PAGES, EXTENT_MIN_PAGES, batch, contiguous};
+use super::page::{EXTENT_MIN_PAGES, batch, contiguous};
 pub use super::page::{PAGE, Page};
 
 const PAGE64: u64 = PAGE as u64;
@@ -267,12 +267,13 @@ impl FileData {
         added
     }
 
-    /// A new page `idx` holding `data` at `within`. A file that grows in
-    /// order past [`EXTENT_MIN_PAGES`] stored pages takes it from a block
-    /// (see [`super::page`]): the next slot of the previous page's block,
-    /// or the first of a new block of as many pages as the file stores (at
-    /// most [`BLOCK_MAX_PAGES`]). Other pages, and any page when no block
-    /// can be mapped, live on the heap.
+    /// A new page `idx` holding `data` at `within`. A file that grows
+    /// densely at its end takes it from a block (see [`super::page`]): the
+    /// next slot of the previous page's block, or, when all of the
+    /// [`EXTENT_MIN_PAGES`] pages before `idx` are stored and none after
+    /// it, the first slot of a new block of as many pages as the file
+    /// stores (the block clamps that). Other pages, and any page when no
+    /// block can be mapped, live on the heap.
     fn new_page(&self, idx: u64, within: usize, data: &[u8]) -> Page {
         let Some(prev) = idx.checked_sub(1).and_then(|i| self.pages.get(&i)) else {
             return Page::filled(within, data);
@@ -280,13 +281,14 @@ impl FileData {
         if let Some(p) = prev.next_in_block(within, data) {
             return p;
         }
-        // Only for a file that stores 1 MiB and grows at the end of its
-        // data; as large again as what it stores, so that a block's size
-        // follows the data written, not how far a sparse write jumped.
-        let stored = self.pages.len() as u64;
-        if stored >= EXTENT_MIN_PAGES
+        // A dense last MiB: a growing file, not sparse writes (which would
+        // each map a block for a page or two). At most 256 steps, and only
+        // where a block ends or the file has no block yet.
+        let dense = idx >= EXTENT_MIN_PAGES
+            && self.pages.range(idx - EXTENT_MIN_PAGES..idx).count() as u64 == EXTENT_MIN_PAGES;
+        if dense
             && self.pages.range(idx..).next().is_none()
-            && let Some(p) = Page::first_of_block(stored.min(BLOCK_MAX_PAGES), within, data)
+            && let Some(p) = Page::first_of_block(self.pages.len() as u64, within, data)
         {
             return p;
         }
@@ -690,19 +692,28 @@ mod tests {
         // Small: never a block.
         let f = written_in(4096, &bytes(255 * PAGE, 3));
         assert_eq!(f.read_in_place(PAGE64, PAGE as u32), None);
-        // Far apart writes to a file that stores little: no block either.
+        // Pairs of pages far apart, past 1 MiB stored in all: each pair
+        // would otherwise map a block for its second page.
         let mut g = FileData::new();
         for k in 0..300u64 {
             g.write(k * 1000 * PAGE64, &[1u8; 2 * PAGE]);
         }
         assert_eq!(g.pages(), 600);
-        assert_eq!(g.read_in_place(299_000 * PAGE64, 2 * PAGE as u32), None);
-        // A write inside the data (not at its end) does not start a block.
+        for k in [200u64, 299] {
+            let second = (k * 1000 + 1) * PAGE64;
+            g.write(second + PAGE64, &[2u8; PAGE]);
+            assert_eq!(g.read_in_place(second, 2 * PAGE as u32), None, "pair {k}");
+        }
+        // Growing densely after a hole, but not at the end of the data:
+        // no block either, even with more than 1 MiB stored before it.
         let mut h = written_in(1 << 20, &bytes(2 << 20, 4));
-        h.truncate(0);
-        h.write(600 * PAGE64, &[1u8; PAGE]);
-        h.write(300 * PAGE64, &bytes(256 * PAGE, 5));
-        assert_eq!(h.read_in_place(400 * PAGE64, PAGE as u32), None);
+        h.write(2000 * PAGE64, &[1u8; PAGE]);
+        h.write(1000 * PAGE64, &bytes(300 * PAGE, 5));
+        assert_eq!(h.read_in_place(1260 * PAGE64, 2 * PAGE as u32), None);
+        // The same dense run at the end takes a block from its 257th page.
+        let mut e = written_in(1 << 20, &bytes(2 << 20, 4));
+        e.write(1000 * PAGE64, &bytes(300 * PAGE, 5));
+        assert!(e.read_in_place(1260 * PAGE64, 2 * PAGE as u32).is_some());
     }
 
     #[test]

@@ -116,7 +116,6 @@ impl Namespace {
     ///   only) that is a mode change, which only the owner may make:
     ///   `EPERM` for others.
     ///
-    ///
     /// With [`SetAttr::killpriv_v2`] the kernel no longer turns a
     /// privilege removal into a mode: a write's arrives with the WRITE
     /// (see [`Namespace::remove_privs`]), and a request with no change is a
@@ -198,9 +197,10 @@ impl Namespace {
     }
 
     /// What [`Namespace::read`] returns, without a copy, when the bytes
-    /// lie in consecutive pages of one block (see [`super::page`]): a file
-    /// written a whole FUSE WRITE at a time, read back as it was written.
-    /// `None` when they do not, or on any error (`read` reports it).
+    /// lie in consecutive slots of one block (see [`super::page`]: a file
+    /// that grew densely at its end, read where it was not rewritten since
+    /// a checkpoint or copy shared it). `None` when they do not, or on any
+    /// error (`read` reports it).
     pub fn read_in_place(&self, ino: u64, offset: u64, len: u32) -> Option<&[u8]> {
         // A file that stores pages has an inode record of its own.
         let InodeRef::Full(i) = self.inode(ino).ok()? else {

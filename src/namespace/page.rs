@@ -3,8 +3,8 @@
 //!
 //! A [`Page`] is a counted handle, shared copy-on-write by files,
 //! checkpoints and crash records exactly as an `Arc` would be. What blocks
-//! add is contiguity: a file that grows past [`EXTENT_MIN_PAGES`] pages
-//! takes its next pages from a block, a mapping reserved for many pages
+//! add is contiguity: a file that grows densely at its end, its last
+//! [`EXTENT_MIN_PAGES`] pages all stored, takes its next pages from a block, a mapping reserved for many pages
 //! (as much again as the file holds, up to [`BLOCK_MAX_PAGES`]), slot
 //! after slot, whatever the size of the writes that fill it (`cp` writes
 //! 128 KiB at a time, `dd` 1 MiB, `tar` 10 KiB). A READ of pages that are
@@ -33,8 +33,9 @@ use std::sync::{Arc, Weak};
 /// Size of one page, in bytes.
 pub const PAGE: usize = 4096;
 
-/// A file takes its pages from blocks from this page on (1 MiB): smaller
-/// files stay on the heap, where a page costs no address space beyond it.
+/// A file takes new pages from blocks once this many pages before them
+/// (1 MiB) are all stored: smaller and sparse files stay on the heap,
+/// where a page costs no address space beyond it.
 pub const EXTENT_MIN_PAGES: u64 = 256;
 
 /// The largest block, in pages (64 MiB of address space).
