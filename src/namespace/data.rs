@@ -281,13 +281,15 @@ impl FileData {
         if let Some(p) = prev.next_in_block(within, data) {
             return p;
         }
-        // A dense last MiB: a growing file, not sparse writes (which would
-        // each map a block for a page or two). At most 256 steps, and only
-        // where a block ends or the file has no block yet.
-        let dense = idx >= EXTENT_MIN_PAGES
-            && self.pages.range(idx - EXTENT_MIN_PAGES..idx).count() as u64 == EXTENT_MIN_PAGES;
-        if dense
+        // At the end of the data, after a dense last MiB: a growing file,
+        // not sparse writes (which would each map a block for a page or
+        // two). The count (at most 256 steps) comes last, so that a file
+        // on the heap because no block may be mapped does not pay it for
+        // every page.
+        if idx >= EXTENT_MIN_PAGES
             && self.pages.range(idx..).next().is_none()
+            && Page::block_possible()
+            && self.pages.range(idx - EXTENT_MIN_PAGES..idx).count() as u64 == EXTENT_MIN_PAGES
             && let Some(p) = Page::first_of_block(self.pages.len() as u64, within, data)
         {
             return p;

@@ -312,6 +312,12 @@ impl Page {
         let _ = n;
     }
 
+    /// Whether a new block may be mapped now (fewer than the most blocks
+    /// exist); the mapping itself may still fail.
+    pub fn block_possible() -> bool {
+        BLOCKS.load(Ordering::Acquire) < MAX_BLOCKS
+    }
+
     /// The first page of a new block of `slots` pages, holding `data` at
     /// `within`; `None` when no block can be mapped now.
     pub fn first_of_block(slots: u64, within: usize, data: &[u8]) -> Option<Page> {
